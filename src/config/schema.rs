@@ -1,0 +1,516 @@
+//! The typed configuration: every key of SPEC §3 for both modes.
+//!
+//! These structs are the single definition of the YAML schema. The loader
+//! (`load.rs`) walks the raw YAML first to report every unknown key, wrong
+//! type and bad value at once with file and line, then deserializes into
+//! these types. Defaults live here, next to the key they belong to, so the
+//! man page and `etc/` examples can be checked against one place.
+//!
+//! Keys of the v1.1 format that this implementation does not act on (for
+//! example `overwatch.dnssec`, `regions[].countries`) are accepted so old
+//! files load unchanged; `Config::inert_keys` lists those present so the
+//! daemon can warn about them once at start.
+
+use super::duration::Dur;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Overwatch,
+    Agent,
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub mode: Option<Mode>,
+    pub includes: Vec<String>,
+    pub dns: DnsConfig,
+    pub overwatch: OverwatchConfig,
+    pub regions: Vec<Region>,
+    pub domains: Vec<Domain>,
+    pub api: ApiConfig,
+    pub metrics: MetricsConfig,
+    pub logging: LoggingConfig,
+    pub agent: Option<AgentConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `host:port`, or `:port` for every interface.
+    pub listen_address: String,
+    pub zones: Vec<String>,
+    pub default_ttl: u32,
+    pub return_last_healthy: bool,
+    /// Responder threads sharing the port with SO_REUSEPORT.
+    pub threads: usize,
+    /// TCP: idle timeout per connection and the connection cap.
+    pub tcp_idle_timeout: Dur,
+    pub tcp_max_connections: usize,
+    /// Largest UDP answer we send to clients without EDNS is 512; with EDNS
+    /// the client's size is capped at this value.
+    pub max_udp_size: u16,
+    /// SOA and NS for every zone apex.
+    pub soa: SoaConfig,
+    pub nameservers: Vec<String>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            listen_address: ":53".into(),
+            zones: Vec::new(),
+            default_ttl: 60,
+            return_last_healthy: false,
+            threads: 1,
+            tcp_idle_timeout: Dur::secs(10),
+            tcp_max_connections: 256,
+            max_udp_size: 1232,
+            soa: SoaConfig::default(),
+            nameservers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoaConfig {
+    /// Primary name server (MNAME); default `ns1.<zone>`.
+    pub mname: Option<String>,
+    /// Responsible mailbox (RNAME) in domain form; default `hostmaster.<zone>`.
+    pub rname: Option<String>,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    /// Negative-caching TTL (RFC 2308): the SOA's MINIMUM field.
+    pub minimum: u32,
+    pub ttl: u32,
+}
+
+impl Default for SoaConfig {
+    fn default() -> Self {
+        SoaConfig {
+            mname: None,
+            rname: None,
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            minimum: 30,
+            ttl: 3600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverwatchConfig {
+    pub identity: OverwatchIdentity,
+    pub agent_tokens: BTreeMap<String, String>,
+    pub gossip: OverwatchGossip,
+    pub validation: ValidationConfig,
+    pub stale: StaleConfig,
+    pub data_dir: String,
+    /// v1.1 keys accepted and not acted on.
+    pub dnssec: Option<serde_norway::Value>,
+    pub geolocation: Option<serde_norway::Value>,
+}
+
+impl Default for OverwatchConfig {
+    fn default() -> Self {
+        OverwatchConfig {
+            identity: OverwatchIdentity::default(),
+            agent_tokens: BTreeMap::new(),
+            gossip: OverwatchGossip::default(),
+            validation: ValidationConfig::default(),
+            stale: StaleConfig::default(),
+            data_dir: "/var/lib/opengslb".into(),
+            dnssec: None,
+            geolocation: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverwatchIdentity {
+    pub node_id: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverwatchGossip {
+    pub bind_address: String,
+    pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<String>,
+    /// Older keys still accepted for decryption during a rotation.
+    pub encryption_keys: Vec<String>,
+    /// v1.1 keys accepted and not acted on (memberlist tuning).
+    pub probe_interval: Option<Dur>,
+    pub probe_timeout: Option<Dur>,
+    pub gossip_interval: Option<Dur>,
+}
+
+impl Default for OverwatchGossip {
+    fn default() -> Self {
+        OverwatchGossip {
+            bind_address: "0.0.0.0:7946".into(),
+            encryption_key: None,
+            encryption_key_file: None,
+            encryption_keys: Vec::new(),
+            probe_interval: None,
+            probe_timeout: None,
+            gossip_interval: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    pub enabled: bool,
+    pub check_interval: Dur,
+    pub check_timeout: Dur,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            enabled: true,
+            check_interval: Dur::secs(30),
+            check_timeout: Dur::secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaleConfig {
+    /// When unset, an agent is stale after its heartbeat interval × missed
+    /// threshold (it tells us both at registration).
+    pub threshold: Option<Dur>,
+    pub remove_after: Dur,
+}
+
+impl Default for StaleConfig {
+    fn default() -> Self {
+        StaleConfig {
+            threshold: None,
+            remove_after: Dur::secs(300),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Region {
+    pub name: String,
+    pub servers: Vec<Server>,
+    pub health_check: HealthCheck,
+    /// v1.1 geolocation keys, accepted and not acted on yet.
+    pub countries: Vec<String>,
+    pub continents: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub address: String,
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// The domain this server answers for; empty means every domain that
+    /// lists the server's region.
+    #[serde(default)]
+    pub service: String,
+}
+
+fn default_weight() -> u32 {
+    100
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    #[default]
+    Http,
+    Https,
+    Tcp,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    pub kind: CheckType,
+    pub path: String,
+    pub host: String,
+    pub interval: Dur,
+    pub timeout: Dur,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    /// Status codes that count as healthy; empty means any 2xx.
+    pub expected_status: Vec<u16>,
+    /// HTTPS only: skip certificate verification (self-signed backends).
+    pub insecure_skip_verify: bool,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: CheckType::Http,
+            path: "/health".into(),
+            host: String::new(),
+            interval: Dur::secs(30),
+            timeout: Dur::secs(5),
+            failure_threshold: 3,
+            success_threshold: 2,
+            expected_status: Vec::new(),
+            insecure_skip_verify: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingAlgorithm {
+    #[default]
+    RoundRobin,
+    Weighted,
+    Failover,
+    Geolocation,
+    Latency,
+}
+
+impl RoutingAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingAlgorithm::RoundRobin => "round-robin",
+            RoutingAlgorithm::Weighted => "weighted",
+            RoutingAlgorithm::Failover => "failover",
+            RoutingAlgorithm::Geolocation => "geolocation",
+            RoutingAlgorithm::Latency => "latency",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Domain {
+    pub name: String,
+    pub routing_algorithm: RoutingAlgorithm,
+    pub regions: Vec<String>,
+    pub ttl: Option<u32>,
+    /// Records per answer; default all for round-robin, one otherwise.
+    pub max_records: Option<usize>,
+    /// Per-domain override of `dns.return_last_healthy`.
+    pub return_last_healthy: Option<bool>,
+    /// v1.1 key accepted and not acted on.
+    pub latency_config: Option<serde_norway::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    pub address: String,
+    pub allowed_networks: Vec<String>,
+    pub trust_proxy_headers: bool,
+    /// Bearer tokens for writes: name → token. Empty means writes need none.
+    pub tokens: BTreeMap<String, String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            address: "127.0.0.1:9090".into(),
+            allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            trust_proxy_headers: false,
+            tokens: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Optional extra listener; `/metrics` is always on the API address.
+    pub address: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- agent
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub identity: AgentIdentity,
+    pub backends: Vec<AgentBackend>,
+    pub gossip: AgentGossip,
+    pub heartbeat: HeartbeatConfig,
+    pub predictive: PredictiveConfig,
+    pub drain_file: Option<String>,
+    pub api: AgentApi,
+    /// v1.1 key accepted and not acted on.
+    pub latency_learning: Option<serde_norway::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentIdentity {
+    pub service_token: Option<String>,
+    pub service_token_file: Option<String>,
+    pub region: String,
+    pub agent_id: Option<String>,
+    pub cert_path: String,
+    pub key_path: String,
+}
+
+impl Default for AgentIdentity {
+    fn default() -> Self {
+        AgentIdentity {
+            service_token: None,
+            service_token_file: None,
+            region: String::new(),
+            agent_id: None,
+            cert_path: "/var/lib/opengslb/agent.crt".into(),
+            key_path: "/var/lib/opengslb/agent.key".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentBackend {
+    pub service: String,
+    pub address: String,
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentGossip {
+    pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<String>,
+    pub encryption_keys: Vec<String>,
+    pub overwatch_nodes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    pub interval: Dur,
+    pub missed_threshold: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval: Dur::secs(1),
+            missed_threshold: 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictiveConfig {
+    pub enabled: bool,
+    pub check_interval: Dur,
+    pub cpu: PredictiveSignal,
+    pub memory: PredictiveSignal,
+    pub error_rate: PredictiveSignal,
+}
+
+impl Default for PredictiveConfig {
+    fn default() -> Self {
+        PredictiveConfig {
+            enabled: false,
+            check_interval: Dur::secs(5),
+            cpu: PredictiveSignal::with_threshold(0.9),
+            memory: PredictiveSignal::with_threshold(0.9),
+            error_rate: PredictiveSignal::with_threshold(0.5),
+        }
+    }
+}
+
+/// One predictive signal. Thresholds are fractions (0.85 = 85 %); values
+/// above 1 are read as percentages so `threshold: 85` also works.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictiveSignal {
+    pub threshold: f64,
+    /// How long the signal must stay below the threshold before the drain
+    /// lifts (hysteresis against flapping).
+    pub bleed_duration: Dur,
+    /// Error rate only: the window of checks the rate is computed over.
+    pub window: Dur,
+}
+
+impl PredictiveSignal {
+    fn with_threshold(threshold: f64) -> Self {
+        PredictiveSignal {
+            threshold,
+            ..Default::default()
+        }
+    }
+}
+
+impl Default for PredictiveSignal {
+    fn default() -> Self {
+        PredictiveSignal {
+            threshold: 0.9,
+            bleed_duration: Dur::secs(30),
+            window: Dur::secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentApi {
+    pub enabled: bool,
+    pub address: String,
+}
+
+impl Default for AgentApi {
+    fn default() -> Self {
+        AgentApi {
+            enabled: true,
+            address: "127.0.0.1:9100".into(),
+        }
+    }
+}
