@@ -1,0 +1,146 @@
+//! The registry's plain data: backends, agents, overrides and lost agents.
+//!
+//! Times are milliseconds on the daemon clock (`crate::overwatch::clock`),
+//! which starts at the wall-clock time and then only moves forward, so a
+//! clock step cannot make every agent stale at once.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+
+/// A backend is one (service, address, port); the service is the lowercase
+/// DNS name it answers for. Static servers and agent reports with the same
+/// key are the same backend.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BackendKey {
+    pub service: String,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+impl BackendKey {
+    pub fn new(service: &str, address: IpAddr, port: u16) -> Self {
+        BackendKey { service: normalize_name(service), address, port }
+    }
+}
+
+impl std::fmt::Display for BackendKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.service, SocketAddr::new(self.address, self.port))
+    }
+}
+
+/// Lowercase, without the trailing dot: the form names are compared in.
+pub fn normalize_name(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// What an agent last reported about one of its backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentReport {
+    pub service: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    pub healthy: bool,
+    pub draining: bool,
+    pub drain_reason: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// The Overwatch's own verdict on a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub healthy: bool,
+    pub last_check_ms: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub key: BackendKey,
+    pub weight: u32,
+    pub region: String,
+    /// Position among the configured static servers (failover priority);
+    /// `None` for a backend only an agent reports.
+    pub static_order: Option<usize>,
+    pub agent_id: Option<String>,
+    pub claim: Option<AgentReport>,
+    pub validation: Option<Verdict>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentStatus {
+    Active,
+    Stale,
+    Left,
+    Rejected,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Stale => "stale",
+            AgentStatus::Left => "left",
+            AgentStatus::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Agent {
+    pub id: String,
+    pub region: String,
+    pub address: Option<SocketAddr>,
+    pub status: AgentStatus,
+    pub reject_reason: Option<String>,
+    pub last_error: Option<String>,
+    pub fingerprint: Option<String>,
+    pub cert_not_after: Option<u64>,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    /// No valid message for this long → stale.
+    pub stale_after_ms: u64,
+    pub backends: Vec<BackendKey>,
+}
+
+/// An operator override (SPEC §7), persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    pub key: BackendKey,
+    pub healthy: bool,
+    pub reason: String,
+    pub by: String,
+    /// Unix seconds.
+    pub at: u64,
+    pub expires_at: Option<u64>,
+}
+
+/// An agent dropped after `remove_after`, listed until it returns or is
+/// forgotten. Persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostAgent {
+    pub agent_id: String,
+    pub region: String,
+    pub ip: String,
+    pub service: String,
+    /// Unix seconds of the last valid message.
+    pub last_heartbeat: u64,
+}
+
+/// A certificate pin (trust on first use), persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub agent_id: String,
+    pub fingerprint: String,
+    pub pinned_at: u64,
+}
+
+/// A revoked agent id, persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub agent_id: String,
+    pub reason: String,
+    pub by: String,
+    pub at: u64,
+}
