@@ -7,3 +7,5 @@ pub mod model;
 pub mod precedence;
 pub mod registry;
 pub mod targets;
+#[cfg(test)]
+mod registry_tests;
