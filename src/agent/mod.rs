@@ -1,1 +1,6 @@
-//! The agent subsystem.
+//! Agent mode: checks the local backends, watches the drain file and the
+//! predictive signals, and pushes the result to every Overwatch.
+
+pub mod drain_file;
+pub mod predictive;
+pub mod state;
