@@ -359,6 +359,16 @@ impl Registry {
         self.agent_state(id, reports, true, now_ms);
     }
 
+    /// Backends an agent stopped reporting (a delta's removals).
+    pub fn agent_removed(&mut self, id: &str, removed: &[BackendKey]) {
+        for key in removed {
+            self.detach_backend(key, id);
+        }
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.backends.retain(|k| !removed.contains(k));
+        }
+    }
+
     /// A state report; `full` replaces the agent's backend list, a delta
     /// only updates the backends it names.
     pub fn agent_state(&mut self, id: &str, reports: Vec<AgentReport>, full: bool, now_ms: u64) {

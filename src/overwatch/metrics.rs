@@ -1,0 +1,112 @@
+//! The Overwatch's metrics (SPEC §9): counters kept here as atomics and
+//! moved by the registry thread and the reload path; gauges computed from
+//! the published view at scrape time, so they can never disagree with the
+//! API. DNS and gossip render their own counters.
+
+use crate::api::view::{AgentStatus, BackendStatus, OverwatchView};
+use crate::metrics::{Kind, TextWriter};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every reason an agent can be refused, so each series exists from start.
+pub const AUTH_REASONS: &[&str] = &[
+    "token_invalid",
+    "pin_mismatch",
+    "cert_expired",
+    "revoked",
+    "decrypt_failed",
+    "replay",
+    "unknown_service",
+];
+
+#[derive(Default)]
+pub struct OverwatchCounters {
+    pub heartbeats_received: AtomicU64,
+    pub validation_success: AtomicU64,
+    pub validation_failure: AtomicU64,
+    pub reload_success: AtomicU64,
+    pub reload_failure: AtomicU64,
+    auth_failures: Mutex<BTreeMap<String, u64>>,
+}
+
+impl OverwatchCounters {
+    pub fn auth_failure(&self, reason: &str) {
+        // Only known reasons become label values.
+        let reason = if AUTH_REASONS.contains(&reason) { reason } else { "other" };
+        let mut m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(reason.to_string()).or_default() += 1;
+    }
+
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn write(&self, view: &OverwatchView, w: &mut TextWriter) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        w.family("opengslb_build_info", "Build information; the value is always 1.", Kind::Gauge);
+        w.sample("opengslb_build_info", &[("version", crate::VERSION)], 1.0);
+        let registered = view
+            .agents
+            .iter()
+            .filter(|a| matches!(a.status, AgentStatus::Active | AgentStatus::Stale | AgentStatus::Left))
+            .count();
+        let stale = view.agents.iter().filter(|a| a.status == AgentStatus::Stale).count();
+        w.single(
+            "opengslb_overwatch_agents_registered",
+            "Known agents (active, stale or left) until removed or forgotten.",
+            Kind::Gauge,
+            registered as f64,
+        );
+        w.single("opengslb_overwatch_stale_agents", "Agents currently stale.", Kind::Gauge, stale as f64);
+        w.family(
+            "opengslb_overwatch_agent_cert_not_after_seconds",
+            "Expiry of each agent's certificate, Unix seconds.",
+            Kind::Gauge,
+        );
+        for a in &view.agents {
+            if let Some(t) = a.cert_not_after {
+                w.sample("opengslb_overwatch_agent_cert_not_after_seconds", &[("agent_id", &a.id)], t as f64);
+            }
+        }
+        w.family("opengslb_overwatch_backends", "Backends by effective status.", Kind::Gauge);
+        for s in BackendStatus::ALL {
+            let n = view.backends.iter().filter(|b| b.effective_status == s).count();
+            w.sample("opengslb_overwatch_backends", &[("status", s.as_str())], n as f64);
+        }
+        w.single(
+            "opengslb_overwatch_heartbeats_received_total",
+            "Authenticated heartbeats received from agents.",
+            Kind::Counter,
+            load(&self.heartbeats_received),
+        );
+        w.family(
+            "opengslb_overwatch_agent_auth_failures_total",
+            "Agent messages refused, by reason.",
+            Kind::Counter,
+        );
+        {
+            let m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+            for reason in AUTH_REASONS {
+                let n = m.get(*reason).copied().unwrap_or(0);
+                w.sample("opengslb_overwatch_agent_auth_failures_total", &[("reason", reason)], n as f64);
+            }
+        }
+        w.family(
+            "opengslb_overwatch_validation_checks_total",
+            "Health checks run by this Overwatch, by result.",
+            Kind::Counter,
+        );
+        w.sample("opengslb_overwatch_validation_checks_total", &[("result", "success")], load(&self.validation_success));
+        w.sample("opengslb_overwatch_validation_checks_total", &[("result", "failure")], load(&self.validation_failure));
+        w.single(
+            "opengslb_overwatch_overrides_active",
+            "Operator overrides in force.",
+            Kind::Gauge,
+            view.overrides.len() as f64,
+        );
+        w.family("opengslb_config_reloads_total", "Configuration reloads (SIGHUP), by result.", Kind::Counter);
+        w.sample("opengslb_config_reloads_total", &[("result", "success")], load(&self.reload_success));
+        w.sample("opengslb_config_reloads_total", &[("result", "failure")], load(&self.reload_failure));
+    }
+}

@@ -1,0 +1,546 @@
+//! The registry thread: the only writer of Overwatch state.
+//!
+//! It waits on its channels (check results, gossip events, API commands,
+//! control) with a timeout to the next thing that changes by itself, so
+//! nothing polls. Events are applied in batches; after a batch that
+//! changed something visible it recomputes every effective status and
+//! publishes fresh snapshots for DNS, the API and gossip, then persists
+//! what must survive a restart. Heartbeats alone do not rebuild DNS; they
+//! refresh the API view at most once a second.
+
+use super::clock::Clock;
+use super::metrics::OverwatchCounters;
+use super::model::*;
+use super::registry::{Registry, RegistryConfig};
+use super::targets::{self, CheckPlan, TargetIds};
+use super::{dns_spec, persisted, view};
+use crate::api::command::{ApiError, Command, CommandRequest};
+use crate::api::view::{AuditEntry, OverwatchView};
+use crate::config::Config;
+use crate::dns::{DnsStats, DnsTable};
+use crate::gossip::{self, OverwatchEvent, Policy};
+use crate::health::{self, CheckResult, HealthChecker};
+use crate::persist::Store;
+use crate::persist::audit::AuditLog;
+use crate::snapshot::SnapshotCell;
+use crossbeam_channel::{Receiver, Sender, select};
+use log::{error, info, warn};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Longest the thread sleeps, so liveness is reported to the watchdog.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// How many recent audit entries the API view carries.
+const AUDIT_TAIL: usize = 200;
+/// Events applied before publishing, under load.
+const BATCH: usize = 4096;
+
+pub enum Control {
+    Reload(Box<Config>),
+    Stop,
+}
+
+/// The cells the registry publishes and the readers hold.
+pub struct Published {
+    pub dns: Arc<SnapshotCell<DnsTable>>,
+    pub view: Arc<SnapshotCell<OverwatchView>>,
+    pub policy: Arc<SnapshotCell<Policy>>,
+    pub dns_stats: Arc<DnsStats>,
+    pub counters: Arc<OverwatchCounters>,
+    /// Milliseconds of the last loop iteration, for the watchdog.
+    pub heartbeat: Arc<AtomicU64>,
+}
+
+pub struct Inputs {
+    pub checks: Receiver<CheckResult>,
+    pub gossip: Receiver<OverwatchEvent>,
+    pub api: Receiver<CommandRequest>,
+    pub control: Receiver<Control>,
+}
+
+pub struct Runtime {
+    reg: Registry,
+    clock: Clock,
+    node_id: String,
+    store: Store,
+    audit: AuditLog,
+    audit_tail: Vec<AuditEntry>,
+    checker: HealthChecker,
+    target_ids: TargetIds,
+    plans: HashMap<u64, Vec<BackendKey>>,
+    plan_signature: Vec<(u64, Vec<BackendKey>)>,
+    out: Published,
+    ready: bool,
+    next_deadline: Option<u64>,
+    view_stale: bool,
+    last_view_ms: u64,
+}
+
+impl Runtime {
+    /// Restores persisted state; the error names the file that failed.
+    pub fn new(
+        config: &Config,
+        store: Store,
+        audit: AuditLog,
+        checker: HealthChecker,
+        out: Published,
+    ) -> Result<Runtime, String> {
+        let clock = Clock::new();
+        let mut reg = Registry::new(RegistryConfig::from_config(config));
+        let state = persisted::load(&store).map_err(|e| e.to_string())?;
+        persisted::restore(&mut reg, state);
+        let audit_tail = audit.recent::<AuditEntry>(AUDIT_TAIL).map_err(|e| e.to_string())?;
+        let node_id = node_id(config);
+        let mut rt = Runtime {
+            reg,
+            clock,
+            node_id,
+            store,
+            audit,
+            audit_tail,
+            checker,
+            target_ids: TargetIds::default(),
+            plans: HashMap::new(),
+            plan_signature: Vec::new(),
+            out,
+            ready: false,
+            next_deadline: None,
+            view_stale: false,
+            last_view_ms: 0,
+        };
+        let now = rt.clock.now_ms();
+        rt.reg.recompute(now);
+        rt.replan();
+        rt.publish(now);
+        rt.publish_policy(config);
+        Ok(rt)
+    }
+
+    /// Marks DNS as serving (after the sockets are bound).
+    pub fn set_ready(&mut self) {
+        self.ready = true;
+        let now = self.clock.now_ms();
+        self.publish(now);
+    }
+
+    pub fn run(mut self, inputs: Inputs) {
+        loop {
+            let now = self.clock.now_ms();
+            self.out.heartbeat.store(now, Ordering::Relaxed);
+            let wait = self
+                .next_deadline
+                .map(|d| Duration::from_millis(d.saturating_sub(now)))
+                .unwrap_or(MAX_WAIT)
+                .min(MAX_WAIT);
+            let mut changed = false;
+            select! {
+                recv(inputs.checks) -> m => if let Ok(r) = m { changed |= self.on_check(r) },
+                recv(inputs.gossip) -> m => if let Ok(e) = m { changed |= self.on_gossip(e) },
+                recv(inputs.api) -> m => if let Ok(r) = m { changed |= self.on_api(r) },
+                recv(inputs.control) -> m => match m {
+                    Ok(Control::Reload(cfg)) => changed |= self.on_reload(*cfg),
+                    Ok(Control::Stop) | Err(_) => break,
+                },
+                default(wait) => {}
+            }
+            // Drain what else is waiting, up to a batch, before publishing.
+            for _ in 0..BATCH {
+                let mut any = false;
+                if let Ok(r) = inputs.checks.try_recv() {
+                    changed |= self.on_check(r);
+                    any = true;
+                }
+                if let Ok(e) = inputs.gossip.try_recv() {
+                    changed |= self.on_gossip(e);
+                    any = true;
+                }
+                if !any {
+                    break;
+                }
+            }
+            let now = self.clock.now_ms();
+            let due = self.next_deadline.is_some_and(|d| now >= d);
+            if changed || due {
+                if self.reg.recompute(now) || changed {
+                    self.replan();
+                    self.publish(now);
+                } else {
+                    self.next_deadline = self.reg.next_deadline_ms();
+                }
+            } else if self.view_stale && now.saturating_sub(self.last_view_ms) >= 1000 {
+                self.publish_view(now);
+            }
+            self.persist();
+        }
+        self.persist();
+        self.checker.stop();
+        info!("registry stopped");
+    }
+
+    fn persist(&mut self) {
+        if !self.reg.persist_dirty {
+            return;
+        }
+        match persisted::save(&self.store, &self.reg) {
+            Ok(()) => self.reg.persist_dirty = false,
+            Err(e) => error!("could not save state: {e}"),
+        }
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    fn on_check(&mut self, r: CheckResult) -> bool {
+        let counter = if r.probe_ok {
+            &self.out.counters.validation_success
+        } else {
+            &self.out.counters.validation_failure
+        };
+        OverwatchCounters::add(counter);
+        let Some(keys) = self.plans.get(&r.id) else { return false };
+        let first = keys
+            .first()
+            .and_then(|k| self.reg.backends.get(k))
+            .is_some_and(|b| b.validation.is_none());
+        let at = r
+            .at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_else(|_| self.clock.now_ms());
+        let verdict = Verdict { healthy: r.healthy, last_check_ms: at, error: r.error.clone() };
+        let keys = keys.clone();
+        self.reg.validation_result(&keys, verdict);
+        self.view_stale = true;
+        r.changed || first
+    }
+
+    fn on_gossip(&mut self, e: OverwatchEvent) -> bool {
+        let now = self.clock.now_ms();
+        match e {
+            OverwatchEvent::Registered {
+                agent_id,
+                region,
+                addr,
+                fingerprint,
+                cert_not_after,
+                heartbeat_interval,
+                missed_threshold,
+                backends,
+                pinned_new,
+                rotated,
+            } => {
+                if pinned_new {
+                    info!("agent {agent_id}: certificate {fingerprint} pinned on first use");
+                }
+                if rotated {
+                    info!("agent {agent_id}: certificate rotated to {fingerprint} (proof from the old key)");
+                }
+                let stale_after = heartbeat_interval.as_millis() as u64 * missed_threshold.max(1) as u64;
+                let reports = backends.into_iter().filter_map(report).collect();
+                self.reg.agent_registered(
+                    &agent_id,
+                    &region,
+                    addr,
+                    &fingerprint,
+                    cert_not_after,
+                    stale_after,
+                    reports,
+                    now,
+                );
+                if pinned_new || rotated {
+                    self.publish_policy_now();
+                }
+                true
+            }
+            OverwatchEvent::State { agent_id, backends, removed, full } => {
+                let removed: Vec<BackendKey> = removed
+                    .into_iter()
+                    .filter_map(|k| Some(BackendKey::new(&k.service, k.address.parse().ok()?, k.port)))
+                    .collect();
+                self.reg.agent_removed(&agent_id, &removed);
+                let reports = backends.into_iter().filter_map(report).collect();
+                self.reg.agent_state(&agent_id, reports, full, now);
+                true
+            }
+            OverwatchEvent::Heartbeat { agent_id, .. } => {
+                OverwatchCounters::add(&self.out.counters.heartbeats_received);
+                let was_stale = self
+                    .reg
+                    .agents
+                    .get(&agent_id)
+                    .is_some_and(|a| a.status == AgentStatus::Stale);
+                self.reg.agent_heartbeat(&agent_id, now);
+                self.view_stale = true;
+                was_stale
+            }
+            OverwatchEvent::Leave { agent_id } => {
+                self.reg.agent_left(&agent_id, now);
+                true
+            }
+            OverwatchEvent::Rejected { agent_id, addr, reason } => {
+                self.out.counters.auth_failure(reason.as_str());
+                let known = agent_id.as_deref().is_some_and(|id| self.reg.agents.contains_key(id));
+                if agent_id.is_none() {
+                    return false; // decrypt failures and replays: counted only
+                }
+                self.reg.agent_rejected(agent_id.as_deref(), addr, reason.as_str(), now);
+                known || agent_id.is_some()
+            }
+        }
+    }
+
+    fn on_api(&mut self, req: CommandRequest) -> bool {
+        let now = self.clock.now_ms();
+        let at = now / 1000;
+        let detail = detail(&req.command);
+        let result = self.apply(&req.command, &req.by, at);
+        let entry = AuditEntry {
+            at,
+            by: req.by.clone(),
+            from: req.from.clone(),
+            action: req.command.action().to_string(),
+            target: req.command.target(),
+            detail,
+            result: match &result {
+                Ok(_) => "ok".into(),
+                Err(e) => e.message.clone(),
+            },
+        };
+        if let Err(e) = self.audit.append(&entry) {
+            error!("could not append to the audit log: {e}");
+        }
+        self.audit_tail.push(entry);
+        if self.audit_tail.len() > AUDIT_TAIL {
+            let cut = self.audit_tail.len() - AUDIT_TAIL;
+            self.audit_tail.drain(..cut);
+        }
+        let changed = result.is_ok();
+        // Publish before replying, so a read after the write sees it.
+        self.reg.recompute(now);
+        self.replan();
+        self.publish(now);
+        self.persist();
+        let _ = req.reply.send(result);
+        changed
+    }
+
+    fn apply(&mut self, cmd: &Command, by: &str, at: u64) -> Result<serde_json::Value, ApiError> {
+        match cmd {
+            Command::SetOverride { service, address, port, healthy, reason, expires_in } => {
+                let key = self.backend_key(service, address, *port)?;
+                let expires_at = expires_in.map(|d| at + d.as_secs().max(1));
+                self.reg.set_override(Override {
+                    key,
+                    healthy: *healthy,
+                    reason: reason.clone(),
+                    by: by.to_string(),
+                    at,
+                    expires_at,
+                });
+                Ok(json!({"status": "ok", "service": service, "address": address, "port": port,
+                          "healthy": healthy, "expires_at": expires_at.map(crate::timefmt::rfc3339)}))
+            }
+            Command::ClearOverride { service, address, port } => {
+                let key = self.backend_key(service, address, *port)?;
+                if self.reg.clear_override(&key) {
+                    Ok(json!({"status": "ok", "cleared": true}))
+                } else {
+                    Err(ApiError::not_found(format!("no override on {service} {address}:{port}")))
+                }
+            }
+            Command::ForgetAgent { id } => {
+                if self.reg.forget_agent(id) {
+                    self.publish_policy_now();
+                    Ok(json!({"status": "ok", "forgotten": id}))
+                } else {
+                    Err(ApiError::not_found(format!("no pin or lost entry for agent {id}")))
+                }
+            }
+            Command::RevokeAgent { id, reason } => {
+                self.reg.revoke_agent(Revocation {
+                    agent_id: id.clone(),
+                    reason: reason.clone(),
+                    by: by.to_string(),
+                    at,
+                });
+                self.publish_policy_now();
+                Ok(json!({"status": "ok", "revoked": id}))
+            }
+            Command::Validate => {
+                self.checker.check_now();
+                Ok(json!({"status": "ok", "targets": self.plans.len()}))
+            }
+        }
+    }
+
+    /// Overrides may name a backend that is configured or reported; a key
+    /// for an unknown service is refused so typos do not pile up.
+    fn backend_key(&self, service: &str, address: &str, port: u16) -> Result<BackendKey, ApiError> {
+        let ip = address
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid address {address:?}")))?;
+        let key = BackendKey::new(service, ip, port);
+        if !self.reg.cfg.services.contains(&key.service) {
+            return Err(ApiError::not_found(format!("unknown service {service:?}")));
+        }
+        Ok(key)
+    }
+
+    fn on_reload(&mut self, config: Config) -> bool {
+        let now = self.clock.now_ms();
+        self.node_id = node_id(&config);
+        self.reg.reconfigure(RegistryConfig::from_config(&config), now);
+        self.publish_policy(&config);
+        let names: HashSet<String> = config.domains.iter().map(|d| normalize_name(&d.name)).collect();
+        self.out.dns_stats.retain_domains(&|d| names.contains(d));
+        info!("configuration reloaded");
+        true
+    }
+
+    // ----------------------------------------------------------- outputs
+
+    /// Hands the health checker the current set of probes (only when it changed).
+    fn replan(&mut self) {
+        let plans: Vec<CheckPlan> = targets::plan(&self.reg, &mut self.target_ids);
+        let signature: Vec<(u64, Vec<BackendKey>)> =
+            plans.iter().map(|p| (p.id, p.backends.clone())).collect();
+        if signature == self.plan_signature {
+            return;
+        }
+        self.plan_signature = signature;
+        self.plans = plans.iter().map(|p| (p.id, p.backends.clone())).collect();
+        let mut list = Vec::with_capacity(plans.len());
+        for p in &plans {
+            match health::Target::from_config(p.id, &p.check, &p.address.to_string(), p.port) {
+                Ok(t) => list.push(t),
+                Err(e) => warn!("cannot check {}:{}: {e}", p.address, p.port),
+            }
+        }
+        self.checker.set_targets(list);
+    }
+
+    fn publish(&mut self, now: u64) {
+        let spec = dns_spec::build(&self.reg);
+        self.out.dns.publish(DnsTable::build(&spec, &self.out.dns_stats));
+        self.publish_view_with(now, &spec);
+        self.next_deadline = self.reg.next_deadline_ms();
+    }
+
+    fn publish_view(&mut self, now: u64) {
+        let spec = dns_spec::build(&self.reg);
+        self.publish_view_with(now, &spec);
+    }
+
+    fn publish_view_with(&mut self, now: u64, spec: &crate::dns::TableSpec) {
+        let v = view::build(
+            &self.reg,
+            &view::ViewInputs {
+                node_id: &self.node_id,
+                now_secs: now / 1000,
+                ready: self.ready,
+                spec,
+                audit: &self.audit_tail,
+            },
+        );
+        self.out.view.publish(v);
+        self.view_stale = false;
+        self.last_view_ms = now;
+    }
+
+    fn publish_policy(&mut self, config: &Config) {
+        let keyring = match crate::config::gossip_keyring(config) {
+            Ok(keys) => gossip::Keyring::from_raw(&keys),
+            Err(e) => {
+                warn!("gossip keys: {e}");
+                gossip::Keyring::default()
+            }
+        };
+        let old = self.out.policy.load();
+        let policy = Policy {
+            keyring,
+            agent_tokens: config.overwatch.agent_tokens.iter().map(|(k, v)| (normalize_name(k), v.clone())).collect(),
+            known_services: self.reg.cfg.services.iter().cloned().collect(),
+            pins: old.pins.clone(),
+            revoked: old.revoked.clone(),
+        };
+        self.out.policy.publish(policy);
+        self.publish_policy_now();
+    }
+
+    /// Re-publishes pins and revocations into the gossip policy.
+    fn publish_policy_now(&mut self) {
+        let old = self.out.policy.load();
+        let pins: HashMap<String, String> = self
+            .reg
+            .pins
+            .values()
+            .map(|p| (p.agent_id.clone(), p.fingerprint.clone()))
+            .collect();
+        let revoked: HashSet<String> = self.reg.revocations.keys().cloned().collect();
+        if pins == old.pins && revoked == old.revoked {
+            return;
+        }
+        let mut policy = (*old).clone();
+        policy.pins = pins;
+        policy.revoked = revoked;
+        self.out.policy.publish(policy);
+    }
+}
+
+fn report(b: gossip::BackendReport) -> Option<AgentReport> {
+    Some(AgentReport {
+        service: b.service,
+        address: b.address.trim_start_matches('[').trim_end_matches(']').parse().ok()?,
+        port: b.port,
+        weight: b.weight,
+        healthy: b.healthy,
+        draining: b.draining,
+        drain_reason: b.drain_reason,
+        last_error: b.last_error,
+    })
+}
+
+fn detail(cmd: &Command) -> Option<String> {
+    match cmd {
+        Command::SetOverride { healthy, reason, expires_in, .. } => Some(format!(
+            "healthy={healthy} reason={reason:?}{}",
+            expires_in.map(|d| format!(" expires_in={}s", d.as_secs())).unwrap_or_default()
+        )),
+        Command::RevokeAgent { reason, .. } => Some(format!("reason={reason:?}")),
+        _ => None,
+    }
+}
+
+pub fn node_id(config: &Config) -> String {
+    config
+        .overwatch
+        .identity
+        .node_id
+        .clone()
+        .unwrap_or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "overwatch".into()))
+}
+
+/// The channels the daemon wires between threads.
+pub struct Channels {
+    pub checks: (Sender<CheckResult>, Receiver<CheckResult>),
+    pub gossip: (Sender<OverwatchEvent>, Receiver<OverwatchEvent>),
+    pub api: (Sender<CommandRequest>, Receiver<CommandRequest>),
+    pub control: (Sender<Control>, Receiver<Control>),
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Channels {
+            // Bounded: a flood of gossip must not grow memory without limit.
+            checks: crossbeam_channel::bounded(65_536),
+            gossip: crossbeam_channel::bounded(65_536),
+            api: crossbeam_channel::bounded(256),
+            control: crossbeam_channel::bounded(8),
+        }
+    }
+}
+
