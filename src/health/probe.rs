@@ -16,8 +16,10 @@
 //! checks.
 
 use crate::config::{CheckType, Dur, HealthCheck};
+use std::cell::Cell;
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -180,12 +182,16 @@ impl Resolver for PinnedResolver {
 }
 
 /// Probes targets; one per worker thread, reused for every probe.
+///
+/// Not `Sync`: the pinned address is per prober, so two threads probing
+/// through one prober at once could connect to each other's target.
 pub struct Prober {
     /// Verifies certificates against the webpki roots.
     strict: Agent,
     /// Skips certificate verification (`insecure_skip_verify`).
     insecure: Agent,
     pin: Arc<Mutex<Option<SocketAddr>>>,
+    _not_sync: PhantomData<Cell<()>>,
 }
 
 impl Default for Prober {
@@ -220,6 +226,7 @@ impl Prober {
             strict: agent(false),
             insecure: agent(true),
             pin,
+            _not_sync: PhantomData,
         }
     }
 
@@ -251,7 +258,10 @@ impl Prober {
         let latency = start.elapsed();
         *self.pin.lock().unwrap_or_else(PoisonError::into_inner) = None;
         // The body is dropped unread: the status line decides.
-        let status = result.map_err(|e| describe_ureq_error(e, timeout))?.status().as_u16();
+        let status = result
+            .map_err(|e| describe_ureq_error(e, timeout))?
+            .status()
+            .as_u16();
         if spec.status_ok(status) {
             Ok(latency)
         } else {
@@ -349,7 +359,10 @@ mod tests {
         let spec = ProbeSpec::from_config(&check, "10.0.0.7", 8443).unwrap();
         assert_eq!(spec.url(), "https://app.example.com/status");
         assert_eq!(spec.addr, "10.0.0.7:8443".parse().unwrap());
-        assert_eq!(spec.to_string(), "https://app.example.com/status via 10.0.0.7:8443");
+        assert_eq!(
+            spec.to_string(),
+            "https://app.example.com/status via 10.0.0.7:8443"
+        );
     }
 
     #[test]
@@ -371,7 +384,10 @@ mod tests {
             let mut c = hc(CheckType::Http);
             c.host = bad.into();
             assert!(
-                matches!(ProbeSpec::from_config(&c, "127.0.0.1", 80), Err(SpecError::Host(_))),
+                matches!(
+                    ProbeSpec::from_config(&c, "127.0.0.1", 80),
+                    Err(SpecError::Host(_))
+                ),
                 "{bad}"
             );
         }
@@ -395,7 +411,10 @@ mod tests {
     #[test]
     fn timeout_text_uses_config_units() {
         assert_eq!(timeout_text(Duration::from_secs(2)), "timeout after 2s");
-        assert_eq!(timeout_text(Duration::from_millis(300)), "timeout after 300ms");
+        assert_eq!(
+            timeout_text(Duration::from_millis(300)),
+            "timeout after 300ms"
+        );
     }
 
     #[test]

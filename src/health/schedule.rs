@@ -101,7 +101,10 @@ impl Schedule {
 
     /// Number of targets with a probe running.
     pub fn in_flight(&self) -> usize {
-        self.entries.values().filter(|e| e.in_flight.is_some()).count()
+        self.entries
+            .values()
+            .filter(|e| e.in_flight.is_some())
+            .count()
     }
 
     /// The current verdict of a target (`None`: unknown target or no
@@ -118,7 +121,9 @@ impl Schedule {
         let mut old = std::mem::take(&mut self.entries);
         for target in targets {
             let interval = target.interval.max(MIN_INTERVAL);
-            let kept = old.remove(&target.id).or_else(|| self.entries.remove(&target.id));
+            let kept = old
+                .remove(&target.id)
+                .or_else(|| self.entries.remove(&target.id));
             let entry = match kept {
                 Some(mut e) if e.target.spec == target.spec => {
                     e.state
@@ -276,7 +281,12 @@ mod tests {
     fn first_checks_spread_within_a_second() {
         let now = Instant::now();
         let mut s = Schedule::new(7);
-        s.set_targets((0..50).map(|i| target(i, 1000 + i as u16, 30_000)).collect(), now);
+        s.set_targets(
+            (0..50)
+                .map(|i| target(i, 1000 + i as u16, 30_000))
+                .collect(),
+            now,
+        );
         let first = s.take_due(now).len();
         assert!(first < 5, "not all at once: {first}");
         let half = s.take_due(now + FIRST_CHECK_SPREAD / 2).len();
@@ -307,7 +317,10 @@ mod tests {
             assert_eq!(jobs.len(), 1);
             s.complete(1, jobs[0].epoch, Ok(Duration::ZERO), T0);
             let next = s.next_deadline().unwrap() - at;
-            assert!(next >= Duration::from_millis(900) && next < Duration::from_millis(1100), "{next:?}");
+            assert!(
+                next >= Duration::from_millis(900) && next < Duration::from_millis(1100),
+                "{next:?}"
+            );
         }
     }
 
@@ -351,11 +364,17 @@ mod tests {
         let mut run = |s: &mut Schedule, ok: bool| {
             t += Duration::from_secs(1);
             let j = s.take_due(t).pop().unwrap();
-            let outcome = if ok { Ok(Duration::from_millis(3)) } else { Err("HTTP 503".to_string()) };
+            let outcome = if ok {
+                Ok(Duration::from_millis(3))
+            } else {
+                Err("HTTP 503".to_string())
+            };
             s.complete(j.id, j.epoch, outcome, T0).unwrap()
         };
         let r = run(&mut s, true);
-        assert!(r.healthy && r.changed && r.probe_ok && r.latency == Some(Duration::from_millis(3)));
+        assert!(
+            r.healthy && r.changed && r.probe_ok && r.latency == Some(Duration::from_millis(3))
+        );
         let r = run(&mut s, false);
         assert!(r.healthy && !r.changed && !r.probe_ok && r.error.as_deref() == Some("HTTP 503"));
         let r = run(&mut s, false);
@@ -366,7 +385,10 @@ mod tests {
     fn reload_keeps_state_only_for_unchanged_spec() {
         let now = Instant::now();
         let mut s = Schedule::new(3);
-        s.set_targets(vec![target(1, 1, 100), target(2, 2, 100), target(3, 3, 100)], now);
+        s.set_targets(
+            vec![target(1, 1, 100), target(2, 2, 100), target(3, 3, 100)],
+            now,
+        );
         let t = now + FIRST_CHECK_SPREAD;
         for j in s.take_due(t) {
             s.complete(j.id, j.epoch, Ok(Duration::ZERO), T0);
@@ -406,7 +428,10 @@ mod tests {
         let fresh = s.take_due(t + Duration::from_secs(5));
         assert_eq!(fresh.len(), 1);
         assert_eq!(fresh[0].spec, spec(11));
-        assert!(s.complete(1, fresh[0].epoch, Ok(Duration::ZERO), T0).is_some());
+        assert!(
+            s.complete(1, fresh[0].epoch, Ok(Duration::ZERO), T0)
+                .is_some()
+        );
     }
 
     #[test]

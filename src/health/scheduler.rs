@@ -106,7 +106,12 @@ fn worker(jobs: Receiver<Job>, done: Sender<Done>) {
     let prober = Prober::new();
     for job in jobs.iter() {
         let outcome = prober.probe(&job.spec);
-        log::debug!("health probe {} (target {}): {:?}", job.spec, job.id, outcome);
+        log::debug!(
+            "health probe {} (target {}): {:?}",
+            job.spec,
+            job.id,
+            outcome
+        );
         let sent = done.send(Done {
             id: job.id,
             epoch: job.epoch,

@@ -132,14 +132,26 @@ mod tests {
     #[test]
     fn first_success_is_healthy_at_once() {
         let mut rf = RiseFall::new(3, 2);
-        assert_eq!(rf.record(true), Outcome { healthy: true, changed: true });
+        assert_eq!(
+            rf.record(true),
+            Outcome {
+                healthy: true,
+                changed: true
+            }
+        );
         assert_eq!(rf.verdict(), Some(true));
     }
 
     #[test]
     fn first_failure_is_unhealthy_at_once() {
         let mut rf = RiseFall::new(3, 2);
-        assert_eq!(rf.record(false), Outcome { healthy: false, changed: true });
+        assert_eq!(
+            rf.record(false),
+            Outcome {
+                healthy: false,
+                changed: true
+            }
+        );
         assert_eq!(rf.verdict(), Some(false));
     }
 
@@ -148,7 +160,10 @@ mod tests {
         let mut rf = RiseFall::new(3, 2);
         rf.record(true);
         let got = feed(&mut rf, &[false, false, false, false]);
-        assert_eq!(got, vec![(true, false), (true, false), (false, true), (false, false)]);
+        assert_eq!(
+            got,
+            vec![(true, false), (true, false), (false, true), (false, false)]
+        );
     }
 
     #[test]
@@ -200,7 +215,10 @@ mod tests {
     fn zero_thresholds_act_as_one() {
         let mut rf = RiseFall::new(0, 0);
         rf.record(true);
-        assert_eq!(feed(&mut rf, &[false, true]), vec![(false, true), (true, true)]);
+        assert_eq!(
+            feed(&mut rf, &[false, true]),
+            vec![(false, true), (true, true)]
+        );
     }
 
     #[test]
@@ -230,7 +248,13 @@ mod tests {
         rf.set_thresholds(3, 2);
         assert_eq!(rf.verdict(), Some(true));
         assert_eq!(rf.contrary_run(), 2);
-        assert_eq!(rf.record(false), Outcome { healthy: false, changed: true });
+        assert_eq!(
+            rf.record(false),
+            Outcome {
+                healthy: false,
+                changed: true
+            }
+        );
     }
 
     #[test]
@@ -239,6 +263,12 @@ mod tests {
         rf.record(true);
         feed(&mut rf, &[false, false, false]);
         rf.set_thresholds(2, 2);
-        assert_eq!(rf.record(false), Outcome { healthy: false, changed: true });
+        assert_eq!(
+            rf.record(false),
+            Outcome {
+                healthy: false,
+                changed: true
+            }
+        );
     }
 }
