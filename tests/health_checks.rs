@@ -354,6 +354,7 @@ fn thresholds_drive_the_verdict_through_the_checker() {
     assert!(first.healthy && first.changed && first.probe_ok && first.latency.is_some());
 
     b.set_status(503);
+    let switched = Instant::now();
     let mut failures = 0;
     loop {
         let r = next_for(&rx, 7, wait);
@@ -368,6 +369,11 @@ fn thresholds_drive_the_verdict_through_the_checker() {
         assert!(r.healthy);
     }
     assert_eq!(failures, 3, "down after exactly failure_threshold failures");
+    // Bound: interval × (failure_threshold + 1) with +10 % jitter is 440 ms;
+    // the assertion leaves room for a loaded machine.
+    let took = switched.elapsed();
+    eprintln!("503 to unhealthy verdict (100ms interval, 3 failures): {took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
 
     b.set_status(200);
     let mut successes = 0;

@@ -246,7 +246,7 @@ impl Prober {
         } else {
             &self.strict
         };
-        let timeout = spec.timeout.max(Duration::from_millis(1));
+        let timeout = clamp_timeout(spec.timeout);
         let start = Instant::now();
         let result = agent
             .get(spec.url())
@@ -277,7 +277,7 @@ pub fn probe(spec: &ProbeSpec) -> Result<Duration, String> {
 }
 
 fn probe_tcp(spec: &ProbeSpec) -> Result<Duration, String> {
-    let timeout = spec.timeout.max(Duration::from_millis(1));
+    let timeout = clamp_timeout(spec.timeout);
     let start = Instant::now();
     match TcpStream::connect_timeout(&spec.addr, timeout) {
         Ok(stream) => {
@@ -288,6 +288,12 @@ fn probe_tcp(spec: &ProbeSpec) -> Result<Duration, String> {
         Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(timeout_text(timeout)),
         Err(e) => Err(describe_io_error(&e)),
     }
+}
+
+/// Probe timeouts are kept within [1 ms, 10 min]: zero would make every
+/// connect fail at once, and absurd values would overflow deadline maths.
+fn clamp_timeout(timeout: Duration) -> Duration {
+    timeout.clamp(Duration::from_millis(1), Duration::from_secs(600))
 }
 
 fn timeout_text(timeout: Duration) -> String {
@@ -427,5 +433,22 @@ mod tests {
             .port();
         let spec = ProbeSpec::from_config(&hc(CheckType::Tcp), "127.0.0.1", port).unwrap();
         assert_eq!(probe(&spec), Err("connect: connection refused".to_string()));
+    }
+
+    #[test]
+    fn extreme_timeouts_do_not_panic() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for kind in [CheckType::Tcp, CheckType::Http, CheckType::Https] {
+            for timeout in [Duration::ZERO, Duration::MAX] {
+                let mut check = hc(kind);
+                check.timeout = Dur(timeout);
+                let spec = ProbeSpec::from_config(&check, "127.0.0.1", port).unwrap();
+                assert!(probe(&spec).is_err(), "{kind:?} {timeout:?}");
+            }
+        }
     }
 }

@@ -24,6 +24,9 @@ pub type TargetId = u64;
 
 /// Shortest interval honoured; anything smaller would spin the scheduler.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest interval honoured; keeps deadline arithmetic far from overflow
+/// whatever the configuration says.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 /// Upper bound of the spread of first probes.
 pub const FIRST_CHECK_SPREAD: Duration = Duration::from_secs(1);
 
@@ -120,7 +123,7 @@ impl Schedule {
     pub fn set_targets(&mut self, targets: Vec<Target>, now: Instant) {
         let mut old = std::mem::take(&mut self.entries);
         for target in targets {
-            let interval = target.interval.max(MIN_INTERVAL);
+            let interval = clamp_interval(target.interval);
             let kept = old
                 .remove(&target.id)
                 .or_else(|| self.entries.remove(&target.id));
@@ -169,7 +172,7 @@ impl Schedule {
                 continue;
             }
             e.in_flight = Some(e.epoch);
-            e.due = now + self.rng.jitter(e.target.interval.max(MIN_INTERVAL));
+            e.due = now + self.rng.jitter(clamp_interval(e.target.interval));
             jobs.push(Job {
                 id: e.target.id,
                 epoch: e.epoch,
@@ -221,6 +224,10 @@ impl Schedule {
             at,
         })
     }
+}
+
+fn clamp_interval(interval: Duration) -> Duration {
+    interval.clamp(MIN_INTERVAL, MAX_INTERVAL)
 }
 
 /// SplitMix64: tiny, seedable, good enough to spread probes.
@@ -442,6 +449,16 @@ mod tests {
         let j = s.take_due(now + FIRST_CHECK_SPREAD).pop().unwrap();
         s.complete(1, j.epoch, Ok(Duration::ZERO), T0);
         assert!(s.next_deadline().unwrap() >= now + FIRST_CHECK_SPREAD + MIN_INTERVAL.mul_f64(0.9));
+    }
+
+    #[test]
+    fn huge_interval_is_clamped_not_a_panic() {
+        let now = Instant::now();
+        let mut s = Schedule::new(3);
+        s.set_targets(vec![target(1, 1, u64::MAX)], now);
+        let j = s.take_due(now + FIRST_CHECK_SPREAD).pop().unwrap();
+        s.complete(1, j.epoch, Ok(Duration::ZERO), T0);
+        assert!(s.next_deadline().unwrap() <= now + FIRST_CHECK_SPREAD + MAX_INTERVAL.mul_f64(1.1));
     }
 
     #[test]
