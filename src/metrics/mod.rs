@@ -4,6 +4,8 @@
 //! `TextWriter`, which emits `# HELP`/`# TYPE` once per family and escapes
 //! label values. `promtool check metrics` accepts what this writes.
 
+pub mod server;
+
 use std::fmt::Write;
 
 pub struct TextWriter {
