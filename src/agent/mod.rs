@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod drain_file;
+pub mod metrics;
 pub mod predictive;
 pub mod state;

@@ -5,3 +5,59 @@ pub mod args;
 pub mod logging;
 pub mod notify;
 pub mod signals;
+pub mod agent;
+pub mod overwatch;
+
+use crate::config::{self, Mode};
+use crate::exit;
+
+/// Parses flags, loads the configuration and runs the chosen mode.
+pub fn main<I: IntoIterator<Item = String>>(argv: I) -> i32 {
+    let action = match args::parse(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("opengslb: {e}");
+            return exit::USAGE;
+        }
+    };
+    let (args, check) = match action {
+        args::Action::Help => {
+            print!("{}", args::help());
+            return exit::OK;
+        }
+        args::Action::Version => {
+            println!("opengslb {}", crate::VERSION);
+            return exit::OK;
+        }
+        args::Action::Check(a) => (a, true),
+        args::Action::Run(a) => (a, false),
+    };
+    let loaded = match config::load(&args.config, args.mode) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("opengslb: configuration {} is invalid:\n{errors}", args.config.display());
+            return exit::CONFIG;
+        }
+    };
+    if check {
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("configuration {} is valid ({} mode)", args.config.display(), mode_name(loaded.mode));
+        return exit::OK;
+    }
+    // Before any thread exists, so every thread inherits the mask.
+    signals::block();
+    logging::init(&loaded.config.logging);
+    match loaded.mode {
+        Mode::Overwatch => overwatch::run(loaded, &args.config),
+        Mode::Agent => agent::run(loaded, &args.config),
+    }
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Overwatch => "overwatch",
+        Mode::Agent => "agent",
+    }
+}
