@@ -48,6 +48,7 @@ pub fn main<I: IntoIterator<Item = String>>(argv: I) -> i32 {
     }
     // Before any thread exists, so every thread inherits the mask.
     signals::block();
+    abort_on_panic();
     logging::init(&loaded.config.logging);
     match loaded.mode {
         Mode::Overwatch => overwatch::run(loaded, &args.config),
@@ -60,4 +61,14 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Overwatch => "overwatch",
         Mode::Agent => "agent",
     }
+}
+
+/// A panic in any thread ends the process (systemd restarts it) instead of
+/// leaving a daemon with one dead loop that still looks alive.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::abort();
+    }));
 }
