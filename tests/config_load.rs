@@ -71,9 +71,20 @@ fn shipped_files_load() {
         for w in &loaded.warnings {
             assert!(!w.contains("v1.1"), "{rel}: {w}");
         }
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("published example key")),
+            "{rel}: {:?}",
+            loaded.warnings
+        );
     }
     let agent = config::load(&dir.0.join("agent.yaml"), None).unwrap();
-    assert_eq!(agent.secrets.service_token.as_deref(), Some("change-me-app-token"));
+    assert_eq!(
+        agent.secrets.service_token.as_deref(),
+        Some("change-me-app-token")
+    );
     let a = agent.config.agent.as_ref().unwrap();
     assert_eq!(a.backends[0].health_check.interval.as_secs(), 5);
     assert_eq!(a.gossip.overwatch_nodes, ["overwatch-1.example.com:7946"]);
@@ -82,7 +93,10 @@ fn shipped_files_load() {
 #[test]
 fn v11_file_loads_unchanged_with_warnings() {
     let dir = TempDir::new("v11");
-    let path = dir.write("overwatch.yaml", &shipped("tests/fixtures/v11-overwatch.yaml"));
+    let path = dir.write(
+        "overwatch.yaml",
+        &shipped("tests/fixtures/v11-overwatch.yaml"),
+    );
     let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
     let cfg = &loaded.config;
     assert_eq!(cfg.regions.len(), 2);
@@ -109,8 +123,19 @@ fn v11_file_loads_unchanged_with_warnings() {
         );
     }
     // Once per key, not once per region.
-    assert_eq!(loaded.warnings.iter().filter(|w| w.contains("regions[].countries")).count(), 1);
-    let dnssec = loaded.warnings.iter().find(|w| w.contains("overwatch.dnssec")).unwrap();
+    assert_eq!(
+        loaded
+            .warnings
+            .iter()
+            .filter(|w| w.contains("regions[].countries"))
+            .count(),
+        1
+    );
+    let dnssec = loaded
+        .warnings
+        .iter()
+        .find(|w| w.contains("overwatch.dnssec"))
+        .unwrap();
     assert!(dnssec.contains("overwatch.yaml:30:"), "{dnssec}");
 }
 
@@ -153,23 +178,53 @@ fn every_mistake_is_reported_with_its_line() {
     let text = errs.to_string();
     let p = path.display().to_string();
     let expect = [
-        (3, "dns.listen_adress: unknown key (did you mean \"listen_address\"?)"),
+        (
+            3,
+            "dns.listen_adress: unknown key (did you mean \"listen_address\"?)",
+        ),
         (5, "dns.default_ttl: expected an integer"),
-        (8, "overwatch.gossip.encryption_key: encryption key must decode to 32 bytes"),
-        (12, "regions[0].servers[0].address: \"10.0.0.300\" is not an IP address"),
-        (14, "regions[0].servers[0].service: \"nope.gslb.example.com\" is not a configured domain"),
+        (
+            8,
+            "overwatch.gossip.encryption_key: encryption key must decode to 32 bytes",
+        ),
+        (
+            12,
+            "regions[0].servers[0].address: \"10.0.0.300\" is not an IP address",
+        ),
+        (
+            14,
+            "regions[0].servers[0].service: \"nope.gslb.example.com\" is not a configured domain",
+        ),
         (16, "regions[0].health_check.interval: invalid duration"),
-        (17, "regions[0].health_check.failure_threshold: must be at least 1"),
-        (20, "domains[0].routing_algorithm: \"geolocation\" is not supported by this version"),
+        (
+            17,
+            "regions[0].health_check.failure_threshold: must be at least 1",
+        ),
+        (
+            20,
+            "domains[0].routing_algorithm: \"geolocation\" is not supported by this version",
+        ),
         (21, "domains[0].regions[1]: region \"mars\" is not defined"),
-        (22, "domains[1].name: \"app.other.example\" is outside every zone"),
-        (24, "domains[2].name: domain \"app.gslb.example.com\" is already defined"),
-        (25, "domains[2].routing_algoritm: unknown key (did you mean \"routing_algorithm\"?)"),
+        (
+            22,
+            "domains[1].name: \"app.other.example\" is outside every zone",
+        ),
+        (
+            24,
+            "domains[2].name: domain \"app.gslb.example.com\" is already defined",
+        ),
+        (
+            25,
+            "domains[2].routing_algoritm: unknown key (did you mean \"routing_algorithm\"?)",
+        ),
         (28, "logging.level: invalid level \"loud\""),
     ];
     for (line, msg) in expect {
         let want = format!("{p}:{line}: {msg}");
-        assert!(text.lines().any(|l| l.starts_with(&want)), "missing {want:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with(&want)),
+            "missing {want:?} in:\n{text}"
+        );
     }
     assert_eq!(errs.len(), expect.len(), "{text}");
     // One error per line, in line order.
@@ -182,17 +237,30 @@ fn every_mistake_is_reported_with_its_line() {
 #[test]
 fn world_readable_files_are_refused_with_the_fix() {
     let dir = TempDir::new("perms");
-    let path = dir.write_mode("overwatch.yaml", &shipped("etc/opengslb/overwatch.yaml"), 0o644);
+    let path = dir.write_mode(
+        "overwatch.yaml",
+        &shipped("etc/opengslb/overwatch.yaml"),
+        0o644,
+    );
     let text = config::load(&path, None).unwrap_err().to_string();
-    assert!(text.contains(&format!("chmod 600 {}", path.display())), "{text}");
+    assert!(
+        text.contains(&format!("chmod 600 {}", path.display())),
+        "{text}"
+    );
 
     fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
     assert!(config::load(&path, None).is_ok());
 
-    let main = dir.write("main.yaml", "includes: [extra.yaml]\ndns:\n  zones: [example.com]\n");
+    let main = dir.write(
+        "main.yaml",
+        "includes: [extra.yaml]\ndns:\n  zones: [example.com]\n",
+    );
     let extra = dir.write_mode("extra.yaml", "domains: []\n", 0o604);
     let text = config::load(&main, None).unwrap_err().to_string();
-    assert!(text.contains(&format!("chmod 600 {}", extra.display())), "{text}");
+    assert!(
+        text.contains(&format!("chmod 600 {}", extra.display())),
+        "{text}"
+    );
 }
 
 #[test]
@@ -213,7 +281,12 @@ fn includes_merge_and_report_in_their_own_file() {
         "domains:\n  - name: c.example.com\n    regions: [r2]\n",
     );
     let loaded = config::load(&main, None).unwrap_or_else(|e| panic!("{e}"));
-    let names: Vec<&str> = loaded.config.domains.iter().map(|d| d.name.as_str()).collect();
+    let names: Vec<&str> = loaded
+        .config
+        .domains
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
     assert_eq!(names, ["a.example.com", "b.example.com", "c.example.com"]);
     assert_eq!(loaded.config.regions.len(), 2);
     assert_eq!(loaded.config.overwatch.agent_tokens.len(), 2);
@@ -227,28 +300,50 @@ fn includes_merge_and_report_in_their_own_file() {
     );
     let text = config::load(&main, None).unwrap_err().to_string();
     let c = dir.0.join("conf.d/deep/c.yaml").display().to_string();
-    assert!(text.contains(&format!("{c}:3: domains[2].regions[0]: region \"r9\" is not defined")), "{text}");
     assert!(
-        text.contains(&format!("{c}:6: overwatch.agent_tokens.b.example.com: defined twice: already set in {}:11", b.display())),
+        text.contains(&format!(
+            "{c}:3: domains[2].regions[0]: region \"r9\" is not defined"
+        )),
         "{text}"
     );
-    assert!(text.contains(&format!("{c}:7: dns: cannot be set in an included file")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{c}:6: overwatch.agent_tokens.b.example.com: defined twice: already set in {}:11",
+            b.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{c}:7: dns: cannot be set in an included file")),
+        "{text}"
+    );
 
     let missing = dir.write("m.yaml", "includes: [nothere.yaml]\n");
     let text = config::load(&missing, None).unwrap_err().to_string();
-    assert!(text.contains("m.yaml:1: includes[0]: included file"), "{text}");
+    assert!(
+        text.contains("m.yaml:1: includes[0]: included file"),
+        "{text}"
+    );
 }
 
 #[test]
 fn mode_rules() {
     let dir = TempDir::new("mode");
     let ow = dir.write("ow.yaml", &shipped("etc/opengslb/overwatch.yaml"));
-    let text = config::load(&ow, Some(Mode::Agent)).unwrap_err().to_string();
-    assert!(text.contains("agent mode needs an agent: section"), "{text}");
+    let text = config::load(&ow, Some(Mode::Agent))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("agent mode needs an agent: section"),
+        "{text}"
+    );
 
     let mixed = dir.write("mixed.yaml", "agent:\n  drain_file: /tmp/x\n");
     let text = config::load(&mixed, None).unwrap_err().to_string();
-    assert!(text.contains("mixed.yaml:1: agent: an overwatch configuration must not contain agent:"), "{text}");
+    assert!(
+        text.contains("mixed.yaml:1: agent: an overwatch configuration must not contain agent:"),
+        "{text}"
+    );
 
     let agent = dir.write(
         "agent.yaml",
@@ -274,20 +369,38 @@ fn secrets_from_files() {
     let agent = shipped("etc/opengslb/agent.yaml")
         .replace(
             &format!("encryption_key: \"{KEY}\""),
-            &format!("encryption_key_file: gossip.key\n    encryption_keys: [\"{}\"]", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            &format!(
+                "encryption_key_file: gossip.key\n    encryption_keys: [\"{}\"]",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+            ),
         )
-        .replace("service_token: \"change-me-app-token\"", "service_token_file: token");
+        .replace(
+            "service_token: \"change-me-app-token\"",
+            "service_token_file: token",
+        );
     let path = dir.write("agent.yaml", &agent);
     let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.secrets.service_token.as_deref(), Some("tok-123"));
     assert_eq!(loaded.secrets.gossip_keys.len(), 2);
-    assert_eq!(loaded.secrets.gossip_keys[0], config::decode_key(KEY).unwrap());
-    assert_eq!(loaded.config.resolved_secrets(Mode::Agent).unwrap(), loaded.secrets);
+    assert_eq!(
+        loaded.secrets.gossip_keys[0],
+        config::decode_key(KEY).unwrap()
+    );
+    assert_eq!(
+        loaded.config.resolved_secrets(Mode::Agent).unwrap(),
+        loaded.secrets
+    );
 
     fs::set_permissions(dir.0.join("token"), fs::Permissions::from_mode(0o644)).unwrap();
     let text = config::load(&path, None).unwrap_err().to_string();
-    assert!(text.contains("agent.identity.service_token_file:"), "{text}");
-    assert!(text.contains(&format!("chmod 600 {}", dir.0.join("token").display())), "{text}");
+    assert!(
+        text.contains("agent.identity.service_token_file:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("chmod 600 {}", dir.0.join("token").display())),
+        "{text}"
+    );
 }
 
 /// Key names listed in the man page: the `.B` line after each `.TP` that
@@ -297,15 +410,14 @@ fn man_keys() -> Vec<String> {
     let lines: Vec<&str> = man.lines().collect();
     let mut keys = Vec::new();
     for pair in lines.windows(2) {
-        if pair[0] == ".TP" {
-            if let Some(key) = pair[1].strip_prefix(".B ") {
-                let looks_like_key = key
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c));
-                if looks_like_key {
-                    keys.push(key.to_string());
-                }
-            }
+        let Some(key) = pair[1].strip_prefix(".B ").filter(|_| pair[0] == ".TP") else {
+            continue;
+        };
+        let looks_like_key = key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c));
+        if looks_like_key {
+            keys.push(key.to_string());
         }
     }
     keys
@@ -316,9 +428,65 @@ fn man_page_documents_every_key() {
     let documented = man_keys();
     let known = all_keys();
     for key in &known {
-        assert!(documented.iter().any(|d| d == key), "{key} is not in man/opengslb.yaml.5");
+        assert!(
+            documented.iter().any(|d| d == key),
+            "{key} is not in man/opengslb.yaml.5"
+        );
     }
     for key in &documented {
-        assert!(known.contains(&key.as_str()), "man/opengslb.yaml.5 documents unknown key {key}");
+        assert!(
+            known.contains(&key.as_str()),
+            "man/opengslb.yaml.5 documents unknown key {key}"
+        );
     }
+}
+
+#[test]
+fn odd_input_is_reported_not_panicked_on() {
+    let dir = TempDir::new("odd");
+    let cases = [
+        ("", true),
+        ("---\n", true),
+        ("just a string\n", false),
+        ("- a\n- b\n", false),
+        ("dns: {listen_address: \":53\", zones: [x.example]}\n", true),
+        ("dns:\n\tzones: []\n", false),
+        ("regions:\n  - - nested\n", false),
+        ("regions:\n  - !tag {name: a}\n", false),
+        ("? [complex]\n: key\n", false),
+        ("dns:\n  zones: [\"\u{e9}t\u{e9}.example\"]\n", false),
+        ("hc: &hc {type: tcp}\n", false),
+        ("mode: 5\n", false),
+        ("dns:\n  default_ttl: -1\n  max_udp_size: 70000\n", false),
+        (
+            "regions:\n  - name: a\n    health_check: &hc\n      type: tcp\n  - name: b\n    health_check:\n      <<: *hc\n      interval: 5s\n      timeout: 1s\n",
+            true,
+        ),
+        ("dns: [\n", false),
+    ];
+    for (i, (text, ok)) in cases.iter().enumerate() {
+        let path = dir.write(&format!("c{i}.yaml"), text);
+        let result = config::load(&path, None);
+        assert_eq!(
+            result.is_ok(),
+            *ok,
+            "{text:?}: {:?}",
+            result.err().map(|e| e.to_string())
+        );
+        if let Err(errs) = result {
+            assert!(!errs.is_empty());
+            for e in errs.iter() {
+                assert!(
+                    e.to_string().starts_with(&path.display().to_string()),
+                    "{e}"
+                );
+            }
+        }
+    }
+    let syntax = dir.write("syntax.yaml", "dns:\n  zones: [a\nmode: agent\n");
+    let text = config::load(&syntax, None).unwrap_err().to_string();
+    assert!(
+        text.contains("syntax.yaml:") && text.contains("invalid YAML"),
+        "{text}"
+    );
 }

@@ -69,10 +69,11 @@ impl Origins {
                 return (file, format!("{list}[{i}]{tail}"));
             }
         }
-        if let Some(service) = path.strip_prefix("overwatch.agent_tokens.") {
-            if let Some(&file) = self.tokens.get(service) {
-                return (file, path.to_string());
-            }
+        if let Some(&file) = path
+            .strip_prefix("overwatch.agent_tokens.")
+            .and_then(|service| self.tokens.get(service))
+        {
+            return (file, path.to_string());
         }
         (0, path.to_string())
     }
@@ -153,7 +154,7 @@ fn read_yaml(path: &Path, idx: usize, out: &mut Collector) -> Option<(Value, Lin
             return None;
         }
     };
-    match serde_norway::from_str::<Value>(&text) {
+    match serde_norway::from_str::<Value>(&text).and_then(|mut v| v.apply_merge().map(|()| v)) {
         Ok(v) => Some((v, LineIndex::scan(&text))),
         Err(e) => {
             let line = e.location().map(|l| l.line());
@@ -306,6 +307,7 @@ pub fn load(path: &Path, mode_override: Option<Mode>) -> Result<Loaded, ConfigEr
     if !out.errors.is_empty() {
         return Err(finish(out));
     }
+    warnings.sort_by_key(|(f, line, _)| (*f, line.unwrap_or(0)));
     let warnings = warnings
         .into_iter()
         .map(|(f, line, msg)| {

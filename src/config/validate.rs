@@ -12,6 +12,9 @@ use super::values::{
 };
 use std::collections::HashMap;
 
+/// The key shipped in `etc/opengslb/*.yaml`, so its use can be flagged.
+pub const EXAMPLE_KEY: &str = "b3BlbmdzbGItZXhhbXBsZS1rZXktUkVQTEFDRS1NRSE=";
+
 pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
 #[derive(Default)]
@@ -78,6 +81,12 @@ fn keyring(
     }
     if let Some(k) = key {
         r.check(format!("{prefix}.encryption_key"), decode_key(k));
+        if k.trim() == EXAMPLE_KEY {
+            r.warnings.push((
+                format!("{prefix}.encryption_key"),
+                "this is the published example key; replace it with the output of `opengslb-cli gen-key`".into(),
+            ));
+        }
     }
     for (i, k) in keys.iter().enumerate() {
         r.check(format!("{prefix}.encryption_keys[{i}]"), decode_key(k));
