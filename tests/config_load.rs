@@ -318,6 +318,19 @@ fn includes_merge_and_report_in_their_own_file() {
         "{text}"
     );
 
+    // An agent's backends may come from included files too; --mode
+    // stands in for a missing mode key.
+    let agent = shipped("etc/opengslb/agent.yaml")
+        .replace("mode: agent\n", "includes: [backends.d/*.yaml]\n");
+    let agent_path = dir.write("agent.yaml", &agent);
+    dir.write(
+        "backends.d/extra.yaml",
+        "agent:\n  backends:\n    - service: app.gslb.example.com\n      address: 10.0.1.21\n      port: 81\n",
+    );
+    let loaded = config::load(&agent_path, Some(Mode::Agent)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.mode, Mode::Agent);
+    assert_eq!(loaded.config.agent.as_ref().unwrap().backends.len(), 2);
+
     let missing = dir.write("m.yaml", "includes: [nothere.yaml]\n");
     let text = config::load(&missing, None).unwrap_err().to_string();
     assert!(
@@ -489,4 +502,34 @@ fn odd_input_is_reported_not_panicked_on() {
         text.contains("syntax.yaml:") && text.contains("invalid YAML"),
         "{text}"
     );
+}
+
+/// The installed files show every key (set or commented out with its
+/// default), except the v1.1 keys that have no effect.
+#[test]
+fn shipped_files_show_every_key() {
+    let overwatch = shipped("etc/opengslb/overwatch.yaml");
+    let agent = shipped("etc/opengslb/agent.yaml");
+    let predictive_windows = [
+        "agent.predictive.cpu.window",
+        "agent.predictive.memory.window",
+    ];
+    for key in all_keys() {
+        let inert = config::keys::find(key).is_some_and(|k| k.inert);
+        if inert {
+            continue;
+        }
+        let leaf = key.rsplit('.').next().unwrap().trim_end_matches("[]");
+        let file = if key.starts_with("agent") {
+            &agent
+        } else {
+            &overwatch
+        };
+        let shown = file.lines().any(|l| {
+            let l = l.trim_start().trim_start_matches('#').trim_start();
+            let l = l.strip_prefix("- ").unwrap_or(l);
+            l.starts_with(&format!("{leaf}:"))
+        });
+        assert!(shown, "{key} is not shown in the shipped file");
+    }
 }

@@ -315,6 +315,57 @@ mod tests {
         assert_eq!(sorted.len(), all.len(), "duplicate key paths");
     }
 
+    /// A document setting every key of the table deserializes into the
+    /// schema (whose structs deny unknown fields), so the table names no
+    /// key the schema lacks.
+    #[test]
+    fn table_matches_schema() {
+        use serde_norway::{Mapping, Value};
+        fn sample(kind: Kind) -> Value {
+            match kind {
+                Section | Any | StrMap => Value::Mapping(Mapping::new()),
+                List => Value::Sequence(vec![Value::Mapping(Mapping::new())]),
+                Str => Value::String("x".into()),
+                Bool => Value::Bool(true),
+                U16 | U32 | Usize => Value::Number(1.into()),
+                F64 => Value::Number(0.5.into()),
+                Dur => Value::String("1s".into()),
+                StrList => Value::Sequence(vec![Value::String("a".into())]),
+                U16List => Value::Sequence(vec![Value::Number(200.into())]),
+                Enum(values) => Value::String(values[0].into()),
+            }
+        }
+        fn insert(node: &mut Value, parts: &[&str], value: Value) {
+            let (first, rest) = parts.split_first().unwrap();
+            let (name, is_list) = match first.strip_suffix("[]") {
+                Some(n) => (n, true),
+                None => (*first, false),
+            };
+            let map = node.as_mapping_mut().unwrap();
+            if rest.is_empty() {
+                map.insert(Value::String(name.into()), value);
+                return;
+            }
+            let mut child = map.get_mut(name).unwrap();
+            if is_list {
+                child = child.as_sequence_mut().unwrap().get_mut(0).unwrap();
+            }
+            insert(child, rest, value);
+        }
+        let mut doc = Value::Mapping(Mapping::new());
+        for key in table() {
+            let parts: Vec<&str> = key.path.split('.').collect();
+            insert(&mut doc, &parts, sample(key.kind));
+        }
+        let cfg: super::super::Config = serde_norway::from_value(doc).unwrap();
+        let agent = cfg.agent.unwrap();
+        assert_eq!(
+            agent.predictive.error_rate.window,
+            crate::config::Dur::secs(1)
+        );
+        assert_eq!(cfg.regions[0].health_check.expected_status, [200]);
+    }
+
     #[test]
     fn suggestions() {
         let dns = children("dns");
