@@ -510,10 +510,6 @@ fn odd_input_is_reported_not_panicked_on() {
 fn shipped_files_show_every_key() {
     let overwatch = shipped("etc/opengslb/overwatch.yaml");
     let agent = shipped("etc/opengslb/agent.yaml");
-    let predictive_windows = [
-        "agent.predictive.cpu.window",
-        "agent.predictive.memory.window",
-    ];
     for key in all_keys() {
         let inert = config::keys::find(key).is_some_and(|k| k.inert);
         if inert {
