@@ -211,7 +211,7 @@ fn every_mistake_is_reported_with_its_line() {
         ),
         (
             24,
-            "domains[2].name: domain \"app.gslb.example.com\" is already defined",
+            "domains[2].name: domain \"app.gslb.example.com\" is defined twice: first at PATH:19",
         ),
         (
             25,
@@ -220,7 +220,7 @@ fn every_mistake_is_reported_with_its_line() {
         (28, "logging.level: invalid level \"loud\""),
     ];
     for (line, msg) in expect {
-        let want = format!("{p}:{line}: {msg}");
+        let want = format!("{p}:{line}: {}", msg.replace("PATH", &p));
         assert!(
             text.lines().any(|l| l.starts_with(&want)),
             "missing {want:?} in:\n{text}"
@@ -476,6 +476,7 @@ fn odd_input_is_reported_not_panicked_on() {
             true,
         ),
         ("dns: [\n", false),
+        ("dns:\n  default_ttl: 1\n  default_ttl: 2\n", false),
     ];
     for (i, (text, ok)) in cases.iter().enumerate() {
         let path = dir.write(&format!("c{i}.yaml"), text);

@@ -295,7 +295,22 @@ pub fn load(path: &Path, mode_override: Option<Mode>) -> Result<Loaded, ConfigEr
     resolve_paths(&mut config, &base);
     let report = validate::validate(&config, mode);
     let (secrets, secret_errors) = secrets::resolve(&config, mode);
-    for (p, m) in report.errors.into_iter().chain(secret_errors) {
+    let duplicates = report.duplicates.into_iter().map(|(p, first, what)| {
+        let (f, line) = origins.locate(&first);
+        let file = origins
+            .files
+            .get(f)
+            .map(|(p, _)| p.display().to_string())
+            .unwrap_or_default();
+        let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+        (p, format!("{what} is defined twice: first at {file}{at}"))
+    });
+    for (p, m) in report
+        .errors
+        .into_iter()
+        .chain(duplicates)
+        .chain(secret_errors)
+    {
         if !findings.covers(&p) {
             out.errors.push(origins.error(&p, m));
         }

@@ -20,6 +20,9 @@ pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 #[derive(Default)]
 pub struct Report {
     pub errors: Vec<(String, String)>,
+    /// (path, path of the first definition, what is defined twice); the
+    /// loader names the file and line of both.
+    pub duplicates: Vec<(String, String, String)>,
     pub warnings: Vec<(String, String)>,
 }
 
@@ -183,14 +186,14 @@ fn overwatch(cfg: &Config, r: &mut Report) {
         let p = format!("regions[{i}]");
         if region.name.trim().is_empty() {
             r.err(format!("{p}.name"), "must not be empty");
-        } else if let Some(first) = region_seen.insert(&region.name, i) {
-            r.err(
+        } else if let Some(&first) = region_seen.get(region.name.as_str()) {
+            r.duplicates.push((
                 format!("{p}.name"),
-                format!(
-                    "region {:?} is already defined by regions[{first}]",
-                    region.name
-                ),
-            );
+                format!("regions[{first}].name"),
+                format!("region {:?}", region.name),
+            ));
+        } else {
+            region_seen.insert(&region.name, i);
         }
         for (j, server) in region.servers.iter().enumerate() {
             let sp = format!("{p}.servers[{j}]");
@@ -223,14 +226,12 @@ fn overwatch(cfg: &Config, r: &mut Report) {
                 format!("{p}.name"),
                 format!("invalid domain name {:?}", domain.name),
             );
-        } else if let Some(first) = domain_seen.insert(normalize_name(&domain.name), i) {
-            r.err(
+        } else if let Some(&first) = domain_seen.get(&normalize_name(&domain.name)) {
+            r.duplicates.push((
                 format!("{p}.name"),
-                format!(
-                    "domain {:?} is already defined by domains[{first}]",
-                    domain.name
-                ),
-            );
+                format!("domains[{first}].name"),
+                format!("domain {:?}", domain.name),
+            ));
         } else if !dns.zones.is_empty() && !dns.zones.iter().any(|z| in_zone(&domain.name, z)) {
             r.err(
                 format!("{p}.name"),
@@ -241,6 +242,7 @@ fn overwatch(cfg: &Config, r: &mut Report) {
                 ),
             );
         }
+        domain_seen.entry(normalize_name(&domain.name)).or_insert(i);
         match domain.routing_algorithm {
             RoutingAlgorithm::Geolocation | RoutingAlgorithm::Latency => r.err(
                 format!("{p}.routing_algorithm"),
