@@ -11,6 +11,7 @@ mod glob;
 pub mod keys;
 mod lines;
 mod load;
+mod merge;
 pub mod schema;
 mod secrets;
 mod validate;
