@@ -39,7 +39,7 @@ impl Report {
 
 pub fn validate(cfg: &Config, mode: Mode) -> Report {
     let mut r = Report::default();
-    if !LOG_LEVELS.contains(&cfg.logging.level.as_str()) {
+    if !LOG_LEVELS.contains(&cfg.logging.level.to_ascii_lowercase().as_str()) {
         r.err(
             "logging.level",
             format!(
