@@ -1,8 +1,28 @@
 //! Configuration: the YAML schema, durations, and the loader that reports
 //! every error at once with file, line and key.
+//!
+//! Entry point: [`load`]. Everything the daemon needs from a file (the
+//! typed config, the mode, secrets read from `*_file` keys, warnings to log)
+//! comes back in [`Loaded`]; every problem comes back in [`ConfigErrors`].
 
 pub mod duration;
+mod error;
+mod glob;
+pub mod keys;
+mod lines;
+mod load;
+mod merge;
 pub mod schema;
+mod secrets;
+mod validate;
+pub mod values;
+mod walk;
 
 pub use duration::Dur;
+pub use error::{ConfigError, ConfigErrors};
+pub use keys::all_keys;
+pub use load::{Loaded, load};
 pub use schema::*;
+pub use secrets::Secrets;
+pub use validate::LOG_LEVELS;
+pub use values::{decode_key, parse_host_port, parse_listen, parse_network};

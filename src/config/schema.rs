@@ -8,8 +8,10 @@
 //!
 //! Keys of the v1.1 format that this implementation does not act on (for
 //! example `overwatch.dnssec`, `regions[].countries`) are accepted so old
-//! files load unchanged; `Config::inert_keys` lists those present so the
-//! daemon can warn about them once at start.
+//! files load unchanged; the loader lists those present in
+//! `Loaded::warnings` so the daemon can warn about them once at start.
+//! The key table in `keys.rs` must name every field here (a unit test
+//! deserializes a document built from the table).
 
 use super::duration::Dur;
 use serde::Deserialize;

@@ -1,0 +1,428 @@
+//! Value checks on the typed configuration: addresses, networks, keys,
+//! thresholds, and the references between regions, domains and zones.
+//!
+//! Pure: it reads nothing from disk (secret files are read by the loader)
+//! and returns (concrete key path, message) pairs that the loader places at
+//! a file and line.
+
+use super::duration::Dur;
+use super::schema::*;
+use super::values::{
+    decode_key, in_zone, is_dns_name, normalize_name, parse_host_port, parse_listen, parse_network,
+};
+use std::collections::HashMap;
+
+/// The key shipped in `etc/opengslb/*.yaml`, so its use can be flagged.
+pub const EXAMPLE_KEY: &str = "b3BlbmdzbGItZXhhbXBsZS1rZXktUkVQTEFDRS1NRSE=";
+
+pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+#[derive(Default)]
+pub struct Report {
+    pub errors: Vec<(String, String)>,
+    /// (path, path of the first definition, what is defined twice); the
+    /// loader names the file and line of both.
+    pub duplicates: Vec<(String, String, String)>,
+    pub warnings: Vec<(String, String)>,
+}
+
+impl Report {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push((path.into(), msg.into()));
+    }
+    fn check(&mut self, path: impl Into<String>, result: Result<impl Sized, String>) {
+        if let Err(e) = result {
+            self.err(path, e);
+        }
+    }
+}
+
+pub fn validate(cfg: &Config, mode: Mode) -> Report {
+    let mut r = Report::default();
+    if !LOG_LEVELS.contains(&cfg.logging.level.to_ascii_lowercase().as_str()) {
+        r.err(
+            "logging.level",
+            format!(
+                "invalid level {:?}; expected one of: {}",
+                cfg.logging.level,
+                LOG_LEVELS.join(", ")
+            ),
+        );
+    }
+    if let Some(addr) = &cfg.metrics.address {
+        r.check("metrics.address", parse_listen(addr, 9091));
+    }
+    match mode {
+        Mode::Overwatch => overwatch(cfg, &mut r),
+        Mode::Agent => {
+            if let Some(agent) = &cfg.agent {
+                agent_checks(agent, &mut r);
+            }
+        }
+    }
+    r
+}
+
+fn positive(r: &mut Report, path: &str, d: Dur) {
+    if d.is_zero() {
+        r.err(path, "must be greater than zero");
+    }
+}
+
+fn keyring(
+    r: &mut Report,
+    prefix: &str,
+    key: &Option<String>,
+    key_file: &Option<String>,
+    keys: &[String],
+) {
+    if key.is_some() && key_file.is_some() {
+        r.err(
+            format!("{prefix}.encryption_key_file"),
+            "set either encryption_key or encryption_key_file, not both",
+        );
+    }
+    if let Some(k) = key {
+        r.check(format!("{prefix}.encryption_key"), decode_key(k));
+        if k.trim() == EXAMPLE_KEY {
+            r.warnings.push((
+                format!("{prefix}.encryption_key"),
+                "this is the published example key; replace it with the output of `opengslb-cli gen-key`".into(),
+            ));
+        }
+    }
+    for (i, k) in keys.iter().enumerate() {
+        r.check(format!("{prefix}.encryption_keys[{i}]"), decode_key(k));
+    }
+}
+
+fn overwatch(cfg: &Config, r: &mut Report) {
+    let dns = &cfg.dns;
+    r.check("dns.listen_address", parse_listen(&dns.listen_address, 53));
+    for (i, zone) in dns.zones.iter().enumerate() {
+        if !is_dns_name(zone) {
+            r.err(
+                format!("dns.zones[{i}]"),
+                format!("invalid zone name {zone:?}"),
+            );
+        }
+    }
+    if dns.threads == 0 {
+        r.err("dns.threads", "must be at least 1");
+    }
+    if dns.tcp_max_connections == 0 {
+        r.err("dns.tcp_max_connections", "must be at least 1");
+    }
+    if dns.max_udp_size < 512 {
+        r.err("dns.max_udp_size", "must be at least 512");
+    }
+    positive(r, "dns.tcp_idle_timeout", dns.tcp_idle_timeout);
+    for (i, ns) in dns.nameservers.iter().enumerate() {
+        if !is_dns_name(ns) {
+            r.err(
+                format!("dns.nameservers[{i}]"),
+                format!("invalid name server {ns:?}"),
+            );
+        }
+    }
+    for (key, value) in [("mname", &dns.soa.mname), ("rname", &dns.soa.rname)] {
+        if let Some(name) = value.as_deref().filter(|n| !is_dns_name(n)) {
+            r.err(format!("dns.soa.{key}"), format!("invalid name {name:?}"));
+        }
+    }
+
+    let ow = &cfg.overwatch;
+    r.check(
+        "overwatch.gossip.bind_address",
+        parse_listen(&ow.gossip.bind_address, 7946),
+    );
+    keyring(
+        r,
+        "overwatch.gossip",
+        &ow.gossip.encryption_key,
+        &ow.gossip.encryption_key_file,
+        &ow.gossip.encryption_keys,
+    );
+    positive(
+        r,
+        "overwatch.validation.check_interval",
+        ow.validation.check_interval,
+    );
+    positive(
+        r,
+        "overwatch.validation.check_timeout",
+        ow.validation.check_timeout,
+    );
+    if let Some(t) = ow.stale.threshold {
+        positive(r, "overwatch.stale.threshold", t);
+    }
+    positive(r, "overwatch.stale.remove_after", ow.stale.remove_after);
+    if ow.data_dir.trim().is_empty() {
+        r.err("overwatch.data_dir", "must not be empty");
+    }
+
+    let domain_names: Vec<String> = cfg
+        .domains
+        .iter()
+        .map(|d| normalize_name(&d.name))
+        .collect();
+    for (service, token) in &ow.agent_tokens {
+        let path = format!("overwatch.agent_tokens.{service}");
+        if token.trim().is_empty() {
+            r.err(&path, "token must not be empty");
+        }
+        if !domain_names.contains(&normalize_name(service)) {
+            r.warnings.push((
+                path,
+                format!(
+                    "no domain named {service:?}; agents reporting this service will be refused"
+                ),
+            ));
+        }
+    }
+
+    let mut region_seen: HashMap<&str, usize> = HashMap::new();
+    for (i, region) in cfg.regions.iter().enumerate() {
+        let p = format!("regions[{i}]");
+        if region.name.trim().is_empty() {
+            r.err(format!("{p}.name"), "must not be empty");
+        } else if let Some(&first) = region_seen.get(region.name.as_str()) {
+            r.duplicates.push((
+                format!("{p}.name"),
+                format!("regions[{first}].name"),
+                format!("region {:?}", region.name),
+            ));
+        } else {
+            region_seen.insert(&region.name, i);
+        }
+        for (j, server) in region.servers.iter().enumerate() {
+            let sp = format!("{p}.servers[{j}]");
+            if server.address.parse::<std::net::IpAddr>().is_err() {
+                r.err(
+                    format!("{sp}.address"),
+                    format!("{:?} is not an IP address", server.address),
+                );
+            }
+            if server.port == 0 {
+                r.err(format!("{sp}.port"), "must be from 1 to 65535");
+            }
+            if !server.service.is_empty()
+                && !domain_names.contains(&normalize_name(&server.service))
+            {
+                r.err(
+                    format!("{sp}.service"),
+                    format!("{:?} is not a configured domain", server.service),
+                );
+            }
+        }
+        health_check(r, &format!("{p}.health_check"), &region.health_check);
+    }
+
+    let mut domain_seen: HashMap<String, usize> = HashMap::new();
+    for (i, domain) in cfg.domains.iter().enumerate() {
+        let p = format!("domains[{i}]");
+        if !is_dns_name(&domain.name) {
+            r.err(
+                format!("{p}.name"),
+                format!("invalid domain name {:?}", domain.name),
+            );
+        } else if let Some(&first) = domain_seen.get(&normalize_name(&domain.name)) {
+            r.duplicates.push((
+                format!("{p}.name"),
+                format!("domains[{first}].name"),
+                format!("domain {:?}", domain.name),
+            ));
+        } else if !dns.zones.is_empty() && !dns.zones.iter().any(|z| in_zone(&domain.name, z)) {
+            r.err(
+                format!("{p}.name"),
+                format!(
+                    "{:?} is outside every zone in dns.zones ({})",
+                    domain.name,
+                    dns.zones.join(", ")
+                ),
+            );
+        }
+        domain_seen.entry(normalize_name(&domain.name)).or_insert(i);
+        match domain.routing_algorithm {
+            RoutingAlgorithm::Geolocation | RoutingAlgorithm::Latency => r.err(
+                format!("{p}.routing_algorithm"),
+                format!(
+                    "{:?} is not supported by this version (use round-robin, weighted or failover)",
+                    domain.routing_algorithm.as_str()
+                ),
+            ),
+            _ => {}
+        }
+        if domain.regions.is_empty() {
+            r.err(
+                format!("{p}.regions"),
+                "lists no regions; name at least one region",
+            );
+        }
+        for (j, name) in domain.regions.iter().enumerate() {
+            if !region_seen.contains_key(name.as_str()) {
+                r.err(
+                    format!("{p}.regions[{j}]"),
+                    format!("region {name:?} is not defined in regions"),
+                );
+            }
+        }
+        if domain.max_records == Some(0) {
+            r.err(format!("{p}.max_records"), "must be at least 1");
+        }
+    }
+
+    r.check("api.address", parse_listen(&cfg.api.address, 9090));
+    for (i, net) in cfg.api.allowed_networks.iter().enumerate() {
+        r.check(format!("api.allowed_networks[{i}]"), parse_network(net));
+    }
+    for (name, token) in &cfg.api.tokens {
+        if token.trim().is_empty() {
+            r.err(format!("api.tokens.{name}"), "token must not be empty");
+        }
+    }
+}
+
+fn health_check(r: &mut Report, p: &str, hc: &HealthCheck) {
+    positive(r, &format!("{p}.interval"), hc.interval);
+    positive(r, &format!("{p}.timeout"), hc.timeout);
+    if hc.timeout > hc.interval {
+        r.err(
+            format!("{p}.timeout"),
+            format!("{} is longer than the interval {}", hc.timeout, hc.interval),
+        );
+    }
+    if hc.failure_threshold == 0 {
+        r.err(format!("{p}.failure_threshold"), "must be at least 1");
+    }
+    if hc.success_threshold == 0 {
+        r.err(format!("{p}.success_threshold"), "must be at least 1");
+    }
+    if hc.kind != CheckType::Tcp && !hc.path.starts_with('/') {
+        r.err(
+            format!("{p}.path"),
+            format!("{:?} must start with /", hc.path),
+        );
+    }
+    for (i, code) in hc.expected_status.iter().enumerate() {
+        if !(100..=599).contains(code) {
+            r.err(
+                format!("{p}.expected_status[{i}]"),
+                format!("{code} is not an HTTP status code"),
+            );
+        }
+    }
+}
+
+fn agent_checks(agent: &AgentConfig, r: &mut Report) {
+    let id = &agent.identity;
+    match (&id.service_token, &id.service_token_file) {
+        (None, None) => r.err(
+            "agent.identity",
+            "missing service_token (or service_token_file)",
+        ),
+        (Some(_), Some(_)) => r.err(
+            "agent.identity.service_token_file",
+            "set either service_token or service_token_file, not both",
+        ),
+        (Some(t), None) if t.trim().is_empty() => {
+            r.err("agent.identity.service_token", "must not be empty")
+        }
+        _ => {}
+    }
+    if id.region.trim().is_empty() {
+        r.err("agent.identity.region", "must not be empty");
+    }
+    if id.agent_id.as_deref().is_some_and(|a| a.trim().is_empty()) {
+        r.err("agent.identity.agent_id", "must not be empty when set");
+    }
+    for (key, value) in [("cert_path", &id.cert_path), ("key_path", &id.key_path)] {
+        if value.trim().is_empty() {
+            r.err(format!("agent.identity.{key}"), "must not be empty");
+        }
+    }
+
+    if agent.backends.is_empty() {
+        r.err(
+            "agent.backends",
+            "no backends configured; list at least one",
+        );
+    }
+    for (i, b) in agent.backends.iter().enumerate() {
+        let p = format!("agent.backends[{i}]");
+        if !is_dns_name(&b.service) {
+            r.err(
+                format!("{p}.service"),
+                format!("{:?} is not a valid domain name", b.service),
+            );
+        }
+        if b.address.parse::<std::net::IpAddr>().is_err() {
+            r.err(
+                format!("{p}.address"),
+                format!("{:?} is not an IP address", b.address),
+            );
+        }
+        if b.port == 0 {
+            r.err(format!("{p}.port"), "must be from 1 to 65535");
+        }
+        health_check(r, &format!("{p}.health_check"), &b.health_check);
+    }
+
+    let g = &agent.gossip;
+    if g.encryption_key.is_none() && g.encryption_key_file.is_none() {
+        r.err(
+            "agent.gossip",
+            "missing encryption_key (or encryption_key_file)",
+        );
+    }
+    keyring(
+        r,
+        "agent.gossip",
+        &g.encryption_key,
+        &g.encryption_key_file,
+        &g.encryption_keys,
+    );
+    if g.overwatch_nodes.is_empty() {
+        r.err(
+            "agent.gossip.overwatch_nodes",
+            "no overwatch nodes listed; list at least one HOST:PORT",
+        );
+    }
+    for (i, node) in g.overwatch_nodes.iter().enumerate() {
+        r.check(
+            format!("agent.gossip.overwatch_nodes[{i}]"),
+            parse_host_port(node),
+        );
+    }
+
+    positive(r, "agent.heartbeat.interval", agent.heartbeat.interval);
+    if agent.heartbeat.missed_threshold == 0 {
+        r.err("agent.heartbeat.missed_threshold", "must be at least 1");
+    }
+    let pred = &agent.predictive;
+    positive(r, "agent.predictive.check_interval", pred.check_interval);
+    for (name, sig) in [
+        ("cpu", &pred.cpu),
+        ("memory", &pred.memory),
+        ("error_rate", &pred.error_rate),
+    ] {
+        if !(sig.threshold > 0.0 && sig.threshold <= 100.0) {
+            r.err(
+                format!("agent.predictive.{name}.threshold"),
+                format!(
+                    "{} is out of range: use a fraction (0.85) or a percentage (85)",
+                    sig.threshold
+                ),
+            );
+        }
+        positive(r, &format!("agent.predictive.{name}.window"), sig.window);
+    }
+    if agent
+        .drain_file
+        .as_deref()
+        .is_some_and(|f| f.trim().is_empty())
+    {
+        r.err("agent.drain_file", "must not be empty when set");
+    }
+    r.check("agent.api.address", parse_listen(&agent.api.address, 9100));
+}
