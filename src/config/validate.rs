@@ -253,12 +253,8 @@ fn overwatch(cfg: &Config, r: &mut Report) {
             ),
             _ => {}
         }
-        if domain.regions.is_empty() {
-            r.err(
-                format!("{p}.regions"),
-                "lists no regions; name at least one region",
-            );
-        }
+        // No regions is fine: agent-reported backends of any region join
+        // the name; `regions` only orders them and adds static servers.
         for (j, name) in domain.regions.iter().enumerate() {
             if !region_seen.contains_key(name.as_str()) {
                 r.err(

@@ -452,8 +452,8 @@ impl Runtime {
     }
 
     fn publish_policy(&mut self, config: &Config) {
-        let keyring = match crate::config::gossip_keyring(config) {
-            Ok(keys) => gossip::Keyring::from_raw(&keys),
+        let keyring = match config.resolved_secrets(crate::config::Mode::Overwatch) {
+            Ok(secrets) => gossip::Keyring::from_raw(&secrets.gossip_keys),
             Err(e) => {
                 warn!("gossip keys: {e}");
                 gossip::Keyring::default()
