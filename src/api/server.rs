@@ -53,7 +53,8 @@ struct Shared {
 /// A running API server; `stop()` (or drop) ends its threads.
 pub struct ApiServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
+    /// Dropped by `stop()`, which closes the listening socket.
+    server: Option<Arc<tiny_http::Server>>,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
 }
@@ -107,7 +108,7 @@ pub fn start(
     log::info!("API listening on http://{addr}");
     Ok(ApiServer {
         addr,
-        server,
+        server: Some(server),
         workers,
         stopping,
     })
@@ -119,15 +120,19 @@ impl ApiServer {
         self.addr
     }
 
-    /// Stops accepting requests and joins the workers.
+    /// Stops accepting requests, joins the workers and closes the socket
+    /// (tiny_http's accept thread lets go of it a moment later). Writes
+    /// already handed to a writer thread still get their answer.
     pub fn stop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
+        let Some(server) = self.server.take() else { return };
         for _ in 0..self.workers.len() {
-            self.server.unblock();
+            server.unblock();
         }
         for handle in self.workers.drain(..) {
             let _ = handle.join();
         }
+        drop(server);
     }
 }
 
