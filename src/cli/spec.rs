@@ -223,7 +223,11 @@ fn flag_label(f: &Flag) -> String {
 }
 
 fn command_usage(c: &CommandSpec) -> String {
-    let mut s = c.name.to_string();
+    // `servers [list]` when the bare first word is an alias.
+    let mut s = match c.name.split_once(' ') {
+        Some((first, rest)) if c.aliases.contains(&first) => format!("{first} [{rest}]"),
+        _ => c.name.to_string(),
+    };
     for a in c.args {
         match a.strip_suffix('?') {
             Some(opt) => s.push_str(&format!(" [{opt}]")),
