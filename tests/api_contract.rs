@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
     k.sort();
     k
 }
@@ -33,9 +36,25 @@ fn backends_have_every_field_and_filter() {
     let backends = v["backends"].as_array().expect("array");
     assert_eq!(backends.len(), 4);
     let want = sorted(&[
-        "service", "address", "port", "weight", "region", "agent_id", "effective_status", "status_reason",
-        "agent_healthy", "agent_last_seen", "validation_healthy", "validation_last_check", "validation_error",
-        "override_status", "override_reason", "override_by", "override_at", "override_expires_at", "drain_reason",
+        "service",
+        "address",
+        "port",
+        "weight",
+        "region",
+        "agent_id",
+        "effective_status",
+        "status_reason",
+        "agent_healthy",
+        "agent_last_seen",
+        "validation_healthy",
+        "validation_last_check",
+        "validation_error",
+        "override_status",
+        "override_reason",
+        "override_by",
+        "override_at",
+        "override_expires_at",
+        "drain_reason",
     ]);
     for b in backends {
         assert_eq!(keys(b), want);
@@ -47,7 +66,11 @@ fn backends_have_every_field_and_filter() {
     let stale = get(&f, "/api/v1/overwatch/backends?status=stale").json();
     assert_eq!(stale["backends"].as_array().map(Vec::len), Some(1));
     assert_eq!(stale["backends"][0]["address"], "10.0.2.10");
-    let eu_app = get(&f, "/api/v1/overwatch/backends?service=app.example.com&region=eu-west").json();
+    let eu_app = get(
+        &f,
+        "/api/v1/overwatch/backends?service=app.example.com&region=eu-west",
+    )
+    .json();
     assert_eq!(eu_app["backends"].as_array().map(Vec::len), Some(2));
     let bad = get(&f, "/api/v1/overwatch/backends?status=sick");
     assert_eq!(bad.status, 400);
@@ -61,10 +84,22 @@ fn stats_fields() {
     assert_eq!(
         keys(&v),
         sorted(&[
-            "active_agents", "stale_agents", "registered_agents", "total_backends", "healthy_backends",
-            "unhealthy_backends", "draining_backends", "stale_backends", "active_overrides", "validation_enabled",
-            "validated_backends", "disagreement_count", "unique_services", "backends_by_service",
-            "backends_by_region", "generated_at",
+            "active_agents",
+            "stale_agents",
+            "registered_agents",
+            "total_backends",
+            "healthy_backends",
+            "unhealthy_backends",
+            "draining_backends",
+            "stale_backends",
+            "active_overrides",
+            "validation_enabled",
+            "validated_backends",
+            "disagreement_count",
+            "unique_services",
+            "backends_by_service",
+            "backends_by_region",
+            "generated_at",
         ])
     );
     assert_eq!(v["total_backends"], 4);
@@ -87,8 +122,17 @@ fn agents_list_and_one() {
     let agents = v["agents"].as_array().expect("array");
     assert_eq!(agents.len(), 3);
     let want = sorted(&[
-        "id", "region", "status", "reject_reason", "last_error", "address", "fingerprint", "cert_not_after",
-        "first_seen", "last_seen", "backend_count",
+        "id",
+        "region",
+        "status",
+        "reject_reason",
+        "last_error",
+        "address",
+        "fingerprint",
+        "cert_not_after",
+        "first_seen",
+        "last_seen",
+        "backend_count",
     ]);
     for a in agents {
         assert_eq!(keys(a), want);
@@ -109,10 +153,22 @@ fn overrides_domains_servers_audit() {
     let o = get(&f, "/api/v1/overrides").json();
     assert_eq!(
         keys(&o["overrides"][0]),
-        sorted(&["service", "address", "port", "healthy", "reason", "by", "at", "expires_at"])
+        sorted(&[
+            "service",
+            "address",
+            "port",
+            "healthy",
+            "reason",
+            "by",
+            "at",
+            "expires_at"
+        ])
     );
     let d = get(&f, "/api/v1/domains").json();
-    assert_eq!(keys(&d["domains"][0]), sorted(&["name", "routing_algorithm", "ttl", "answers"]));
+    assert_eq!(
+        keys(&d["domains"][0]),
+        sorted(&["name", "routing_algorithm", "ttl", "answers"])
+    );
     let one = get(&f, "/api/v1/domains/APP.example.com.").json();
     assert_eq!(one["answers"][0], "10.0.1.10");
     assert_eq!(get(&f, "/api/v1/domains/nope.example.com").status, 404);
@@ -121,7 +177,15 @@ fn overrides_domains_servers_audit() {
     assert_eq!(servers.len(), 4);
     assert_eq!(
         keys(&servers[0]),
-        sorted(&["address", "port", "service", "region", "healthy", "status", "last_check"])
+        sorted(&[
+            "address",
+            "port",
+            "service",
+            "region",
+            "healthy",
+            "status",
+            "last_check"
+        ])
     );
     assert_eq!(servers[0]["healthy"], true);
     assert_eq!(servers[1]["status"], "stale");
@@ -131,7 +195,12 @@ fn overrides_domains_servers_audit() {
         sorted(&["at", "by", "from", "action", "target", "detail", "result"])
     );
     assert_eq!(a["entries"][0]["at"], "2026-11-21T23:09:18Z");
-    assert_eq!(get(&f, "/api/v1/audit-logs?limit=0").json()["entries"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        get(&f, "/api/v1/audit-logs?limit=0").json()["entries"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
     assert_eq!(get(&f, "/api/v1/audit-logs?limit=x").status, 400);
 }
 
@@ -142,7 +211,10 @@ fn healthz_exact_shape() {
     assert_eq!(keys(&v), sorted(&["status", "lost_agents", "generated_at"]));
     assert_eq!(v["status"], "degraded");
     let lost = &v["lost_agents"][0];
-    assert_eq!(keys(lost), sorted(&["agent_id", "env", "ip", "service", "last_heartbeat"]));
+    assert_eq!(
+        keys(lost),
+        sorted(&["agent_id", "env", "ip", "service", "last_heartbeat"])
+    );
     assert_eq!(lost["env"], "ap-south");
     assert_eq!(lost["last_heartbeat"], "2026-11-21 21:10:58");
     let mut view = sample_view();
@@ -166,7 +238,11 @@ fn probes_version_metrics() {
     assert_eq!(v["version"], opengslb::VERSION);
     let m = get(&f, "/metrics");
     assert_eq!(m.status, 200);
-    assert!(m.header("Content-Type").unwrap_or("").starts_with("text/plain; version=0.0.4"));
+    assert!(
+        m.header("Content-Type")
+            .unwrap_or("")
+            .starts_with("text/plain; version=0.0.4")
+    );
     assert!(m.body.contains("opengslb_overwatch_agents_registered 2"));
 }
 
@@ -183,13 +259,55 @@ fn writes_become_commands() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["action"], "set_override");
-    let r = http(f.addr, "PUT", "/api/v1/overrides/app.example.com/%5B2001:db8::1%5D:443", &json, br#"{"healthy": true, "reason": "ok", "expires_in": 60}"#);
+    let r = http(
+        f.addr,
+        "PUT",
+        "/api/v1/overrides/app.example.com/%5B2001:db8::1%5D:443",
+        &json,
+        br#"{"healthy": true, "reason": "ok", "expires_in": 60}"#,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(http(f.addr, "DELETE", "/api/v1/overrides/app.example.com/[::1]:80", &json, b"").status, 200);
-    assert_eq!(http(f.addr, "DELETE", "/api/v1/overwatch/backends/app.example.com/10.0.1.10/80/override", &[], b"").status, 200);
-    assert_eq!(http(f.addr, "DELETE", "/api/v1/overwatch/agents/web-3", &[], b"").status, 200);
-    assert_eq!(http(f.addr, "POST", "/api/v1/overwatch/agents/web-3/revoke", &json, br#"{"reason": "stolen"}"#).status, 200);
-    assert_eq!(http(f.addr, "POST", "/api/v1/overwatch/validate", &[], b"").status, 200);
+    assert_eq!(
+        http(
+            f.addr,
+            "DELETE",
+            "/api/v1/overrides/app.example.com/[::1]:80",
+            &json,
+            b""
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        http(
+            f.addr,
+            "DELETE",
+            "/api/v1/overwatch/backends/app.example.com/10.0.1.10/80/override",
+            &[],
+            b""
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        http(f.addr, "DELETE", "/api/v1/overwatch/agents/web-3", &[], b"").status,
+        200
+    );
+    assert_eq!(
+        http(
+            f.addr,
+            "POST",
+            "/api/v1/overwatch/agents/web-3/revoke",
+            &json,
+            br#"{"reason": "stolen"}"#
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        http(f.addr, "POST", "/api/v1/overwatch/validate", &[], b"").status,
+        200
+    );
     let refused = http(f.addr, "DELETE", "/api/v1/overwatch/agents/nope", &[], b"");
     assert_eq!(refused.status, 404);
     assert_eq!(refused.json()["code"], 404);
@@ -209,10 +327,20 @@ fn writes_become_commands() {
     );
     assert_eq!(seen[0].by, "bob");
     assert_eq!(seen[0].from, "127.0.0.1");
-    assert!(matches!(&seen[1].command, Command::SetOverride { address, port: 443, healthy: true, expires_in: Some(d), .. } if address == "2001:db8::1" && d.as_secs() == 60));
-    assert!(matches!(&seen[2].command, Command::ClearOverride { address, port: 80, .. } if address == "::1"));
+    assert!(
+        matches!(&seen[1].command, Command::SetOverride { address, port: 443, healthy: true, expires_in: Some(d), .. } if address == "2001:db8::1" && d.as_secs() == 60)
+    );
+    assert!(
+        matches!(&seen[2].command, Command::ClearOverride { address, port: 80, .. } if address == "::1")
+    );
     assert_eq!(seen[4].command, Command::ForgetAgent { id: "web-3".into() });
-    assert_eq!(seen[5].command, Command::RevokeAgent { id: "web-3".into(), reason: "stolen".into() });
+    assert_eq!(
+        seen[5].command,
+        Command::RevokeAgent {
+            id: "web-3".into(),
+            reason: "stolen".into()
+        }
+    );
     assert_eq!(seen[6].command, Command::Validate);
     assert_eq!(seen[6].by, "anonymous");
 }
@@ -233,15 +361,36 @@ fn error_codes() {
     let bad = http(f.addr, "PUT", path, &[], b"{\"healthy\": tru");
     assert_eq!(bad.status, 400);
     let msg = bad.json()["error"].as_str().unwrap_or("").to_string();
-    assert!(msg.contains("invalid JSON body") && msg.contains("line 1"), "{msg}");
+    assert!(
+        msg.contains("invalid JSON body") && msg.contains("line 1"),
+        "{msg}"
+    );
     let missing = http(f.addr, "PUT", path, &[], br#"{"reason": "x"}"#);
-    assert!(missing.json()["error"].as_str().unwrap_or("").contains("missing field `healthy`"));
-    assert_eq!(http(f.addr, "PUT", "/api/v1/overrides/app.example.com/10.0.1.10:99999", &[], b"{}").status, 400);
+    assert!(
+        missing.json()["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("missing field `healthy`")
+    );
+    assert_eq!(
+        http(
+            f.addr,
+            "PUT",
+            "/api/v1/overrides/app.example.com/10.0.1.10:99999",
+            &[],
+            b"{}"
+        )
+        .status,
+        400
+    );
     let big = vec![b' '; 70 * 1024];
     let too_big = http(f.addr, "PUT", path, &[], &big);
     assert_eq!(too_big.status, 413);
     assert_eq!(too_big.json()["code"], 413);
-    assert!(f.seen().is_empty(), "no rejected write may reach the registry");
+    assert!(
+        f.seen().is_empty(),
+        "no rejected write may reach the registry"
+    );
 }
 
 #[test]
@@ -250,11 +399,25 @@ fn acl_denies_outside_networks() {
     for path in ["/api/v1/live", "/metrics", "/api/v1/overwatch/backends"] {
         let r = get(&f, path);
         assert_eq!(r.status, 403, "{path}");
-        assert!(r.json()["error"].as_str().unwrap_or("").contains("127.0.0.1"));
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("127.0.0.1")
+        );
     }
-    assert_eq!(http(f.addr, "POST", "/api/v1/overwatch/validate", &[], b"").status, 403);
+    assert_eq!(
+        http(f.addr, "POST", "/api/v1/overwatch/validate", &[], b"").status,
+        403
+    );
     // X-Forwarded-For is ignored unless proxy headers are trusted.
-    let r = http(f.addr, "GET", "/api/v1/live", &[("X-Forwarded-For", "10.1.2.3")], b"");
+    let r = http(
+        f.addr,
+        "GET",
+        "/api/v1/live",
+        &[("X-Forwarded-For", "10.1.2.3")],
+        b"",
+    );
     assert_eq!(r.status, 403);
     assert!(f.seen().is_empty());
 
@@ -262,9 +425,21 @@ fn acl_denies_outside_networks() {
         c.allowed_networks = vec!["10.0.0.0/8".into()];
         c.trust_proxy_headers = true;
     });
-    let r = http(proxied.addr, "GET", "/api/v1/live", &[("X-Forwarded-For", "10.1.2.3, 127.0.0.1")], b"");
+    let r = http(
+        proxied.addr,
+        "GET",
+        "/api/v1/live",
+        &[("X-Forwarded-For", "10.1.2.3, 127.0.0.1")],
+        b"",
+    );
     assert_eq!(r.status, 200);
-    let r = http(proxied.addr, "POST", "/api/v1/overwatch/validate", &[("X-Forwarded-For", "10.1.2.3")], b"");
+    let r = http(
+        proxied.addr,
+        "POST",
+        "/api/v1/overwatch/validate",
+        &[("X-Forwarded-For", "10.1.2.3")],
+        b"",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(proxied.seen()[0].from, "10.1.2.3");
 }
@@ -276,16 +451,32 @@ fn tokens_guard_writes_only() {
         t.insert("ops".to_string(), "s3cret".to_string());
         c.tokens = t;
     });
-    assert_eq!(get(&f, "/api/v1/overwatch/backends").status, 200, "reads need no token");
+    assert_eq!(
+        get(&f, "/api/v1/overwatch/backends").status,
+        200,
+        "reads need no token"
+    );
     let path = "/api/v1/overwatch/validate";
     let none = http(f.addr, "POST", path, &[], b"");
     assert_eq!(none.status, 401);
     assert_eq!(none.header("WWW-Authenticate"), Some("Bearer"));
     assert_eq!(none.json()["code"], 401);
-    let wrong = http(f.addr, "POST", path, &[("Authorization", "Bearer nope")], b"");
+    let wrong = http(
+        f.addr,
+        "POST",
+        path,
+        &[("Authorization", "Bearer nope")],
+        b"",
+    );
     assert_eq!(wrong.status, 401);
     assert!(f.seen().is_empty());
-    let ok = http(f.addr, "POST", path, &[("Authorization", "Bearer s3cret"), ("X-User", "alice")], b"");
+    let ok = http(
+        f.addr,
+        "POST",
+        path,
+        &[("Authorization", "Bearer s3cret"), ("X-User", "alice")],
+        b"",
+    );
     assert_eq!(ok.status, 200);
     assert_eq!(f.seen()[0].by, "alice (token ops)");
 }

@@ -63,7 +63,17 @@ fn long_flags(text: &str) -> BTreeSet<String> {
 #[test]
 fn has_every_section() {
     let m = man();
-    for s in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "EXIT STATUS", "ENVIRONMENT", "EXAMPLES", "SEE ALSO"] {
+    for s in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "COMMANDS",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "EXAMPLES",
+        "SEE ALSO",
+    ] {
         section(&m, s);
     }
 }
@@ -77,7 +87,9 @@ fn commands_match_the_spec() {
         .collect();
     for name in opengslb::cli::command_names() {
         assert!(
-            documented.iter().any(|d| d == name || d.starts_with(&format!("{name} "))),
+            documented
+                .iter()
+                .any(|d| d == name || d.starts_with(&format!("{name} "))),
             "command {name:?} is not documented under COMMANDS in man/opengslb-cli.1"
         );
     }
@@ -87,28 +99,51 @@ fn commands_match_the_spec() {
                 .chain(c.aliases)
                 .any(|n| d == n || d.starts_with(&format!("{n} ")))
         });
-        assert!(known, "man/opengslb-cli.1 documents {d:?}, which opengslb-cli does not have");
+        assert!(
+            known,
+            "man/opengslb-cli.1 documents {d:?}, which opengslb-cli does not have"
+        );
     }
 }
 
 #[test]
 fn flags_match_the_spec() {
     let m = man();
-    let spec: BTreeSet<String> = opengslb::cli::flag_names().into_iter().map(String::from).collect();
-    let options: BTreeSet<String> = tags(&section(&m, "OPTIONS")).iter().flat_map(|t| long_flags(t)).collect();
-    assert_eq!(options, spec, "OPTIONS in man/opengslb-cli.1 differ from the flag table");
+    let spec: BTreeSet<String> = opengslb::cli::flag_names()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let options: BTreeSet<String> = tags(&section(&m, "OPTIONS"))
+        .iter()
+        .flat_map(|t| long_flags(t))
+        .collect();
+    assert_eq!(
+        options, spec,
+        "OPTIONS in man/opengslb-cli.1 differ from the flag table"
+    );
     let everywhere = long_flags(&plain(&m));
     let unknown: Vec<&String> = everywhere.difference(&spec).collect();
-    assert!(unknown.is_empty(), "man/opengslb-cli.1 mentions unknown flags {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "man/opengslb-cli.1 mentions unknown flags {unknown:?}"
+    );
     let option_tags = tags(&section(&m, "OPTIONS"));
-    for f in opengslb::cli::spec::GLOBAL_FLAGS.iter().chain(opengslb::cli::spec::COMMAND_FLAGS) {
+    for f in opengslb::cli::spec::GLOBAL_FLAGS
+        .iter()
+        .chain(opengslb::cli::spec::COMMAND_FLAGS)
+    {
         if let Some(c) = f.short {
             let (short, long) = (format!("-{c}"), format!("--{}", f.long));
             let together = option_tags.iter().any(|t| {
-                let words: Vec<&str> = t.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-')).collect();
+                let words: Vec<&str> = t
+                    .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-'))
+                    .collect();
                 words.contains(&short.as_str()) && words.contains(&long.as_str())
             });
-            assert!(together, "{short} is not documented with {long} under OPTIONS");
+            assert!(
+                together,
+                "{short} is not documented with {long} under OPTIONS"
+            );
         }
     }
 }

@@ -27,7 +27,11 @@ impl Access {
             let net = text
                 .parse::<IpNet>()
                 .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("api.allowed_networks: invalid network {text:?} (expected e.g. 10.0.0.0/8)"))?;
+                .map_err(|_| {
+                    format!(
+                        "api.allowed_networks: invalid network {text:?} (expected e.g. 10.0.0.0/8)"
+                    )
+                })?;
             networks.push(net);
         }
         if let Some((name, _)) = tokens.iter().find(|(_, t)| t.is_empty()) {
@@ -43,12 +47,11 @@ impl Access {
     /// The address the request is attributed to: the first `X-Forwarded-For`
     /// entry when proxy headers are trusted, else the peer.
     pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {
-        if self.trust_proxy_headers {
-            if let Some(first) = forwarded_for.and_then(|h| h.split(',').next()) {
-                if let Ok(ip) = first.trim().parse::<IpAddr>() {
-                    return Some(ip);
-                }
-            }
+        if self.trust_proxy_headers
+            && let Some(first) = forwarded_for.and_then(|h| h.split(',').next())
+            && let Ok(ip) = first.trim().parse::<IpAddr>()
+        {
+            return Some(ip);
         }
         peer
     }
@@ -115,7 +118,10 @@ mod tests {
 
     fn access(nets: &[&str], trust: bool, tokens: &[(&str, &str)]) -> Access {
         let nets: Vec<String> = nets.iter().map(|s| s.to_string()).collect();
-        let tokens = tokens.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let tokens = tokens
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         Access::new(&nets, trust, &tokens).expect("valid")
     }
 
@@ -148,7 +154,10 @@ mod tests {
         let untrusted = access(&["127.0.0.0/8"], false, &[]);
         assert_eq!(untrusted.client_ip(peer, Some("10.9.9.9")), peer);
         let trusted = access(&["127.0.0.0/8"], true, &[]);
-        assert_eq!(trusted.client_ip(peer, Some(" 10.9.9.9 , 127.0.0.1")), ip("10.9.9.9"));
+        assert_eq!(
+            trusted.client_ip(peer, Some(" 10.9.9.9 , 127.0.0.1")),
+            ip("10.9.9.9")
+        );
         assert_eq!(trusted.client_ip(peer, Some("garbage")), peer);
     }
 

@@ -33,8 +33,13 @@ pub enum Command {
         port: u16,
     },
     /// Forget the certificate pin (and the lost entry) of an agent.
-    ForgetAgent { id: String },
-    RevokeAgent { id: String, reason: String },
+    ForgetAgent {
+        id: String,
+    },
+    RevokeAgent {
+        id: String,
+        reason: String,
+    },
     /// Run validation of every backend now.
     Validate,
 }

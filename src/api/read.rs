@@ -33,20 +33,26 @@ pub fn answer(route: &Route, query: &str, view: &OverwatchView) -> Result<(u16, 
             ok(json!({"backends": backends, "generated_at": generated_at}))
         }
         Route::Stats => ok(stats(view)),
-        Route::Agents => ok(json!({"agents": to_value(&view.agents), "generated_at": generated_at})),
+        Route::Agents => {
+            ok(json!({"agents": to_value(&view.agents), "generated_at": generated_at}))
+        }
         Route::Agent(id) => view
             .agents
             .iter()
             .find(|a| &a.id == id)
             .map(|a| (200, to_value(a)))
             .ok_or_else(|| ApiError::not_found(format!("no agent {id:?}"))),
-        Route::Overrides => ok(json!({"overrides": to_value(&view.overrides), "generated_at": generated_at})),
+        Route::Overrides => {
+            ok(json!({"overrides": to_value(&view.overrides), "generated_at": generated_at}))
+        }
         Route::HealthServers => {
             let servers: Vec<Value> = view.backends.iter().map(server_entry).collect();
             ok(json!({"servers": servers, "generated_at": generated_at}))
         }
         Route::Healthz => ok(healthz(view)),
-        Route::Domains => ok(json!({"domains": to_value(&view.domains), "generated_at": generated_at})),
+        Route::Domains => {
+            ok(json!({"domains": to_value(&view.domains), "generated_at": generated_at}))
+        }
         Route::Domain(name) => {
             let want = name.trim_end_matches('.');
             view.domains
@@ -59,7 +65,9 @@ pub fn answer(route: &Route, query: &str, view: &OverwatchView) -> Result<(u16, 
             if view.ready {
                 ok(json!({"status": "ready", "ready": true}))
             } else {
-                Err(ApiError::unavailable("not ready: state is loading or DNS is not serving yet"))
+                Err(ApiError::unavailable(
+                    "not ready: state is loading or DNS is not serving yet",
+                ))
             }
         }
         Route::Live => ok(json!({"status": "alive"})),
@@ -159,7 +167,12 @@ fn server_entry(b: &BackendView) -> Value {
 pub fn stats(view: &OverwatchView) -> Value {
     use super::view::AgentStatus;
     let count_agents = |s: AgentStatus| view.agents.iter().filter(|a| a.status == s).count();
-    let count_backends = |s: BackendStatus| view.backends.iter().filter(|b| b.effective_status == s).count();
+    let count_backends = |s: BackendStatus| {
+        view.backends
+            .iter()
+            .filter(|b| b.effective_status == s)
+            .count()
+    };
     let mut by_service: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_region: BTreeMap<&str, usize> = BTreeMap::new();
     for b in &view.backends {
@@ -206,7 +219,10 @@ pub fn healthz(view: &OverwatchView) -> Value {
             m.insert("env".into(), json!(l.region));
             m.insert("ip".into(), json!(l.ip));
             m.insert("service".into(), json!(l.service));
-            m.insert("last_heartbeat".into(), json!(timefmt::plain(l.last_heartbeat)));
+            m.insert(
+                "last_heartbeat".into(),
+                json!(timefmt::plain(l.last_heartbeat)),
+            );
             Value::Object(m)
         })
         .collect();
@@ -241,9 +257,21 @@ mod tests {
                 backend("api", "eu", BackendStatus::Draining),
             ],
             agents: vec![
-                AgentView { id: "a".into(), status: AgentStatus::Active, ..Default::default() },
-                AgentView { id: "b".into(), status: AgentStatus::Stale, ..Default::default() },
-                AgentView { id: "c".into(), status: AgentStatus::Rejected, ..Default::default() },
+                AgentView {
+                    id: "a".into(),
+                    status: AgentStatus::Active,
+                    ..Default::default()
+                },
+                AgentView {
+                    id: "b".into(),
+                    status: AgentStatus::Stale,
+                    ..Default::default()
+                },
+                AgentView {
+                    id: "c".into(),
+                    status: AgentStatus::Rejected,
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         }
@@ -292,7 +320,8 @@ mod tests {
         assert_eq!(h["lost_agents"][0]["last_heartbeat"], "2026-11-21 23:10:58");
         assert_eq!(h["lost_agents"][0]["env"], "eu");
         v.lost_agents.clear();
-        v.backends.retain(|b| b.effective_status != BackendStatus::Healthy);
+        v.backends
+            .retain(|b| b.effective_status != BackendStatus::Healthy);
         assert_eq!(healthz(&v)["status"], "degraded");
     }
 }

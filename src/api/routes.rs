@@ -57,7 +57,9 @@ pub struct BackendKey {
 pub enum RouteError {
     NotFound,
     /// The path exists; `allow` lists its methods for the `Allow` header.
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// The path matched but a parameter is malformed (400).
     BadPath(String),
 }
@@ -99,7 +101,9 @@ pub fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         let b = bytes.get(i).copied().unwrap_or(0);
         if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(v);
                 i += 3;
@@ -114,7 +118,9 @@ pub fn percent_decode(text: &str) -> String {
 
 /// `1.2.3.4:80`, `[::1]:80` → (address, port).
 pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
-    let bad = || format!("invalid address:port {text:?} (expected e.g. 10.0.1.10:80 or [2001:db8::1]:80)");
+    let bad = || {
+        format!("invalid address:port {text:?} (expected e.g. 10.0.1.10:80 or [2001:db8::1]:80)")
+    };
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, rest) = rest.split_once(']').ok_or_else(bad)?;
         (host, rest.strip_prefix(':').ok_or_else(bad)?)
@@ -153,7 +159,13 @@ pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
     let (segments, _) = split_url(url);
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     use RouteError::MethodNotAllowed as Nope;
-    let get = |r: Route| if method == "GET" || method == "HEAD" { Ok(r) } else { Err(Nope { allow: "GET, HEAD" }) };
+    let get = |r: Route| {
+        if method == "GET" || method == "HEAD" {
+            Ok(r)
+        } else {
+            Err(Nope { allow: "GET, HEAD" })
+        }
+    };
     match s.as_slice() {
         ["metrics"] => get(Route::Metrics),
         ["api", "v1", rest @ ..] => match rest {
@@ -163,7 +175,9 @@ pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
             ["overwatch", "agents", id] => match method {
                 "GET" | "HEAD" => Ok(Route::Agent(id.to_string())),
                 "DELETE" => Ok(Route::ForgetAgent(id.to_string())),
-                _ => Err(Nope { allow: "GET, HEAD, DELETE" }),
+                _ => Err(Nope {
+                    allow: "GET, HEAD, DELETE",
+                }),
             },
             ["overwatch", "agents", id, "revoke"] => match method {
                 "POST" => Ok(Route::RevokeAgent(id.to_string())),
@@ -174,7 +188,9 @@ pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
                 match method {
                     "POST" | "PUT" => Ok(Route::SetOverride(k?)),
                     "DELETE" => Ok(Route::ClearOverride(k?)),
-                    _ => Err(Nope { allow: "POST, PUT, DELETE" }),
+                    _ => Err(Nope {
+                        allow: "POST, PUT, DELETE",
+                    }),
                 }
             }
             ["overwatch", "validate"] => match method {
@@ -192,7 +208,9 @@ pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
                 match method {
                     "PUT" | "POST" => Ok(Route::SetOverride(k?)),
                     "DELETE" => Ok(Route::ClearOverride(k?)),
-                    _ => Err(Nope { allow: "PUT, POST, DELETE" }),
+                    _ => Err(Nope {
+                        allow: "PUT, POST, DELETE",
+                    }),
                 }
             }
             ["health", "servers"] => get(Route::HealthServers),
@@ -227,12 +245,18 @@ mod tests {
             ("/api/v1/overwatch/backends?status=stale", Route::Backends),
             ("/api/v1/overwatch/stats", Route::Stats),
             ("/api/v1/overwatch/agents", Route::Agents),
-            ("/api/v1/overwatch/agents/web-1", Route::Agent("web-1".into())),
+            (
+                "/api/v1/overwatch/agents/web-1",
+                Route::Agent("web-1".into()),
+            ),
             ("/api/v1/overrides", Route::Overrides),
             ("/api/v1/health/servers", Route::HealthServers),
             ("/api/v1/healthz", Route::Healthz),
             ("/api/v1/domains", Route::Domains),
-            ("/api/v1/domains/app.example.com", Route::Domain("app.example.com".into())),
+            (
+                "/api/v1/domains/app.example.com",
+                Route::Domain("app.example.com".into()),
+            ),
             ("/api/v1/ready", Route::Ready),
             ("/api/v1/live", Route::Live),
             ("/api/v1/version", Route::Version),
@@ -248,10 +272,19 @@ mod tests {
     #[test]
     fn every_write_route() {
         let p = "/api/v1/overwatch/backends/app/10.0.0.1/80/override";
-        assert_eq!(route("POST", p), Ok(Route::SetOverride(k("app", "10.0.0.1", 80))));
-        assert_eq!(route("DELETE", p), Ok(Route::ClearOverride(k("app", "10.0.0.1", 80))));
+        assert_eq!(
+            route("POST", p),
+            Ok(Route::SetOverride(k("app", "10.0.0.1", 80)))
+        );
+        assert_eq!(
+            route("DELETE", p),
+            Ok(Route::ClearOverride(k("app", "10.0.0.1", 80)))
+        );
         let p6 = "/api/v1/overwatch/backends/app/2001:db8::1/443/override";
-        assert_eq!(route("POST", p6), Ok(Route::SetOverride(k("app", "2001:db8::1", 443))));
+        assert_eq!(
+            route("POST", p6),
+            Ok(Route::SetOverride(k("app", "2001:db8::1", 443)))
+        );
         assert_eq!(
             route("PUT", "/api/v1/overrides/app/%5B::1%5D:80"),
             Ok(Route::SetOverride(k("app", "::1", 80)))
@@ -264,31 +297,61 @@ mod tests {
             route("PUT", "/api/v1/overrides/app/10.0.0.1:8080"),
             Ok(Route::SetOverride(k("app", "10.0.0.1", 8080)))
         );
-        assert_eq!(route("DELETE", "/api/v1/overwatch/agents/a%2Fb"), Ok(Route::ForgetAgent("a/b".into())));
-        assert_eq!(route("POST", "/api/v1/overwatch/agents/a1/revoke"), Ok(Route::RevokeAgent("a1".into())));
-        assert_eq!(route("POST", "/api/v1/overwatch/validate"), Ok(Route::Validate));
-        assert!(route("POST", "/api/v1/overwatch/validate").map(|r| r.is_write()).unwrap_or(false));
+        assert_eq!(
+            route("DELETE", "/api/v1/overwatch/agents/a%2Fb"),
+            Ok(Route::ForgetAgent("a/b".into()))
+        );
+        assert_eq!(
+            route("POST", "/api/v1/overwatch/agents/a1/revoke"),
+            Ok(Route::RevokeAgent("a1".into()))
+        );
+        assert_eq!(
+            route("POST", "/api/v1/overwatch/validate"),
+            Ok(Route::Validate)
+        );
+        assert!(
+            route("POST", "/api/v1/overwatch/validate")
+                .map(|r| r.is_write())
+                .unwrap_or(false)
+        );
         assert!(!Route::Backends.is_write());
     }
 
     #[test]
     fn unknown_paths_are_404() {
-        for url in ["/", "/api", "/api/v2/overwatch/stats", "/api/v1/nope", "/api/v1/overwatch/agents/a/b/c", "/metricsx"] {
+        for url in [
+            "/",
+            "/api",
+            "/api/v2/overwatch/stats",
+            "/api/v1/nope",
+            "/api/v1/overwatch/agents/a/b/c",
+            "/metricsx",
+        ] {
             assert_eq!(route("GET", url), Err(RouteError::NotFound), "{url}");
         }
     }
 
     #[test]
     fn wrong_methods_are_405_with_allow() {
-        assert_eq!(route("POST", "/api/v1/overwatch/stats"), Err(RouteError::MethodNotAllowed { allow: "GET, HEAD" }));
-        assert_eq!(route("GET", "/api/v1/overwatch/validate"), Err(RouteError::MethodNotAllowed { allow: "POST" }));
+        assert_eq!(
+            route("POST", "/api/v1/overwatch/stats"),
+            Err(RouteError::MethodNotAllowed { allow: "GET, HEAD" })
+        );
+        assert_eq!(
+            route("GET", "/api/v1/overwatch/validate"),
+            Err(RouteError::MethodNotAllowed { allow: "POST" })
+        );
         assert_eq!(
             route("PATCH", "/api/v1/overwatch/agents/x"),
-            Err(RouteError::MethodNotAllowed { allow: "GET, HEAD, DELETE" })
+            Err(RouteError::MethodNotAllowed {
+                allow: "GET, HEAD, DELETE"
+            })
         );
         assert_eq!(
             route("GET", "/api/v1/overrides/app/10.0.0.1:80"),
-            Err(RouteError::MethodNotAllowed { allow: "PUT, POST, DELETE" })
+            Err(RouteError::MethodNotAllowed {
+                allow: "PUT, POST, DELETE"
+            })
         );
     }
 
@@ -302,7 +365,10 @@ mod tests {
             "/api/v1/overrides/app/:80",
             "/api/v1/overwatch/backends/app/10.0.0.1/99999/override",
         ] {
-            assert!(matches!(route("PUT", url), Err(RouteError::BadPath(_))), "{url}");
+            assert!(
+                matches!(route("PUT", url), Err(RouteError::BadPath(_))),
+                "{url}"
+            );
         }
     }
 

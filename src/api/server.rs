@@ -85,8 +85,12 @@ pub fn start(
     let access = Access::new(&cfg.allowed_networks, cfg.trust_proxy_headers, &cfg.tokens)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let wanted = parse_listen(&cfg.address)?;
-    let server = tiny_http::Server::http(wanted)
-        .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, format!("api.address {wanted}: {e}")))?;
+    let server = tiny_http::Server::http(wanted).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("api.address {wanted}: {e}"),
+        )
+    })?;
     let addr = server.server_addr().to_ip().unwrap_or(wanted);
     let server = Arc::new(server);
     let shared = Arc::new(Shared {
@@ -125,7 +129,9 @@ impl ApiServer {
     /// already handed to a writer thread still get their answer.
     pub fn stop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let Some(server) = self.server.take() else { return };
+        let Some(server) = self.server.take() else {
+            return;
+        };
         for _ in 0..self.workers.len() {
             server.unblock();
         }
@@ -162,10 +168,17 @@ fn header<'a>(request: &'a tiny_http::Request, name: &'static str) -> Option<&'a
 
 fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
     let peer: Option<IpAddr> = request.remote_addr().map(|a| a.ip());
-    let client = shared.access.client_ip(peer, header(&request, "X-Forwarded-For"));
-    let client_text = client.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into());
+    let client = shared
+        .access
+        .client_ip(peer, header(&request, "X-Forwarded-For"));
+    let client_text = client
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "unknown".into());
     if !shared.access.allowed(client) {
-        let err = ApiError::new(403, format!("client {client_text} is not in api.allowed_networks"));
+        let err = ApiError::new(
+            403,
+            format!("client {client_text} is not in api.allowed_networks"),
+        );
         return respond_error(request, &err, &[]);
     }
     let url = request.url().to_string();
@@ -173,13 +186,25 @@ fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
     let route = match route(&method, &url) {
         Ok(route) => route,
         Err(RouteError::NotFound) => {
-            return respond_error(request, &ApiError::not_found(format!("no such endpoint {}", path_of(&url))), &[]);
+            return respond_error(
+                request,
+                &ApiError::not_found(format!("no such endpoint {}", path_of(&url))),
+                &[],
+            );
         }
         Err(RouteError::MethodNotAllowed { allow }) => {
-            let err = ApiError::new(405, format!("method {method} not allowed on {}; allowed: {allow}", path_of(&url)));
+            let err = ApiError::new(
+                405,
+                format!(
+                    "method {method} not allowed on {}; allowed: {allow}",
+                    path_of(&url)
+                ),
+            );
             return respond_error(request, &err, &[("Allow", allow)]);
         }
-        Err(RouteError::BadPath(why)) => return respond_error(request, &ApiError::bad_request(why), &[]),
+        Err(RouteError::BadPath(why)) => {
+            return respond_error(request, &ApiError::bad_request(why), &[]);
+        }
     };
     if !route.is_write() {
         return answer_read(request, &route, &url, shared);
@@ -187,19 +212,29 @@ fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
     let token_name = match shared.access.authorize(header(&request, "Authorization")) {
         Ok(name) => name,
         Err(why) => {
-            return respond_error(request, &ApiError::new(401, why), &[("WWW-Authenticate", "Bearer")]);
+            return respond_error(
+                request,
+                &ApiError::new(401, why),
+                &[("WWW-Authenticate", "Bearer")],
+            );
         }
     };
     let by = author(header(&request, "X-User"), token_name.as_deref());
     if shared.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS {
         shared.writers.fetch_sub(1, Ordering::SeqCst);
-        return respond_error(request, &ApiError::unavailable("too many writes in flight; retry"), &[]);
+        return respond_error(
+            request,
+            &ApiError::unavailable("too many writes in flight; retry"),
+            &[],
+        );
     }
     let writer_shared = shared.clone();
-    let spawned = std::thread::Builder::new().name("api-write".into()).spawn(move || {
-        answer_write(request, &route, by, client_text, &writer_shared);
-        writer_shared.writers.fetch_sub(1, Ordering::SeqCst);
-    });
+    let spawned = std::thread::Builder::new()
+        .name("api-write".into())
+        .spawn(move || {
+            answer_write(request, &route, by, client_text, &writer_shared);
+            writer_shared.writers.fetch_sub(1, Ordering::SeqCst);
+        });
     if let Err(e) = spawned {
         // The request moved into the closure and is dropped with it; the
         // client sees the connection close.
@@ -216,7 +251,11 @@ fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &S
     if *route == Route::Metrics {
         let text = (shared.metrics)();
         let mut response = tiny_http::Response::from_string(text);
-        add_header(&mut response, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+        add_header(
+            &mut response,
+            "Content-Type",
+            "text/plain; version=0.0.4; charset=utf-8",
+        );
         return send(request, response);
     }
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
@@ -227,7 +266,13 @@ fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &S
     }
 }
 
-fn answer_write(mut request: tiny_http::Request, route: &Route, by: String, from: String, shared: &Shared) {
+fn answer_write(
+    mut request: tiny_http::Request,
+    route: &Route,
+    by: String,
+    from: String,
+    shared: &Shared,
+) {
     let body = if route.has_body() {
         match read_body(&mut request) {
             Ok(body) => body,
@@ -264,10 +309,24 @@ fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
 }
 
 /// Sends a command to the registry and waits for its answer.
-fn send_command(shared: &Shared, command: super::command::Command, by: String, from: String) -> Result<Value, ApiError> {
+fn send_command(
+    shared: &Shared,
+    command: super::command::Command,
+    by: String,
+    from: String,
+) -> Result<Value, ApiError> {
     let (reply, answer) = crossbeam_channel::bounded(1);
-    log::info!("API write {} {} by {by} from {from}", command.action(), command.target());
-    let request = CommandRequest { command, by, from, reply };
+    log::info!(
+        "API write {} {} by {by} from {from}",
+        command.action(),
+        command.target()
+    );
+    let request = CommandRequest {
+        command,
+        by,
+        from,
+        reply,
+    };
     shared
         .commands
         .send_timeout(request, REPLY_TIMEOUT)
@@ -316,7 +375,10 @@ mod tests {
 
     #[test]
     fn listen_address_forms() {
-        assert_eq!(parse_listen("127.0.0.1:9090").ok(), "127.0.0.1:9090".parse().ok());
+        assert_eq!(
+            parse_listen("127.0.0.1:9090").ok(),
+            "127.0.0.1:9090".parse().ok()
+        );
         assert_eq!(parse_listen(":9090").ok(), "0.0.0.0:9090".parse().ok());
         assert_eq!(parse_listen("[::1]:9090").ok(), "[::1]:9090".parse().ok());
         assert!(parse_listen("nonsense").is_err());

@@ -33,7 +33,8 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("a JSON body is required"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn required(field: &str, value: String) -> Result<String, ApiError> {
@@ -47,7 +48,11 @@ fn required(field: &str, value: String) -> Result<String, ApiError> {
 /// Builds the command of a write route from its body.
 pub fn command(route: &Route, body: &[u8]) -> Result<Command, ApiError> {
     match route {
-        Route::SetOverride(BackendKey { service, address, port }) => {
+        Route::SetOverride(BackendKey {
+            service,
+            address,
+            port,
+        }) => {
             let b: OverrideBody = parse_json(body)?;
             let expires_in = match b.expires_in {
                 None => None,
@@ -68,7 +73,11 @@ pub fn command(route: &Route, body: &[u8]) -> Result<Command, ApiError> {
                 expires_in,
             })
         }
-        Route::ClearOverride(BackendKey { service, address, port }) => Ok(Command::ClearOverride {
+        Route::ClearOverride(BackendKey {
+            service,
+            address,
+            port,
+        }) => Ok(Command::ClearOverride {
             service: service.clone(),
             address: address.clone(),
             port: *port,
@@ -100,7 +109,11 @@ mod tests {
 
     #[test]
     fn override_bodies() {
-        let c = command(&key(), br#"{"healthy": false, "reason": "maint", "expires_in": "1h"}"#).expect("ok");
+        let c = command(
+            &key(),
+            br#"{"healthy": false, "reason": "maint", "expires_in": "1h"}"#,
+        )
+        .expect("ok");
         assert_eq!(
             c,
             Command::SetOverride {
@@ -112,10 +125,20 @@ mod tests {
                 expires_in: Some(Duration::from_secs(3600)),
             }
         );
-        let c = command(&key(), br#"{"healthy": true, "reason": "x", "expires_in": 90}"#).expect("ok");
+        let c = command(
+            &key(),
+            br#"{"healthy": true, "reason": "x", "expires_in": 90}"#,
+        )
+        .expect("ok");
         assert!(matches!(c, Command::SetOverride { expires_in: Some(d), .. } if d.as_secs() == 90));
         let c = command(&key(), br#"{"healthy": true, "reason": "x"}"#).expect("ok");
-        assert!(matches!(c, Command::SetOverride { expires_in: None, .. }));
+        assert!(matches!(
+            c,
+            Command::SetOverride {
+                expires_in: None,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -126,14 +149,18 @@ mod tests {
             (br#"{"healthy": "yes", "reason": "x"}"#, "invalid type"),
             (br#"{"reason": "x"}"#, "healthy"),
             (br#"{"healthy": true, "reason": "x", "extra": 1}"#, "extra"),
-            (br#"{"healthy": true, "reason": "x", "expires_in": "1y"}"#, "expires_in"),
+            (
+                br#"{"healthy": true, "reason": "x", "expires_in": "1y"}"#,
+                "expires_in",
+            ),
         ];
         for (body, want) in cases {
             let err = command(&key(), body).expect_err("must fail");
             assert_eq!(err.code, 400);
             assert!(err.message.contains(want), "{} lacks {want}", err.message);
         }
-        let err = command(&key(), br#"{"healthy": true, "reason": "  "}"#).expect_err("empty reason");
+        let err =
+            command(&key(), br#"{"healthy": true, "reason": "  "}"#).expect_err("empty reason");
         assert!(err.message.contains("reason"));
     }
 
@@ -142,7 +169,10 @@ mod tests {
         let r = Route::RevokeAgent("a".into());
         assert_eq!(
             command(&r, br#"{"reason": "stolen"}"#),
-            Ok(Command::RevokeAgent { id: "a".into(), reason: "stolen".into() })
+            Ok(Command::RevokeAgent {
+                id: "a".into(),
+                reason: "stolen".into()
+            })
         );
         assert!(command(&r, b"{}").is_err());
     }

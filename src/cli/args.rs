@@ -57,14 +57,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (long, None),
             };
-            let flag = spec::find_flag(name).ok_or_else(|| format!("unknown flag --{name} (see --help)"))?;
+            let flag = spec::find_flag(name)
+                .ok_or_else(|| format!("unknown flag --{name} (see --help)"))?;
             (flag, inline)
         } else {
             let mut chars = arg.chars().skip(1);
             let (Some(c), None) = (chars.next(), chars.next()) else {
                 return Err(format!("unknown flag {arg} (see --help)"));
             };
-            let flag = spec::find_short(c).ok_or_else(|| format!("unknown flag {arg} (see --help)"))?;
+            let flag =
+                spec::find_short(c).ok_or_else(|| format!("unknown flag {arg} (see --help)"))?;
             (flag, None)
         };
         let value = match (flag.value, inline) {
@@ -91,7 +93,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     let (command, used) = match_command(&words)?;
     let args: Vec<String> = words.split_off(used);
     check(command, &args, &flags)?;
-    Ok(Parsed::Run(Invocation { command, args, flags }))
+    Ok(Parsed::Run(Invocation {
+        command,
+        args,
+        flags,
+    }))
 }
 
 /// The command whose name (or alias) is the longest prefix of the words.
@@ -100,7 +106,8 @@ fn match_command(words: &[String]) -> Result<(&'static CommandSpec, usize), Stri
     for c in spec::COMMANDS {
         for name in std::iter::once(&c.name).chain(c.aliases) {
             let parts: Vec<&str> = name.split(' ').collect();
-            let matches = parts.len() <= words.len() && parts.iter().zip(words).all(|(p, w)| p == w);
+            let matches =
+                parts.len() <= words.len() && parts.iter().zip(words).all(|(p, w)| p == w);
             if matches && best.is_none_or(|(_, n)| parts.len() > n) {
                 best = Some((c, parts.len()));
             }
@@ -119,12 +126,20 @@ fn match_command(words: &[String]) -> Result<(&'static CommandSpec, usize), Stri
         if subs.is_empty() {
             format!("unknown command {:?} (see --help)", words.join(" "))
         } else {
-            format!("unknown command {:?}: expected {first} {}", words.join(" "), subs.join("|"))
+            format!(
+                "unknown command {:?}: expected {first} {}",
+                words.join(" "),
+                subs.join("|")
+            )
         }
     })
 }
 
-fn check(command: &CommandSpec, args: &[String], flags: &BTreeMap<&'static str, String>) -> Result<(), String> {
+fn check(
+    command: &CommandSpec,
+    args: &[String],
+    flags: &BTreeMap<&'static str, String>,
+) -> Result<(), String> {
     for long in flags.keys() {
         if !spec::is_global(long) && !command.flags.contains(long) {
             return Err(format!("--{long} does not apply to {}", command.name));
@@ -137,11 +152,21 @@ fn check(command: &CommandSpec, args: &[String], flags: &BTreeMap<&'static str, 
     }
     let needed = command.args.iter().filter(|a| !a.ends_with('?')).count();
     if args.len() < needed || args.len() > command.args.len() {
-        let usage: Vec<&str> = command.args.iter().map(|a| a.trim_end_matches('?')).collect();
+        let usage: Vec<&str> = command
+            .args
+            .iter()
+            .map(|a| a.trim_end_matches('?'))
+            .collect();
         return Err(if args.len() < needed {
             format!("{} needs {}", command.name, usage.join(" "))
         } else {
-            format!("{}: unexpected argument {:?}", command.name, args.get(command.args.len()).map(String::as_str).unwrap_or(""))
+            format!(
+                "{}: unexpected argument {:?}",
+                command.name,
+                args.get(command.args.len())
+                    .map(String::as_str)
+                    .unwrap_or("")
+            )
         });
     }
     Ok(())
@@ -175,8 +200,18 @@ mod tests {
     fn subcommands_and_arguments() {
         let a = run(&["agents", "forget", "web-1"]).expect("ok");
         assert_eq!((a.command.name, a.arg(0)), ("agents forget", Some("web-1")));
-        let a = run(&["overrides", "set", "app", "[::1]:80", "--healthy=false", "--reason", "maint", "--expires", "1h"])
-            .expect("ok");
+        let a = run(&[
+            "overrides",
+            "set",
+            "app",
+            "[::1]:80",
+            "--healthy=false",
+            "--reason",
+            "maint",
+            "--expires",
+            "1h",
+        ])
+        .expect("ok");
         assert_eq!(a.command.name, "overrides set");
         assert_eq!(a.args, vec!["app", "[::1]:80"]);
         assert_eq!(a.flag("healthy"), Some("false"));
@@ -184,7 +219,10 @@ mod tests {
         assert_eq!(a.flag("config"), Some("/etc/x.yaml"));
         assert_eq!(run(&["agents"]).expect("ok").command.name, "agents list");
         assert_eq!(run(&["domains"]).expect("ok").args.len(), 0);
-        assert_eq!(run(&["domains", "app.example.com"]).expect("ok").args.len(), 1);
+        assert_eq!(
+            run(&["domains", "app.example.com"]).expect("ok").args.len(),
+            1
+        );
     }
 
     #[test]
@@ -210,7 +248,10 @@ mod tests {
     #[test]
     fn help_and_version() {
         assert!(matches!(parse(["--help".to_string()]), Ok(Parsed::Help)));
-        assert!(matches!(parse(["status".to_string(), "-h".to_string()]), Ok(Parsed::Help)));
+        assert!(matches!(
+            parse(["status".to_string(), "-h".to_string()]),
+            Ok(Parsed::Help)
+        ));
         assert!(matches!(parse(["-V".to_string()]), Ok(Parsed::Version)));
     }
 }

@@ -65,14 +65,20 @@ pub fn query(pairs: &[(&str, Option<&str>)]) -> String {
         .iter()
         .filter_map(|(k, v)| v.map(|v| format!("{k}={}", encode_segment(v))))
         .collect();
-    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
 }
 
 impl Client {
     pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Result<Client, CliError> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(CliError::Usage(format!("invalid URL {base:?}: expected http://HOST:PORT or https://HOST:PORT")));
+            return Err(CliError::Usage(format!(
+                "invalid URL {base:?}: expected http://HOST:PORT or https://HOST:PORT"
+            )));
         }
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
@@ -81,7 +87,11 @@ impl Client {
             .proxy(None)
             .user_agent(format!("opengslb-cli/{}", crate::VERSION))
             .build();
-        Ok(Client { agent: config.into(), base, token })
+        Ok(Client {
+            agent: config.into(),
+            base,
+            token,
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -117,7 +127,8 @@ impl Client {
                 .send(text.as_bytes()),
             other => return Err(CliError::Failure(format!("unsupported method {other}"))),
         };
-        let mut response = result.map_err(|e| CliError::Unreachable(format!("cannot reach {}: {e}", self.base)))?;
+        let mut response = result
+            .map_err(|e| CliError::Unreachable(format!("cannot reach {}: {e}", self.base)))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
@@ -133,7 +144,9 @@ impl Client {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| text.lines().next().unwrap_or("").to_string());
-        Err(CliError::Refused(format!("{method} {path}: {message} (HTTP {status})")))
+        Err(CliError::Refused(format!(
+            "{method} {path}: {message} (HTTP {status})"
+        )))
     }
 }
 
@@ -145,13 +158,19 @@ mod tests {
     fn segments_and_queries() {
         assert_eq!(encode_segment("[::1]:80"), "%5B::1%5D:80");
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
-        assert_eq!(query(&[("status", Some("stale")), ("service", None)]), "?status=stale");
+        assert_eq!(
+            query(&[("status", Some("stale")), ("service", None)]),
+            "?status=stale"
+        );
         assert_eq!(query(&[("service", None)]), "");
     }
 
     #[test]
     fn urls_must_be_http() {
-        assert!(matches!(Client::new("localhost:9090", None, Duration::from_secs(1)), Err(CliError::Usage(_))));
+        assert!(matches!(
+            Client::new("localhost:9090", None, Duration::from_secs(1)),
+            Err(CliError::Usage(_))
+        ));
         assert!(Client::new("http://localhost:9090/", None, Duration::from_secs(1)).is_ok());
     }
 }

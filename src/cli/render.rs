@@ -10,7 +10,11 @@ pub fn cell(v: Option<&Value>) -> String {
         Some(Value::String(s)) if s.is_empty() => "-".into(),
         Some(Value::String(s)) => s.replace(['\n', '\t'], " "),
         Some(Value::Array(items)) if items.is_empty() => "-".into(),
-        Some(Value::Array(items)) => items.iter().map(|i| cell(Some(i))).collect::<Vec<_>>().join(","),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| cell(Some(i)))
+            .collect::<Vec<_>>()
+            .join(","),
         Some(other) => other.to_string(),
     }
 }

@@ -32,29 +32,77 @@ pub struct CommandSpec {
 }
 
 const fn flag(long: &'static str, value: Option<&'static str>, help: &'static str) -> Flag {
-    Flag { long, short: None, value, help }
+    Flag {
+        long,
+        short: None,
+        value,
+        help,
+    }
 }
 
 /// Flags every command accepts, before or after the command words.
 pub const GLOBAL_FLAGS: &[Flag] = &[
-    flag("api", Some("URL"), "Overwatch API base URL (default $OPENGSLB_API, else http://localhost:9090)"),
-    flag("token", Some("TOKEN"), "bearer token for writes (default $OPENGSLB_TOKEN)"),
+    flag(
+        "api",
+        Some("URL"),
+        "Overwatch API base URL (default $OPENGSLB_API, else http://localhost:9090)",
+    ),
+    flag(
+        "token",
+        Some("TOKEN"),
+        "bearer token for writes (default $OPENGSLB_TOKEN)",
+    ),
     flag("json", None, "print the API's JSON instead of a table"),
-    flag("timeout", Some("SECONDS"), "give up on a request after this long (default 10; 500ms, 10s, 1m also work)"),
-    flag("agent", Some("URL"), "agent local API base URL for drain and agent status (default http://127.0.0.1:9100)"),
-    Flag { long: "help", short: Some('h'), value: None, help: "print this help and exit" },
-    Flag { long: "version", short: Some('V'), value: None, help: "print the version and exit" },
+    flag(
+        "timeout",
+        Some("SECONDS"),
+        "give up on a request after this long (default 10; 500ms, 10s, 1m also work)",
+    ),
+    flag(
+        "agent",
+        Some("URL"),
+        "agent local API base URL for drain and agent status (default http://127.0.0.1:9100)",
+    ),
+    Flag {
+        long: "help",
+        short: Some('h'),
+        value: None,
+        help: "print this help and exit",
+    },
+    Flag {
+        long: "version",
+        short: Some('V'),
+        value: None,
+        help: "print the version and exit",
+    },
 ];
 
 /// Flags that belong to particular commands.
 pub const COMMAND_FLAGS: &[Flag] = &[
     flag("service", Some("S"), "only backends of this service"),
     flag("region", Some("R"), "only backends in this region"),
-    flag("status", Some("ST"), "only backends with this status: healthy, unhealthy, draining, stale"),
+    flag(
+        "status",
+        Some("ST"),
+        "only backends with this status: healthy, unhealthy, draining, stale",
+    ),
     flag("reason", Some("TEXT"), "why (recorded in the audit log)"),
-    flag("healthy", Some("true|false"), "the health the override forces"),
-    flag("expires", Some("DURATION"), "lift the override after this long, e.g. 30m, 1h"),
-    Flag { long: "config", short: Some('c'), value: Some("FILE"), help: "the configuration file to check" },
+    flag(
+        "healthy",
+        Some("true|false"),
+        "the health the override forces",
+    ),
+    flag(
+        "expires",
+        Some("DURATION"),
+        "lift the override after this long, e.g. 30m, 1h",
+    ),
+    Flag {
+        long: "config",
+        short: Some('c'),
+        value: Some("FILE"),
+        help: "the configuration file to check",
+    },
 ];
 
 pub const COMMANDS: &[CommandSpec] = &[
@@ -195,15 +243,25 @@ pub fn command_names() -> Vec<&'static str> {
 
 /// Every flag's long name, global and per command.
 pub fn flag_names() -> Vec<&'static str> {
-    GLOBAL_FLAGS.iter().chain(COMMAND_FLAGS).map(|f| f.long).collect()
+    GLOBAL_FLAGS
+        .iter()
+        .chain(COMMAND_FLAGS)
+        .map(|f| f.long)
+        .collect()
 }
 
 pub fn find_flag(long: &str) -> Option<&'static Flag> {
-    GLOBAL_FLAGS.iter().chain(COMMAND_FLAGS).find(|f| f.long == long)
+    GLOBAL_FLAGS
+        .iter()
+        .chain(COMMAND_FLAGS)
+        .find(|f| f.long == long)
 }
 
 pub fn find_short(short: char) -> Option<&'static Flag> {
-    GLOBAL_FLAGS.iter().chain(COMMAND_FLAGS).find(|f| f.short == Some(short))
+    GLOBAL_FLAGS
+        .iter()
+        .chain(COMMAND_FLAGS)
+        .find(|f| f.short == Some(short))
 }
 
 pub fn is_global(long: &str) -> bool {
@@ -236,7 +294,11 @@ fn command_usage(c: &CommandSpec) -> String {
     }
     for long in c.flags {
         let value = find_flag(long).and_then(|f| f.value).unwrap_or("");
-        let text = if value.is_empty() { format!("--{long}") } else { format!("--{long} {value}") };
+        let text = if value.is_empty() {
+            format!("--{long}")
+        } else {
+            format!("--{long} {value}")
+        };
         if c.required.contains(long) {
             s.push_str(&format!(" {text}"));
         } else {
@@ -254,7 +316,11 @@ pub fn help() -> String {
         crate::VERSION
     );
     for c in COMMANDS {
-        out.push_str(&format!("    {}\n            {}\n", command_usage(c), c.help));
+        out.push_str(&format!(
+            "    {}\n            {}\n",
+            command_usage(c),
+            c.help
+        ));
     }
     out.push_str("\nGLOBAL FLAGS (before or after the command; --flag=value or --flag value):\n");
     for f in GLOBAL_FLAGS {
@@ -283,7 +349,11 @@ mod tests {
         }
         for c in COMMANDS {
             for f in c.flags.iter().chain(c.required) {
-                assert!(COMMAND_FLAGS.iter().any(|x| x.long == *f), "{}: unknown flag {f}", c.name);
+                assert!(
+                    COMMAND_FLAGS.iter().any(|x| x.long == *f),
+                    "{}: unknown flag {f}",
+                    c.name
+                );
             }
         }
     }

@@ -34,10 +34,8 @@ impl AuditLog {
         let file = open_private(&path, false).map_err(io_err(&path))?;
         let log = AuditLog { path, file };
         log.cut_torn_tail()?;
-        if created {
-            if let Some(dir) = log.path.parent() {
-                sync_dir(dir)?;
-            }
+        if created && let Some(dir) = log.path.parent() {
+            sync_dir(dir)?;
         }
         Ok(log)
     }

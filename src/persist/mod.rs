@@ -144,11 +144,18 @@ impl Store {
             file.sync_all().map_err(io_err(&tmp))?;
         }
         // Only a copy that still parses is worth keeping as the fallback.
-        if let Ok(current) = fs::read(&path) {
-            if serde_json::from_slice::<serde_json::Value>(&current).is_ok() {
-                let prev = prev_path(&path);
-                fs::rename(&path, &prev).map_err(io_err(&prev))?;
+        // It is linked, not moved, so the main file exists at every instant
+        // and a crash between the two renames still loads the old state.
+        if let Ok(current) = fs::read(&path)
+            && serde_json::from_slice::<serde_json::Value>(&current).is_ok()
+        {
+            let prev = prev_path(&path);
+            let prev_tmp = self.dir.join(format!(".{name}.json.prev.tmp"));
+            let _ = fs::remove_file(&prev_tmp);
+            if fs::hard_link(&path, &prev_tmp).is_err() {
+                fs::write(&prev_tmp, &current).map_err(io_err(&prev_tmp))?;
             }
+            fs::rename(&prev_tmp, &prev).map_err(io_err(&prev))?;
         }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&self.dir)

@@ -40,7 +40,14 @@ impl Fixture {
     }
 }
 
-fn backend(service: &str, address: &str, port: u16, region: &str, status: BackendStatus, reason: &str) -> BackendView {
+fn backend(
+    service: &str,
+    address: &str,
+    port: u16,
+    region: &str,
+    status: BackendStatus,
+    reason: &str,
+) -> BackendView {
     BackendView {
         service: service.into(),
         address: address.into(),
@@ -54,20 +61,48 @@ fn backend(service: &str, address: &str, port: u16, region: &str, status: Backen
 }
 
 pub fn sample_view() -> OverwatchView {
-    let mut healthy = backend("app.example.com", "10.0.1.10", 80, "eu-west", BackendStatus::Healthy, "healthy");
+    let mut healthy = backend(
+        "app.example.com",
+        "10.0.1.10",
+        80,
+        "eu-west",
+        BackendStatus::Healthy,
+        "healthy",
+    );
     healthy.agent_id = Some("web-1".into());
     healthy.agent_healthy = Some(true);
     healthy.agent_last_seen = Some(NOW - 1);
     healthy.validation_healthy = Some(true);
     healthy.validation_last_check = Some(NOW - 5);
-    let mut stale = backend("app.example.com", "10.0.2.10", 80, "us-east", BackendStatus::Stale, "agent_stale");
+    let mut stale = backend(
+        "app.example.com",
+        "10.0.2.10",
+        80,
+        "us-east",
+        BackendStatus::Stale,
+        "agent_stale",
+    );
     stale.agent_id = Some("web-2".into());
     stale.agent_healthy = Some(true);
     stale.agent_last_seen = Some(NOW - 60);
-    let mut draining = backend("api.example.com", "2001:db8::1", 443, "eu-west", BackendStatus::Draining, "agent_draining");
+    let mut draining = backend(
+        "api.example.com",
+        "2001:db8::1",
+        443,
+        "eu-west",
+        BackendStatus::Draining,
+        "agent_draining",
+    );
     draining.agent_id = Some("web-1".into());
     draining.drain_reason = Some("drain file".into());
-    let mut forced = backend("app.example.com", "10.0.1.11", 80, "eu-west", BackendStatus::Unhealthy, "override");
+    let mut forced = backend(
+        "app.example.com",
+        "10.0.1.11",
+        80,
+        "eu-west",
+        BackendStatus::Unhealthy,
+        "override",
+    );
     forced.override_status = Some("unhealthy".into());
     forced.override_reason = Some("maintenance".into());
     forced.override_by = Some("alice".into());
@@ -161,23 +196,36 @@ pub fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Fixture {
         .spawn(move || {
             for req in rx {
                 let reply = match &req.command {
-                    Command::ForgetAgent { id } | Command::RevokeAgent { id, .. } if id == "nope" => {
+                    Command::ForgetAgent { id } | Command::RevokeAgent { id, .. }
+                        if id == "nope" =>
+                    {
                         Err(ApiError::not_found(format!("no agent {id:?}")))
                     }
                     c => Ok(json!({"ok": true, "action": c.action(), "target": c.target()})),
                 };
                 if let Ok(mut s) = recorder.lock() {
-                    s.push(Seen { command: req.command.clone(), by: req.by.clone(), from: req.from.clone() });
+                    s.push(Seen {
+                        command: req.command.clone(),
+                        by: req.by.clone(),
+                        from: req.from.clone(),
+                    });
                 }
                 let _ = req.reply.send(reply);
             }
         })
         .expect("spawn fake registry");
-    let metrics: opengslb::api::MetricsFn =
-        Arc::new(|| "# TYPE opengslb_overwatch_agents_registered gauge\nopengslb_overwatch_agents_registered 2\n".to_string());
+    let metrics: opengslb::api::MetricsFn = Arc::new(|| {
+        "# TYPE opengslb_overwatch_agents_registered gauge\nopengslb_overwatch_agents_registered 2\n".to_string()
+    });
     let server = opengslb::api::start(&cfg, view.clone(), tx, metrics).expect("start API");
     let addr = server.local_addr();
-    Fixture { base: format!("http://{addr}"), server, addr, seen, view }
+    Fixture {
+        base: format!("http://{addr}"),
+        server,
+        addr,
+        seen,
+        view,
+    }
 }
 
 /// A parsed HTTP response.
@@ -193,14 +241,24 @@ impl Resp {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// One HTTP/1.1 request over a fresh connection.
-pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -225,7 +283,11 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    Resp { status, headers, body: body.to_string() }
+    Resp {
+        status,
+        headers,
+        body: body.to_string(),
+    }
 }
 
 pub fn get(f: &Fixture, path: &str) -> Resp {
