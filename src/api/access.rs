@@ -17,11 +17,19 @@ pub struct Access {
 
 impl Access {
     /// Parses `allowed_networks`; an entry without a prefix is one host.
+    /// An empty list means the default, loopback only: an API nobody may
+    /// reach is never what an operator meant.
     pub fn new(
         allowed_networks: &[String],
         trust_proxy_headers: bool,
         tokens: &BTreeMap<String, String>,
     ) -> Result<Access, String> {
+        let loopback = ["127.0.0.0/8".to_string(), "::1/128".to_string()];
+        let allowed_networks = if allowed_networks.is_empty() {
+            &loopback[..]
+        } else {
+            allowed_networks
+        };
         let mut networks = Vec::new();
         for text in allowed_networks {
             let net = text
@@ -137,6 +145,9 @@ mod tests {
         assert!(a.allowed(ip("::ffff:127.0.0.1")));
         assert!(!a.allowed(ip("10.0.0.1")));
         assert!(!a.allowed(None));
+        let empty = access(&[], false, &[]);
+        assert!(empty.allowed(ip("127.0.0.1")));
+        assert!(!empty.allowed(ip("10.0.0.1")));
         let host = access(&["10.1.2.3"], false, &[]);
         assert!(host.allowed(ip("10.1.2.3")));
         assert!(!host.allowed(ip("10.1.2.4")));

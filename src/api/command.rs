@@ -7,6 +7,7 @@
 //! registry answers on the reply channel with the JSON to return, or an
 //! `ApiError`; the API gives up after `REPLY_TIMEOUT` and answers 503.
 
+use super::view::AuditEntry;
 use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 use std::fmt;
@@ -139,5 +140,73 @@ pub struct CommandRequest {
     pub reply: Sender<Reply>,
 }
 
+impl CommandRequest {
+    /// The audit entry for this write, once the registry has applied it
+    /// (or refused it): who, from where, what, when, and the outcome.
+    pub fn audit_entry(&self, at: u64, result: &Reply) -> AuditEntry {
+        let detail = match &self.command {
+            Command::SetOverride {
+                healthy,
+                reason,
+                expires_in,
+                ..
+            } => {
+                let state = if *healthy { "healthy" } else { "unhealthy" };
+                let until = expires_in
+                    .map(|d| format!(", expires in {}", crate::config::Dur(d)))
+                    .unwrap_or_default();
+                Some(format!("{state}: {reason}{until}"))
+            }
+            Command::RevokeAgent { reason, .. } => Some(reason.clone()),
+            _ => None,
+        };
+        AuditEntry {
+            at,
+            by: self.by.clone(),
+            from: self.from.clone(),
+            action: self.command.action().into(),
+            target: self.command.target(),
+            detail,
+            result: match result {
+                Ok(_) => "ok".into(),
+                Err(e) => e.to_string(),
+            },
+        }
+    }
+}
+
 /// What the API holds to reach the registry.
 pub type CommandSender = Sender<CommandRequest>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_entries_say_who_what_when() {
+        let (reply, _rx) = crossbeam_channel::bounded(1);
+        let req = CommandRequest {
+            command: Command::SetOverride {
+                service: "app".into(),
+                address: "2001:db8::1".into(),
+                port: 443,
+                healthy: false,
+                reason: "maint".into(),
+                expires_in: Some(Duration::from_secs(3600)),
+            },
+            by: "alice".into(),
+            from: "127.0.0.1".into(),
+            reply,
+        };
+        let e = req.audit_entry(10, &Ok(Value::Null));
+        assert_eq!(e.action, "set_override");
+        assert_eq!(e.target, "app/[2001:db8::1]:443");
+        assert_eq!(e.detail.as_deref(), Some("unhealthy: maint, expires in 1h"));
+        assert_eq!(
+            (e.by.as_str(), e.from.as_str(), e.at, e.result.as_str()),
+            ("alice", "127.0.0.1", 10, "ok")
+        );
+        let refused = req.audit_entry(11, &Err(ApiError::not_found("no backend")));
+        assert_eq!(refused.result, "no backend (404)");
+    }
+}

@@ -135,7 +135,7 @@ pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
         return Err(bad());
     }
     let port = parse_port(port)?;
-    Ok((host.to_string(), port))
+    Ok((canonical(host), port))
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -145,11 +145,20 @@ fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
+/// IP addresses in their canonical text (`2001:DB8:0::1` → `2001:db8::1`)
+/// so the registry matches them whichever way they were typed; names stay.
+pub fn canonical(address: &str) -> String {
+    address
+        .parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|_| address.to_string())
+}
+
 fn key(service: &str, address: &str, port: &str) -> Result<BackendKey, RouteError> {
     let address = address.trim_start_matches('[').trim_end_matches(']');
     Ok(BackendKey {
         service: service.to_string(),
-        address: address.to_string(),
+        address: canonical(address),
         port: parse_port(port).map_err(RouteError::BadPath)?,
     })
 }
@@ -292,6 +301,10 @@ mod tests {
         assert_eq!(
             route("DELETE", "/api/v1/overrides/app/[::1]:80"),
             Ok(Route::ClearOverride(k("app", "::1", 80)))
+        );
+        assert_eq!(
+            route("PUT", "/api/v1/overrides/app/[2001:DB8:0::1]:80"),
+            Ok(Route::SetOverride(k("app", "2001:db8::1", 80)))
         );
         assert_eq!(
             route("PUT", "/api/v1/overrides/app/10.0.0.1:8080"),
