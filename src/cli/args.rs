@@ -73,9 +73,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             (None, None) => "true".to_string(),
             (None, Some(_)) => return Err(format!("--{} takes no value", flag.long)),
             (Some(_), Some(v)) => v,
-            (Some(placeholder), None) => iter
+            (Some(metavar), None) => iter
                 .next()
-                .ok_or_else(|| format!("--{} needs a value ({placeholder})", flag.long))?,
+                .ok_or_else(|| format!("--{} needs a value ({metavar})", flag.long))?,
         };
         if flags.insert(flag.long, value).is_some() {
             return Err(format!("--{} given twice", flag.long));

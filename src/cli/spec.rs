@@ -10,7 +10,7 @@ use crate::exit;
 pub struct Flag {
     pub long: &'static str,
     pub short: Option<char>,
-    /// The value's placeholder; `None` for a switch.
+    /// The value's name in help (`URL`, `FILE`); `None` for a switch.
     pub value: Option<&'static str>,
     pub help: &'static str,
 }
@@ -22,7 +22,7 @@ pub struct CommandSpec {
     /// Shorter spellings that mean the same command (`servers` for
     /// `servers list`).
     pub aliases: &'static [&'static str],
-    /// Positional argument placeholders, in order; `?` marks optional ones.
+    /// Positional argument names, in order; `?` marks optional ones.
     pub args: &'static [&'static str],
     /// Long names of the command's own flags.
     pub flags: &'static [&'static str],
