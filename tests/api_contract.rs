@@ -516,3 +516,26 @@ fn a_slow_body_does_not_block_reads() {
     assert_eq!(r.status, 200);
     drop(hung);
 }
+
+#[test]
+fn head_answers_without_body() {
+    let f = start(|_| {});
+    let r = http(f.addr, "HEAD", "/api/v1/overwatch/stats", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty(), "{}", r.body);
+}
+
+#[test]
+fn listens_on_ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED listens_on_ipv6_loopback: no IPv6 loopback on this host");
+        return;
+    }
+    let f = start(|c| c.address = "[::1]:0".into());
+    assert!(f.addr.is_ipv6());
+    let r = get(&f, "/api/v1/live");
+    assert_eq!(r.status, 200);
+    let r = http(f.addr, "POST", "/api/v1/overwatch/validate", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(f.seen()[0].from, "::1");
+}
