@@ -539,3 +539,47 @@ fn listens_on_ipv6_loopback() {
     assert_eq!(r.status, 200);
     assert_eq!(f.seen()[0].from, "::1");
 }
+
+/// Regression: tiny_http's body reader allocates the whole unread length
+/// when dropped, so a forged Content-Length used to abort the process.
+#[test]
+fn forged_content_length_does_not_kill_the_server() {
+    use std::io::{Read, Write};
+    let f = start(|c| c.allowed_networks = vec!["127.0.0.0/8".into()]);
+    for (method, path) in [
+        ("GET", "/api/v1/live"),
+        ("PUT", "/api/v1/overrides/app.example.com/10.0.1.10:80"),
+        ("POST", "/nowhere"),
+    ] {
+        let mut s = std::net::TcpStream::connect(f.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 18446744073709551615\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("write");
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).expect("read answer");
+        let text = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[]));
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    }
+    assert_eq!(get(&f, "/api/v1/live").status, 200);
+    assert!(f.seen().is_empty());
+}
+
+#[test]
+fn a_body_just_over_the_buffered_size_is_read() {
+    let f = start(|_| {});
+    let reason = "r".repeat(3000);
+    let body = format!(r#"{{"healthy": false, "reason": "{reason}"}}"#);
+    let r = http(
+        f.addr,
+        "PUT",
+        "/api/v1/overrides/app.example.com/10.0.1.10:80",
+        &[],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http(f.addr, "GET", "/api/v1/live", &[], &vec![b'x'; 5000]);
+    assert_eq!(r.status, 200);
+}

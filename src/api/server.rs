@@ -9,13 +9,17 @@
 //! Slow clients: tiny_http parses request heads on its own per-connection
 //! threads, and reads bodies of up to 1 KiB (every body this API accepts in
 //! practice) there too, before the request is queued; so a slow client
-//! never holds a worker. A larger body, or a registry that is slow to
-//! answer, holds only a writer thread; at most `MAX_WRITERS` exist, beyond
-//! that writes get 503 while reads keep flowing. Bodies are read through a
-//! 64 KiB limit (413 above it, checked first against Content-Length).
-//! tiny_http does not expose the socket, so a body that trickles in is not
-//! cut off by a deadline: it holds its writer until it completes or the
-//! client disconnects.
+//! never holds a worker. Writes, and any request whose body tiny_http did
+//! not buffer, run on a short-lived side thread; at most `MAX_WRITERS`
+//! exist, beyond that such requests are refused while reads keep flowing.
+//! Bodies are read through a 64 KiB limit (413 above it, checked first
+//! against Content-Length); a declared body above 1 MiB is refused without
+//! being drained (see `reject_oversized`). tiny_http does not
+//! expose the socket, so a body that trickles in is not cut off by a
+//! deadline: it holds its side thread until it completes or the client
+//! disconnects. Answers are written synchronously: a client that stops
+//! reading a large answer (`/metrics`, the backend list) holds its worker
+//! until TCP gives up.
 
 use super::access::{Access, author};
 use super::command::{ApiError, CommandRequest, CommandSender, REPLY_TIMEOUT};
@@ -29,14 +33,21 @@ use serde_json::Value;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Worker threads answering requests.
 pub const WORKERS: usize = 4;
-/// Concurrent writes in flight before new ones get 503.
+/// Declared bodies above this are refused without being drained (see
+/// `reject_oversized`); up to it, tiny_http drains what we leave unread.
+pub const DRAIN_LIMIT: usize = 1024 * 1024;
+/// Bodies up to this size are read by tiny_http before the request is
+/// queued (its own constant); larger ones are read from the socket later.
+pub const PREBUFFERED: usize = 1024;
+/// Concurrent writes (and requests with unbuffered bodies) in flight
+/// before new ones are refused.
 pub const MAX_WRITERS: usize = 16;
 
 /// Renders the `/metrics` text.
@@ -48,6 +59,8 @@ struct Shared {
     commands: CommandSender,
     metrics: MetricsFn,
     writers: AtomicUsize,
+    /// Connections refused with an oversized body and deliberately held.
+    leaked: AtomicU64,
 }
 
 /// A running API server; `stop()` (or drop) ends its threads.
@@ -99,6 +112,7 @@ pub fn start(
         commands,
         metrics,
         writers: AtomicUsize::new(0),
+        leaked: AtomicU64::new(0),
     });
     let stopping = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -166,7 +180,69 @@ fn header<'a>(request: &'a tiny_http::Request, name: &'static str) -> Option<&'a
         .map(|h| h.value.as_str())
 }
 
+/// Sorts a request onto the right thread. Bodies tiny_http did not buffer
+/// and every write go to a bounded side thread, so neither a slow body nor
+/// a slow registry can hold a worker; reads are answered here.
 fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
+    if request.body_length().is_some_and(|n| n > DRAIN_LIMIT) {
+        return reject_oversized(request, shared);
+    }
+    let unbuffered_body = request.body_length().is_some_and(|n| n > PREBUFFERED)
+        || header(&request, "Transfer-Encoding").is_some();
+    let method = request.method().as_str().to_ascii_uppercase();
+    let is_write = route(&method, request.url()).is_ok_and(|r| r.is_write());
+    if !(is_write || unbuffered_body) {
+        return serve(request, shared);
+    }
+    if shared.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS {
+        shared.writers.fetch_sub(1, Ordering::SeqCst);
+        // With an unbuffered body this drains up to DRAIN_LIMIT bytes here.
+        let err = ApiError::unavailable("too many writes in flight; retry");
+        return respond_error(request, &err, &[]);
+    }
+    let side = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("api-write".into())
+        .spawn(move || {
+            serve(request, &side);
+            side.writers.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        // The request moved into the closure and is dropped with it; the
+        // client sees the connection close.
+        shared.writers.fetch_sub(1, Ordering::SeqCst);
+        log::error!("API: cannot start a writer thread: {e}");
+    }
+}
+
+/// Answers 413 to a request whose declared body is beyond `DRAIN_LIMIT`,
+/// without letting tiny_http drain it: its body reader allocates the whole
+/// unread length at once when dropped, so a forged
+/// `Content-Length: 18446744073709551615` would abort the process. `upgrade` writes the answer and hands back the
+/// connection, which is deliberately leaked (one socket and one tiny_http
+/// connection thread); the count is logged.
+fn reject_oversized(request: tiny_http::Request, shared: &Shared) {
+    let err = ApiError::new(413, format!("request body larger than {BODY_LIMIT} bytes"));
+    let mut text = err.to_json().to_string();
+    text.push('\n');
+    let mut response = tiny_http::Response::from_string(text).with_status_code(413);
+    add_header(&mut response, "Content-Type", "application/json");
+    let peer = request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let stream = request.upgrade("close", response);
+    std::mem::forget(stream);
+    let n = shared.leaked.fetch_add(1, Ordering::Relaxed) + 1;
+    if n == 1 || n.is_power_of_two() {
+        log::warn!(
+            "API: refused an oversized body from {peer} without reading it ({n} such connections held so far)"
+        );
+    }
+}
+
+/// ACL, routing, authorization, then the answer.
+fn serve(request: tiny_http::Request, shared: &Shared) {
     let peer: Option<IpAddr> = request.remote_addr().map(|a| a.ip());
     let client = shared
         .access
@@ -220,27 +296,7 @@ fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
         }
     };
     let by = author(header(&request, "X-User"), token_name.as_deref());
-    if shared.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS {
-        shared.writers.fetch_sub(1, Ordering::SeqCst);
-        return respond_error(
-            request,
-            &ApiError::unavailable("too many writes in flight; retry"),
-            &[],
-        );
-    }
-    let writer_shared = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("api-write".into())
-        .spawn(move || {
-            answer_write(request, &route, by, client_text, &writer_shared);
-            writer_shared.writers.fetch_sub(1, Ordering::SeqCst);
-        });
-    if let Err(e) = spawned {
-        // The request moved into the closure and is dropped with it; the
-        // client sees the connection close.
-        shared.writers.fetch_sub(1, Ordering::SeqCst);
-        log::error!("API: cannot start a writer thread: {e}");
-    }
+    answer_write(request, &route, by, client_text, shared);
 }
 
 fn path_of(url: &str) -> &str {
