@@ -18,6 +18,7 @@ pub mod gossip;
 pub mod health;
 pub mod metrics;
 pub mod overwatch;
+pub mod persist;
 pub mod snapshot;
 pub mod timefmt;
 

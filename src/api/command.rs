@@ -1,0 +1,212 @@
+//! The write side of the API contract: commands the API sends to the
+//! registry thread, which is the only writer of state.
+//!
+//! Each request carries who asked (`by`: the `X-User` header or the name of
+//! the `api.tokens` entry used) and from where (`from`: the client address),
+//! so the registry can append the audit entry when it applies the write. The
+//! registry answers on the reply channel with the JSON to return, or an
+//! `ApiError`; the API gives up after `REPLY_TIMEOUT` and answers 503.
+
+use super::view::AuditEntry;
+use crossbeam_channel::Sender;
+use serde_json::{Value, json};
+use std::fmt;
+use std::time::Duration;
+
+/// How long the API waits for the registry to answer a command.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A write the registry applies.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    SetOverride {
+        service: String,
+        address: String,
+        port: u16,
+        healthy: bool,
+        reason: String,
+        /// `None`: until cleared.
+        expires_in: Option<Duration>,
+    },
+    ClearOverride {
+        service: String,
+        address: String,
+        port: u16,
+    },
+    /// Forget the certificate pin (and the lost entry) of an agent.
+    ForgetAgent {
+        id: String,
+    },
+    RevokeAgent {
+        id: String,
+        reason: String,
+    },
+    /// Run validation of every backend now.
+    Validate,
+}
+
+impl Command {
+    /// The audit `action` name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Command::SetOverride { .. } => "set_override",
+            Command::ClearOverride { .. } => "clear_override",
+            Command::ForgetAgent { .. } => "forget_agent",
+            Command::RevokeAgent { .. } => "revoke_agent",
+            Command::Validate => "validate",
+        }
+    }
+
+    /// The audit `target`.
+    pub fn target(&self) -> String {
+        match self {
+            Command::SetOverride {
+                service,
+                address,
+                port,
+                ..
+            }
+            | Command::ClearOverride {
+                service,
+                address,
+                port,
+            } => format!("{service}/{}", host_port(address, *port)),
+            Command::ForgetAgent { id } | Command::RevokeAgent { id, .. } => id.clone(),
+            Command::Validate => "all".into(),
+        }
+    }
+}
+
+/// `1.2.3.4:80`, `[::1]:80`
+pub fn host_port(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
+/// An error the API returns as `{"error": "...", "code": N}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(409, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, message)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"error": self.message, "code": self.code})
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The registry's answer to one command.
+pub type Reply = Result<Value, ApiError>;
+
+/// One command with its author and reply channel.
+#[derive(Debug)]
+pub struct CommandRequest {
+    pub command: Command,
+    /// `X-User`, else the token name, else `anonymous`.
+    pub by: String,
+    /// The client address (after `X-Forwarded-For` when trusted).
+    pub from: String,
+    pub reply: Sender<Reply>,
+}
+
+impl CommandRequest {
+    /// The audit entry for this write, once the registry has applied it
+    /// (or refused it): who, from where, what, when, and the outcome.
+    pub fn audit_entry(&self, at: u64, result: &Reply) -> AuditEntry {
+        let detail = match &self.command {
+            Command::SetOverride {
+                healthy,
+                reason,
+                expires_in,
+                ..
+            } => {
+                let state = if *healthy { "healthy" } else { "unhealthy" };
+                let until = expires_in
+                    .map(|d| format!(", expires in {}", crate::config::Dur(d)))
+                    .unwrap_or_default();
+                Some(format!("{state}: {reason}{until}"))
+            }
+            Command::RevokeAgent { reason, .. } => Some(reason.clone()),
+            _ => None,
+        };
+        AuditEntry {
+            at,
+            by: self.by.clone(),
+            from: self.from.clone(),
+            action: self.command.action().into(),
+            target: self.command.target(),
+            detail,
+            result: match result {
+                Ok(_) => "ok".into(),
+                Err(e) => e.to_string(),
+            },
+        }
+    }
+}
+
+/// What the API holds to reach the registry.
+pub type CommandSender = Sender<CommandRequest>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_entries_say_who_what_when() {
+        let (reply, _rx) = crossbeam_channel::bounded(1);
+        let req = CommandRequest {
+            command: Command::SetOverride {
+                service: "app".into(),
+                address: "2001:db8::1".into(),
+                port: 443,
+                healthy: false,
+                reason: "maint".into(),
+                expires_in: Some(Duration::from_secs(3600)),
+            },
+            by: "alice".into(),
+            from: "127.0.0.1".into(),
+            reply,
+        };
+        let e = req.audit_entry(10, &Ok(Value::Null));
+        assert_eq!(e.action, "set_override");
+        assert_eq!(e.target, "app/[2001:db8::1]:443");
+        assert_eq!(e.detail.as_deref(), Some("unhealthy: maint, expires in 1h"));
+        assert_eq!(
+            (e.by.as_str(), e.from.as_str(), e.at, e.result.as_str()),
+            ("alice", "127.0.0.1", 10, "ok")
+        );
+        let refused = req.audit_entry(11, &Err(ApiError::not_found("no backend")));
+        assert_eq!(refused.result, "no backend (404)");
+    }
+}

@@ -1,0 +1,442 @@
+//! The HTTP server of the Overwatch API on tiny_http.
+//!
+//! A few named worker threads take parsed requests from tiny_http's queue;
+//! each request is checked against the network ACL, routed, and either
+//! answered from the published view (reads) or handed to a short-lived
+//! writer thread that reads the body, sends the command to the registry and
+//! waits for its reply (writes).
+//!
+//! Slow clients: tiny_http parses request heads on its own per-connection
+//! threads, and reads bodies of up to 1 KiB (every body this API accepts in
+//! practice) there too, before the request is queued; so a slow client
+//! never holds a worker. Writes, and any request whose body tiny_http did
+//! not buffer, run on a short-lived side thread; at most `MAX_WRITERS`
+//! exist, beyond that such requests are refused while reads keep flowing.
+//! Bodies are read through a 64 KiB limit (413 above it, checked first
+//! against Content-Length); a declared body above 1 MiB is refused without
+//! being drained (see `reject_oversized`). tiny_http does not
+//! expose the socket, so a body that trickles in is not cut off by a
+//! deadline: it holds its side thread until it completes or the client
+//! disconnects. Answers are written synchronously: a client that stops
+//! reading a large answer (`/metrics`, the backend list) holds its worker
+//! until TCP gives up.
+
+use super::access::{Access, author};
+use super::command::{ApiError, CommandRequest, CommandSender, REPLY_TIMEOUT};
+use super::read;
+use super::routes::{Route, RouteError, route};
+use super::view::OverwatchView;
+use super::write;
+use crate::config::ApiConfig;
+use crate::snapshot::SnapshotCell;
+use serde_json::Value;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Worker threads answering requests.
+pub const WORKERS: usize = 4;
+/// Declared bodies above this are refused without being drained (see
+/// `reject_oversized`); up to it, tiny_http drains what we leave unread.
+pub const DRAIN_LIMIT: usize = 1024 * 1024;
+/// Bodies up to this size are read by tiny_http before the request is
+/// queued (its own constant); larger ones are read from the socket later.
+pub const PREBUFFERED: usize = 1024;
+/// Concurrent writes (and requests with unbuffered bodies) in flight
+/// before new ones are refused.
+pub const MAX_WRITERS: usize = 16;
+
+/// Renders the `/metrics` text.
+pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+struct Shared {
+    access: Access,
+    view: Arc<SnapshotCell<OverwatchView>>,
+    commands: CommandSender,
+    metrics: MetricsFn,
+    writers: AtomicUsize,
+    /// Connections refused with an oversized body and deliberately held.
+    leaked: AtomicU64,
+}
+
+/// A running API server; `stop()` (or drop) ends its threads.
+pub struct ApiServer {
+    addr: SocketAddr,
+    /// Dropped by `stop()`, which closes the listening socket.
+    server: Option<Arc<tiny_http::Server>>,
+    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+}
+
+/// `127.0.0.1:9090`, `:9090` (every IPv4 address), `[::1]:9090`, `host:9090`.
+pub fn parse_listen(address: &str) -> io::Result<SocketAddr> {
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+    let text = match address.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => address.to_string(),
+    };
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|e| invalid(format!("api.address {address:?}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(format!("api.address {address:?} resolves to nothing")))
+}
+
+/// Binds `cfg.address` and starts the workers; returns once listening.
+pub fn start(
+    cfg: &ApiConfig,
+    view: Arc<SnapshotCell<OverwatchView>>,
+    commands: CommandSender,
+    metrics: MetricsFn,
+) -> io::Result<ApiServer> {
+    let access = Access::new(&cfg.allowed_networks, cfg.trust_proxy_headers, &cfg.tokens)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let wanted = parse_listen(&cfg.address)?;
+    let server = tiny_http::Server::http(wanted).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("api.address {wanted}: {e}"),
+        )
+    })?;
+    let addr = server.server_addr().to_ip().unwrap_or(wanted);
+    let server = Arc::new(server);
+    let shared = Arc::new(Shared {
+        access,
+        view,
+        commands,
+        metrics,
+        writers: AtomicUsize::new(0),
+        leaked: AtomicU64::new(0),
+    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for i in 0..WORKERS {
+        let (server, shared, stopping) = (server.clone(), shared.clone(), stopping.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("api-worker-{i}"))
+            .spawn(move || worker(&server, &shared, &stopping))?;
+        workers.push(handle);
+    }
+    log::info!("API listening on http://{addr}");
+    Ok(ApiServer {
+        addr,
+        server: Some(server),
+        workers,
+        stopping,
+    })
+}
+
+impl ApiServer {
+    /// The bound address (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting requests, joins the workers and closes the socket
+    /// (tiny_http's accept thread lets go of it a moment later). Writes
+    /// already handed to a writer thread still get their answer.
+    pub fn stop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        for _ in 0..self.workers.len() {
+            server.unblock();
+        }
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+        drop(server);
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn worker(server: &tiny_http::Server, shared: &Arc<Shared>, stopping: &AtomicBool) {
+    loop {
+        match server.recv() {
+            Ok(request) => handle(request, shared),
+            Err(_) if stopping.load(Ordering::SeqCst) => return,
+            Err(e) => log::warn!("API: accepting a connection failed: {e}"),
+        }
+    }
+}
+
+fn header<'a>(request: &'a tiny_http::Request, name: &'static str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Sorts a request onto the right thread. Bodies tiny_http did not buffer
+/// and every write go to a bounded side thread, so neither a slow body nor
+/// a slow registry can hold a worker; reads are answered here.
+fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
+    if request.body_length().is_some_and(|n| n > DRAIN_LIMIT) {
+        return reject_oversized(request, shared);
+    }
+    let unbuffered_body = request.body_length().is_some_and(|n| n > PREBUFFERED)
+        || header(&request, "Transfer-Encoding").is_some();
+    let method = request.method().as_str().to_ascii_uppercase();
+    let is_write = route(&method, request.url()).is_ok_and(|r| r.is_write());
+    if !(is_write || unbuffered_body) {
+        return serve(request, shared);
+    }
+    if shared.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS {
+        shared.writers.fetch_sub(1, Ordering::SeqCst);
+        // With an unbuffered body this drains up to DRAIN_LIMIT bytes here.
+        let err = ApiError::unavailable("too many writes in flight; retry");
+        return respond_error(request, &err, &[]);
+    }
+    let side = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("api-write".into())
+        .spawn(move || {
+            serve(request, &side);
+            side.writers.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        // The request moved into the closure and is dropped with it; the
+        // client sees the connection close.
+        shared.writers.fetch_sub(1, Ordering::SeqCst);
+        log::error!("API: cannot start a writer thread: {e}");
+    }
+}
+
+/// Answers 413 to a request whose declared body is beyond `DRAIN_LIMIT`,
+/// without letting tiny_http drain it: its body reader allocates the whole
+/// unread length at once when dropped, so a forged
+/// `Content-Length: 18446744073709551615` would abort the process. `upgrade` writes the answer and hands back the
+/// connection, which is deliberately leaked (one socket and one tiny_http
+/// connection thread); the count is logged.
+fn reject_oversized(request: tiny_http::Request, shared: &Shared) {
+    let err = ApiError::new(413, format!("request body larger than {BODY_LIMIT} bytes"));
+    let mut text = err.to_json().to_string();
+    text.push('\n');
+    let mut response = tiny_http::Response::from_string(text).with_status_code(413);
+    add_header(&mut response, "Content-Type", "application/json");
+    let peer = request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let stream = request.upgrade("close", response);
+    std::mem::forget(stream);
+    let n = shared.leaked.fetch_add(1, Ordering::Relaxed) + 1;
+    if n == 1 || n.is_power_of_two() {
+        log::warn!(
+            "API: refused an oversized body from {peer} without reading it ({n} such connections held so far)"
+        );
+    }
+}
+
+/// ACL, routing, authorization, then the answer.
+fn serve(request: tiny_http::Request, shared: &Shared) {
+    let peer: Option<IpAddr> = request.remote_addr().map(|a| a.ip());
+    let client = shared
+        .access
+        .client_ip(peer, header(&request, "X-Forwarded-For"));
+    let client_text = client
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    if !shared.access.allowed(client) {
+        let err = ApiError::new(
+            403,
+            format!("client {client_text} is not in api.allowed_networks"),
+        );
+        return respond_error(request, &err, &[]);
+    }
+    let url = request.url().to_string();
+    let method = request.method().as_str().to_ascii_uppercase();
+    let route = match route(&method, &url) {
+        Ok(route) => route,
+        Err(RouteError::NotFound) => {
+            return respond_error(
+                request,
+                &ApiError::not_found(format!("no such endpoint {}", path_of(&url))),
+                &[],
+            );
+        }
+        Err(RouteError::MethodNotAllowed { allow }) => {
+            let err = ApiError::new(
+                405,
+                format!(
+                    "method {method} not allowed on {}; allowed: {allow}",
+                    path_of(&url)
+                ),
+            );
+            return respond_error(request, &err, &[("Allow", allow)]);
+        }
+        Err(RouteError::BadPath(why)) => {
+            return respond_error(request, &ApiError::bad_request(why), &[]);
+        }
+    };
+    if !route.is_write() {
+        return answer_read(request, &route, &url, shared);
+    }
+    let token_name = match shared.access.authorize(header(&request, "Authorization")) {
+        Ok(name) => name,
+        Err(why) => {
+            return respond_error(
+                request,
+                &ApiError::new(401, why),
+                &[("WWW-Authenticate", "Bearer")],
+            );
+        }
+    };
+    let by = author(header(&request, "X-User"), token_name.as_deref());
+    answer_write(request, &route, by, client_text, shared);
+}
+
+fn path_of(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &Shared) {
+    if *route == Route::Metrics {
+        let text = (shared.metrics)();
+        let mut response = tiny_http::Response::from_string(text);
+        add_header(
+            &mut response,
+            "Content-Type",
+            "text/plain; version=0.0.4; charset=utf-8",
+        );
+        return send(request, response);
+    }
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let view = shared.view.load();
+    match read::answer(route, query, &view) {
+        Ok((code, body)) => respond_json(request, code, &body, &[]),
+        Err(err) => respond_error(request, &err, &[]),
+    }
+}
+
+fn answer_write(
+    mut request: tiny_http::Request,
+    route: &Route,
+    by: String,
+    from: String,
+    shared: &Shared,
+) {
+    let body = if route.has_body() {
+        match read_body(&mut request) {
+            Ok(body) => body,
+            Err(err) => return respond_error(request, &err, &[]),
+        }
+    } else {
+        Vec::new()
+    };
+    let command = match write::command(route, &body) {
+        Ok(command) => command,
+        Err(err) => return respond_error(request, &err, &[]),
+    };
+    match send_command(shared, command, by, from) {
+        Ok(value) => respond_json(request, 200, &value, &[]),
+        Err(err) => respond_error(request, &err, &[]),
+    }
+}
+
+fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::new(413, format!("request body larger than {BODY_LIMIT} bytes"));
+    if request.body_length().is_some_and(|n| n > BODY_LIMIT) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(BODY_LIMIT as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    if body.len() > BODY_LIMIT {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+/// Sends a command to the registry and waits for its answer.
+fn send_command(
+    shared: &Shared,
+    command: super::command::Command,
+    by: String,
+    from: String,
+) -> Result<Value, ApiError> {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    log::info!(
+        "API write {} {} by {by} from {from}",
+        command.action(),
+        command.target()
+    );
+    let request = CommandRequest {
+        command,
+        by,
+        from,
+        reply,
+    };
+    shared
+        .commands
+        .send_timeout(request, REPLY_TIMEOUT)
+        .map_err(|_| ApiError::unavailable("the registry is not accepting commands"))?;
+    match answer.recv_timeout(REPLY_TIMEOUT) {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::unavailable(format!(
+            "the registry did not answer within {}s",
+            REPLY_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Headers here are ASCII we wrote, so `from_bytes` (which only refuses
+/// non-ASCII) succeeds; a failure would just leave the header out.
+fn add_header<R: Read>(response: &mut tiny_http::Response<R>, name: &str, value: &str) {
+    if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+        response.add_header(h);
+    }
+}
+
+fn respond_json(request: tiny_http::Request, code: u16, body: &Value, extra: &[(&str, &str)]) {
+    let mut text = serde_json::to_string_pretty(body).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    let mut response = tiny_http::Response::from_string(text).with_status_code(code);
+    add_header(&mut response, "Content-Type", "application/json");
+    for (name, value) in extra {
+        add_header(&mut response, name, value);
+    }
+    send(request, response);
+}
+
+fn respond_error(request: tiny_http::Request, err: &ApiError, extra: &[(&str, &str)]) {
+    respond_json(request, err.code, &err.to_json(), extra);
+}
+
+fn send<R: Read>(request: tiny_http::Request, response: tiny_http::Response<R>) {
+    if let Err(e) = request.respond(response) {
+        log::debug!("API: client went away before the answer: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address_forms() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9090").ok(),
+            "127.0.0.1:9090".parse().ok()
+        );
+        assert_eq!(parse_listen(":9090").ok(), "0.0.0.0:9090".parse().ok());
+        assert_eq!(parse_listen("[::1]:9090").ok(), "[::1]:9090".parse().ok());
+        assert!(parse_listen("nonsense").is_err());
+    }
+}
