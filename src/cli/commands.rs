@@ -332,22 +332,24 @@ pub fn gen_key() -> Result<String, CliError> {
     Ok(base64::engine::general_purpose::STANDARD.encode(key))
 }
 
-/// Parses the file into the typed configuration and reports the result.
+/// Loads the file exactly as the daemon would (`config::load`) and reports
+/// every error at once.
 fn config_validate(path: &str, json_out: bool) -> Result<String, CliError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| CliError::Config(format!("{path}: {e}")))?;
-    let result = serde_norway::from_str::<crate::config::Config>(&text);
+    let result = crate::config::load(std::path::Path::new(path), None);
     match (result, json_out) {
         (Ok(_), false) => Ok(format!("{path}: configuration is valid\n")),
-        (Ok(_), true) => Ok(pretty(&json!({"file": path, "valid": true, "errors": []}))),
-        (Err(e), false) => Err(CliError::Config(format!("{path}: {e}"))),
+        (Ok(l), true) => Ok(pretty(
+            &json!({"file": path, "valid": true, "errors": [], "warnings": l.warnings}),
+        )),
+        (Err(e), false) => Err(CliError::Config(format!("{path}:\n{e}"))),
         (Err(e), true) => {
+            let errors: Vec<String> = e.to_string().lines().map(str::to_string).collect();
             // Print the JSON report, and still exit with the config code.
             print!(
                 "{}",
-                pretty(&json!({"file": path, "valid": false, "errors": [e.to_string()]}))
+                pretty(&json!({"file": path, "valid": false, "errors": errors}))
             );
-            Err(CliError::Config(format!("{path}: {e}")))
+            Err(CliError::Config(format!("{path}: {} error(s)", errors.len())))
         }
     }
 }
