@@ -13,6 +13,6 @@ pub mod table;
 mod tcp;
 
 pub use responder::{Responder, Transport};
-//pub use server::{DnsServer, ServerConfig, start};
+pub use server::{DnsServer, ServerConfig, parse_listen, start};
 pub use stats::DnsStats;
 pub use table::{DnsTable, DomainSpec, TableSpec, Target, ZoneSpec};
