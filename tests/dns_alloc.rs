@@ -6,7 +6,9 @@ use domain::base::iana::Rtype;
 use domain::base::opt::ClientSubnet;
 use domain::base::{MessageBuilder, Name};
 use opengslb::config::{RoutingAlgorithm, SoaConfig};
-use opengslb::dns::{DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec};
+use opengslb::dns::{
+    DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::str::FromStr;
@@ -56,7 +58,10 @@ fn dom(name: &str, alg: RoutingAlgorithm, addrs: &[&str]) -> DomainSpec {
         targets: addrs
             .iter()
             .enumerate()
-            .map(|(i, a)| Target { ip: a.parse().unwrap(), weight: 1 + i as u32 })
+            .map(|(i, a)| Target {
+                ip: a.parse().unwrap(),
+                weight: 1 + i as u32,
+            })
             .collect(),
         last_healthy: None,
     }
@@ -66,7 +71,8 @@ fn query(name: &str, qtype: Rtype, edns: bool, ecs: bool) -> Vec<u8> {
     let mut b = MessageBuilder::new_vec();
     b.header_mut().set_id(99);
     let mut q = b.question();
-    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype)).unwrap();
+    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+        .unwrap();
     let mut add = q.additional();
     if edns {
         add.opt(|o| {
@@ -85,7 +91,10 @@ fn query(name: &str, qtype: Rtype, edns: bool, ecs: bool) -> Vec<u8> {
 fn answered_udp_queries_do_not_allocate() {
     let stats = DnsStats::new();
     let mut down = dom("down.example.com", RoutingAlgorithm::RoundRobin, &[]);
-    down.last_healthy = Some(vec![Target { ip: "192.0.2.1".parse().unwrap(), weight: 1 }]);
+    down.last_healthy = Some(vec![Target {
+        ip: "192.0.2.1".parse().unwrap(),
+        weight: 1,
+    }]);
     let many: Vec<String> = (1..=60).map(|i| format!("10.2.0.{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let spec = TableSpec {
@@ -95,9 +104,21 @@ fn answered_udp_queries_do_not_allocate() {
             nameservers: vec!["ns1.example.com".into(), "ns2.example.com".into()],
         }],
         domains: vec![
-            dom("rr.example.com", RoutingAlgorithm::RoundRobin, &["10.0.0.1", "10.0.0.2", "2001:db8::1"]),
-            dom("w.example.com", RoutingAlgorithm::Weighted, &["10.0.0.3", "10.0.0.4", "10.0.0.5"]),
-            dom("fo.example.com", RoutingAlgorithm::Failover, &["10.0.0.6", "10.0.0.7"]),
+            dom(
+                "rr.example.com",
+                RoutingAlgorithm::RoundRobin,
+                &["10.0.0.1", "10.0.0.2", "2001:db8::1"],
+            ),
+            dom(
+                "w.example.com",
+                RoutingAlgorithm::Weighted,
+                &["10.0.0.3", "10.0.0.4", "10.0.0.5"],
+            ),
+            dom(
+                "fo.example.com",
+                RoutingAlgorithm::Failover,
+                &["10.0.0.6", "10.0.0.7"],
+            ),
             dom("big.example.com", RoutingAlgorithm::RoundRobin, &many),
             dom("dead.example.com", RoutingAlgorithm::Failover, &[]),
             down,
@@ -106,11 +127,26 @@ fn answered_udp_queries_do_not_allocate() {
     };
     let table = DnsTable::build(&spec, &stats);
     let names = [
-        "rr.example.com.", "RR.Example.COM.", "w.example.com.", "fo.example.com.",
-        "big.example.com.", "nope.example.com.", "example.com.", "dead.example.com.",
-        "down.example.com.", "x.y.example.com.", "other.org.",
+        "rr.example.com.",
+        "RR.Example.COM.",
+        "w.example.com.",
+        "fo.example.com.",
+        "big.example.com.",
+        "nope.example.com.",
+        "example.com.",
+        "dead.example.com.",
+        "down.example.com.",
+        "x.y.example.com.",
+        "other.org.",
     ];
-    let types = [Rtype::A, Rtype::AAAA, Rtype::SOA, Rtype::NS, Rtype::TXT, Rtype::ANY];
+    let types = [
+        Rtype::A,
+        Rtype::AAAA,
+        Rtype::SOA,
+        Rtype::NS,
+        Rtype::TXT,
+        Rtype::ANY,
+    ];
     let mut queries = Vec::new();
     for name in names {
         for qtype in types {
@@ -133,14 +169,21 @@ fn answered_udp_queries_do_not_allocate() {
     let before = ALLOCS.load(Ordering::Relaxed);
     for i in 0..1000 {
         let q = &queries[i % queries.len()];
-        if responder.respond(q, client, Transport::Udp, &table, &stats).is_some() {
+        if responder
+            .respond(q, client, Transport::Udp, &table, &stats)
+            .is_some()
+        {
             answered += 1;
         }
     }
     let after = ALLOCS.load(Ordering::Relaxed);
     COUNTING.with(|c| c.set(false));
     assert_eq!(answered, 1000);
-    assert_eq!(after - before, 0, "allocations during {answered} answered queries");
+    assert_eq!(
+        after - before,
+        0,
+        "allocations during {answered} answered queries"
+    );
     // The counter itself works (a test that cannot fail is a defect).
     COUNTING.with(|c| c.set(true));
     let v = std::hint::black_box(vec![1u8; 10]);

@@ -5,20 +5,29 @@
 use domain::base::Message;
 use domain::base::iana::Rcode;
 use opengslb::config::{RoutingAlgorithm, SoaConfig};
-use opengslb::dns::{DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec};
+use opengslb::dns::{
+    DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
+};
 use std::path::Path;
 
 #[test]
 fn corpus_replays_without_panic_and_answers_seeds() {
     let stats = DnsStats::new();
     let spec = TableSpec {
-        zones: vec![ZoneSpec { apex: "example.com".into(), soa: SoaConfig::default(), nameservers: vec![] }],
+        zones: vec![ZoneSpec {
+            apex: "example.com".into(),
+            soa: SoaConfig::default(),
+            nameservers: vec![],
+        }],
         domains: vec![DomainSpec {
             name: "app.example.com".into(),
             ttl: 30,
             algorithm: RoutingAlgorithm::RoundRobin,
             max_records: None,
-            targets: vec![Target { ip: "10.0.0.1".parse().unwrap(), weight: 1 }],
+            targets: vec![Target {
+                ip: "10.0.0.1".parse().unwrap(),
+                weight: 1,
+            }],
             last_healthy: None,
         }],
         serial: 1,
@@ -32,9 +41,21 @@ fn corpus_replays_without_panic_and_answers_seeds() {
         let data = std::fs::read(&path).unwrap();
         files += 1;
         let udp = r
-            .respond(&data, "127.0.0.1".parse().unwrap(), Transport::Udp, &table, &stats)
+            .respond(
+                &data,
+                "127.0.0.1".parse().unwrap(),
+                Transport::Udp,
+                &table,
+                &stats,
+            )
             .map(<[u8]>::to_vec);
-        let _ = r.respond(&data, "127.0.0.1".parse().unwrap(), Transport::Tcp, &table, &stats);
+        let _ = r.respond(
+            &data,
+            "127.0.0.1".parse().unwrap(),
+            Transport::Tcp,
+            &table,
+            &stats,
+        );
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if let Some(out) = udp {
             assert!(out.len() <= 1232, "{name}");

@@ -4,7 +4,9 @@
 use domain::base::iana::{OptRcode, Rcode, Rtype};
 use domain::base::{Message, MessageBuilder, Name};
 use opengslb::config::{RoutingAlgorithm, SoaConfig};
-use opengslb::dns::{self, DnsStats, DnsTable, DomainSpec, ServerConfig, TableSpec, Target, ZoneSpec};
+use opengslb::dns::{
+    self, DnsStats, DnsTable, DomainSpec, ServerConfig, TableSpec, Target, ZoneSpec,
+};
 use opengslb::snapshot::SnapshotCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -26,7 +28,10 @@ fn spec(addrs: &[&str]) -> TableSpec {
             max_records: None,
             targets: addrs
                 .iter()
-                .map(|a| Target { ip: a.parse().unwrap(), weight: 1 })
+                .map(|a| Target {
+                    ip: a.parse().unwrap(),
+                    weight: 1,
+                })
                 .collect(),
             last_healthy: None,
         }],
@@ -42,7 +47,10 @@ struct Fixture {
 
 fn start(max_conns: usize, idle: Duration) -> Fixture {
     let stats = Arc::new(DnsStats::new());
-    let cell = Arc::new(SnapshotCell::new(DnsTable::build(&spec(&["10.0.0.1", "10.0.0.2"]), &stats)));
+    let cell = Arc::new(SnapshotCell::new(DnsTable::build(
+        &spec(&["10.0.0.1", "10.0.0.2"]),
+        &stats,
+    )));
     let cfg = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         threads: 2,
@@ -51,20 +59,26 @@ fn start(max_conns: usize, idle: Duration) -> Fixture {
         max_udp_size: 1232,
     };
     let server = dns::start(&cfg, Arc::clone(&cell), Arc::clone(&stats)).unwrap();
-    Fixture { server, cell, stats }
+    Fixture {
+        server,
+        cell,
+        stats,
+    }
 }
 
 fn query(id: u16, name: &str, qtype: Rtype) -> Vec<u8> {
     let mut b = MessageBuilder::new_vec();
     b.header_mut().set_id(id);
     let mut q = b.question();
-    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype)).unwrap();
+    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+        .unwrap();
     q.finish()
 }
 
 fn udp(addr: SocketAddr, packet: &[u8]) -> Option<Message<Vec<u8>>> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     sock.send_to(packet, addr).unwrap();
     let mut buf = [0u8; 4096];
     match sock.recv_from(&mut buf) {
@@ -97,7 +111,8 @@ fn udp_answers_and_follows_table_updates() {
     assert_eq!(m.header().id(), 7);
     assert!(m.header().aa());
     assert_eq!(addrs(&m).len(), 2);
-    f.cell.publish(DnsTable::build(&spec(&["10.0.0.9"]), &f.stats));
+    f.cell
+        .publish(DnsTable::build(&spec(&["10.0.0.9"]), &f.stats));
     let m = udp(addr, &query(8, "app.example.com.", Rtype::A)).expect("answer");
     assert_eq!(addrs(&m), vec!["10.0.0.9"]);
     assert!(f.server.alive());
@@ -111,7 +126,11 @@ fn tcp_pipelined_in_order_and_split_writes() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut wire = Vec::new();
     for id in 1..=20u16 {
-        let name = if id % 2 == 0 { "app.example.com." } else { "nope.example.com." };
+        let name = if id % 2 == 0 {
+            "app.example.com."
+        } else {
+            "nope.example.com."
+        };
         let q = query(id, name, Rtype::A);
         wire.extend_from_slice(&(q.len() as u16).to_be_bytes());
         wire.extend_from_slice(&q);
@@ -124,7 +143,11 @@ fn tcp_pipelined_in_order_and_split_writes() {
     for id in 1..=20u16 {
         let m = read_frame(&mut s);
         assert_eq!(m.header().id(), id);
-        let want = if id % 2 == 0 { Rcode::NOERROR } else { Rcode::NXDOMAIN };
+        let want = if id % 2 == 0 {
+            Rcode::NOERROR
+        } else {
+            Rcode::NXDOMAIN
+        };
         assert_eq!(m.header().rcode(), want);
     }
     f.server.stop();
@@ -135,7 +158,9 @@ fn tcp_connection_cap_and_idle_timeout() {
     let f = start(1, Duration::from_millis(300));
     let addr = f.server.local_addr();
     let mut first = TcpStream::connect(addr).unwrap();
-    first.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     let q = query(1, "app.example.com.", Rtype::A);
     let mut framed = (q.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&q);
@@ -143,7 +168,9 @@ fn tcp_connection_cap_and_idle_timeout() {
     assert_eq!(read_frame(&mut first).header().id(), 1);
     // Second connection is over the cap: closed without an answer.
     let mut second = TcpStream::connect(addr).unwrap();
-    second.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     let _ = second.write_all(&framed);
     let mut buf = [0u8; 16];
     assert!(matches!(second.read(&mut buf), Ok(0) | Err(_)));
@@ -189,7 +216,11 @@ fn malformed_packets_then_still_answers() {
     let mut b = MessageBuilder::new_vec();
     b.header_mut().set_id(0x4242);
     let mut q = b.question();
-    q.push((Name::<Vec<u8>>::from_str("app.example.com.").unwrap(), Rtype::A)).unwrap();
+    q.push((
+        Name::<Vec<u8>>::from_str("app.example.com.").unwrap(),
+        Rtype::A,
+    ))
+    .unwrap();
     let mut add = q.additional();
     add.opt(|o| {
         o.set_udp_payload_size(65535);
@@ -228,7 +259,10 @@ fn malformed_packets_then_still_answers() {
 #[test]
 fn ipv6_loopback_listener() {
     let stats = Arc::new(DnsStats::new());
-    let cell = Arc::new(SnapshotCell::new(DnsTable::build(&spec(&["10.0.0.1"]), &stats)));
+    let cell = Arc::new(SnapshotCell::new(DnsTable::build(
+        &spec(&["10.0.0.1"]),
+        &stats,
+    )));
     let cfg = ServerConfig {
         listen: "[::1]:0".parse().unwrap(),
         threads: 1,
@@ -245,7 +279,8 @@ fn ipv6_loopback_listener() {
     };
     let sock = UdpSocket::bind("[::1]:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    sock.send_to(&query(3, "app.example.com.", Rtype::A), server.local_addr()).unwrap();
+    sock.send_to(&query(3, "app.example.com.", Rtype::A), server.local_addr())
+        .unwrap();
     let mut buf = [0u8; 512];
     let (n, _) = sock.recv_from(&mut buf).unwrap();
     let m = Message::from_octets(buf[..n].to_vec()).unwrap();

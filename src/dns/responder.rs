@@ -276,7 +276,12 @@ fn plan<'t>(question: &Question<ParsedName<&[u8]>>, table: &'t DnsTable) -> Plan
     let Some(wire) = WireName::from_labels(question.qname().iter()) else {
         return Plan::Refused;
     };
-    let Lookup::Found { zone, at_apex, node } = table.lookup(wire.as_slice()) else {
+    let Lookup::Found {
+        zone,
+        at_apex,
+        node,
+    } = table.lookup(wire.as_slice())
+    else {
         return Plan::Refused;
     };
     if at_apex && qtype == Rtype::SOA {

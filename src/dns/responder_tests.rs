@@ -3,9 +3,9 @@
 use super::*;
 use crate::config::{RoutingAlgorithm, SoaConfig};
 use crate::dns::table::{DomainSpec, TableSpec, Target as T, ZoneSpec};
+use domain::base::Name;
 use domain::base::iana::Rtype;
 use domain::base::opt::{AllOptData, ClientSubnet};
-use domain::base::Name;
 use domain::rdata::AllRecordData;
 use std::str::FromStr;
 
@@ -19,28 +19,57 @@ fn dom(name: &str, alg: RoutingAlgorithm, targets: &[&str]) -> DomainSpec {
         ttl: 42,
         algorithm: alg,
         max_records: None,
-        targets: targets.iter().map(|a| T { ip: ip(a), weight: 1 }).collect(),
+        targets: targets
+            .iter()
+            .map(|a| T {
+                ip: ip(a),
+                weight: 1,
+            })
+            .collect(),
         last_healthy: None,
     }
 }
 
 pub(crate) fn table(stats: &DnsStats) -> DnsTable {
-    let mut v6only = dom("v6.example.com", RoutingAlgorithm::RoundRobin, &["2001:db8::1"]);
+    let mut v6only = dom(
+        "v6.example.com",
+        RoutingAlgorithm::RoundRobin,
+        &["2001:db8::1"],
+    );
     v6only.ttl = 10;
     let mut last = dom("last.example.com", RoutingAlgorithm::Failover, &[]);
-    last.last_healthy = Some(vec![T { ip: ip("192.0.2.9"), weight: 1 }]);
+    last.last_healthy = Some(vec![T {
+        ip: ip("192.0.2.9"),
+        weight: 1,
+    }]);
     let many: Vec<String> = (1..=100).map(|i| format!("10.1.0.{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let spec = TableSpec {
         zones: vec![ZoneSpec {
             apex: "example.com".into(),
-            soa: SoaConfig { ttl: 300, minimum: 20, ..SoaConfig::default() },
+            soa: SoaConfig {
+                ttl: 300,
+                minimum: 20,
+                ..SoaConfig::default()
+            },
             nameservers: vec!["ns1.example.com".into(), "ns2.example.net".into()],
         }],
         domains: vec![
-            dom("app.example.com", RoutingAlgorithm::RoundRobin, &["10.0.0.1", "10.0.0.2", "2001:db8::2"]),
-            dom("fo.example.com", RoutingAlgorithm::Failover, &["10.0.0.5", "10.0.0.6"]),
-            dom("w.example.com", RoutingAlgorithm::Weighted, &["10.0.0.7", "10.0.0.8"]),
+            dom(
+                "app.example.com",
+                RoutingAlgorithm::RoundRobin,
+                &["10.0.0.1", "10.0.0.2", "2001:db8::2"],
+            ),
+            dom(
+                "fo.example.com",
+                RoutingAlgorithm::Failover,
+                &["10.0.0.5", "10.0.0.6"],
+            ),
+            dom(
+                "w.example.com",
+                RoutingAlgorithm::Weighted,
+                &["10.0.0.7", "10.0.0.8"],
+            ),
             dom("down.example.com", RoutingAlgorithm::RoundRobin, &[]),
             dom("big.example.com", RoutingAlgorithm::RoundRobin, &many),
             dom("example.com", RoutingAlgorithm::Failover, &["10.9.9.9"]),
@@ -57,7 +86,8 @@ pub(crate) fn query(name: &str, qtype: Rtype, edns: Option<(u16, u8)>) -> Vec<u8
     b.header_mut().set_id(0x1234);
     b.header_mut().set_rd(true);
     let mut q = b.question();
-    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype)).unwrap();
+    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+        .unwrap();
     let mut add = q.additional();
     if let Some((size, version)) = edns {
         add.opt(|o| {
@@ -74,7 +104,8 @@ fn ask(q: &[u8], transport: Transport) -> Option<Vec<u8>> {
     let stats = DnsStats::new();
     let t = table(&stats);
     let mut r = Responder::new(1232);
-    r.respond(q, ip("127.0.0.1"), transport, &t, &stats).map(<[u8]>::to_vec)
+    r.respond(q, ip("127.0.0.1"), transport, &t, &stats)
+        .map(<[u8]>::to_vec)
 }
 
 fn msg(bytes: Vec<u8>) -> Message<Vec<u8>> {
@@ -106,7 +137,11 @@ fn a_query_answers_with_aa_and_echoes_question_case() {
 
 #[test]
 fn aaaa_family_and_nodata_for_other_family() {
-    let m = msg(ask(&query("app.example.com.", Rtype::AAAA, None), Transport::Udp).unwrap());
+    let m = msg(ask(
+        &query("app.example.com.", Rtype::AAAA, None),
+        Transport::Udp,
+    )
+    .unwrap());
     assert_eq!(answers(&m), vec!["2001:db8::2"]);
     let m = msg(ask(&query("v6.example.com.", Rtype::A, None), Transport::Udp).unwrap());
     assert_eq!(m.header().rcode(), Rcode::NOERROR);
@@ -139,7 +174,11 @@ fn soa_and_ns_at_apex() {
     let m = msg(ask(&query("example.com.", Rtype::SOA, None), Transport::Udp).unwrap());
     let a = answers(&m);
     assert_eq!(a.len(), 1);
-    assert!(a[0].starts_with("ns1.example.com. hostmaster.example.com. 2026 3600 600 86400 20"), "{}", a[0]);
+    assert!(
+        a[0].starts_with("ns1.example.com. hostmaster.example.com. 2026 3600 600 86400 20"),
+        "{}",
+        a[0]
+    );
     let m = msg(ask(&query("example.com.", Rtype::NS, None), Transport::Udp).unwrap());
     assert_eq!(answers(&m), vec!["ns1.example.com.", "ns2.example.net."]);
     // The apex is also a domain here, so A answers from it.
@@ -163,15 +202,45 @@ fn no_healthy_servfail_or_last_healthy_counted() {
     let stats = DnsStats::new();
     let t = table(&stats);
     let mut r = Responder::new(1232);
-    let out = r.respond(&query("down.example.com.", Rtype::A, None), ip("::1"), Transport::Udp, &t, &stats);
+    let out = r.respond(
+        &query("down.example.com.", Rtype::A, None),
+        ip("::1"),
+        Transport::Udp,
+        &t,
+        &stats,
+    );
     let m = msg(out.unwrap().to_vec());
     assert_eq!(m.header().rcode(), Rcode::SERVFAIL);
-    let out = r.respond(&query("last.example.com.", Rtype::A, None), ip("::1"), Transport::Udp, &t, &stats);
+    let out = r.respond(
+        &query("last.example.com.", Rtype::A, None),
+        ip("::1"),
+        Transport::Udp,
+        &t,
+        &stats,
+    );
     let m = msg(out.unwrap().to_vec());
     assert_eq!(answers(&m), vec!["192.0.2.9"]);
-    assert_eq!(stats.domain("down.example.com").servfail.load(Ordering::Relaxed), 1);
-    assert_eq!(stats.domain("last.example.com").last_healthy.load(Ordering::Relaxed), 1);
-    assert_eq!(stats.domain("last.example.com").answers.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        stats
+            .domain("down.example.com")
+            .servfail
+            .load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        stats
+            .domain("last.example.com")
+            .last_healthy
+            .load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        stats
+            .domain("last.example.com")
+            .answers
+            .load(Ordering::Relaxed),
+        1
+    );
     assert_eq!(stats.queries(QtypeLabel::A, RcodeLabel::ServFail), 1);
 }
 
@@ -181,20 +250,38 @@ fn routing_through_the_responder() {
     let t = table(&stats);
     let mut r = Responder::new(1232);
     let mut get = |name: &str| {
-        let out = r.respond(&query(name, Rtype::A, None), ip("::1"), Transport::Udp, &t, &stats);
+        let out = r.respond(
+            &query(name, Rtype::A, None),
+            ip("::1"),
+            Transport::Udp,
+            &t,
+            &stats,
+        );
         answers(&msg(out.unwrap().to_vec()))
     };
     assert_eq!(get("fo.example.com."), vec!["10.0.0.5"]);
     assert_eq!(get("fo.example.com."), vec!["10.0.0.5"]);
     let w: Vec<_> = (0..4).map(|_| get("w.example.com.")).collect();
-    assert_eq!(w, vec![vec!["10.0.0.7"], vec!["10.0.0.8"], vec!["10.0.0.7"], vec!["10.0.0.8"]]);
+    assert_eq!(
+        w,
+        vec![
+            vec!["10.0.0.7"],
+            vec!["10.0.0.8"],
+            vec!["10.0.0.7"],
+            vec!["10.0.0.8"]
+        ]
+    );
     assert_eq!(get("app.example.com.")[0], "10.0.0.1");
     assert_eq!(get("app.example.com.")[0], "10.0.0.2");
 }
 
 #[test]
 fn edns_opt_echoed_and_payload_clamped() {
-    let m = msg(ask(&query("app.example.com.", Rtype::A, Some((4096, 0))), Transport::Udp).unwrap());
+    let m = msg(ask(
+        &query("app.example.com.", Rtype::A, Some((4096, 0))),
+        Transport::Udp,
+    )
+    .unwrap());
     let opt = m.opt().expect("OPT in answer");
     assert_eq!(opt.version(), 0);
     assert_eq!(opt.udp_payload_size(), 1232);
@@ -203,7 +290,11 @@ fn edns_opt_echoed_and_payload_clamped() {
 
 #[test]
 fn badvers_for_version_above_zero() {
-    let m = msg(ask(&query("app.example.com.", Rtype::A, Some((1232, 1))), Transport::Udp).unwrap());
+    let m = msg(ask(
+        &query("app.example.com.", Rtype::A, Some((1232, 1))),
+        Transport::Udp,
+    )
+    .unwrap());
     assert_eq!(m.opt_rcode(), OptRcode::BADVERS);
     assert_eq!(m.header_counts().ancount(), 0);
     assert_eq!(m.opt().unwrap().version(), 0);
@@ -233,7 +324,11 @@ fn truncation_without_edns_and_full_answer_over_tcp_or_edns() {
 fn ecs_echoed_with_scope_zero() {
     let b = MessageBuilder::new_vec();
     let mut q = b.question();
-    q.push((Name::<Vec<u8>>::from_str("app.example.com.").unwrap(), Rtype::A)).unwrap();
+    q.push((
+        Name::<Vec<u8>>::from_str("app.example.com.").unwrap(),
+        Rtype::A,
+    ))
+    .unwrap();
     let mut add = q.additional();
     add.opt(|o| {
         o.set_udp_payload_size(1232);

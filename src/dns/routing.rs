@@ -69,7 +69,9 @@ impl Pool {
         max_records: Option<usize>,
     ) -> Pool {
         // Keep at most u16::MAX targets so sequence indices fit.
-        let targets = targets.get(..targets.len().min(u16::MAX as usize)).unwrap_or(&[]);
+        let targets = targets
+            .get(..targets.len().min(u16::MAX as usize))
+            .unwrap_or(&[]);
         let addrs: Vec<IpAddr> = targets.iter().map(|t| t.0).collect();
         let default_count = match algorithm {
             RoutingAlgorithm::Weighted | RoutingAlgorithm::Failover => 1,
@@ -236,7 +238,10 @@ mod tests {
             assert_eq!(pool.pick().collect::<Vec<_>>(), vec![ip("10.0.0.5")]);
         }
         let pool = Pool::new(&t, RoutingAlgorithm::Failover, Some(2));
-        assert_eq!(pool.pick().collect::<Vec<_>>(), vec![ip("10.0.0.5"), ip("10.0.0.6")]);
+        assert_eq!(
+            pool.pick().collect::<Vec<_>>(),
+            vec![ip("10.0.0.5"), ip("10.0.0.6")]
+        );
         let pool = Pool::new(&t, RoutingAlgorithm::RoundRobin, Some(1));
         assert_eq!(pool.pick().len(), 1);
         let pool = Pool::new(&t, RoutingAlgorithm::RoundRobin, Some(99));

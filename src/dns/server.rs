@@ -120,7 +120,9 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
@@ -132,7 +134,9 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
@@ -144,10 +148,19 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
-fn set_int(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: fd is open; the option value is a c_int of the given size.
     check(unsafe {
@@ -166,10 +179,19 @@ fn set_int(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, value: libc::c_in
 /// `addr`; listening when `stream`.
 pub(crate) fn bind_socket(addr: &SocketAddr, stream: bool) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    let kind = if stream { libc::SOCK_STREAM } else { libc::SOCK_DGRAM };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let kind = if stream {
+        libc::SOCK_STREAM
+    } else {
+        libc::SOCK_DGRAM
+    };
     // SAFETY: plain socket(2) call; the fd is owned right away.
-    let fd = check(unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    let fd =
+        check(unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     set_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
@@ -183,8 +205,14 @@ pub(crate) fn bind_socket(addr: &SocketAddr, stream: bool) -> io::Result<OwnedFd
     }
     let (sa, len) = sockaddr(addr);
     // SAFETY: sa holds a valid sockaddr of length len.
-    check(unsafe { libc::bind(fd.as_raw_fd(), &sa as *const _ as *const libc::sockaddr, len) })
-        .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sa as *const _ as *const libc::sockaddr,
+            len,
+        )
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
     if stream {
         // SAFETY: fd is a bound stream socket.
         check(unsafe { libc::listen(fd.as_raw_fd(), 1024) })?;
@@ -240,7 +268,8 @@ pub fn start(
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let mut sock = UdpSocket::from_std(sock);
-        poll.registry().register(&mut sock, SOCKET, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut sock, SOCKET, Interest::READABLE)?;
         let ctl = new_ctl();
         let mut worker = UdpLoop {
             poll,
@@ -267,8 +296,15 @@ pub fn start(
         .name("dns-tcp".into())
         .spawn(move || tcp_loop.run())?;
     loops.push(LoopHandle { ctl, waker, thread });
-    log::info!("dns: listening on {local_addr} (udp x{}, tcp)", cfg.threads.max(1));
-    Ok(DnsServer { local_addr, loops, epoch })
+    log::info!(
+        "dns: listening on {local_addr} (udp x{}, tcp)",
+        cfg.threads.max(1)
+    );
+    Ok(DnsServer {
+        local_addr,
+        loops,
+        epoch,
+    })
 }
 
 struct UdpLoop {
@@ -288,11 +324,11 @@ impl UdpLoop {
         let mut buf = vec![0u8; 65535];
         self.ctl.tick();
         loop {
-            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("dns: udp poll failed: {e}");
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(TICK))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("dns: udp poll failed: {e}");
+                return;
             }
             self.ctl.tick();
             if self.ctl.stopping() {
@@ -322,7 +358,7 @@ impl UdpLoop {
                             }
                         }
                         served = served.wrapping_add(1);
-                        if served % 1024 == 0 {
+                        if served.is_multiple_of(1024) {
                             self.ctl.tick();
                             if self.ctl.stopping() {
                                 return;
@@ -353,8 +389,14 @@ mod tests {
     #[test]
     fn listen_address_forms() {
         assert_eq!(parse_listen(":53").unwrap(), "[::]:53".parse().unwrap());
-        assert_eq!(parse_listen("127.0.0.1:5353").unwrap(), "127.0.0.1:5353".parse().unwrap());
-        assert_eq!(parse_listen("[::1]:53").unwrap(), "[::1]:53".parse().unwrap());
+        assert_eq!(
+            parse_listen("127.0.0.1:5353").unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("[::1]:53").unwrap(),
+            "[::1]:53".parse().unwrap()
+        );
         assert!(parse_listen(":x").is_err());
         assert!(parse_listen("localhost").is_err());
     }

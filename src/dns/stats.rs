@@ -119,10 +119,10 @@ impl DnsStats {
     pub fn count_query(&self, qtype: QtypeLabel, rcode: RcodeLabel) {
         let q = QtypeLabel::ALL.iter().position(|x| *x == qtype);
         let r = RcodeLabel::ALL.iter().position(|x| *x == rcode);
-        if let (Some(q), Some(r)) = (q, r) {
-            if let Some(c) = self.queries.get(q).and_then(|row| row.get(r)) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+        if let (Some(q), Some(r)) = (q, r)
+            && let Some(c) = self.queries.get(q).and_then(|row| row.get(r))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -165,7 +165,11 @@ impl DnsStats {
 
     pub fn write_metrics(&self, w: &mut TextWriter) {
         const Q: &str = "opengslb_dns_queries_total";
-        w.family(Q, "DNS queries answered, by query type and response code.", Kind::Counter);
+        w.family(
+            Q,
+            "DNS queries answered, by query type and response code.",
+            Kind::Counter,
+        );
         for (qi, qtype) in QtypeLabel::ALL.iter().enumerate() {
             for (ri, rcode) in RcodeLabel::ALL.iter().enumerate() {
                 let v = self
@@ -173,7 +177,11 @@ impl DnsStats {
                     .get(qi)
                     .and_then(|row| row.get(ri))
                     .map_or(0, |c| c.load(Ordering::Relaxed));
-                w.sample(Q, &[("qtype", qtype.as_str()), ("rcode", rcode.as_str())], v as f64);
+                w.sample(
+                    Q,
+                    &[("qtype", qtype.as_str()), ("rcode", rcode.as_str())],
+                    v as f64,
+                );
             }
         }
         w.single(
@@ -190,9 +198,17 @@ impl DnsStats {
         );
         let map = self.domains.lock().unwrap_or_else(|e| e.into_inner());
         const A: &str = "opengslb_dns_answers_total";
-        w.family(A, "DNS answers that carried addresses, by configured name.", Kind::Counter);
+        w.family(
+            A,
+            "DNS answers that carried addresses, by configured name.",
+            Kind::Counter,
+        );
         for (name, c) in map.iter() {
-            w.sample(A, &[("domain", name)], c.answers.load(Ordering::Relaxed) as f64);
+            w.sample(
+                A,
+                &[("domain", name)],
+                c.answers.load(Ordering::Relaxed) as f64,
+            );
         }
         const N: &str = "opengslb_dns_no_healthy_total";
         w.family(
@@ -218,8 +234,12 @@ mod tests {
         let s = DnsStats::new();
         s.count_query(QtypeLabel::Aaaa, RcodeLabel::NxDomain);
         s.count_query(QtypeLabel::Aaaa, RcodeLabel::NxDomain);
-        s.domain("app.example.com").answers.fetch_add(3, Ordering::Relaxed);
-        s.domain("app.example.com").servfail.fetch_add(1, Ordering::Relaxed);
+        s.domain("app.example.com")
+            .answers
+            .fetch_add(3, Ordering::Relaxed);
+        s.domain("app.example.com")
+            .servfail
+            .fetch_add(1, Ordering::Relaxed);
         let mut w = TextWriter::new();
         s.write_metrics(&mut w);
         let text = w.finish();
@@ -234,7 +254,9 @@ mod tests {
     #[test]
     fn domain_counters_survive_and_retain_prunes() {
         let s = DnsStats::new();
-        s.domain("a.example").answers.fetch_add(1, Ordering::Relaxed);
+        s.domain("a.example")
+            .answers
+            .fetch_add(1, Ordering::Relaxed);
         assert_eq!(s.domain("a.example").answers.load(Ordering::Relaxed), 1);
         s.retain_domains(&|n| n != "a.example");
         assert_eq!(s.domain("a.example").answers.load(Ordering::Relaxed), 0);

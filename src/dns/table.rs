@@ -120,7 +120,11 @@ impl Hasher for Fnv {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0100_0000_01b3);
@@ -146,8 +150,13 @@ pub(crate) struct WireName {
 impl WireName {
     /// Lowercases the labels of `labels` (as yielded by domain's iterators).
     /// None if the result would exceed 255 octets.
-    pub fn from_labels<'a>(labels: impl Iterator<Item = &'a domain::base::name::Label>) -> Option<Self> {
-        let mut w = WireName { buf: [0; 255], len: 0 };
+    pub fn from_labels<'a>(
+        labels: impl Iterator<Item = &'a domain::base::name::Label>,
+    ) -> Option<Self> {
+        let mut w = WireName {
+            buf: [0; 255],
+            len: 0,
+        };
         for label in labels {
             let bytes = label.as_slice();
             let end = w.len.checked_add(1 + bytes.len())?;
@@ -224,9 +233,19 @@ fn make_zone(apex: &DName, soa: &SoaConfig, nameservers: &[String], serial: u32)
     })
 }
 
-fn split_family(targets: &[Target]) -> (Vec<(IpAddr, u32)>, Vec<(IpAddr, u32)>) {
-    let v4 = targets.iter().filter(|t| t.ip.is_ipv4()).map(|t| (t.ip, t.weight)).collect();
-    let v6 = targets.iter().filter(|t| t.ip.is_ipv6()).map(|t| (t.ip, t.weight)).collect();
+type Weighted = Vec<(IpAddr, u32)>;
+
+fn split_family(targets: &[Target]) -> (Weighted, Weighted) {
+    let v4 = targets
+        .iter()
+        .filter(|t| t.ip.is_ipv4())
+        .map(|t| (t.ip, t.weight))
+        .collect();
+    let v6 = targets
+        .iter()
+        .filter(|t| t.ip.is_ipv6())
+        .map(|t| (t.ip, t.weight))
+        .collect();
     (v4, v6)
 }
 
@@ -250,7 +269,10 @@ impl DnsTable {
             if let Some(zone) = make_zone(&apex, &z.soa, &z.nameservers, spec.serial) {
                 table.zones.insert(key(&apex), zone);
             } else {
-                log::warn!("dns: zone {:?} has an invalid SOA or NS name, skipped", z.apex);
+                log::warn!(
+                    "dns: zone {:?} has an invalid SOA or NS name, skipped",
+                    z.apex
+                );
             }
         }
         let mut names: HashSet<String> = HashSet::new();
@@ -262,9 +284,8 @@ impl DnsTable {
             let k = key(&name);
             let label = name.to_string().trim_end_matches('.').to_string();
             // Implicit zone apex for a name under no zone.
-            let enclosing = suffix_starts(&k).find(|&p| {
-                k.get(p..).is_some_and(|s| table.zones.contains_key(s))
-            });
+            let enclosing = suffix_starts(&k)
+                .find(|&p| k.get(p..).is_some_and(|s| table.zones.contains_key(s)));
             let zone_start = match enclosing {
                 Some(p) => p,
                 None => {
@@ -349,7 +370,10 @@ mod tests {
                     ttl: 30,
                     algorithm: RoutingAlgorithm::RoundRobin,
                     max_records: None,
-                    targets: vec![Target { ip: "10.0.0.1".parse().unwrap(), weight: 1 }],
+                    targets: vec![Target {
+                        ip: "10.0.0.1".parse().unwrap(),
+                        weight: 1,
+                    }],
                     last_healthy: None,
                 },
                 DomainSpec {
@@ -369,28 +393,59 @@ mod tests {
     fn lookups_cover_apex_domain_ent_nxdomain_refused() {
         let stats = DnsStats::new();
         let t = DnsTable::build(&spec(), &stats);
-        assert!(matches!(t.lookup(&wire("example.com")), Lookup::Found { at_apex: true, node: None, .. }));
+        assert!(matches!(
+            t.lookup(&wire("example.com")),
+            Lookup::Found {
+                at_apex: true,
+                node: None,
+                ..
+            }
+        ));
         assert!(matches!(
             t.lookup(&wire("app.gslb.example.com")),
-            Lookup::Found { at_apex: false, node: Some(Node::Domain(_)), .. }
+            Lookup::Found {
+                at_apex: false,
+                node: Some(Node::Domain(_)),
+                ..
+            }
         ));
         assert!(matches!(
             t.lookup(&wire("gslb.example.com")),
-            Lookup::Found { node: Some(Node::Empty), .. }
+            Lookup::Found {
+                node: Some(Node::Empty),
+                ..
+            }
         ));
-        assert!(matches!(t.lookup(&wire("nope.example.com")), Lookup::Found { node: None, at_apex: false, .. }));
+        assert!(matches!(
+            t.lookup(&wire("nope.example.com")),
+            Lookup::Found {
+                node: None,
+                at_apex: false,
+                ..
+            }
+        ));
         assert!(matches!(t.lookup(&wire("example.org")), Lookup::Refused));
         // A domain under no zone is its own apex.
         match t.lookup(&wire("lonely.test")) {
-            Lookup::Found { zone, at_apex: true, node: Some(Node::Domain(d)) } => {
+            Lookup::Found {
+                zone,
+                at_apex: true,
+                node: Some(Node::Domain(d)),
+            } => {
                 assert_eq!(d.serving, Serving::ServFail);
                 assert_eq!(zone.soa.mname().to_string(), "ns1.lonely.test");
                 assert_eq!(zone.negative_ttl, 30);
             }
             _ => panic!("lonely.test should be an implicit apex"),
         }
-        assert!(matches!(t.lookup(&wire("x.lonely.test")), Lookup::Found { node: None, .. }));
-        assert!(matches!(DnsTable::empty().lookup(&wire("example.com")), Lookup::Refused));
+        assert!(matches!(
+            t.lookup(&wire("x.lonely.test")),
+            Lookup::Found { node: None, .. }
+        ));
+        assert!(matches!(
+            DnsTable::empty().lookup(&wire("example.com")),
+            Lookup::Refused
+        ));
     }
 
     #[test]

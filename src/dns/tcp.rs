@@ -62,7 +62,8 @@ impl TcpLoop {
     ) -> io::Result<TcpLoop> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(TcpLoop {
             poll,
             waker,
@@ -100,11 +101,11 @@ impl TcpLoop {
                 .map(|c| c.deadline)
                 .min()
                 .map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
-            if let Err(e) = self.poll.poll(&mut events, Some(next)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("dns: tcp poll failed: {e}");
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(next))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("dns: tcp poll failed: {e}");
+                return;
             }
             self.ctl.tick();
             if self.ctl.stopping() {
@@ -117,7 +118,9 @@ impl TcpLoop {
                     WAKE => {}
                     Token(t) => {
                         let idx = t.wrapping_sub(FIRST_CONN);
-                        let Some(slot) = conns.get_mut(idx) else { continue };
+                        let Some(slot) = conns.get_mut(idx) else {
+                            continue;
+                        };
                         let Some(conn) = slot.as_mut() else { continue };
                         let table = reader.get();
                         let mut io = Io {
@@ -232,7 +235,9 @@ impl Conn {
             }
             match self.stream.read(io.scratch) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.rbuf.extend_from_slice(io.scratch.get(..n).unwrap_or(&[])),
+                Ok(n) => self
+                    .rbuf
+                    .extend_from_slice(io.scratch.get(..n).unwrap_or(&[])),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return State::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return State::Close,
@@ -243,18 +248,26 @@ impl Conn {
     fn answer_frames(&mut self, io: &mut Io<'_>) {
         let mut start = 0;
         while self.wbuf.len() - self.wpos < WRITE_BACKLOG {
-            let Some(rest) = self.rbuf.get(start..) else { break };
-            let Some(len) = rest.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+            let Some(rest) = self.rbuf.get(start..) else {
                 break;
             };
-            let Some(query) = rest.get(2..2 + len) else { break };
+            let Some(len) = rest
+                .get(..2)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+            else {
+                break;
+            };
+            let Some(query) = rest.get(2..2 + len) else {
+                break;
+            };
             if let Some(answer) =
                 io.responder
                     .respond(query, self.peer, Transport::Tcp, io.table, io.stats)
             {
                 let n = u16::try_from(answer.len()).unwrap_or(u16::MAX);
                 self.wbuf.extend_from_slice(&n.to_be_bytes());
-                self.wbuf.extend_from_slice(answer.get(..usize::from(n)).unwrap_or(answer));
+                self.wbuf
+                    .extend_from_slice(answer.get(..usize::from(n)).unwrap_or(answer));
             }
             start += 2 + len;
         }
