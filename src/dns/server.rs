@@ -12,6 +12,7 @@ use super::responder::{Responder, Transport};
 use super::stats::DnsStats;
 use super::table::DnsTable;
 use super::tcp::TcpLoop;
+use super::udp_batch::Batch;
 use crate::snapshot::SnapshotCell;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -318,10 +319,12 @@ struct UdpLoop {
 
 impl UdpLoop {
     fn run(&mut self) {
+        use std::os::fd::AsRawFd;
         let mut events = Events::with_capacity(8);
         let mut reader = self.table.reader();
         let mut responder = Responder::new(self.max_udp_size);
-        let mut buf = vec![0u8; 65535];
+        let mut batch = Batch::new(usize::from(self.max_udp_size.max(512)));
+        let fd = self.sock.as_raw_fd();
         self.ctl.tick();
         loop {
             if let Err(e) = self.poll.poll(&mut events, Some(TICK))
@@ -337,36 +340,12 @@ impl UdpLoop {
             if !events.iter().any(|e| e.token() == SOCKET) {
                 continue;
             }
-            let mut served: u32 = 0;
+            let mut batches: u32 = 0;
             let mut errors = 0;
             loop {
-                match self.sock.recv_from(&mut buf) {
-                    Ok((n, peer)) => {
-                        let query = buf.get(..n).unwrap_or(&[]);
-                        let table = reader.get();
-                        if let Some(answer) =
-                            responder.respond(query, peer.ip(), Transport::Udp, table, &self.stats)
-                        {
-                            match self.sock.send_to(answer, peer) {
-                                Ok(_) => {}
-                                Err(e) => {
-                                    // A full send queue or an unreachable
-                                    // client: the client retries.
-                                    log::trace!("dns: udp send to {peer}: {e}");
-                                    self.stats.count_dropped();
-                                }
-                            }
-                        }
-                        served = served.wrapping_add(1);
-                        if served.is_multiple_of(1024) {
-                            self.ctl.tick();
-                            if self.ctl.stopping() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                let n = match batch.recv(fd) {
+                    Ok(0) => break,
+                    Ok(n) => n,
                     Err(e) => {
                         // ICMP errors surface here once each; keep serving,
                         // but never spin on a socket that only fails.
@@ -375,6 +354,32 @@ impl UdpLoop {
                         if errors > 64 {
                             break;
                         }
+                        continue;
+                    }
+                };
+                let table = reader.get();
+                for i in 0..n {
+                    let Some(d) = batch.datagram(i) else { continue };
+                    let (Some(peer), false) = (d.peer, d.truncated) else {
+                        self.stats.count_dropped();
+                        continue;
+                    };
+                    if let Some(answer) =
+                        responder.respond(d.query, peer.ip(), Transport::Udp, table, &self.stats)
+                        && !batch.set_answer(i, answer)
+                    {
+                        self.stats.count_dropped();
+                    }
+                }
+                let failed = batch.send(fd);
+                for _ in 0..failed {
+                    self.stats.count_dropped();
+                }
+                batches = batches.wrapping_add(1);
+                if batches.is_multiple_of(64) {
+                    self.ctl.tick();
+                    if self.ctl.stopping() {
+                        return;
                     }
                 }
             }
