@@ -1,0 +1,408 @@
+//! The DNS listeners: UDP responder threads and one TCP thread (I/O only).
+//!
+//! Each UDP thread owns its own socket bound to the same address with
+//! SO_REUSEPORT (the kernel spreads clients across them), its own mio
+//! `Poll` with a `Waker`, its own `Responder` and receive buffer, and a
+//! `SnapshotReader` of the table, so threads share nothing on the hot path
+//! but the counters. Everything is bound before `start` returns, so the
+//! daemon may report readiness right after. Each loop stamps a heartbeat at
+//! least once a second; `alive()` checks them for the systemd watchdog.
+
+use super::responder::{Responder, Transport};
+use super::stats::DnsStats;
+use super::table::DnsTable;
+use super::tcp::TcpLoop;
+use super::udp_batch::Batch;
+use crate::snapshot::SnapshotCell;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const SOCKET: Token = Token(0);
+const WAKE: Token = Token(1);
+/// Longest a loop sleeps without stamping its heartbeat.
+pub(crate) const TICK: Duration = Duration::from_secs(1);
+/// A loop whose heartbeat is older than this is considered stuck.
+const ALIVE_WINDOW: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// UDP responder threads (at least one).
+    pub threads: usize,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    pub max_udp_size: u16,
+}
+
+/// `dns.listen_address` to a socket address: `host:port`, `[v6]:port`, or
+/// `:port` for every interface (IPv6 any, dual-stack).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("invalid port in listen address {text:?}"))?;
+        return Ok(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port));
+    }
+    text.parse()
+        .map_err(|_| format!("invalid listen address {text:?} (want host:port or :port)"))
+}
+
+/// Shared between a loop and the handle: stop flag, heartbeat, waker.
+pub(crate) struct LoopCtl {
+    pub stop: AtomicBool,
+    /// Milliseconds since `epoch` at the last heartbeat.
+    pub beat: AtomicU64,
+    pub epoch: Instant,
+}
+
+impl LoopCtl {
+    pub fn tick(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.beat.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+struct LoopHandle {
+    ctl: Arc<LoopCtl>,
+    waker: Arc<Waker>,
+    thread: JoinHandle<()>,
+}
+
+pub struct DnsServer {
+    local_addr: SocketAddr,
+    loops: Vec<LoopHandle>,
+    epoch: Instant,
+}
+
+impl DnsServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// True when every loop is running and stamped its heartbeat recently.
+    pub fn alive(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.loops.iter().all(|l| {
+            let beat = l.ctl.beat.load(Ordering::Relaxed);
+            !l.thread.is_finished() && now.saturating_sub(beat) <= ALIVE_WINDOW.as_millis() as u64
+        })
+    }
+
+    /// Wakes every loop, asks it to stop and joins it.
+    pub fn stop(self) {
+        for l in &self.loops {
+            l.ctl.stop.store(true, Ordering::Release);
+            let _ = l.waker.wake();
+        }
+        for l in self.loops {
+            if l.thread.join().is_err() {
+                log::error!("dns: a listener thread panicked");
+            }
+        }
+    }
+}
+
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn set_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fd is open; the option value is a c_int of the given size.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+/// A non-blocking socket with SO_REUSEPORT (and SO_REUSEADDR), bound to
+/// `addr`; listening when `stream`.
+pub(crate) fn bind_socket(addr: &SocketAddr, stream: bool) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let kind = if stream {
+        libc::SOCK_STREAM
+    } else {
+        libc::SOCK_DGRAM
+    };
+    // SAFETY: plain socket(2) call; the fd is owned right away.
+    let fd =
+        check(unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+    }
+    if !stream {
+        // Best effort: a deeper queue absorbs bursts.
+        let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
+    }
+    let (sa, len) = sockaddr(addr);
+    // SAFETY: sa holds a valid sockaddr of length len.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sa as *const _ as *const libc::sockaddr,
+            len,
+        )
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    if stream {
+        // SAFETY: fd is a bound stream socket.
+        check(unsafe { libc::listen(fd.as_raw_fd(), 1024) })?;
+    }
+    Ok(fd)
+}
+
+fn bind_all(cfg: &ServerConfig) -> io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+    let threads = cfg.threads.max(1);
+    let first = std::net::UdpSocket::from(bind_socket(&cfg.listen, false)?);
+    let addr = first.local_addr()?;
+    let mut udp = vec![first];
+    for _ in 1..threads {
+        udp.push(std::net::UdpSocket::from(bind_socket(&addr, false)?));
+    }
+    let tcp = std::net::TcpListener::from(bind_socket(&addr, true)?);
+    Ok((udp, tcp))
+}
+
+/// Binds UDP and TCP on `cfg.listen` and starts the listener threads.
+/// With port 0 the kernel picks one port, shared by UDP and TCP.
+pub fn start(
+    cfg: &ServerConfig,
+    table: Arc<SnapshotCell<DnsTable>>,
+    stats: Arc<DnsStats>,
+) -> io::Result<DnsServer> {
+    let mut attempt = 0;
+    let (udp, tcp) = loop {
+        match bind_all(cfg) {
+            Ok(s) => break s,
+            // Port 0: the UDP port the kernel chose may be taken for TCP.
+            Err(e) if cfg.listen.port() == 0 && attempt < 8 => {
+                log::debug!("dns: retrying bind after {e}");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let local_addr = udp
+        .first()
+        .ok_or_else(|| io::Error::other("no UDP socket"))?
+        .local_addr()?;
+    let epoch = Instant::now();
+    let mut loops = Vec::new();
+    let new_ctl = || {
+        Arc::new(LoopCtl {
+            stop: AtomicBool::new(false),
+            beat: AtomicU64::new(0),
+            epoch,
+        })
+    };
+    for (i, sock) in udp.into_iter().enumerate() {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        let mut sock = UdpSocket::from_std(sock);
+        poll.registry()
+            .register(&mut sock, SOCKET, Interest::READABLE)?;
+        let ctl = new_ctl();
+        let mut worker = UdpLoop {
+            poll,
+            sock,
+            ctl: Arc::clone(&ctl),
+            table: Arc::clone(&table),
+            stats: Arc::clone(&stats),
+            max_udp_size: cfg.max_udp_size,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("dns-udp-{i}"))
+            .spawn(move || worker.run())?;
+        loops.push(LoopHandle { ctl, waker, thread });
+    }
+    let tcp_loop = TcpLoop::new(
+        mio::net::TcpListener::from_std(tcp),
+        cfg,
+        Arc::clone(&table),
+        Arc::clone(&stats),
+        new_ctl(),
+    )?;
+    let (ctl, waker) = (tcp_loop.ctl(), tcp_loop.waker());
+    let thread = std::thread::Builder::new()
+        .name("dns-tcp".into())
+        .spawn(move || tcp_loop.run())?;
+    loops.push(LoopHandle { ctl, waker, thread });
+    log::info!(
+        "dns: listening on {local_addr} (udp x{}, tcp)",
+        cfg.threads.max(1)
+    );
+    Ok(DnsServer {
+        local_addr,
+        loops,
+        epoch,
+    })
+}
+
+struct UdpLoop {
+    poll: Poll,
+    sock: UdpSocket,
+    ctl: Arc<LoopCtl>,
+    table: Arc<SnapshotCell<DnsTable>>,
+    stats: Arc<DnsStats>,
+    max_udp_size: u16,
+}
+
+impl UdpLoop {
+    fn run(&mut self) {
+        use std::os::fd::AsRawFd;
+        let mut events = Events::with_capacity(8);
+        let mut reader = self.table.reader();
+        let mut responder = Responder::new(self.max_udp_size);
+        let mut batch = Batch::new(usize::from(self.max_udp_size.max(512)));
+        let fd = self.sock.as_raw_fd();
+        self.ctl.tick();
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, Some(TICK))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("dns: udp poll failed: {e}");
+                return;
+            }
+            self.ctl.tick();
+            if self.ctl.stopping() {
+                return;
+            }
+            if !events.iter().any(|e| e.token() == SOCKET) {
+                continue;
+            }
+            let mut batches: u32 = 0;
+            let mut errors = 0;
+            loop {
+                let n = match batch.recv(fd) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        // ICMP errors surface here once each; keep serving,
+                        // but never spin on a socket that only fails.
+                        log::debug!("dns: udp receive: {e}");
+                        errors += 1;
+                        if errors > 64 {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let table = reader.get();
+                for i in 0..n {
+                    let Some(d) = batch.datagram(i) else { continue };
+                    let (Some(peer), false) = (d.peer, d.truncated) else {
+                        self.stats.count_dropped();
+                        continue;
+                    };
+                    if let Some(answer) =
+                        responder.respond(d.query, peer.ip(), Transport::Udp, table, &self.stats)
+                        && !batch.set_answer(i, answer)
+                    {
+                        self.stats.count_dropped();
+                    }
+                }
+                let failed = batch.send(fd);
+                for _ in 0..failed {
+                    self.stats.count_dropped();
+                }
+                batches = batches.wrapping_add(1);
+                if batches.is_multiple_of(64) {
+                    self.ctl.tick();
+                    if self.ctl.stopping() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address_forms() {
+        assert_eq!(parse_listen(":53").unwrap(), "[::]:53".parse().unwrap());
+        assert_eq!(
+            parse_listen("127.0.0.1:5353").unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("[::1]:53").unwrap(),
+            "[::1]:53".parse().unwrap()
+        );
+        assert!(parse_listen(":x").is_err());
+        assert!(parse_listen("localhost").is_err());
+    }
+}

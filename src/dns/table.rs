@@ -1,0 +1,466 @@
+//! The immutable answer table the responder threads read.
+//!
+//! The registry thread builds a `DnsTable` from a plain `TableSpec` (config
+//! plus current health) and publishes it through a `SnapshotCell`; a query
+//! then costs hash lookups on the lowercased wire form of the name, copied
+//! into a stack buffer, so the hot path never allocates.
+//!
+//! Zones: every `dns.zones` entry is an apex with SOA and NS. A configured
+//! domain name that is under no zone is still served authoritatively: the
+//! name itself acts as an implicit zone apex with the default SOA
+//! (`ns1.<name>`, `hostmaster.<name>`) and NS, so NXDOMAIN/NODATA below it
+//! carry a SOA. Names between a zone apex and a domain (empty
+//! non-terminals) answer NODATA, not NXDOMAIN (RFC 8020).
+
+use super::routing::Pool;
+use super::stats::{DnsStats, DomainCounters};
+use crate::config::{RoutingAlgorithm, SoaConfig};
+use domain::base::{Name, Serial, Ttl};
+use domain::rdata::Soa;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// What the integrator fills from config and health state.
+#[derive(Clone, Debug, Default)]
+pub struct TableSpec {
+    pub zones: Vec<ZoneSpec>,
+    pub domains: Vec<DomainSpec>,
+    /// SOA serial for every zone (e.g. the unix time of the build, or a
+    /// counter bumped on each rebuild).
+    pub serial: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct ZoneSpec {
+    pub apex: String,
+    /// `mname`/`rname` None => `ns1.<apex>` / `hostmaster.<apex>`.
+    pub soa: SoaConfig,
+    /// Empty => `[mname]`.
+    pub nameservers: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DomainSpec {
+    pub name: String,
+    pub ttl: u32,
+    pub algorithm: RoutingAlgorithm,
+    pub max_records: Option<usize>,
+    /// Healthy targets in priority (config) order.
+    pub targets: Vec<Target>,
+    /// Some => serve these when `targets` is empty (return_last_healthy);
+    /// None => SERVFAIL.
+    pub last_healthy: Option<Vec<Target>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub ip: IpAddr,
+    pub weight: u32,
+}
+
+pub(crate) type DName = Name<Vec<u8>>;
+
+#[derive(Debug)]
+pub(crate) struct Zone {
+    pub apex: DName,
+    pub soa: Soa<DName>,
+    pub soa_ttl: u32,
+    /// RFC 2308: min(SOA TTL, MINIMUM).
+    pub negative_ttl: u32,
+    pub nameservers: Vec<DName>,
+}
+
+/// Which set a name is answering from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Serving {
+    Healthy,
+    LastHealthy,
+    ServFail,
+}
+
+#[derive(Debug)]
+pub(crate) struct DomainEntry {
+    pub ttl: u32,
+    pub serving: Serving,
+    pub v4: Pool,
+    pub v6: Pool,
+    pub counters: Arc<DomainCounters>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Node {
+    Domain(DomainEntry),
+    /// Exists only as an ancestor of a domain: NODATA.
+    Empty,
+}
+
+/// Where a query name lands.
+pub(crate) enum Lookup<'t> {
+    /// Under no zone of ours.
+    Refused,
+    Found {
+        zone: &'t Zone,
+        at_apex: bool,
+        /// None => NXDOMAIN (unless `at_apex`).
+        node: Option<&'t Node>,
+    },
+}
+
+/// FNV-1a: names are short and the keys are ours, so a fast non-keyed hash
+/// is enough (query names only ever look up, never insert).
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fnv>>;
+
+#[derive(Debug, Default)]
+pub struct DnsTable {
+    zones: FnvMap<Zone>,
+    nodes: FnvMap<Node>,
+}
+
+/// The lowercased, uncompressed wire form of a name in a stack buffer.
+pub(crate) struct WireName {
+    buf: [u8; 255],
+    len: usize,
+}
+
+impl WireName {
+    /// Lowercases the labels of `labels` (as yielded by domain's iterators).
+    /// None if the result would exceed 255 octets.
+    pub fn from_labels<'a>(
+        labels: impl Iterator<Item = &'a domain::base::name::Label>,
+    ) -> Option<Self> {
+        let mut w = WireName {
+            buf: [0; 255],
+            len: 0,
+        };
+        for label in labels {
+            let bytes = label.as_slice();
+            let end = w.len.checked_add(1 + bytes.len())?;
+            let slot = w.buf.get_mut(w.len..end)?;
+            let (head, rest) = slot.split_first_mut()?;
+            *head = u8::try_from(bytes.len()).ok()?;
+            for (d, s) in rest.iter_mut().zip(bytes) {
+                *d = s.to_ascii_lowercase();
+            }
+            w.len = end;
+        }
+        Some(w)
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// Offsets where each suffix of a wire name starts (including the root).
+fn suffix_starts(wire: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut pos = Some(0usize);
+    std::iter::from_fn(move || {
+        let p = pos?;
+        pos = match wire.get(p) {
+            Some(&0) | None => None,
+            Some(&len) => Some(p + 1 + len as usize),
+        };
+        Some(p)
+    })
+}
+
+fn parse_name(text: &str) -> Option<DName> {
+    let t = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    if t.is_empty() {
+        return None;
+    }
+    Name::from_str(&format!("{t}.")).ok()
+}
+
+fn key(name: &DName) -> Box<[u8]> {
+    name.as_slice().to_ascii_lowercase().into_boxed_slice()
+}
+
+fn make_zone(apex: &DName, soa: &SoaConfig, nameservers: &[String], serial: u32) -> Option<Zone> {
+    let apex_text = apex.to_string();
+    let apex_text = apex_text.trim_end_matches('.');
+    let mname = match &soa.mname {
+        Some(m) => parse_name(m)?,
+        None => parse_name(&format!("ns1.{apex_text}"))?,
+    };
+    let rname = match &soa.rname {
+        Some(r) => parse_name(r)?,
+        None => parse_name(&format!("hostmaster.{apex_text}"))?,
+    };
+    let mut ns: Vec<DName> = nameservers.iter().filter_map(|n| parse_name(n)).collect();
+    if ns.is_empty() {
+        ns.push(mname.clone());
+    }
+    Some(Zone {
+        apex: apex.clone(),
+        soa: Soa::new(
+            mname,
+            rname,
+            Serial(serial),
+            Ttl::from_secs(soa.refresh),
+            Ttl::from_secs(soa.retry),
+            Ttl::from_secs(soa.expire),
+            Ttl::from_secs(soa.minimum),
+        ),
+        soa_ttl: soa.ttl,
+        negative_ttl: soa.ttl.min(soa.minimum),
+        nameservers: ns,
+    })
+}
+
+type Weighted = Vec<(IpAddr, u32)>;
+
+fn split_family(targets: &[Target]) -> (Weighted, Weighted) {
+    let v4 = targets
+        .iter()
+        .filter(|t| t.ip.is_ipv4())
+        .map(|t| (t.ip, t.weight))
+        .collect();
+    let v6 = targets
+        .iter()
+        .filter(|t| t.ip.is_ipv6())
+        .map(|t| (t.ip, t.weight))
+        .collect();
+    (v4, v6)
+}
+
+impl DnsTable {
+    /// A table that refuses everything (before the first build).
+    pub fn empty() -> DnsTable {
+        DnsTable::default()
+    }
+
+    /// Builds the table. Names that are not valid domain names are skipped
+    /// with a warning (the config loader rejects them first). Per-domain
+    /// counters are taken from `stats`; counters of names no longer
+    /// configured are dropped there.
+    pub fn build(spec: &TableSpec, stats: &DnsStats) -> DnsTable {
+        let mut table = DnsTable::default();
+        for z in &spec.zones {
+            let Some(apex) = parse_name(&z.apex) else {
+                log::warn!("dns: zone {:?} is not a valid name, skipped", z.apex);
+                continue;
+            };
+            if let Some(zone) = make_zone(&apex, &z.soa, &z.nameservers, spec.serial) {
+                table.zones.insert(key(&apex), zone);
+            } else {
+                log::warn!(
+                    "dns: zone {:?} has an invalid SOA or NS name, skipped",
+                    z.apex
+                );
+            }
+        }
+        let mut names: HashSet<String> = HashSet::new();
+        for d in &spec.domains {
+            let Some(name) = parse_name(&d.name) else {
+                log::warn!("dns: domain {:?} is not a valid name, skipped", d.name);
+                continue;
+            };
+            let k = key(&name);
+            let label = name.to_string().trim_end_matches('.').to_string();
+            // Implicit zone apex for a name under no zone.
+            let enclosing = suffix_starts(&k)
+                .find(|&p| k.get(p..).is_some_and(|s| table.zones.contains_key(s)));
+            let zone_start = match enclosing {
+                Some(p) => p,
+                None => {
+                    let soa = SoaConfig::default();
+                    match make_zone(&name, &soa, &[], spec.serial) {
+                        Some(zone) => {
+                            table.zones.insert(k.clone(), zone);
+                        }
+                        None => continue,
+                    }
+                    0
+                }
+            };
+            // Empty non-terminals between the domain and its zone apex.
+            for p in suffix_starts(&k).skip(1).take_while(|&p| p < zone_start) {
+                if let Some(s) = k.get(p..) {
+                    table.nodes.entry(s.into()).or_insert(Node::Empty);
+                }
+            }
+            let (serving, set): (Serving, &[Target]) = if !d.targets.is_empty() {
+                (Serving::Healthy, &d.targets)
+            } else {
+                match &d.last_healthy {
+                    Some(last) if !last.is_empty() => (Serving::LastHealthy, last),
+                    _ => (Serving::ServFail, &[]),
+                }
+            };
+            let (v4, v6) = split_family(set);
+            let entry = DomainEntry {
+                ttl: d.ttl,
+                serving,
+                v4: Pool::new(&v4, d.algorithm, d.max_records),
+                v6: Pool::new(&v6, d.algorithm, d.max_records),
+                counters: stats.domain(&label),
+            };
+            names.insert(label);
+            table.nodes.insert(k, Node::Domain(entry));
+        }
+        stats.retain_domains(&|n| names.contains(n));
+        table
+    }
+
+    /// Finds the zone and node of a lowercased wire name.
+    pub(crate) fn lookup(&self, wire: &[u8]) -> Lookup<'_> {
+        let zone = suffix_starts(wire).find_map(|p| {
+            let s = wire.get(p..)?;
+            self.zones.get(s).map(|z| (p, z))
+        });
+        match zone {
+            None => Lookup::Refused,
+            Some((p, zone)) => Lookup::Found {
+                zone,
+                at_apex: p == 0,
+                node: self.nodes.get(wire),
+            },
+        }
+    }
+
+    pub fn zone_count(&self) -> usize {
+        self.zones.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(s: &str) -> Vec<u8> {
+        key(&parse_name(s).unwrap()).into_vec()
+    }
+
+    fn spec() -> TableSpec {
+        TableSpec {
+            zones: vec![ZoneSpec {
+                apex: "Example.COM".into(),
+                soa: SoaConfig::default(),
+                nameservers: vec![],
+            }],
+            domains: vec![
+                DomainSpec {
+                    name: "App.Gslb.Example.com.".into(),
+                    ttl: 30,
+                    algorithm: RoutingAlgorithm::RoundRobin,
+                    max_records: None,
+                    targets: vec![Target {
+                        ip: "10.0.0.1".parse().unwrap(),
+                        weight: 1,
+                    }],
+                    last_healthy: None,
+                },
+                DomainSpec {
+                    name: "lonely.test".into(),
+                    ttl: 30,
+                    algorithm: RoutingAlgorithm::Failover,
+                    max_records: None,
+                    targets: vec![],
+                    last_healthy: None,
+                },
+            ],
+            serial: 7,
+        }
+    }
+
+    #[test]
+    fn lookups_cover_apex_domain_ent_nxdomain_refused() {
+        let stats = DnsStats::new();
+        let t = DnsTable::build(&spec(), &stats);
+        assert!(matches!(
+            t.lookup(&wire("example.com")),
+            Lookup::Found {
+                at_apex: true,
+                node: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.lookup(&wire("app.gslb.example.com")),
+            Lookup::Found {
+                at_apex: false,
+                node: Some(Node::Domain(_)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.lookup(&wire("gslb.example.com")),
+            Lookup::Found {
+                node: Some(Node::Empty),
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.lookup(&wire("nope.example.com")),
+            Lookup::Found {
+                node: None,
+                at_apex: false,
+                ..
+            }
+        ));
+        assert!(matches!(t.lookup(&wire("example.org")), Lookup::Refused));
+        // A domain under no zone is its own apex.
+        match t.lookup(&wire("lonely.test")) {
+            Lookup::Found {
+                zone,
+                at_apex: true,
+                node: Some(Node::Domain(d)),
+            } => {
+                assert_eq!(d.serving, Serving::ServFail);
+                assert_eq!(zone.soa.mname().to_string(), "ns1.lonely.test");
+                assert_eq!(zone.negative_ttl, 30);
+            }
+            _ => panic!("lonely.test should be an implicit apex"),
+        }
+        assert!(matches!(
+            t.lookup(&wire("x.lonely.test")),
+            Lookup::Found { node: None, .. }
+        ));
+        assert!(matches!(
+            DnsTable::empty().lookup(&wire("example.com")),
+            Lookup::Refused
+        ));
+    }
+
+    #[test]
+    fn wire_name_lowercases_and_bounds() {
+        let n: DName = Name::from_str("WWW.Example.Com.").unwrap();
+        let w = WireName::from_labels(n.iter()).unwrap();
+        assert_eq!(w.as_slice(), &wire("www.example.com")[..]);
+    }
+
+    #[test]
+    fn invalid_names_are_skipped() {
+        let mut s = spec();
+        s.domains[0].name = "bad..name".into();
+        s.zones[0].apex = String::new();
+        let t = DnsTable::build(&s, &DnsStats::new());
+        assert_eq!(t.zone_count(), 1);
+    }
+}
