@@ -15,7 +15,7 @@ use crate::metrics::server::MetricsServer;
 use crate::overwatch::metrics::OverwatchCounters;
 use crate::overwatch::runtime::{Channels, Control, Inputs, Published, Runtime};
 use crate::persist::Store;
-use crate::persist::audit::AuditLog;
+use crate::persist::AuditLog;
 use crate::snapshot::SnapshotCell;
 use log::{error, info, warn};
 use std::path::Path;

@@ -60,7 +60,7 @@ pub fn build(reg: &Registry) -> TableSpec {
             last_healthy,
         });
     }
-    TableSpec { zones, domains }
+    TableSpec { zones, domains, serial: crate::timefmt::unix_now() as u32 }
 }
 
 fn to_targets<'a>(reg: &Registry, keys: impl Iterator<Item = &'a BackendKey>) -> Vec<Target> {

@@ -3,9 +3,15 @@
 //! DNS, the API and gossip.
 
 pub mod clock;
+pub mod dns_spec;
+pub mod metrics;
 pub mod model;
+pub mod persisted;
 pub mod precedence;
 pub mod registry;
+pub mod runtime;
 pub mod targets;
+pub mod view;
+
 #[cfg(test)]
 mod registry_tests;
