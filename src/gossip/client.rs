@@ -1,0 +1,1 @@
+//! The mio loop of the agent gossip client.

@@ -1,0 +1,1 @@
+//! The mio loop of the Overwatch gossip listener.
