@@ -105,7 +105,13 @@ impl Keyring {
 
     /// Seals `plaintext` under the first key. `None` only for an empty ring.
     pub fn seal(&self, session_id: u64, counter: u64, plaintext: &[u8]) -> Option<Vec<u8>> {
-        let key = self.keys.first()?;
+        self.seal_with(0, session_id, counter, plaintext)
+    }
+
+    /// Seals under key `index` (a reply goes out under the key that opened
+    /// the request, so two nodes with overlapping rings always agree).
+    pub fn seal_with(&self, index: usize, session_id: u64, counter: u64, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let key = self.keys.get(index).or(self.keys.first())?;
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).ok()?;
         let header = Header {
@@ -128,20 +134,26 @@ impl Keyring {
 
     /// Authenticates and decrypts a packet.
     pub fn open(&self, packet: &[u8]) -> Result<(Header, Vec<u8>), OpenError> {
+        self.open_indexed(packet).map(|(h, b, _)| (h, b))
+    }
+
+    /// Like `open`, also returning the index of the key that opened it.
+    pub fn open_indexed(&self, packet: &[u8]) -> Result<(Header, Vec<u8>, usize), OpenError> {
         let header = Header::parse(packet).ok_or(OpenError::Malformed)?;
         let (aad, sealed) = packet.split_at(HEADER_LEN);
         if sealed.len() < TAG_LEN {
             return Err(OpenError::Malformed);
         }
-        let preferred = self.keys.iter().filter(|k| k.id == header.key_id);
-        let others = self.keys.iter().filter(|k| k.id != header.key_id);
-        for key in preferred.chain(others) {
+        let keys = self.keys.iter().enumerate();
+        let preferred = keys.clone().filter(|(_, k)| k.id == header.key_id);
+        let others = keys.filter(|(_, k)| k.id != header.key_id);
+        for (index, key) in preferred.chain(others) {
             let mut buf = sealed.to_vec();
             let nonce = Nonce::assume_unique_for_key(header.nonce);
             if let Ok(plain) = key.aead.open_in_place(nonce, Aad::from(aad), &mut buf) {
                 let n = plain.len();
                 buf.truncate(n);
-                return Ok((header, buf));
+                return Ok((header, buf, index));
             }
         }
         Err(OpenError::Decrypt)

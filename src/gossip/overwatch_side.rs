@@ -138,6 +138,8 @@ pub struct OverwatchProtocol {
     counters: Counters,
     /// The time of the packet being handled.
     now_ms: u64,
+    /// The keyring index that opened it; replies use the same key.
+    reply_key: usize,
 }
 
 impl OverwatchProtocol {
@@ -152,6 +154,7 @@ impl OverwatchProtocol {
             pin_cache: HashMap::new(),
             counters: Counters::default(),
             now_ms: 0,
+            reply_key: 0,
         }
     }
 
@@ -190,8 +193,11 @@ impl OverwatchProtocol {
     pub fn on_packet(&mut self, packet: &[u8], src: SocketAddr, now_ms: u64, policy: &Policy) -> Output {
         let mut out = Output::default();
         self.now_ms = now_ms;
-        let (header, plain) = match policy.keyring.open(packet) {
-            Ok(x) => x,
+        let (header, plain) = match policy.keyring.open_indexed(packet) {
+            Ok((h, p, key)) => {
+                self.reply_key = key;
+                (h, p)
+            }
             Err(OpenError::Malformed) => {
                 self.counters.malformed += 1;
                 return out;
@@ -273,7 +279,9 @@ impl OverwatchProtocol {
             timestamp_ms: self.now_ms,
             message,
         };
-        if let Some(p) = policy.keyring.seal(self.session_id, self.counter, &payload.encode()) {
+        if let Some(p) = policy
+            .keyring
+            .seal_with(self.reply_key, self.session_id, self.counter, &payload.encode()) {
             out.replies.push(p);
         }
     }
