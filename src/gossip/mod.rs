@@ -163,3 +163,11 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn fingerprint(cert_der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref())
 }
+
+/// Wall clock in unix milliseconds: the time the I/O loops pass in.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
