@@ -20,7 +20,10 @@ pub const TABLE: &[(i32, &str)] = &[
     (OK, "success"),
     (FAILURE, "runtime failure, or the API refused the request"),
     (USAGE, "bad command-line usage"),
-    (CONFIG, "invalid, unreadable or world-readable configuration"),
+    (
+        CONFIG,
+        "invalid, unreadable or world-readable configuration",
+    ),
     (STATE, "corrupt or unreadable state in data_dir"),
     (UNREACHABLE, "the API could not be reached"),
 ];

@@ -30,7 +30,9 @@ fn backend(i: u32, healthy: bool) -> BackendReport {
 fn client_config(port: u16, key: u8, agent_id: &str) -> ClientConfig {
     ClientConfig {
         nodes: vec![format!("127.0.0.1:{port}"), "127.0.0.1:1".into()],
-        identity: Arc::new(Identity::generate(agent_id, opengslb::timefmt::unix_now(), 86_400).expect("identity")),
+        identity: Arc::new(
+            Identity::generate(agent_id, opengslb::timefmt::unix_now(), 86_400).expect("identity"),
+        ),
         keyring: Keyring::from_raw(&[[key; 32]]),
         token: "tok".into(),
         region: "eu".into(),
@@ -63,7 +65,8 @@ fn server_and_client_over_loopback() {
     };
     let cell = Arc::new(SnapshotCell::new(policy));
     let (etx, erx) = unbounded();
-    let mut srv = server::start("127.0.0.1:0".parse().expect("addr"), cell, etx).expect("start server");
+    let mut srv =
+        server::start("127.0.0.1:0".parse().expect("addr"), cell, etx).expect("start server");
     let port = srv.local_addr().port();
     assert!(srv.alive());
 
@@ -71,32 +74,54 @@ fn server_and_client_over_loopback() {
     let mut cl = client::start(client_config(port, 1, "eu-a"), atx).expect("start client");
     cl.set_backends(vec![backend(1, true)]);
     let started = Instant::now();
-    let reg = wait_for(&erx, "registration", |e| matches!(e, OverwatchEvent::Registered { .. }));
+    let reg = wait_for(&erx, "registration", |e| {
+        matches!(e, OverwatchEvent::Registered { .. })
+    });
     eprintln!("registered after {:?}", started.elapsed());
-    let OverwatchEvent::Registered { agent_id, backends, pinned_new, addr, .. } = reg else { unreachable!() };
+    let OverwatchEvent::Registered {
+        agent_id,
+        backends,
+        pinned_new,
+        addr,
+        ..
+    } = reg
+    else {
+        unreachable!()
+    };
     assert_eq!(agent_id, "eu-a");
     assert!(pinned_new);
     assert!(addr.ip().is_loopback());
     assert!(backends.len() <= 1);
-    wait_for(&arx, "agent registered", |e| matches!(e, AgentEvent::Registered { .. }));
+    wait_for(&arx, "agent registered", |e| {
+        matches!(e, AgentEvent::Registered { .. })
+    });
 
     let t = Instant::now();
     cl.set_backends(vec![backend(1, false)]);
-    wait_for(&erx, "delta", |e| {
-        matches!(e, OverwatchEvent::State { backends, .. } if backends.first().is_some_and(|b| !b.healthy))
-    });
+    wait_for(
+        &erx,
+        "delta",
+        |e| matches!(e, OverwatchEvent::State { backends, .. } if backends.first().is_some_and(|b| !b.healthy)),
+    );
     eprintln!("delta applied after {:?}", t.elapsed());
 
     let many: Vec<BackendReport> = (0..300).map(|i| backend(i, true)).collect();
     cl.set_backends(many);
-    wait_for(&erx, "300-backend state over tcp", |e| {
-        matches!(e, OverwatchEvent::State { backends, .. } if backends.len() >= 299)
+    wait_for(
+        &erx,
+        "300-backend state over tcp",
+        |e| matches!(e, OverwatchEvent::State { backends, .. } if backends.len() >= 299),
+    );
+    wait_for(&erx, "heartbeat", |e| {
+        matches!(e, OverwatchEvent::Heartbeat { .. })
     });
-    wait_for(&erx, "heartbeat", |e| matches!(e, OverwatchEvent::Heartbeat { .. }));
 
     let status = cl.node_status();
     assert_eq!(status.len(), 2);
-    assert!(status[0].1.connected && status[0].1.rtt.is_some(), "{status:?}");
+    assert!(
+        status[0].1.connected && status[0].1.rtt.is_some(),
+        "{status:?}"
+    );
     assert!(!status[1].1.connected, "{status:?}");
     assert!(cl.heartbeats_sent() > 0);
 
@@ -111,14 +136,23 @@ fn server_and_client_over_loopback() {
     let by_source = srv.decrypt_failures();
     assert_eq!(by_source.len(), 1);
     assert!(by_source[0].0.is_loopback() && by_source[0].1 >= 1);
-    let decrypt = srv.auth_failures().into_iter().find(|(r, _)| *r == RejectReason::DecryptFailed);
+    let decrypt = srv
+        .auth_failures()
+        .into_iter()
+        .find(|(r, _)| *r == RejectReason::DecryptFailed);
     assert_eq!(decrypt.map(|(_, n)| n), Some(srv.decrypt_failures_total()));
 
     let t = Instant::now();
     cl.leave_and_stop();
     assert!(t.elapsed() < Duration::from_millis(900));
-    wait_for(&erx, "leave", |e| matches!(e, OverwatchEvent::Leave { agent_id } if agent_id == "eu-a"));
-    assert!(!erx.try_iter().any(|e| matches!(e, OverwatchEvent::Registered { ref agent_id, .. } if agent_id == "eu-b")));
+    wait_for(
+        &erx,
+        "leave",
+        |e| matches!(e, OverwatchEvent::Leave { agent_id } if agent_id == "eu-a"),
+    );
+    assert!(!erx.try_iter().any(
+        |e| matches!(e, OverwatchEvent::Registered { ref agent_id, .. } if agent_id == "eu-b")
+    ));
     srv.stop();
     assert!(!srv.alive());
 }

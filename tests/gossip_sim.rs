@@ -7,8 +7,8 @@ use opengslb::gossip::agent_side::{AgentSession, Outgoing, SessionConfig, Sessio
 use opengslb::gossip::identity::Identity;
 use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
 use opengslb::gossip::{BackendKey, BackendReport, Keyring, Policy, RejectReason};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +43,18 @@ struct Faults {
     delay_max: u64,
 }
 
-const CLEAN: Faults = Faults { loss: 0, dup: 0, delay_min: 1, delay_max: 2 };
-const LOSSY: Faults = Faults { loss: 250, dup: 50, delay_min: 2, delay_max: 120 };
+const CLEAN: Faults = Faults {
+    loss: 0,
+    dup: 0,
+    delay_min: 1,
+    delay_max: 2,
+};
+const LOSSY: Faults = Faults {
+    loss: 250,
+    dup: 50,
+    delay_min: 2,
+    delay_max: 120,
+};
 
 /// (deliver at, tie-break, to agent index or None for the Overwatch, bytes)
 type InFlight = Reverse<(u64, u64, Option<usize>, Vec<u8>)>;
@@ -102,8 +112,8 @@ fn backend(i: u32, healthy: bool) -> BackendReport {
         port: 8080,
         weight: 100,
         healthy,
-        draining: !healthy && i % 2 == 0,
-        drain_reason: (!healthy && i % 2 == 0).then(|| "drain file".into()),
+        draining: !healthy && i.is_multiple_of(2),
+        drain_reason: (!healthy && i.is_multiple_of(2)).then(|| "drain file".into()),
         last_error: (!healthy).then(|| "connection refused".into()),
     }
 }
@@ -130,14 +140,19 @@ impl Sim {
     fn add_agent(&mut self, cfg: SessionConfig) -> usize {
         let i = self.agents.len();
         self.agents.push(AgentSession::new(cfg, self.now));
-        self.addrs.push(SocketAddr::from(([192, 0, 2, 10 + i as u8], 40_000)));
+        self.addrs
+            .push(SocketAddr::from(([192, 0, 2, 10 + i as u8], 40_000)));
         self.agent_events.push(Vec::new());
         i
     }
 
     fn push(&mut self, to: Option<usize>, bytes: Vec<u8>, reliable: bool) {
         let f = if reliable { CLEAN } else { self.faults };
-        let copies = if !reliable && self.rng.chance(f.dup) { 2 } else { 1 };
+        let copies = if !reliable && self.rng.chance(f.dup) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             if !reliable && self.rng.chance(f.loss) {
                 continue;
@@ -158,7 +173,9 @@ impl Sim {
 
     /// Feeds a raw packet to the Overwatch as if from agent `i`.
     fn inject(&mut self, i: usize, bytes: &[u8]) {
-        let out = self.ow.on_packet(bytes, self.addrs[i], self.now, &self.policy);
+        let out = self
+            .ow
+            .on_packet(bytes, self.addrs[i], self.now, &self.policy);
         self.events.extend(out.events);
         for r in out.replies {
             self.push(Some(i), r, false);
@@ -172,11 +189,20 @@ impl Sim {
                 if *at > self.now {
                     break;
                 }
-                let Some(Reverse((_, _, to, bytes))) = self.queue.pop() else { break };
+                let Some(Reverse((_, _, to, bytes))) = self.queue.pop() else {
+                    break;
+                };
                 match to {
                     None => {
-                        let from = self.captured.iter().rev().find(|(_, b)| *b == bytes).map_or(0, |c| c.0);
-                        let out = self.ow.on_packet(&bytes, self.addrs[from], self.now, &self.policy);
+                        let from = self
+                            .captured
+                            .iter()
+                            .rev()
+                            .find(|(_, b)| *b == bytes)
+                            .map_or(0, |c| c.0);
+                        let out =
+                            self.ow
+                                .on_packet(&bytes, self.addrs[from], self.now, &self.policy);
                         self.events.extend(out.events);
                         for r in out.replies {
                             let reliable = r.len() > 1400;
@@ -197,7 +223,7 @@ impl Sim {
                     self.send_from(i, outs);
                 }
             }
-            if self.now % 1000 == 0 {
+            if self.now.is_multiple_of(1000) {
                 self.ow.expire(self.now, &self.policy);
             }
             self.now += 5;
@@ -210,7 +236,10 @@ impl Sim {
     }
 
     fn registered(&self) -> Vec<&OverwatchEvent> {
-        self.events.iter().filter(|e| matches!(e, OverwatchEvent::Registered { .. })).collect()
+        self.events
+            .iter()
+            .filter(|e| matches!(e, OverwatchEvent::Registered { .. }))
+            .collect()
     }
 
     fn rejections(&self) -> Vec<RejectReason> {
@@ -245,7 +274,13 @@ fn registration_completes_despite_loss() {
         let regs = sim.registered();
         assert!(!regs.is_empty(), "seed {seed}");
         match regs[0] {
-            OverwatchEvent::Registered { agent_id, pinned_new, backends, heartbeat_interval, .. } => {
+            OverwatchEvent::Registered {
+                agent_id,
+                pinned_new,
+                backends,
+                heartbeat_interval,
+                ..
+            } => {
                 assert_eq!(agent_id, "eu-a");
                 assert!(*pinned_new);
                 assert_eq!(*heartbeat_interval, Duration::from_secs(1));
@@ -253,7 +288,11 @@ fn registration_completes_despite_loss() {
             }
             _ => unreachable!(),
         }
-        let hb = sim.events.iter().filter(|e| matches!(e, OverwatchEvent::Heartbeat { .. })).count();
+        let hb = sim
+            .events
+            .iter()
+            .filter(|e| matches!(e, OverwatchEvent::Heartbeat { .. }))
+            .count();
         assert!(hb > 20, "seed {seed}: only {hb} heartbeats");
         assert!(sim.agents[a].status().rtt.is_some());
     }
@@ -265,7 +304,12 @@ fn apply(view: &mut BTreeMap<BackendKey, BackendReport>, e: &OverwatchEvent) -> 
         OverwatchEvent::Registered { backends, .. } => {
             *view = backends.iter().map(|b| (b.key(), b.clone())).collect();
         }
-        OverwatchEvent::State { backends, removed, full, .. } => {
+        OverwatchEvent::State {
+            backends,
+            removed,
+            full,
+            ..
+        } => {
             if *full {
                 view.clear();
             }
@@ -346,7 +390,14 @@ fn replayed_datagrams_are_dropped_and_counted() {
         sim.inject(*i, bytes);
     }
     assert_eq!(sim.events.len(), before);
-    assert_eq!(sim.ow.counters().auth_failures.get(&RejectReason::Replay).copied(), Some(2 * captured.len() as u64));
+    assert_eq!(
+        sim.ow
+            .counters()
+            .auth_failures
+            .get(&RejectReason::Replay)
+            .copied(),
+        Some(2 * captured.len() as u64)
+    );
 }
 
 #[test]
@@ -359,7 +410,10 @@ fn wrong_key_is_counted_and_never_reaches_events() {
     assert!(sim.events.is_empty());
     let c = sim.ow.counters();
     assert!(c.decrypt_failures >= 3, "{c:?}");
-    assert_eq!(c.decrypt_failures_by_source.get(&sim.addrs[a].ip()), Some(&c.decrypt_failures));
+    assert_eq!(
+        c.decrypt_failures_by_source.get(&sim.addrs[a].ip()),
+        Some(&c.decrypt_failures)
+    );
     assert!(!sim.agents[a].is_registered());
 }
 
@@ -384,8 +438,23 @@ fn rejected_with(sim: &mut Sim, a: usize, reason: RejectReason) {
     assert!(sim.registered().is_empty());
     assert_eq!(sim.rejections().first(), Some(&reason), "{:?}", sim.events);
     assert_eq!(sim.agent_rejections(a).first(), Some(&reason));
-    assert!(sim.agents[a].status().last_error.as_deref().unwrap_or("").starts_with(reason.as_str()));
-    assert!(sim.ow.counters().auth_failures.get(&reason).copied().unwrap_or(0) >= 1);
+    assert!(
+        sim.agents[a]
+            .status()
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with(reason.as_str())
+    );
+    assert!(
+        sim.ow
+            .counters()
+            .auth_failures
+            .get(&reason)
+            .copied()
+            .unwrap_or(0)
+            >= 1
+    );
 }
 
 #[test]
@@ -445,7 +514,10 @@ fn pins_and_rotation() {
     sim.run(2_000);
     assert!(!sim.agents[b].is_registered());
     assert_eq!(sim.agent_rejections(b), vec![RejectReason::PinMismatch]);
-    assert!(sim.agents[a].is_registered(), "the impostor must not kick the pinned agent out");
+    assert!(
+        sim.agents[a].is_registered(),
+        "the impostor must not kick the pinned agent out"
+    );
     // a rotation proof by the pinned key: accepted, pin moves
     let mut second = Identity::generate("eu-a", T0 / 1000, 365 * 86_400).expect("identity");
     second.rotation = Some(first.rotation_proof_for("eu-a", &second).expect("proof"));
@@ -462,7 +534,11 @@ fn pins_and_rotation() {
     assert_eq!(sim.agent_rejections(d), vec![RejectReason::PinMismatch]);
     // a proof signed by some other key does not move the pin
     let mut third = Identity::generate("eu-a", T0 / 1000, 365 * 86_400).expect("identity");
-    third.rotation = Some(identity().rotation_proof_for("eu-a", &third).expect("proof"));
+    third.rotation = Some(
+        identity()
+            .rotation_proof_for("eu-a", &third)
+            .expect("proof"),
+    );
     let e = sim.add_agent(config("eu-a", Arc::new(third)));
     sim.run(2_000);
     assert_eq!(sim.agent_rejections(e), vec![RejectReason::PinMismatch]);
@@ -483,7 +559,11 @@ fn leave_is_reported() {
     sim.send_from(a, outs);
     sim.run(10_000);
     assert!(sim.agents[a].has_left());
-    let leaves = sim.events.iter().filter(|e| matches!(e, OverwatchEvent::Leave { .. })).count();
+    let leaves = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, OverwatchEvent::Leave { .. }))
+        .count();
     assert_eq!(leaves, 1);
     assert_eq!(sim.ow.registered(), 0);
 }
@@ -533,7 +613,10 @@ fn lost_connectivity_shows_in_status() {
     let a = sim.add_agent(config("eu-a", identity()));
     sim.run(2_000);
     assert!(sim.agents[a].status().connected);
-    sim.faults = Faults { loss: 1000, ..CLEAN };
+    sim.faults = Faults {
+        loss: 1000,
+        ..CLEAN
+    };
     sim.run(5_000);
     let st = sim.agents[a].status();
     assert!(!st.connected && st.last_error.is_some(), "{st:?}");

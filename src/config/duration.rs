@@ -55,15 +55,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("invalid duration {text:?}: expected a number, e.g. 500ms, 10s, 5m, 1h"));
+            return Err(format!(
+                "invalid duration {text:?}: expected a number, e.g. 500ms, 10s, 5m, 1h"
+            ));
         }
         let value: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -71,7 +77,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(value),
             "m" => Duration::from_secs(value.saturating_mul(60)),
             "h" => Duration::from_secs(value.saturating_mul(3600)),
-            "" => return Err(format!("invalid duration {text:?}: missing unit (ms, s, m, h)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {text:?}: missing unit (ms, s, m, h)"
+                ));
+            }
             other => {
                 return Err(format!(
                     "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m or h)"
@@ -93,7 +103,9 @@ impl<'de> Deserialize<'de> for Dur {
         }
         match Raw::deserialize(d)? {
             Raw::Int(secs) => Ok(Dur(Duration::from_secs(secs))),
-            Raw::Text(t) => parse_duration(&t).map(Dur).map_err(serde::de::Error::custom),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

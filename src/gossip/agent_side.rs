@@ -37,8 +37,13 @@ pub struct SessionConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionEvent {
     Registered,
-    Rejected { reason: RejectReason, detail: String },
-    Acked { rtt: Duration },
+    Rejected {
+        reason: RejectReason,
+        detail: String,
+    },
+    Acked {
+        rtt: Duration,
+    },
 }
 
 /// Per-node status, as the agent API and metrics show it.
@@ -185,8 +190,13 @@ impl AgentSession {
     }
 
     fn connected_until(&self) -> u64 {
-        let window = self.cfg.heartbeat_interval.as_millis() as u64 * self.cfg.missed_threshold.max(1) as u64;
-        self.status.last_ack.unwrap_or(0).saturating_add(window).saturating_add(1)
+        let window = self.cfg.heartbeat_interval.as_millis() as u64
+            * self.cfg.missed_threshold.max(1) as u64;
+        self.status
+            .last_ack
+            .unwrap_or(0)
+            .saturating_add(window)
+            .saturating_add(1)
     }
 
     /// Replaces the reported backend set; the change goes out at once.
@@ -212,7 +222,8 @@ impl AgentSession {
         if self.phase == Phase::Registered && self.leave.is_none() {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.clear();
-                self.pending.push_back(Pending::new(self.full_state(), self.seq, now));
+                self.pending
+                    .push_back(Pending::new(self.full_state(), self.seq, now));
             } else {
                 let msg = Message::State(StateMsg {
                     agent_id: self.cfg.agent_id.clone(),
@@ -263,7 +274,11 @@ impl AgentSession {
             timestamp_ms: now,
             message,
         };
-        if let Some(bytes) = self.cfg.keyring.seal(self.session_id, self.counter, &payload.encode()) {
+        if let Some(bytes) = self
+            .cfg
+            .keyring
+            .seal(self.session_id, self.counter, &payload.encode())
+        {
             let tcp = bytes.len() > MAX_DATAGRAM;
             out.push(Outgoing { bytes, tcp });
         }
@@ -290,7 +305,11 @@ impl AgentSession {
             region: self.cfg.region.clone(),
             token: self.cfg.token.clone(),
             cert_der: id.cert_der.clone(),
-            heartbeat_interval_ms: self.cfg.heartbeat_interval.as_millis().min(u32::MAX as u128) as u32,
+            heartbeat_interval_ms: self
+                .cfg
+                .heartbeat_interval
+                .as_millis()
+                .min(u32::MAX as u128) as u32,
             missed_threshold: self.cfg.missed_threshold,
             challenge,
             signature,
@@ -346,7 +365,8 @@ impl AgentSession {
     fn tick_registered(&mut self, now: u64, out: &mut Vec<Outgoing>) {
         if self.status.connected && now >= self.connected_until() {
             self.status.connected = false;
-            self.status.last_error = Some("no acknowledgement within the missed-heartbeat window".into());
+            self.status.last_error =
+                Some("no acknowledgement within the missed-heartbeat window".into());
         }
         if now >= self.next_heartbeat {
             if self.heartbeat_outstanding {
@@ -419,9 +439,11 @@ impl AgentSession {
                     self.backoff = RETRANSMIT_FIRST_MS;
                     self.pending.clear();
                     if state_seq < self.seq {
-                        self.pending.push_back(Pending::new(self.full_state(), self.seq, now));
+                        self.pending
+                            .push_back(Pending::new(self.full_state(), self.seq, now));
                     }
-                    self.next_heartbeat = now + self.cfg.heartbeat_interval.as_millis().max(1) as u64;
+                    self.next_heartbeat =
+                        now + self.cfg.heartbeat_interval.as_millis().max(1) as u64;
                     self.heartbeat_outstanding = false;
                     self.acked(now, echo_ts);
                     self.status.last_error = None;
@@ -451,7 +473,8 @@ impl AgentSession {
                     self.pending.retain(|p| p.seq > acked_seq);
                     if need_full && self.seq > acked_seq {
                         self.pending.clear();
-                        self.pending.push_back(Pending::new(self.full_state(), self.seq, now));
+                        self.pending
+                            .push_back(Pending::new(self.full_state(), self.seq, now));
                     }
                     self.heartbeat_outstanding = false;
                     let rtt = self.acked(now, echo_ts);

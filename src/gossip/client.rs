@@ -267,11 +267,11 @@ impl Loop {
                     }
                 }
             }
-            if let Some(d) = self.leave_deadline {
-                if now >= d || self.nodes.iter().all(|n| n.session.has_left()) {
-                    self.publish();
-                    return Ok(());
-                }
+            if let Some(d) = self.leave_deadline
+                && (now >= d || self.nodes.iter().all(|n| n.session.has_left()))
+            {
+                self.publish();
+                return Ok(());
             }
             let mut deadline = self.leave_deadline.unwrap_or(u64::MAX);
             for i in 0..self.nodes.len() {
@@ -284,7 +284,10 @@ impl Loop {
             }
             self.publish();
             let timeout = deadline.saturating_sub(now).clamp(1, 1_000);
-            match self.poll.poll(&mut events, Some(Duration::from_millis(timeout))) {
+            match self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(timeout)))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -368,7 +371,9 @@ impl Loop {
                 self.send_tcp(i, o.bytes);
                 continue;
             }
-            let Some(udp) = node.udp.as_ref() else { continue };
+            let Some(udp) = node.udp.as_ref() else {
+                continue;
+            };
             if let Err(e) = udp.send(&o.bytes) {
                 node.io_error = Some(format!("sending to {}: {e}", node.name));
             }
@@ -416,17 +421,20 @@ impl Loop {
 
     fn tcp_ready(&mut self, i: usize, readable: bool) {
         let now = now_ms();
-        let Some(mut t) = self.nodes[i].tcp.take() else { return };
+        let Some(mut t) = self.nodes[i].tcp.take() else {
+            return;
+        };
         let mut open = flush_stream(&mut t.stream, &mut t.wbuf);
         let mut frames = Vec::new();
         while open && readable {
             match t.stream.read(&mut self.buf) {
                 Ok(0) => open = false,
                 Ok(n) => {
-                    t.rbuf.extend_from_slice(self.buf.get(..n).unwrap_or_default());
+                    t.rbuf
+                        .extend_from_slice(self.buf.get(..n).unwrap_or_default());
                     match take_frames(&mut t.rbuf) {
                         Ok(f) => frames.extend(f),
-                        Err(()) => open = false,
+                        Err(_) => open = false,
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -446,7 +454,9 @@ impl Loop {
 
     fn read_udp(&mut self, i: usize) {
         loop {
-            let Some(udp) = self.nodes[i].udp.as_ref() else { return };
+            let Some(udp) = self.nodes[i].udp.as_ref() else {
+                return;
+            };
             match udp.recv(&mut self.buf) {
                 Ok(n) => {
                     let packet = self.buf.get(..n).unwrap_or_default().to_vec();
@@ -477,7 +487,10 @@ impl Loop {
                     });
                 }
                 SessionEvent::Rejected { reason, detail } => {
-                    log::warn!("overwatch {} rejected this agent: {reason}: {detail}", node.name);
+                    log::warn!(
+                        "overwatch {} rejected this agent: {reason}: {detail}",
+                        node.name
+                    );
                     let _ = self.events.send(AgentEvent::Rejected {
                         node: node.name.clone(),
                         reason,

@@ -75,9 +75,10 @@ impl Keyring {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(k.as_ref().trim())
                 .map_err(|e| KeyError::Invalid(i, format!("not base64: {e}")))?;
-            let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                KeyError::Invalid(i, format!("{} bytes, want 32", bytes.len()))
-            })?;
+            let arr: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyError::Invalid(i, format!("{} bytes, want 32", bytes.len())))?;
             raw.push(arr);
         }
         Ok(Keyring::from_raw(&raw))
@@ -110,7 +111,13 @@ impl Keyring {
 
     /// Seals under key `index` (a reply goes out under the key that opened
     /// the request, so two nodes with overlapping rings always agree).
-    pub fn seal_with(&self, index: usize, session_id: u64, counter: u64, plaintext: &[u8]) -> Option<Vec<u8>> {
+    pub fn seal_with(
+        &self,
+        index: usize,
+        session_id: u64,
+        counter: u64,
+        plaintext: &[u8],
+    ) -> Option<Vec<u8>> {
         let key = self.keys.get(index).or(self.keys.first())?;
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).ok()?;
@@ -126,7 +133,11 @@ impl Keyring {
         let (head, body) = out.split_at_mut(HEADER_LEN);
         let tag = key
             .aead
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&*head), body)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&*head),
+                body,
+            )
             .ok()?;
         out.extend_from_slice(tag.as_ref());
         Some(out)
@@ -199,7 +210,10 @@ mod tests {
         let k = ring(1);
         let p = k.seal(7, 9, b"hello").expect("seal");
         let (h, body) = k.open(&p).expect("open");
-        assert_eq!((h.session_id, h.counter, body.as_slice()), (7, 9, &b"hello"[..]));
+        assert_eq!(
+            (h.session_id, h.counter, body.as_slice()),
+            (7, 9, &b"hello"[..])
+        );
         for i in 0..p.len() {
             let mut t = p.clone();
             t[i] ^= 1;
@@ -220,8 +234,14 @@ mod tests {
 
     #[test]
     fn base64_keys_checked() {
-        assert_eq!(Keyring::from_base64::<&str>(&[]).err(), Some(KeyError::Empty));
-        assert!(matches!(Keyring::from_base64(&["abc"]), Err(KeyError::Invalid(0, _))));
+        assert_eq!(
+            Keyring::from_base64::<&str>(&[]).err(),
+            Some(KeyError::Empty)
+        );
+        assert!(matches!(
+            Keyring::from_base64(&["abc"]),
+            Err(KeyError::Invalid(0, _))
+        ));
         let good = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
         assert!(Keyring::from_base64(&[good]).is_ok());
     }

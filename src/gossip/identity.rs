@@ -78,7 +78,11 @@ impl Identity {
     }
 
     /// A proof, signed by this (old) identity, that `new` replaces it.
-    pub fn rotation_proof_for(&self, agent_id: &str, new: &Identity) -> Result<RotationProof, String> {
+    pub fn rotation_proof_for(
+        &self,
+        agent_id: &str,
+        new: &Identity,
+    ) -> Result<RotationProof, String> {
         Ok(RotationProof {
             old_cert_der: self.cert_der.clone(),
             signature: self.sign(&rotation_message(agent_id, &new.fingerprint))?,
@@ -90,9 +94,7 @@ pub fn sign(key_pkcs8: &[u8], msg: &[u8]) -> Result<Vec<u8>, String> {
     let rng = SystemRandom::new();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, key_pkcs8, &rng)
         .map_err(|e| format!("loading private key: {e}"))?;
-    let sig = pair
-        .sign(&rng, msg)
-        .map_err(|e| format!("signing: {e}"))?;
+    let sig = pair.sign(&rng, msg).map_err(|e| format!("signing: {e}"))?;
     Ok(sig.as_ref().to_vec())
 }
 
@@ -153,7 +155,11 @@ fn gethostname() -> Option<String> {
 /// Loads the identity at `cert_path`/`key_path`, or generates and writes a
 /// new one when either file is missing, unreadable, mismatched or the
 /// certificate has expired.
-pub fn ensure_certificate(cert_path: &str, key_path: &str, agent_id: &str) -> Result<Identity, String> {
+pub fn ensure_certificate(
+    cert_path: &str,
+    key_path: &str,
+    agent_id: &str,
+) -> Result<Identity, String> {
     ensure_certificate_at(
         Path::new(cert_path),
         Path::new(key_path),
@@ -186,12 +192,20 @@ pub fn ensure_certificate_at(
     let mut new = Identity::generate(agent_id, now_secs, CERT_VALIDITY_SECS)?;
     if let Some(old) = &old {
         let proof = old.rotation_proof_for(agent_id, &new)?;
-        write_file(&rotation_path(cert_path), encode_rotation(&proof, &new.fingerprint).as_bytes(), 0o644)?;
+        write_file(
+            &rotation_path(cert_path),
+            encode_rotation(&proof, &new.fingerprint).as_bytes(),
+            0o644,
+        )?;
         new.rotation = Some(proof);
     }
     let key_pem = pem("PRIVATE KEY", &new.key_pkcs8);
     write_file(key_path, key_pem.as_bytes(), 0o600)?;
-    write_file(cert_path, pem("CERTIFICATE", &new.cert_der).as_bytes(), 0o644)?;
+    write_file(
+        cert_path,
+        pem("CERTIFICATE", &new.cert_der).as_bytes(),
+        0o644,
+    )?;
     Ok(new)
 }
 
@@ -304,7 +318,8 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("opengslb-identity-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("opengslb-identity-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).expect("tmpdir");
         d
@@ -316,7 +331,10 @@ mod tests {
         let (c, k) = (d.join("agent.crt"), d.join("agent.key"));
         let now = 1_800_000_000;
         let first = ensure_certificate_at(&c, &k, "eu-a", now).expect("generate");
-        assert_eq!(fs::metadata(&k).expect("key").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&k).expect("key").permissions().mode() & 0o777,
+            0o600
+        );
         assert!(first.not_after >= now + CERT_VALIDITY_SECS - 86_400);
         assert!(first.rotation.is_none());
         let again = ensure_certificate_at(&c, &k, "eu-a", now + 10).expect("load");
@@ -326,8 +344,14 @@ mod tests {
         let rotated = ensure_certificate_at(&c, &k, "eu-a", later).expect("rotate");
         assert_ne!(rotated.fingerprint, first.fingerprint);
         let proof = rotated.rotation.clone().expect("proof");
-        let old_key = cert::parse(&proof.old_cert_der).expect("old cert").public_key;
-        assert!(verify(&old_key, &rotation_message("eu-a", &rotated.fingerprint), &proof.signature));
+        let old_key = cert::parse(&proof.old_cert_der)
+            .expect("old cert")
+            .public_key;
+        assert!(verify(
+            &old_key,
+            &rotation_message("eu-a", &rotated.fingerprint),
+            &proof.signature
+        ));
         // the proof survives a restart
         let reloaded = ensure_certificate_at(&c, &k, "eu-a", later + 5).expect("reload");
         assert_eq!(reloaded.rotation, Some(proof));
@@ -351,7 +375,10 @@ mod tests {
 
     #[test]
     fn openssl_reads_the_certificate() {
-        let Ok(out) = std::process::Command::new("openssl").arg("version").output() else {
+        let Ok(out) = std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+        else {
             eprintln!("skipped: no openssl binary");
             return;
         };

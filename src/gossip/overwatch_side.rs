@@ -186,11 +186,16 @@ impl OverwatchProtocol {
         self.agents
             .retain(|_, a| now_ms.saturating_sub(a.last_seen) <= idle);
         // Once the registry persisted a pin, the policy is authoritative.
-        self.pin_cache
-            .retain(|id, _| !policy.pins.contains_key(id));
+        self.pin_cache.retain(|id, _| !policy.pins.contains_key(id));
     }
 
-    pub fn on_packet(&mut self, packet: &[u8], src: SocketAddr, now_ms: u64, policy: &Policy) -> Output {
+    pub fn on_packet(
+        &mut self,
+        packet: &[u8],
+        src: SocketAddr,
+        now_ms: u64,
+        policy: &Policy,
+    ) -> Output {
         let mut out = Output::default();
         self.now_ms = now_ms;
         let (header, plain) = match policy.keyring.open_indexed(packet) {
@@ -211,10 +216,12 @@ impl OverwatchProtocol {
             self.counters.malformed += 1;
             return out;
         };
-        match self
-            .replay
-            .check(header.session_id, header.counter, payload.timestamp_ms, now_ms)
-        {
+        match self.replay.check(
+            header.session_id,
+            header.counter,
+            payload.timestamp_ms,
+            now_ms,
+        ) {
             Ok(()) => {}
             Err(ReplayError::TableFull) => {
                 self.counters.malformed += 1;
@@ -233,18 +240,29 @@ impl OverwatchProtocol {
         let session = header.session_id;
         let ts = payload.timestamp_ms;
         match payload.message {
-            Message::Hello { agent_id } => self.on_hello(agent_id, session, src, now_ms, policy, &mut out),
-            Message::Register(r) => self.on_register(*r, session, src, ts, now_ms, policy, &mut out),
+            Message::Hello { agent_id } => {
+                self.on_hello(agent_id, session, src, now_ms, policy, &mut out)
+            }
+            Message::Register(r) => {
+                self.on_register(*r, session, src, ts, now_ms, policy, &mut out)
+            }
             Message::State(s) => self.on_state(s, session, src, ts, now_ms, policy, &mut out),
             Message::Heartbeat { agent_id, .. } => {
-                if let Some(applied) = self.session_of(&agent_id, session, src, now_ms, policy, &mut out) {
+                if let Some(applied) =
+                    self.session_of(&agent_id, session, src, now_ms, policy, &mut out)
+                {
                     self.counters.heartbeats += 1;
-                    out.events.push(OverwatchEvent::Heartbeat { agent_id, at: now_ms });
+                    out.events.push(OverwatchEvent::Heartbeat {
+                        agent_id,
+                        at: now_ms,
+                    });
                     self.reply(policy, ack(applied, ts, false), &mut out);
                 }
             }
             Message::Leave { agent_id } => {
-                if let Some(applied) = self.session_of(&agent_id, session, src, now_ms, policy, &mut out) {
+                if let Some(applied) =
+                    self.session_of(&agent_id, session, src, now_ms, policy, &mut out)
+                {
                     self.agents.remove(&agent_id);
                     out.events.push(OverwatchEvent::Leave { agent_id });
                     self.reply(policy, ack(applied, ts, false), &mut out);
@@ -279,9 +297,12 @@ impl OverwatchProtocol {
             timestamp_ms: self.now_ms,
             message,
         };
-        if let Some(p) = policy
-            .keyring
-            .seal_with(self.reply_key, self.session_id, self.counter, &payload.encode()) {
+        if let Some(p) = policy.keyring.seal_with(
+            self.reply_key,
+            self.session_id,
+            self.counter,
+            &payload.encode(),
+        ) {
             out.replies.push(p);
         }
     }
@@ -316,7 +337,14 @@ impl OverwatchProtocol {
     ) {
         if policy.revoked.contains(&agent_id) {
             let detail = format!("agent id {agent_id} is revoked");
-            self.reject(Some(agent_id), src, RejectReason::Revoked, detail, policy, out);
+            self.reject(
+                Some(agent_id),
+                src,
+                RejectReason::Revoked,
+                detail,
+                policy,
+                out,
+            );
             return;
         }
         let reuse = self
@@ -379,7 +407,9 @@ impl OverwatchProtocol {
                 let duplicate = self.agents.get(&id).is_some_and(|a| {
                     // a retransmitted (or late) copy of what already took
                     // effect: answer it, but never move the state back
-                    a.session == session && a.fingerprint == ok.fingerprint && a.applied_seq >= r.state_seq
+                    a.session == session
+                        && a.fingerprint == ok.fingerprint
+                        && a.applied_seq >= r.state_seq
                 });
                 if !duplicate {
                     if ok.pinned_new || ok.rotated {
@@ -425,17 +455,27 @@ impl OverwatchProtocol {
         policy: &Policy,
     ) -> Result<RegisterOk, (RejectReason, String)> {
         if policy.revoked.contains(&r.agent_id) {
-            return Err((RejectReason::Revoked, format!("agent id {} is revoked", r.agent_id)));
+            return Err((
+                RejectReason::Revoked,
+                format!("agent id {} is revoked", r.agent_id),
+            ));
         }
-        let info = cert::parse(&r.cert_der).map_err(|e| (RejectReason::CertInvalid, e.to_string()))?;
+        let info =
+            cert::parse(&r.cert_der).map_err(|e| (RejectReason::CertInvalid, e.to_string()))?;
         if info.not_after <= now_ms / 1000 {
             let when = crate::timefmt::rfc3339(info.not_after);
-            return Err((RejectReason::CertExpired, format!("certificate expired at {when}")));
+            return Err((
+                RejectReason::CertExpired,
+                format!("certificate expired at {when}"),
+            ));
         }
         let fp = fingerprint(&r.cert_der);
         let msg = register_message(&r.challenge, &r.agent_id, session, &r.region, &fp);
         if !verify(&info.public_key, &msg, &r.signature) {
-            return Err((RejectReason::CertInvalid, "proof of possession does not verify".into()));
+            return Err((
+                RejectReason::CertInvalid,
+                "proof of possession does not verify".into(),
+            ));
         }
         check_backends(policy, &r.token, &r.backends)?;
         let pinned = self
@@ -475,7 +515,11 @@ impl OverwatchProtocol {
         policy: &Policy,
         out: &mut Output,
     ) -> Option<u64> {
-        let Some(entry) = self.agents.get_mut(agent_id).filter(|a| a.session == session) else {
+        let Some(entry) = self
+            .agents
+            .get_mut(agent_id)
+            .filter(|a| a.session == session)
+        else {
             self.counters.unknown_session += 1;
             self.reply(policy, Message::Reregister, out);
             return None;
@@ -485,7 +529,14 @@ impl OverwatchProtocol {
         if policy.revoked.contains(agent_id) {
             self.agents.remove(agent_id);
             let detail = format!("agent id {agent_id} is revoked");
-            self.reject(Some(agent_id.to_string()), src, RejectReason::Revoked, detail, policy, out);
+            self.reject(
+                Some(agent_id.to_string()),
+                src,
+                RejectReason::Revoked,
+                detail,
+                policy,
+                out,
+            );
             return None;
         }
         Some(applied)
@@ -567,7 +618,11 @@ fn rotation_ok(r: &Register, pinned: &str, new_fp: &str) -> bool {
 
 /// Every backend must name a configured service whose token the agent
 /// holds; an agent with no backends must still hold some valid token.
-fn check_backends(policy: &Policy, token: &str, backends: &[BackendReport]) -> Result<(), (RejectReason, String)> {
+fn check_backends(
+    policy: &Policy,
+    token: &str,
+    backends: &[BackendReport],
+) -> Result<(), (RejectReason, String)> {
     if backends.is_empty() {
         if policy
             .agent_tokens
@@ -576,7 +631,10 @@ fn check_backends(policy: &Policy, token: &str, backends: &[BackendReport]) -> R
         {
             return Ok(());
         }
-        return Err((RejectReason::TokenInvalid, "token matches no service".into()));
+        return Err((
+            RejectReason::TokenInvalid,
+            "token matches no service".into(),
+        ));
     }
     for b in backends {
         if !policy.known_services.contains(&b.service) {

@@ -204,7 +204,11 @@ mod tests {
         assert_eq!(t.check(1, 1, 40_000, 40_000), Err(ReplayError::Duplicate));
         assert_eq!(t.check(2, 1, 40_000, 40_000), Ok(()));
         assert_eq!(t.check(3, 1, 40_000, 40_000), Err(ReplayError::TableFull));
-        assert_eq!(t.check(3, 1, 400_000, 400_000), Ok(()), "old sessions expired");
+        assert_eq!(
+            t.check(3, 1, 400_000, 400_000),
+            Ok(()),
+            "old sessions expired"
+        );
         assert_eq!(t.len(), 1);
     }
 }

@@ -263,11 +263,20 @@ impl Loop {
                     }
                     UDP => self.read_udp(policy.get()),
                     LISTENER => self.accept(),
-                    token => self.conn_ready(token, event.is_readable(), event.is_writable(), policy.get()),
+                    token => self.conn_ready(
+                        token,
+                        event.is_readable(),
+                        event.is_writable(),
+                        policy.get(),
+                    ),
                 }
             }
             if *self.proto.counters() != before {
-                let mut c = self.shared.counters.lock().unwrap_or_else(|e| e.into_inner());
+                let mut c = self
+                    .shared
+                    .counters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 *c = self.proto.counters().clone();
             }
         }
@@ -296,7 +305,9 @@ impl Loop {
                 self.proto.count_oversized();
                 continue;
             }
-            let Some(packet) = self.buf.get(..n) else { continue };
+            let Some(packet) = self.buf.get(..n) else {
+                continue;
+            };
             let out = self.proto.on_packet(packet, src, now_ms(), policy);
             for reply in &out.replies {
                 if let Err(e) = self.udp.send_to(reply, src) {
@@ -387,7 +398,8 @@ impl Loop {
                 Ok(0) => return false,
                 Ok(n) => {
                     conn.last_active = now_ms();
-                    conn.rbuf.extend_from_slice(self.buf.get(..n).unwrap_or_default());
+                    conn.rbuf
+                        .extend_from_slice(self.buf.get(..n).unwrap_or_default());
                     let Ok(frames) = take_frames(&mut conn.rbuf) else {
                         self.proto.count_oversized();
                         return false;

@@ -438,18 +438,19 @@ pub fn frame(packet: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(packet);
 }
 
-/// Splits complete frames off the front of `buf`. `Err` when a length
-/// exceeds `MAX_FRAME` (the connection is then closed).
-pub fn take_frames(buf: &mut Vec<u8>) -> Result<Vec<Vec<u8>>, ()> {
+/// A TCP frame announced a length over `MAX_FRAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTooLarge(pub usize);
+
+/// Splits complete frames off the front of `buf`. An oversized length is
+/// an error (the connection is then closed).
+pub fn take_frames(buf: &mut Vec<u8>) -> Result<Vec<Vec<u8>>, FrameTooLarge> {
     let mut frames = Vec::new();
     let mut pos = 0;
-    loop {
-        let Some(len) = buf.get(pos..pos + 4) else {
-            break;
-        };
+    while let Some(len) = buf.get(pos..pos + 4) {
         let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
         if len > MAX_FRAME {
-            return Err(());
+            return Err(FrameTooLarge(len));
         }
         let Some(body) = buf.get(pos + 4..pos + 4 + len) else {
             break;
@@ -471,9 +472,9 @@ mod tests {
             address: format!("10.0.{}.{}", i / 256, i % 256),
             port: 8080,
             weight: 100,
-            healthy: i % 2 == 0,
-            draining: i % 3 == 0,
-            drain_reason: (i % 3 == 0).then(|| "drain file".to_string()),
+            healthy: i.is_multiple_of(2),
+            draining: i.is_multiple_of(3),
+            drain_reason: i.is_multiple_of(3).then(|| "drain file".to_string()),
             last_error: None,
         }
     }
@@ -481,8 +482,13 @@ mod tests {
     #[test]
     fn every_message_roundtrips() {
         let msgs = vec![
-            Message::Hello { agent_id: "eu-a".into() },
-            Message::Challenge { agent_session: 5, nonce: [9; 32] },
+            Message::Hello {
+                agent_id: "eu-a".into(),
+            },
+            Message::Challenge {
+                agent_session: 5,
+                nonce: [9; 32],
+            },
             Message::Register(Box::new(Register {
                 agent_id: "a".into(),
                 region: "eu".into(),
@@ -496,8 +502,14 @@ mod tests {
                 state_seq: 3,
                 backends: vec![backend(1), backend(2)],
             })),
-            Message::Registered { state_seq: 1, echo_ts: 2 },
-            Message::Rejected { reason: RejectReason::PinMismatch, detail: "x".into() },
+            Message::Registered {
+                state_seq: 1,
+                echo_ts: 2,
+            },
+            Message::Rejected {
+                reason: RejectReason::PinMismatch,
+                detail: "x".into(),
+            },
             Message::State(StateMsg {
                 agent_id: "a".into(),
                 seq: 4,
@@ -505,17 +517,34 @@ mod tests {
                 upserts: vec![backend(3)],
                 removals: vec![backend(4).key()],
             }),
-            Message::Heartbeat { agent_id: "a".into(), state_seq: 9 },
-            Message::Ack { acked_seq: 1, echo_ts: 2, need_full: true },
-            Message::Leave { agent_id: "a".into() },
+            Message::Heartbeat {
+                agent_id: "a".into(),
+                state_seq: 9,
+            },
+            Message::Ack {
+                acked_seq: 1,
+                echo_ts: 2,
+                need_full: true,
+            },
+            Message::Leave {
+                agent_id: "a".into(),
+            },
             Message::Reregister,
         ];
         for m in msgs {
-            let p = Payload { timestamp_ms: 123, message: m };
+            let p = Payload {
+                timestamp_ms: 123,
+                message: m,
+            };
             let bytes = p.encode();
             assert_eq!(Payload::decode(&bytes), Some(p.clone()));
             for cut in 0..bytes.len() {
-                assert_eq!(Payload::decode(&bytes[..cut]), None, "{:?} cut {cut}", p.message);
+                assert_eq!(
+                    Payload::decode(&bytes[..cut]),
+                    None,
+                    "{:?} cut {cut}",
+                    p.message
+                );
             }
         }
     }
@@ -526,15 +555,23 @@ mod tests {
         frame(b"abc", &mut buf);
         frame(b"de", &mut buf);
         buf.extend_from_slice(&[0, 0]);
-        assert_eq!(take_frames(&mut buf), Ok(vec![b"abc".to_vec(), b"de".to_vec()]));
+        assert_eq!(
+            take_frames(&mut buf),
+            Ok(vec![b"abc".to_vec(), b"de".to_vec()])
+        );
         assert_eq!(buf, vec![0, 0]);
         let mut big = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
-        assert_eq!(take_frames(&mut big), Err(()));
+        assert_eq!(take_frames(&mut big), Err(FrameTooLarge(MAX_FRAME + 1)));
     }
 
     #[test]
     fn header_layout_is_36_bytes() {
-        let h = Header { key_id: [1, 2, 3, 4], session_id: 5, counter: 6, nonce: [7; 12] };
+        let h = Header {
+            key_id: [1, 2, 3, 4],
+            session_id: 5,
+            counter: 6,
+            nonce: [7; 12],
+        };
         let mut out = Vec::new();
         h.emit(&mut out);
         assert_eq!(out.len(), HEADER_LEN);

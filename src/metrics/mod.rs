@@ -24,7 +24,9 @@ impl Default for TextWriter {
 
 impl TextWriter {
     pub fn new() -> Self {
-        TextWriter { out: String::with_capacity(4096) }
+        TextWriter {
+            out: String::with_capacity(4096),
+        }
     }
 
     /// Starts a metric family; call once before its samples.
