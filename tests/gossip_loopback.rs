@@ -55,6 +55,18 @@ fn wait_for<T>(rx: &Receiver<T>, what: &str, mut f: impl FnMut(&T) -> bool) -> T
     }
 }
 
+/// Polls a condition that another thread makes true, for up to 10 s.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}
+
 #[test]
 fn server_and_client_over_loopback() {
     let policy = Policy {
@@ -123,15 +135,13 @@ fn server_and_client_over_loopback() {
         "{status:?}"
     );
     assert!(!status[1].1.connected, "{status:?}");
-    assert!(cl.heartbeats_sent() > 0);
+    // the client publishes its counters just after sending
+    assert!(eventually(|| cl.heartbeats_sent() > 0));
 
     // a client with another key: counted by source, nothing reaches events
     let (btx, _brx) = unbounded();
     let mut bad = client::start(client_config(port, 2, "eu-b"), btx).expect("start bad client");
-    let end = Instant::now() + Duration::from_secs(10);
-    while srv.decrypt_failures_total() == 0 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(eventually(|| srv.decrypt_failures_total() > 0));
     bad.stop();
     let by_source = srv.decrypt_failures();
     assert_eq!(by_source.len(), 1);
