@@ -10,7 +10,8 @@
 
 use super::identity::{Identity, register_message};
 use super::replay::ReplayTable;
-use super::wire::{MAX_DATAGRAM, Message, Payload, Register, StateMsg};
+use super::session::{self, DhOffer, SessionKey};
+use super::wire::{MAX_DATAGRAM, Message, Payload, Register, StateMsg, is_tagged, split_tag};
 use super::{BackendKey, BackendReport, Keyring, RejectReason};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub struct SessionCounters {
     pub decrypt_failures: u64,
     pub malformed: u64,
     pub replays: u64,
+    /// Acks whose session tag did not verify.
+    pub session_auth_failures: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +121,10 @@ pub struct AgentSession {
     replay: ReplayTable,
     status: NodeStatus,
     counters: SessionCounters,
+    /// Our ephemeral key share for the registration in progress.
+    dh: Option<DhOffer>,
+    /// The session key once registered.
+    key: Option<SessionKey>,
 }
 
 impl AgentSession {
@@ -140,6 +147,8 @@ impl AgentSession {
             left: false,
             status: NodeStatus::default(),
             counters: SessionCounters::default(),
+            dh: None,
+            key: None,
         }
     }
 
@@ -270,21 +279,28 @@ impl AgentSession {
 
     fn seal(&mut self, message: Message, now: u64, out: &mut Vec<Outgoing>) {
         self.counter += 1;
+        let tagged = is_tagged(&message);
         let payload = Payload {
             timestamp_ms: now,
             message,
         };
-        if let Some(bytes) = self
-            .cfg
-            .keyring
-            .seal(self.session_id, self.counter, &payload.encode())
-        {
+        let mut plain = payload.encode();
+        if tagged {
+            let Some(key) = &self.key else { return };
+            let tag = key.tag(self.session_id, self.counter, &plain);
+            plain.extend_from_slice(&tag);
+        }
+        if let Some(bytes) = self.cfg.keyring.seal(self.session_id, self.counter, &plain) {
             let tcp = bytes.len() > MAX_DATAGRAM;
             out.push(Outgoing { bytes, tcp });
         }
     }
 
-    fn register_message(&self, challenge: [u8; 32]) -> Option<Message> {
+    fn register_message(&mut self, challenge: [u8; 32]) -> Option<Message> {
+        if self.dh.is_none() {
+            self.dh = session::offer();
+        }
+        let agent_dh = self.dh.as_ref()?.public;
         let id = &self.cfg.identity;
         let to_sign = register_message(
             &challenge,
@@ -292,6 +308,7 @@ impl AgentSession {
             self.session_id,
             &self.cfg.region,
             &id.fingerprint,
+            &agent_dh,
         );
         let signature = match id.sign(&to_sign) {
             Ok(s) => s,
@@ -312,6 +329,7 @@ impl AgentSession {
                 .min(u32::MAX as u128) as u32,
             missed_threshold: self.cfg.missed_threshold,
             challenge,
+            agent_dh,
             signature,
             rotation: id
                 .rotation
@@ -364,9 +382,12 @@ impl AgentSession {
 
     fn tick_registered(&mut self, now: u64, out: &mut Vec<Outgoing>) {
         if self.status.connected && now >= self.connected_until() {
-            self.status.connected = false;
+            // Start over: the node may have lost our session, and the
+            // registration carries the full state anyway.
+            self.reset_registration(now);
             self.status.last_error =
                 Some("no acknowledgement within the missed-heartbeat window".into());
+            return;
         }
         if now >= self.next_heartbeat {
             if self.heartbeat_outstanding {
@@ -400,6 +421,8 @@ impl AgentSession {
         self.next_heartbeat = u64::MAX;
         self.heartbeat_outstanding = false;
         self.status.connected = false;
+        self.dh = None;
+        self.key = None;
     }
 
     /// Handles one datagram or frame from the node; call `tick` after it.
@@ -409,7 +432,11 @@ impl AgentSession {
             self.counters.decrypt_failures += 1;
             return events;
         };
-        let Some(payload) = Payload::decode(&plain) else {
+        let Some((body, tag)) = split_tag(&plain) else {
+            self.counters.malformed += 1;
+            return events;
+        };
+        let Some(payload) = Payload::decode(body) else {
             self.counters.malformed += 1;
             return events;
         };
@@ -426,15 +453,34 @@ impl AgentSession {
                 agent_session,
                 nonce,
             } => {
-                let waiting = matches!(self.phase, Phase::Hello | Phase::Register(_));
+                // A copy of the challenge we already answer changes nothing.
+                let waiting = match self.phase {
+                    Phase::Hello => true,
+                    Phase::Register(current) => current != nonce,
+                    Phase::Registered | Phase::Rejected => false,
+                };
                 if agent_session == self.session_id && waiting && self.leave.is_none() {
                     self.phase = Phase::Register(nonce);
+                    self.dh = None;
                     self.next_attempt = now;
                     self.backoff = RETRANSMIT_FIRST_MS;
                 }
             }
-            Message::Registered { state_seq, echo_ts } => {
-                if matches!(self.phase, Phase::Register(_)) {
+            Message::Registered {
+                state_seq,
+                echo_ts,
+                agent_dh,
+                ow_dh,
+            } => {
+                let Phase::Register(challenge) = self.phase else {
+                    return events;
+                };
+                // Only the answer to our current key share derives the key.
+                let mine = self.dh.take_if(|d| d.public == agent_dh);
+                let session = self.session_id;
+                let key = mine.and_then(|d| session::derive(d, &ow_dh, &challenge, session));
+                if let Some(key) = key {
+                    self.key = Some(key);
                     self.phase = Phase::Registered;
                     self.backoff = RETRANSMIT_FIRST_MS;
                     self.pending.clear();
@@ -465,6 +511,14 @@ impl AgentSession {
                 echo_ts,
                 need_full,
             } => {
+                let authentic = match (&self.key, tag) {
+                    (Some(k), Some(t)) => k.verify(header.session_id, header.counter, body, &t),
+                    _ => false,
+                };
+                if !authentic {
+                    self.counters.session_auth_failures += 1;
+                    return events;
+                }
                 if let Some(started) = self.leave_started {
                     if echo_ts >= started {
                         self.left = true;

@@ -105,13 +105,15 @@ pub fn verify(public_key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
 }
 
 /// What the agent signs to register: the Overwatch's challenge bound to
-/// the agent id, its session and region, and the certificate.
+/// the agent id, its session and region, the certificate and the agent's
+/// ephemeral key for the session key.
 pub fn register_message(
     challenge: &[u8; 32],
     agent_id: &str,
     agent_session: u64,
     region: &str,
     fingerprint: &str,
+    agent_dh: &[u8; 32],
 ) -> Vec<u8> {
     let mut w = super::wire::Writer(b"opengslb-register-v1\0".to_vec());
     w.0.extend_from_slice(challenge);
@@ -119,6 +121,7 @@ pub fn register_message(
     w.u64(agent_session);
     w.str(region);
     w.str(fingerprint);
+    w.0.extend_from_slice(agent_dh);
     w.0
 }
 

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod overwatch_side;
 pub mod replay;
 pub mod server;
+pub mod session;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

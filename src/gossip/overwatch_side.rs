@@ -11,7 +11,8 @@ use super::cert;
 use super::crypto::OpenError;
 use super::identity::{register_message, rotation_message, verify};
 use super::replay::{ReplayError, ReplayTable};
-use super::wire::{Message, Payload, Register, StateMsg};
+use super::session::{self, SESSION_TAG_LEN, SessionKey};
+use super::wire::{Message, Payload, Register, StateMsg, is_tagged, split_tag};
 use super::{BackendKey, BackendReport, Policy, RejectReason, ct_eq, fingerprint};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -101,6 +102,9 @@ pub struct Counters {
     /// Messages from a session that is not registered (answered with
     /// "register again").
     pub unknown_session: u64,
+    /// Session messages whose session tag does not verify (another key
+    /// holder forging or altering them).
+    pub session_auth_failures: u64,
     pub auth_failures: BTreeMap<RejectReason, u64>,
     pub heartbeats: u64,
 }
@@ -118,6 +122,9 @@ struct AgentEntry {
     fingerprint: String,
     applied_seq: u64,
     last_seen: u64,
+    agent_dh: [u8; 32],
+    ow_dh: [u8; 32],
+    key: SessionKey,
 }
 
 struct Challenge {
@@ -140,6 +147,10 @@ pub struct OverwatchProtocol {
     now_ms: u64,
     /// The keyring index that opened it; replies use the same key.
     reply_key: usize,
+    /// Its counter, the bytes its session tag covers, and the tag.
+    pkt_counter: u64,
+    pkt_body: Vec<u8>,
+    pkt_tag: Option<[u8; SESSION_TAG_LEN]>,
 }
 
 impl OverwatchProtocol {
@@ -155,6 +166,9 @@ impl OverwatchProtocol {
             counters: Counters::default(),
             now_ms: 0,
             reply_key: 0,
+            pkt_counter: 0,
+            pkt_body: Vec::new(),
+            pkt_tag: None,
         }
     }
 
@@ -212,7 +226,11 @@ impl OverwatchProtocol {
                 return out;
             }
         };
-        let Some(payload) = Payload::decode(&plain) else {
+        let Some((body, tag)) = split_tag(&plain) else {
+            self.counters.malformed += 1;
+            return out;
+        };
+        let Some(payload) = Payload::decode(body) else {
             self.counters.malformed += 1;
             return out;
         };
@@ -239,6 +257,10 @@ impl OverwatchProtocol {
         }
         let session = header.session_id;
         let ts = payload.timestamp_ms;
+        self.pkt_counter = header.counter;
+        self.pkt_tag = tag;
+        self.pkt_body.clear();
+        self.pkt_body.extend_from_slice(body);
         match payload.message {
             Message::Hello { agent_id } => {
                 self.on_hello(agent_id, session, src, now_ms, policy, &mut out)
@@ -248,7 +270,7 @@ impl OverwatchProtocol {
             }
             Message::State(s) => self.on_state(s, session, src, ts, now_ms, policy, &mut out),
             Message::Heartbeat { agent_id, .. } => {
-                if let Some(applied) =
+                if let Some((applied, key)) =
                     self.session_of(&agent_id, session, src, now_ms, policy, &mut out)
                 {
                     self.counters.heartbeats += 1;
@@ -256,16 +278,16 @@ impl OverwatchProtocol {
                         agent_id,
                         at: now_ms,
                     });
-                    self.reply(policy, ack(applied, ts, false), &mut out);
+                    self.reply_to(policy, ack(applied, ts, false), Some(&key), &mut out);
                 }
             }
             Message::Leave { agent_id } => {
-                if let Some(applied) =
+                if let Some((applied, key)) =
                     self.session_of(&agent_id, session, src, now_ms, policy, &mut out)
                 {
                     self.agents.remove(&agent_id);
                     out.events.push(OverwatchEvent::Leave { agent_id });
-                    self.reply(policy, ack(applied, ts, false), &mut out);
+                    self.reply_to(policy, ack(applied, ts, false), Some(&key), &mut out);
                 }
             }
             // Messages only an Overwatch sends.
@@ -290,19 +312,39 @@ impl OverwatchProtocol {
     }
 
     fn reply(&mut self, policy: &Policy, message: Message, out: &mut Output) {
+        self.reply_to(policy, message, None, out);
+    }
+
+    /// Seals a reply; messages of a session carry the session tag.
+    fn reply_to(
+        &mut self,
+        policy: &Policy,
+        message: Message,
+        key: Option<&SessionKey>,
+        out: &mut Output,
+    ) {
         // Stamped with our clock (the agent checks it against its own);
         // the request's time only travels back as an echo for the RTT.
         self.counter += 1;
+        let tagged = is_tagged(&message);
         let payload = Payload {
             timestamp_ms: self.now_ms,
             message,
         };
-        if let Some(p) = policy.keyring.seal_with(
-            self.reply_key,
-            self.session_id,
-            self.counter,
-            &payload.encode(),
-        ) {
+        let mut plain = payload.encode();
+        match (tagged, key) {
+            (false, _) => {}
+            (true, Some(k)) => {
+                let tag = k.tag(self.session_id, self.counter, &plain);
+                plain.extend_from_slice(&tag);
+            }
+            (true, None) => return,
+        }
+        if let Some(p) =
+            policy
+                .keyring
+                .seal_with(self.reply_key, self.session_id, self.counter, &plain)
+        {
             out.replies.push(p);
         }
     }
@@ -404,14 +446,38 @@ impl OverwatchProtocol {
         match self.check_register(&r, session, now_ms, policy) {
             Err((reason, detail)) => self.reject(Some(id), src, reason, detail, policy, out),
             Ok(ok) => {
-                let duplicate = self.agents.get(&id).is_some_and(|a| {
-                    // a retransmitted (or late) copy of what already took
-                    // effect: answer it, but never move the state back
-                    a.session == session
-                        && a.fingerprint == ok.fingerprint
-                        && a.applied_seq >= r.state_seq
-                });
-                if !duplicate {
+                let duplicate = self
+                    .agents
+                    .get(&id)
+                    .filter(|a| {
+                        // a retransmitted (or late) copy of what already
+                        // took effect: answer it, never move the state back
+                        a.session == session
+                            && a.fingerprint == ok.fingerprint
+                            && a.agent_dh == r.agent_dh
+                            && a.applied_seq >= r.state_seq
+                    })
+                    .map(|a| a.ow_dh);
+                let ow_dh = if let Some(ow_dh) = duplicate {
+                    ow_dh
+                } else {
+                    let Some(mine) = session::offer() else {
+                        return;
+                    };
+                    let ow_dh = mine.public;
+                    let Some(key) = session::derive(mine, &r.agent_dh, &r.challenge, session)
+                    else {
+                        let detail = "invalid session key share".to_string();
+                        self.reject(
+                            Some(id),
+                            src,
+                            RejectReason::CertInvalid,
+                            detail,
+                            policy,
+                            out,
+                        );
+                        return;
+                    };
                     if ok.pinned_new || ok.rotated {
                         self.pin_cache.insert(id.clone(), ok.fingerprint.clone());
                     }
@@ -423,6 +489,9 @@ impl OverwatchProtocol {
                             fingerprint: ok.fingerprint.clone(),
                             applied_seq: r.state_seq,
                             last_seen: now_ms,
+                            agent_dh: r.agent_dh,
+                            ow_dh,
+                            key,
                         },
                     );
                     out.events.push(OverwatchEvent::Registered {
@@ -437,10 +506,13 @@ impl OverwatchProtocol {
                         pinned_new: ok.pinned_new,
                         rotated: ok.rotated,
                     });
-                }
+                    ow_dh
+                };
                 let m = Message::Registered {
                     state_seq: r.state_seq,
                     echo_ts: ts,
+                    agent_dh: r.agent_dh,
+                    ow_dh,
                 };
                 self.reply(policy, m, out);
             }
@@ -470,7 +542,14 @@ impl OverwatchProtocol {
             ));
         }
         let fp = fingerprint(&r.cert_der);
-        let msg = register_message(&r.challenge, &r.agent_id, session, &r.region, &fp);
+        let msg = register_message(
+            &r.challenge,
+            &r.agent_id,
+            session,
+            &r.region,
+            &fp,
+            &r.agent_dh,
+        );
         if !verify(&info.public_key, &msg, &r.signature) {
             return Err((
                 RejectReason::CertInvalid,
@@ -503,9 +582,10 @@ impl OverwatchProtocol {
         })
     }
 
-    /// The registered session's applied state sequence, when the message
-    /// comes from the session that registered `agent_id` (else the agent
-    /// is told to register again, or that it is revoked).
+    /// The registered session's applied state sequence and key, when the
+    /// message comes from the session that registered `agent_id` and its
+    /// session tag verifies (else the agent is told to register again, or
+    /// that it is revoked; a bad tag is dropped and counted).
     fn session_of(
         &mut self,
         agent_id: &str,
@@ -514,7 +594,7 @@ impl OverwatchProtocol {
         now_ms: u64,
         policy: &Policy,
         out: &mut Output,
-    ) -> Option<u64> {
+    ) -> Option<(u64, SessionKey)> {
         let Some(entry) = self
             .agents
             .get_mut(agent_id)
@@ -524,8 +604,18 @@ impl OverwatchProtocol {
             self.reply(policy, Message::Reregister, out);
             return None;
         };
+        let authentic = self.pkt_tag.is_some_and(|t| {
+            entry
+                .key
+                .verify(session, self.pkt_counter, &self.pkt_body, &t)
+        });
+        if !authentic {
+            self.counters.session_auth_failures += 1;
+            return None;
+        }
         entry.last_seen = now_ms;
         let applied = entry.applied_seq;
+        let key = entry.key.clone();
         if policy.revoked.contains(agent_id) {
             self.agents.remove(agent_id);
             let detail = format!("agent id {agent_id} is revoked");
@@ -539,7 +629,7 @@ impl OverwatchProtocol {
             );
             return None;
         }
-        Some(applied)
+        Some((applied, key))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -553,15 +643,16 @@ impl OverwatchProtocol {
         policy: &Policy,
         out: &mut Output,
     ) {
-        let Some(applied) = self.session_of(&s.agent_id, session, src, now_ms, policy, out) else {
+        let Some((applied, key)) = self.session_of(&s.agent_id, session, src, now_ms, policy, out)
+        else {
             return;
         };
         if s.seq <= applied {
-            self.reply(policy, ack(applied, ts, false), out);
+            self.reply_to(policy, ack(applied, ts, false), Some(&key), out);
             return;
         }
         if !s.full && s.seq != applied + 1 {
-            self.reply(policy, ack(applied, ts, true), out);
+            self.reply_to(policy, ack(applied, ts, true), Some(&key), out);
             return;
         }
         let token = self
@@ -583,7 +674,7 @@ impl OverwatchProtocol {
             removed: if s.full { Vec::new() } else { s.removals },
             full: s.full,
         });
-        self.reply(policy, ack(s.seq, ts, false), out);
+        self.reply_to(policy, ack(s.seq, ts, false), Some(&key), out);
     }
 }
 

@@ -6,6 +6,7 @@
 //! read returns `None` past the end, so no input can panic, and lists never
 //! preallocate from a count that came off the wire. See `docs/gossip.md`.
 
+use super::session::SESSION_TAG_LEN;
 use super::{BackendKey, BackendReport, RejectReason};
 
 pub const MAGIC: [u8; 2] = *b"OG";
@@ -67,6 +68,9 @@ pub enum Message {
     Registered {
         state_seq: u64,
         echo_ts: u64,
+        /// The agent's ephemeral key this answers, and ours.
+        agent_dh: [u8; 32],
+        ow_dh: [u8; 32],
     },
     Rejected {
         reason: RejectReason,
@@ -99,6 +103,8 @@ pub struct Register {
     pub heartbeat_interval_ms: u32,
     pub missed_threshold: u32,
     pub challenge: [u8; 32],
+    /// Ephemeral X25519 public key for the session key (signed).
+    pub agent_dh: [u8; 32],
     pub signature: Vec<u8>,
     /// (old certificate DER, signature by the old key over the new
     /// fingerprint)
@@ -147,6 +153,7 @@ impl Payload {
                 w.u32(r.heartbeat_interval_ms);
                 w.u32(r.missed_threshold);
                 w.0.extend_from_slice(&r.challenge);
+                w.0.extend_from_slice(&r.agent_dh);
                 w.bytes(&r.signature);
                 match &r.rotation {
                     None => w.u8(0),
@@ -159,9 +166,16 @@ impl Payload {
                 w.u64(r.state_seq);
                 w.backends(&r.backends);
             }
-            Message::Registered { state_seq, echo_ts } => {
+            Message::Registered {
+                state_seq,
+                echo_ts,
+                agent_dh,
+                ow_dh,
+            } => {
                 w.u64(*state_seq);
                 w.u64(*echo_ts);
+                w.0.extend_from_slice(agent_dh);
+                w.0.extend_from_slice(ow_dh);
             }
             Message::Rejected { reason, detail } => {
                 w.u8(reason.code());
@@ -218,6 +232,7 @@ impl Payload {
                 heartbeat_interval_ms: r.u32()?,
                 missed_threshold: r.u32()?,
                 challenge: r.array()?,
+                agent_dh: r.array()?,
                 signature: r.bytes()?,
                 rotation: match r.u8()? {
                     0 => None,
@@ -230,6 +245,8 @@ impl Payload {
             4 => Message::Registered {
                 state_seq: r.u64()?,
                 echo_ts: r.u64()?,
+                agent_dh: r.array()?,
+                ow_dh: r.array()?,
             },
             5 => Message::Rejected {
                 reason: RejectReason::from_code(r.u8()?)?,
@@ -278,6 +295,27 @@ impl Payload {
             message,
         })
     }
+}
+
+/// Messages that exist only inside a registered session carry a session
+/// tag (see `session.rs`) after the body.
+pub fn is_tagged(m: &Message) -> bool {
+    tagged_code(type_code(m))
+}
+
+fn tagged_code(code: u8) -> bool {
+    matches!(code, 6..=9)
+}
+
+/// Splits a decrypted payload into the part the session tag covers and the
+/// tag, for the message types that carry one.
+pub fn split_tag(plain: &[u8]) -> Option<(&[u8], Option<[u8; SESSION_TAG_LEN]>)> {
+    if !tagged_code(*plain.first()?) {
+        return Some((plain, None));
+    }
+    let cut = plain.len().checked_sub(SESSION_TAG_LEN)?;
+    let (body, tag) = plain.split_at(cut);
+    Some((body, Some(tag.try_into().ok()?)))
 }
 
 fn type_code(m: &Message) -> u8 {
@@ -497,6 +535,7 @@ mod tests {
                 heartbeat_interval_ms: 1000,
                 missed_threshold: 3,
                 challenge: [7; 32],
+                agent_dh: [8; 32],
                 signature: vec![4; 70],
                 rotation: Some((vec![5], vec![6])),
                 state_seq: 3,
@@ -505,6 +544,8 @@ mod tests {
             Message::Registered {
                 state_seq: 1,
                 echo_ts: 2,
+                agent_dh: [3; 32],
+                ow_dh: [4; 32],
             },
             Message::Rejected {
                 reason: RejectReason::PinMismatch,
