@@ -667,3 +667,62 @@ fn random_and_mutated_bytes_never_panic_or_leak() {
     // a mutation that flips one bit twice gives back a captured packet: a replay
     assert_eq!(c.malformed + c.decrypt_failures + c.replays, 20_000);
 }
+
+#[test]
+fn another_key_holder_cannot_forge_session_messages() {
+    use opengslb::gossip::wire::{Message, Payload, split_tag};
+    let mut sim = Sim::new(18, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.set_state(a, &[backend(1, true)]);
+    sim.run(2_000);
+    sim.set_state(a, &[backend(1, false)]);
+    sim.run(1_000);
+    let ring = keyring(7);
+    // the agent's last state message, opened with the shared key
+    let (header, plain) = sim
+        .captured
+        .iter()
+        .rev()
+        .filter_map(|(_, p)| ring.open(p).ok())
+        .find(|(_, plain)| plain.first() == Some(&6))
+        .expect("a state message");
+    let (body, tag) = split_tag(&plain).expect("split");
+    let mut forged = Payload::decode(body).expect("decode");
+    let Message::State(s) = &mut forged.message else {
+        panic!("not state")
+    };
+    s.seq += 1;
+    s.upserts = vec![backend(1, true)];
+    forged.timestamp_ms = sim.now;
+    // same session, fresh counter; keep the old tag or drop it
+    let before = sim.events.len();
+    for with_tag in [true, false] {
+        let mut bytes = forged.encode();
+        if with_tag {
+            bytes.extend_from_slice(&tag.expect("tag"));
+        }
+        let packet = ring
+            .seal(
+                header.session_id,
+                header.counter + 100 + with_tag as u64,
+                &bytes,
+            )
+            .expect("seal");
+        sim.inject(a, &packet);
+    }
+    assert_eq!(
+        sim.events.len(),
+        before,
+        "a forged state reached the events"
+    );
+    assert_eq!(sim.ow.counters().session_auth_failures, 1);
+    assert_eq!(
+        sim.ow.counters().malformed,
+        1,
+        "a tagless state does not parse"
+    );
+    // the real agent carries on
+    sim.set_state(a, &[backend(2, true)]);
+    sim.run(1_000);
+    assert_eq!(sim.agents[a].unacked(), 0);
+}

@@ -591,6 +591,33 @@ mod tests {
     }
 
     #[test]
+    fn session_messages_carry_a_tag() {
+        let hb = Payload {
+            timestamp_ms: 1,
+            message: Message::Heartbeat {
+                agent_id: "a".into(),
+                state_seq: 2,
+            },
+        };
+        let mut bytes = hb.encode();
+        assert!(split_tag(&bytes).is_some_and(|(_, t)| t.is_some()));
+        bytes.extend_from_slice(&[9; SESSION_TAG_LEN]);
+        let (body, tag) = split_tag(&bytes).expect("split");
+        assert_eq!(tag, Some([9; SESSION_TAG_LEN]));
+        assert_eq!(Payload::decode(body), Some(hb));
+        let hello = Payload {
+            timestamp_ms: 1,
+            message: Message::Hello {
+                agent_id: "a".into(),
+            },
+        }
+        .encode();
+        assert_eq!(split_tag(&hello), Some((&hello[..], None)));
+        assert_eq!(split_tag(&[]), None);
+        assert_eq!(split_tag(&[6, 0, 0]), None);
+    }
+
+    #[test]
     fn frames_split_and_limit() {
         let mut buf = Vec::new();
         frame(b"abc", &mut buf);
