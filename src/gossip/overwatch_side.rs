@@ -746,3 +746,93 @@ fn check_backends(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn b(service: &str) -> BackendReport {
+        BackendReport {
+            service: service.into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+            weight: 1,
+            healthy: true,
+            draining: false,
+            drain_reason: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_per_service() {
+        let policy = Policy {
+            agent_tokens: BTreeMap::from([
+                ("a.example".to_string(), "ta".to_string()),
+                ("b.example".to_string(), "tb".to_string()),
+            ]),
+            known_services: BTreeSet::from(["a.example".to_string(), "b.example".to_string()]),
+            ..Policy::default()
+        };
+        let reason = |token: &str, list: &[BackendReport]| {
+            check_backends(&policy, token, list).err().map(|e| e.0)
+        };
+        assert_eq!(reason("ta", &[b("a.example")]), None);
+        assert_eq!(
+            reason("ta", &[b("a.example"), b("b.example")]),
+            Some(RejectReason::TokenInvalid)
+        );
+        assert_eq!(
+            reason("tb", &[b("c.example")]),
+            Some(RejectReason::UnknownService)
+        );
+        assert_eq!(reason("tb", &[]), None);
+        assert_eq!(reason("tc", &[]), Some(RejectReason::TokenInvalid));
+        assert_eq!(
+            reason("", &[b("a.example")]),
+            Some(RejectReason::TokenInvalid)
+        );
+    }
+
+    #[test]
+    fn reason_strings_are_exact() {
+        let all: Vec<&str> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            all,
+            [
+                "token_invalid",
+                "pin_mismatch",
+                "cert_expired",
+                "revoked",
+                "decrypt_failed",
+                "replay",
+                "unknown_service",
+                "cert_invalid"
+            ]
+        );
+        for r in RejectReason::ALL {
+            assert_eq!(RejectReason::from_code(r.code()), Some(r));
+        }
+        assert_eq!(RejectReason::from_code(0), None);
+    }
+
+    #[test]
+    fn decrypt_failures_by_source_are_bounded() {
+        let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
+        let policy = Policy {
+            keyring: crate::gossip::Keyring::from_raw(&[[1; 32]]),
+            ..Policy::default()
+        };
+        let other = crate::gossip::Keyring::from_raw(&[[2; 32]]);
+        let packet = other.seal(1, 1, b"x").expect("seal");
+        for i in 0..(MAX_TRACKED_SOURCES as u32 + 10) {
+            let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 7946));
+            let out = ow.on_packet(&packet, src, 0, &policy);
+            assert!(out.replies.is_empty() && out.events.is_empty());
+        }
+        let c = ow.counters();
+        assert_eq!(c.decrypt_failures, MAX_TRACKED_SOURCES as u64 + 10);
+        assert_eq!(c.decrypt_failures_by_source.len(), MAX_TRACKED_SOURCES);
+    }
+}

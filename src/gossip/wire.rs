@@ -618,6 +618,50 @@ mod tests {
     }
 
     #[test]
+    fn random_and_mutated_payloads_never_panic() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = Payload {
+            timestamp_ms: 5,
+            message: Message::State(StateMsg {
+                agent_id: "a".into(),
+                seq: 4,
+                full: false,
+                upserts: vec![backend(3), backend(4)],
+                removals: vec![backend(5).key()],
+            }),
+        }
+        .encode();
+        for i in 0..50_000 {
+            let bytes: Vec<u8> = if i % 2 == 0 {
+                let len = (next() % 120) as usize;
+                let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if let Some(first) = b.first_mut() {
+                    *first = (*first % 11) + 1;
+                }
+                b
+            } else {
+                let mut b = valid.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % b.len();
+                    b[at] = next() as u8;
+                }
+                b
+            };
+            if let Some(p) = Payload::decode(&bytes) {
+                // whatever parses must encode back to the same bytes
+                assert_eq!(p.encode(), bytes);
+            }
+            let _ = split_tag(&bytes);
+        }
+    }
+
+    #[test]
     fn frames_split_and_limit() {
         let mut buf = Vec::new();
         frame(b"abc", &mut buf);
