@@ -1,1 +1,174 @@
-//! The gossip subsystem.
+//! The encrypted gossip between agents and Overwatch nodes (SPEC §5).
+//!
+//! The protocol logic does no I/O: `overwatch_side::OverwatchProtocol` and
+//! `agent_side::AgentSession` take bytes and the time (unix milliseconds)
+//! and return what to send and what happened, so the deterministic
+//! simulated network in `tests/gossip_sim.rs` drives them without sockets.
+//! `server` and `client` are the mio loops that carry those bytes over UDP
+//! and TCP port 7946. The wire format is documented in `docs/gossip.md`.
+//! This file holds the types shared by both sides.
+
+pub mod agent_side;
+pub mod cert;
+pub mod client;
+pub mod crypto;
+pub mod identity;
+pub mod overwatch_side;
+pub mod replay;
+pub mod server;
+pub mod session;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+pub use crypto::{KeyError, Keyring};
+
+/// The default gossip port, UDP and TCP.
+pub const DEFAULT_PORT: u16 = 7946;
+
+/// One backend as an agent reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendReport {
+    pub service: String,
+    pub address: String,
+    pub port: u16,
+    pub weight: u32,
+    pub healthy: bool,
+    pub draining: bool,
+    pub drain_reason: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl BackendReport {
+    pub fn key(&self) -> BackendKey {
+        BackendKey {
+            service: self.service.clone(),
+            address: self.address.clone(),
+            port: self.port,
+        }
+    }
+}
+
+/// What names one backend of one agent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendKey {
+    pub service: String,
+    pub address: String,
+    pub port: u16,
+}
+
+/// Why an Overwatch refused an agent or a message. The strings are the
+/// `reason` label of `opengslb_overwatch_agent_auth_failures_total` and
+/// what the API shows for a rejected agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectReason {
+    TokenInvalid,
+    PinMismatch,
+    CertExpired,
+    Revoked,
+    DecryptFailed,
+    Replay,
+    UnknownService,
+    /// The certificate does not parse or the proof of possession (or the
+    /// rotation proof) does not verify.
+    CertInvalid,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::TokenInvalid,
+        RejectReason::PinMismatch,
+        RejectReason::CertExpired,
+        RejectReason::Revoked,
+        RejectReason::DecryptFailed,
+        RejectReason::Replay,
+        RejectReason::UnknownService,
+        RejectReason::CertInvalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::TokenInvalid => "token_invalid",
+            RejectReason::PinMismatch => "pin_mismatch",
+            RejectReason::CertExpired => "cert_expired",
+            RejectReason::Revoked => "revoked",
+            RejectReason::DecryptFailed => "decrypt_failed",
+            RejectReason::Replay => "replay",
+            RejectReason::UnknownService => "unknown_service",
+            RejectReason::CertInvalid => "cert_invalid",
+        }
+    }
+
+    /// The code carried in a `Rejected` message.
+    pub fn code(self) -> u8 {
+        match self {
+            RejectReason::TokenInvalid => 1,
+            RejectReason::PinMismatch => 2,
+            RejectReason::CertExpired => 3,
+            RejectReason::Revoked => 4,
+            RejectReason::DecryptFailed => 5,
+            RejectReason::Replay => 6,
+            RejectReason::UnknownService => 7,
+            RejectReason::CertInvalid => 8,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the Overwatch side needs from configuration and the registry. The
+/// integrator publishes it through `crate::snapshot::SnapshotCell<Policy>`;
+/// the server picks up a new one on its next packet.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub keyring: Keyring,
+    /// service name → token (`overwatch.agent_tokens`).
+    pub agent_tokens: BTreeMap<String, String>,
+    /// Configured domain names an agent may report backends for.
+    pub known_services: BTreeSet<String>,
+    /// agent id → certificate fingerprint (hex SHA-256 of the DER), as
+    /// persisted by the registry.
+    pub pins: HashMap<String, String>,
+    pub revoked: HashSet<String>,
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Lowercase hex of a byte string (fingerprints).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Hex SHA-256 of a certificate's DER: the pinned fingerprint.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref())
+}
+
+/// Wall clock in unix milliseconds: the time the I/O loops pass in.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

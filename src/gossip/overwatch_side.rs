@@ -1,0 +1,838 @@
+//! The Overwatch side of the gossip protocol, without I/O.
+//!
+//! `OverwatchProtocol::on_packet` takes one datagram or TCP frame, its
+//! source and the time, and returns the replies to send back to that
+//! source and the events for the registry. Nothing reaches the events that
+//! did not authenticate under the keyring, pass the replay checks and, for
+//! everything after registration, come from the session that registered.
+//! The Overwatch never speaks first: every packet it sends is a reply.
+
+use super::cert;
+use super::crypto::OpenError;
+use super::identity::{register_message, rotation_message, verify};
+use super::replay::{ReplayError, ReplayTable};
+use super::session::{self, SESSION_TAG_LEN, SessionKey};
+use super::wire::{Message, Payload, Register, StateMsg, is_tagged, split_tag};
+use super::{BackendKey, BackendReport, Policy, RejectReason, ct_eq, fingerprint};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Tunables; the defaults suit production.
+#[derive(Clone, Debug)]
+pub struct OverwatchConfig {
+    /// Accepted distance between a message timestamp and our clock.
+    pub time_window_ms: u64,
+    /// How long a challenge may be answered.
+    pub challenge_ttl_ms: u64,
+    /// Cap on replay windows and on pending challenges.
+    pub max_sessions: usize,
+    /// A registered session silent this long is forgotten (the agent is
+    /// told to register again when it speaks).
+    pub session_idle_ms: u64,
+}
+
+impl Default for OverwatchConfig {
+    fn default() -> Self {
+        OverwatchConfig {
+            time_window_ms: 60_000,
+            challenge_ttl_ms: 30_000,
+            max_sessions: 65_536,
+            session_idle_ms: 600_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OverwatchEvent {
+    Registered {
+        agent_id: String,
+        region: String,
+        addr: SocketAddr,
+        fingerprint: String,
+        /// Unix seconds.
+        cert_not_after: u64,
+        heartbeat_interval: Duration,
+        missed_threshold: u32,
+        /// The agent's complete backend set.
+        backends: Vec<BackendReport>,
+        /// The fingerprint was pinned now (first use).
+        pinned_new: bool,
+        /// The pin moved to a new certificate on the old key's proof.
+        rotated: bool,
+    },
+    /// With `full`, `backends` is the agent's complete set (anything not in
+    /// it is gone) and `removed` is empty; otherwise apply `backends` as
+    /// upserts and drop `removed`.
+    State {
+        agent_id: String,
+        backends: Vec<BackendReport>,
+        removed: Vec<BackendKey>,
+        full: bool,
+    },
+    Heartbeat {
+        agent_id: String,
+        /// Unix milliseconds (our clock).
+        at: u64,
+    },
+    Leave {
+        agent_id: String,
+    },
+    Rejected {
+        agent_id: Option<String>,
+        addr: SocketAddr,
+        reason: RejectReason,
+    },
+}
+
+/// Per-source decrypt failure counts are kept for this many sources; more
+/// only count in the total.
+pub const MAX_TRACKED_SOURCES: usize = 4096;
+
+/// What was dropped and why; exported as metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub decrypt_failures: u64,
+    pub decrypt_failures_by_source: HashMap<IpAddr, u64>,
+    /// Not our magic/version, truncated, or a body that does not parse.
+    pub malformed: u64,
+    pub oversized: u64,
+    /// Duplicate counters and timestamps out of window.
+    pub replays: u64,
+    /// Messages from a session that is not registered (answered with
+    /// "register again").
+    pub unknown_session: u64,
+    /// Session messages whose session tag does not verify (another key
+    /// holder forging or altering them).
+    pub session_auth_failures: u64,
+    pub auth_failures: BTreeMap<RejectReason, u64>,
+    pub heartbeats: u64,
+}
+
+/// Replies for the packet's source, and events for the registry.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub replies: Vec<Vec<u8>>,
+    pub events: Vec<OverwatchEvent>,
+}
+
+struct AgentEntry {
+    session: u64,
+    token: String,
+    fingerprint: String,
+    applied_seq: u64,
+    last_seen: u64,
+    agent_dh: [u8; 32],
+    ow_dh: [u8; 32],
+    key: SessionKey,
+}
+
+struct Challenge {
+    agent_id: String,
+    nonce: [u8; 32],
+    expires: u64,
+}
+
+pub struct OverwatchProtocol {
+    cfg: OverwatchConfig,
+    session_id: u64,
+    counter: u64,
+    replay: ReplayTable,
+    challenges: HashMap<u64, Challenge>,
+    agents: HashMap<String, AgentEntry>,
+    /// Pins learned here that the policy may not carry yet.
+    pin_cache: HashMap<String, String>,
+    counters: Counters,
+    /// The time of the packet being handled.
+    now_ms: u64,
+    /// The keyring index that opened it; replies use the same key.
+    reply_key: usize,
+    /// Its counter, the bytes its session tag covers, and the tag.
+    pkt_counter: u64,
+    pkt_body: Vec<u8>,
+    pkt_tag: Option<[u8; SESSION_TAG_LEN]>,
+}
+
+impl OverwatchProtocol {
+    pub fn new(cfg: OverwatchConfig) -> Self {
+        OverwatchProtocol {
+            replay: ReplayTable::new(cfg.time_window_ms, cfg.max_sessions),
+            cfg,
+            session_id: super::crypto::random_session_id(),
+            counter: 0,
+            challenges: HashMap::new(),
+            agents: HashMap::new(),
+            pin_cache: HashMap::new(),
+            counters: Counters::default(),
+            now_ms: 0,
+            reply_key: 0,
+            pkt_counter: 0,
+            pkt_body: Vec::new(),
+            pkt_tag: None,
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The I/O layer dropped a datagram or frame for its size.
+    pub fn count_oversized(&mut self) {
+        self.counters.oversized += 1;
+    }
+
+    /// The operator forgot the agent: drop its local pin and session.
+    pub fn forget(&mut self, agent_id: &str) {
+        self.pin_cache.remove(agent_id);
+        self.agents.remove(agent_id);
+    }
+
+    /// The number of registered sessions.
+    pub fn registered(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Drops state that aged out; call about once a second.
+    pub fn expire(&mut self, now_ms: u64, policy: &Policy) {
+        self.replay.expire(now_ms);
+        self.challenges.retain(|_, c| c.expires > now_ms);
+        let idle = self.cfg.session_idle_ms;
+        self.agents
+            .retain(|_, a| now_ms.saturating_sub(a.last_seen) <= idle);
+        // Once the registry persisted a pin, the policy is authoritative.
+        self.pin_cache.retain(|id, _| !policy.pins.contains_key(id));
+    }
+
+    pub fn on_packet(
+        &mut self,
+        packet: &[u8],
+        src: SocketAddr,
+        now_ms: u64,
+        policy: &Policy,
+    ) -> Output {
+        let mut out = Output::default();
+        self.now_ms = now_ms;
+        let (header, plain) = match policy.keyring.open_indexed(packet) {
+            Ok((h, p, key)) => {
+                self.reply_key = key;
+                (h, p)
+            }
+            Err(OpenError::Malformed) => {
+                self.counters.malformed += 1;
+                return out;
+            }
+            Err(OpenError::Decrypt) => {
+                self.count_decrypt_failure(src.ip());
+                return out;
+            }
+        };
+        let Some((body, tag)) = split_tag(&plain) else {
+            self.counters.malformed += 1;
+            return out;
+        };
+        let Some(payload) = Payload::decode(body) else {
+            self.counters.malformed += 1;
+            return out;
+        };
+        match self.replay.check(
+            header.session_id,
+            header.counter,
+            payload.timestamp_ms,
+            now_ms,
+        ) {
+            Ok(()) => {}
+            Err(ReplayError::TableFull) => {
+                self.counters.malformed += 1;
+                return out;
+            }
+            Err(ReplayError::OutOfTime | ReplayError::Duplicate) => {
+                self.counters.replays += 1;
+                *self
+                    .counters
+                    .auth_failures
+                    .entry(RejectReason::Replay)
+                    .or_default() += 1;
+                return out;
+            }
+        }
+        let session = header.session_id;
+        let ts = payload.timestamp_ms;
+        self.pkt_counter = header.counter;
+        self.pkt_tag = tag;
+        self.pkt_body.clear();
+        self.pkt_body.extend_from_slice(body);
+        match payload.message {
+            Message::Hello { agent_id } => {
+                self.on_hello(agent_id, session, src, now_ms, policy, &mut out)
+            }
+            Message::Register(r) => {
+                self.on_register(*r, session, src, ts, now_ms, policy, &mut out)
+            }
+            Message::State(s) => self.on_state(s, session, src, ts, now_ms, policy, &mut out),
+            Message::Heartbeat { agent_id, .. } => {
+                if let Some((applied, key)) =
+                    self.session_of(&agent_id, session, src, now_ms, policy, &mut out)
+                {
+                    self.counters.heartbeats += 1;
+                    out.events.push(OverwatchEvent::Heartbeat {
+                        agent_id,
+                        at: now_ms,
+                    });
+                    self.reply_to(policy, ack(applied, ts, false), Some(&key), &mut out);
+                }
+            }
+            Message::Leave { agent_id } => {
+                if let Some((applied, key)) =
+                    self.session_of(&agent_id, session, src, now_ms, policy, &mut out)
+                {
+                    self.agents.remove(&agent_id);
+                    out.events.push(OverwatchEvent::Leave { agent_id });
+                    self.reply_to(policy, ack(applied, ts, false), Some(&key), &mut out);
+                }
+            }
+            // Messages only an Overwatch sends.
+            Message::Challenge { .. }
+            | Message::Registered { .. }
+            | Message::Rejected { .. }
+            | Message::Ack { .. }
+            | Message::Reregister => self.counters.malformed += 1,
+        }
+        out
+    }
+
+    fn count_decrypt_failure(&mut self, ip: IpAddr) {
+        let c = &mut self.counters;
+        c.decrypt_failures += 1;
+        let tracked = c.decrypt_failures_by_source.len();
+        if let Some(n) = c.decrypt_failures_by_source.get_mut(&ip) {
+            *n += 1;
+        } else if tracked < MAX_TRACKED_SOURCES {
+            c.decrypt_failures_by_source.insert(ip, 1);
+        }
+    }
+
+    fn reply(&mut self, policy: &Policy, message: Message, out: &mut Output) {
+        self.reply_to(policy, message, None, out);
+    }
+
+    /// Seals a reply; messages of a session carry the session tag.
+    fn reply_to(
+        &mut self,
+        policy: &Policy,
+        message: Message,
+        key: Option<&SessionKey>,
+        out: &mut Output,
+    ) {
+        // Stamped with our clock (the agent checks it against its own);
+        // the request's time only travels back as an echo for the RTT.
+        self.counter += 1;
+        let tagged = is_tagged(&message);
+        let payload = Payload {
+            timestamp_ms: self.now_ms,
+            message,
+        };
+        let mut plain = payload.encode();
+        match (tagged, key) {
+            (false, _) => {}
+            (true, Some(k)) => {
+                let tag = k.tag(self.session_id, self.counter, &plain);
+                plain.extend_from_slice(&tag);
+            }
+            (true, None) => return,
+        }
+        if let Some(p) =
+            policy
+                .keyring
+                .seal_with(self.reply_key, self.session_id, self.counter, &plain)
+        {
+            out.replies.push(p);
+        }
+    }
+
+    fn reject(
+        &mut self,
+        agent_id: Option<String>,
+        src: SocketAddr,
+        reason: RejectReason,
+        detail: String,
+        policy: &Policy,
+        out: &mut Output,
+    ) {
+        log::debug!("gossip: rejected {agent_id:?} from {src}: {reason} ({detail})");
+        *self.counters.auth_failures.entry(reason).or_default() += 1;
+        out.events.push(OverwatchEvent::Rejected {
+            agent_id,
+            addr: src,
+            reason,
+        });
+        self.reply(policy, Message::Rejected { reason, detail }, out);
+    }
+
+    fn on_hello(
+        &mut self,
+        agent_id: String,
+        session: u64,
+        src: SocketAddr,
+        now_ms: u64,
+        policy: &Policy,
+        out: &mut Output,
+    ) {
+        if policy.revoked.contains(&agent_id) {
+            let detail = format!("agent id {agent_id} is revoked");
+            self.reject(
+                Some(agent_id),
+                src,
+                RejectReason::Revoked,
+                detail,
+                policy,
+                out,
+            );
+            return;
+        }
+        let reuse = self
+            .challenges
+            .get(&session)
+            .filter(|c| c.agent_id == agent_id && c.expires > now_ms)
+            .map(|c| c.nonce);
+        let nonce = match reuse {
+            Some(n) => n,
+            None => {
+                if self.challenges.len() >= self.cfg.max_sessions {
+                    self.challenges.retain(|_, c| c.expires > now_ms);
+                    if self.challenges.len() >= self.cfg.max_sessions {
+                        return;
+                    }
+                }
+                let nonce = super::crypto::random_bytes::<32>();
+                self.challenges.insert(
+                    session,
+                    Challenge {
+                        agent_id,
+                        nonce,
+                        expires: now_ms + self.cfg.challenge_ttl_ms,
+                    },
+                );
+                nonce
+            }
+        };
+        let m = Message::Challenge {
+            agent_session: session,
+            nonce,
+        };
+        self.reply(policy, m, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_register(
+        &mut self,
+        r: Register,
+        session: u64,
+        src: SocketAddr,
+        ts: u64,
+        now_ms: u64,
+        policy: &Policy,
+        out: &mut Output,
+    ) {
+        let answered = self.challenges.get(&session).is_some_and(|c| {
+            c.agent_id == r.agent_id && c.expires > now_ms && ct_eq(&c.nonce, &r.challenge)
+        });
+        if !answered {
+            // A lost or stale challenge: issue a fresh one instead.
+            self.challenges.remove(&session);
+            self.on_hello(r.agent_id, session, src, now_ms, policy, out);
+            return;
+        }
+        let id = r.agent_id.clone();
+        match self.check_register(&r, session, now_ms, policy) {
+            Err((reason, detail)) => self.reject(Some(id), src, reason, detail, policy, out),
+            Ok(ok) => {
+                let duplicate = self
+                    .agents
+                    .get(&id)
+                    .filter(|a| {
+                        // a retransmitted (or late) copy of what already
+                        // took effect: answer it, never move the state back
+                        a.session == session
+                            && a.fingerprint == ok.fingerprint
+                            && a.agent_dh == r.agent_dh
+                            && a.applied_seq >= r.state_seq
+                    })
+                    .map(|a| a.ow_dh);
+                let ow_dh = if let Some(ow_dh) = duplicate {
+                    ow_dh
+                } else {
+                    let Some(mine) = session::offer() else {
+                        return;
+                    };
+                    let ow_dh = mine.public;
+                    let Some(key) = session::derive(mine, &r.agent_dh, &r.challenge, session)
+                    else {
+                        let detail = "invalid session key share".to_string();
+                        self.reject(
+                            Some(id),
+                            src,
+                            RejectReason::CertInvalid,
+                            detail,
+                            policy,
+                            out,
+                        );
+                        return;
+                    };
+                    if ok.pinned_new || ok.rotated {
+                        self.pin_cache.insert(id.clone(), ok.fingerprint.clone());
+                    }
+                    self.agents.insert(
+                        id.clone(),
+                        AgentEntry {
+                            session,
+                            token: r.token.clone(),
+                            fingerprint: ok.fingerprint.clone(),
+                            applied_seq: r.state_seq,
+                            last_seen: now_ms,
+                            agent_dh: r.agent_dh,
+                            ow_dh,
+                            key,
+                        },
+                    );
+                    out.events.push(OverwatchEvent::Registered {
+                        agent_id: id,
+                        region: r.region,
+                        addr: src,
+                        fingerprint: ok.fingerprint,
+                        cert_not_after: ok.not_after,
+                        heartbeat_interval: Duration::from_millis(r.heartbeat_interval_ms as u64),
+                        missed_threshold: r.missed_threshold,
+                        backends: r.backends,
+                        pinned_new: ok.pinned_new,
+                        rotated: ok.rotated,
+                    });
+                    ow_dh
+                };
+                let m = Message::Registered {
+                    state_seq: r.state_seq,
+                    echo_ts: ts,
+                    agent_dh: r.agent_dh,
+                    ow_dh,
+                };
+                self.reply(policy, m, out);
+            }
+        }
+    }
+
+    fn check_register(
+        &self,
+        r: &Register,
+        session: u64,
+        now_ms: u64,
+        policy: &Policy,
+    ) -> Result<RegisterOk, (RejectReason, String)> {
+        if policy.revoked.contains(&r.agent_id) {
+            return Err((
+                RejectReason::Revoked,
+                format!("agent id {} is revoked", r.agent_id),
+            ));
+        }
+        let info =
+            cert::parse(&r.cert_der).map_err(|e| (RejectReason::CertInvalid, e.to_string()))?;
+        if info.not_after <= now_ms / 1000 {
+            let when = crate::timefmt::rfc3339(info.not_after);
+            return Err((
+                RejectReason::CertExpired,
+                format!("certificate expired at {when}"),
+            ));
+        }
+        let fp = fingerprint(&r.cert_der);
+        let msg = register_message(
+            &r.challenge,
+            &r.agent_id,
+            session,
+            &r.region,
+            &fp,
+            &r.agent_dh,
+        );
+        if !verify(&info.public_key, &msg, &r.signature) {
+            return Err((
+                RejectReason::CertInvalid,
+                "proof of possession does not verify".into(),
+            ));
+        }
+        check_backends(policy, &r.token, &r.backends)?;
+        let pinned = self
+            .pin_cache
+            .get(&r.agent_id)
+            .or_else(|| policy.pins.get(&r.agent_id));
+        let (pinned_new, rotated) = match pinned {
+            None => (true, false),
+            Some(p) if *p == fp => (false, false),
+            Some(p) => {
+                if !rotation_ok(r, p, &fp) {
+                    return Err((
+                        RejectReason::PinMismatch,
+                        format!("agent id {} is pinned to another certificate", r.agent_id),
+                    ));
+                }
+                (false, true)
+            }
+        };
+        Ok(RegisterOk {
+            fingerprint: fp,
+            not_after: info.not_after,
+            pinned_new,
+            rotated,
+        })
+    }
+
+    /// The registered session's applied state sequence and key, when the
+    /// message comes from the session that registered `agent_id` and its
+    /// session tag verifies (else the agent is told to register again, or
+    /// that it is revoked; a bad tag is dropped and counted).
+    fn session_of(
+        &mut self,
+        agent_id: &str,
+        session: u64,
+        src: SocketAddr,
+        now_ms: u64,
+        policy: &Policy,
+        out: &mut Output,
+    ) -> Option<(u64, SessionKey)> {
+        let Some(entry) = self
+            .agents
+            .get_mut(agent_id)
+            .filter(|a| a.session == session)
+        else {
+            self.counters.unknown_session += 1;
+            self.reply(policy, Message::Reregister, out);
+            return None;
+        };
+        let authentic = self.pkt_tag.is_some_and(|t| {
+            entry
+                .key
+                .verify(session, self.pkt_counter, &self.pkt_body, &t)
+        });
+        if !authentic {
+            self.counters.session_auth_failures += 1;
+            return None;
+        }
+        entry.last_seen = now_ms;
+        let applied = entry.applied_seq;
+        let key = entry.key.clone();
+        if policy.revoked.contains(agent_id) {
+            self.agents.remove(agent_id);
+            let detail = format!("agent id {agent_id} is revoked");
+            self.reject(
+                Some(agent_id.to_string()),
+                src,
+                RejectReason::Revoked,
+                detail,
+                policy,
+                out,
+            );
+            return None;
+        }
+        Some((applied, key))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_state(
+        &mut self,
+        s: StateMsg,
+        session: u64,
+        src: SocketAddr,
+        ts: u64,
+        now_ms: u64,
+        policy: &Policy,
+        out: &mut Output,
+    ) {
+        let Some((applied, key)) = self.session_of(&s.agent_id, session, src, now_ms, policy, out)
+        else {
+            return;
+        };
+        if s.seq <= applied {
+            self.reply_to(policy, ack(applied, ts, false), Some(&key), out);
+            return;
+        }
+        if !s.full && s.seq != applied + 1 {
+            self.reply_to(policy, ack(applied, ts, true), Some(&key), out);
+            return;
+        }
+        let token = self
+            .agents
+            .get(&s.agent_id)
+            .map(|a| a.token.clone())
+            .unwrap_or_default();
+        if let Err((reason, detail)) = check_backends(policy, &token, &s.upserts) {
+            self.agents.remove(&s.agent_id);
+            self.reject(Some(s.agent_id), src, reason, detail, policy, out);
+            return;
+        }
+        if let Some(a) = self.agents.get_mut(&s.agent_id) {
+            a.applied_seq = s.seq;
+        }
+        out.events.push(OverwatchEvent::State {
+            agent_id: s.agent_id,
+            backends: s.upserts,
+            removed: if s.full { Vec::new() } else { s.removals },
+            full: s.full,
+        });
+        self.reply_to(policy, ack(s.seq, ts, false), Some(&key), out);
+    }
+}
+
+struct RegisterOk {
+    fingerprint: String,
+    not_after: u64,
+    pinned_new: bool,
+    rotated: bool,
+}
+
+fn ack(acked_seq: u64, echo_ts: u64, need_full: bool) -> Message {
+    Message::Ack {
+        acked_seq,
+        echo_ts,
+        need_full,
+    }
+}
+
+/// The old (pinned) certificate signed the new fingerprint.
+fn rotation_ok(r: &Register, pinned: &str, new_fp: &str) -> bool {
+    let Some((old_der, sig)) = &r.rotation else {
+        return false;
+    };
+    if fingerprint(old_der) != pinned {
+        return false;
+    }
+    match cert::parse(old_der) {
+        Ok(old) => verify(&old.public_key, &rotation_message(&r.agent_id, new_fp), sig),
+        Err(_) => false,
+    }
+}
+
+/// Every backend must name a configured service whose token the agent
+/// holds; an agent with no backends must still hold some valid token.
+fn check_backends(
+    policy: &Policy,
+    token: &str,
+    backends: &[BackendReport],
+) -> Result<(), (RejectReason, String)> {
+    if backends.is_empty() {
+        if policy
+            .agent_tokens
+            .values()
+            .any(|t| ct_eq(t.as_bytes(), token.as_bytes()))
+        {
+            return Ok(());
+        }
+        return Err((
+            RejectReason::TokenInvalid,
+            "token matches no service".into(),
+        ));
+    }
+    for b in backends {
+        if !policy.known_services.contains(&b.service) {
+            return Err((
+                RejectReason::UnknownService,
+                format!("service {:?} is not a configured domain", b.service),
+            ));
+        }
+        match policy.agent_tokens.get(&b.service) {
+            Some(t) if ct_eq(t.as_bytes(), token.as_bytes()) => {}
+            _ => {
+                return Err((
+                    RejectReason::TokenInvalid,
+                    format!("token is not valid for service {:?}", b.service),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn b(service: &str) -> BackendReport {
+        BackendReport {
+            service: service.into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+            weight: 1,
+            healthy: true,
+            draining: false,
+            drain_reason: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_per_service() {
+        let policy = Policy {
+            agent_tokens: BTreeMap::from([
+                ("a.example".to_string(), "ta".to_string()),
+                ("b.example".to_string(), "tb".to_string()),
+            ]),
+            known_services: BTreeSet::from(["a.example".to_string(), "b.example".to_string()]),
+            ..Policy::default()
+        };
+        let reason = |token: &str, list: &[BackendReport]| {
+            check_backends(&policy, token, list).err().map(|e| e.0)
+        };
+        assert_eq!(reason("ta", &[b("a.example")]), None);
+        assert_eq!(
+            reason("ta", &[b("a.example"), b("b.example")]),
+            Some(RejectReason::TokenInvalid)
+        );
+        assert_eq!(
+            reason("tb", &[b("c.example")]),
+            Some(RejectReason::UnknownService)
+        );
+        assert_eq!(reason("tb", &[]), None);
+        assert_eq!(reason("tc", &[]), Some(RejectReason::TokenInvalid));
+        assert_eq!(
+            reason("", &[b("a.example")]),
+            Some(RejectReason::TokenInvalid)
+        );
+    }
+
+    #[test]
+    fn reason_strings_are_exact() {
+        let all: Vec<&str> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            all,
+            [
+                "token_invalid",
+                "pin_mismatch",
+                "cert_expired",
+                "revoked",
+                "decrypt_failed",
+                "replay",
+                "unknown_service",
+                "cert_invalid"
+            ]
+        );
+        for r in RejectReason::ALL {
+            assert_eq!(RejectReason::from_code(r.code()), Some(r));
+        }
+        assert_eq!(RejectReason::from_code(0), None);
+    }
+
+    #[test]
+    fn decrypt_failures_by_source_are_bounded() {
+        let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
+        let policy = Policy {
+            keyring: crate::gossip::Keyring::from_raw(&[[1; 32]]),
+            ..Policy::default()
+        };
+        let other = crate::gossip::Keyring::from_raw(&[[2; 32]]);
+        let packet = other.seal(1, 1, b"x").expect("seal");
+        for i in 0..(MAX_TRACKED_SOURCES as u32 + 10) {
+            let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 7946));
+            let out = ow.on_packet(&packet, src, 0, &policy);
+            assert!(out.replies.is_empty() && out.events.is_empty());
+        }
+        let c = ow.counters();
+        assert_eq!(c.decrypt_failures, MAX_TRACKED_SOURCES as u64 + 10);
+        assert_eq!(c.decrypt_failures_by_source.len(), MAX_TRACKED_SOURCES);
+    }
+}

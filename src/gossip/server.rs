@@ -1,0 +1,458 @@
+//! The Overwatch gossip listener: one mio loop on a named thread that owns
+//! the UDP socket and the TCP listener on the same port, feeds every
+//! datagram and frame to `OverwatchProtocol`, sends the replies back the
+//! way the request came, and hands events to the registry channel.
+//!
+//! TCP carries the same sealed packets as UDP, each prefixed with its u32
+//! length, for what does not fit a datagram. Counters are published to a
+//! shared snapshot after each batch so metrics never touch the loop.
+
+use super::overwatch_side::{Counters, OverwatchConfig, OverwatchEvent, OverwatchProtocol};
+use super::wire::{MAX_FRAME, MAX_RECV_DATAGRAM, frame, take_frames};
+use super::{Policy, RejectReason, now_ms};
+use crate::snapshot::SnapshotCell;
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const UDP: Token = Token(0);
+const LISTENER: Token = Token(1);
+const WAKER: Token = Token(2);
+const FIRST_CONN: usize = 3;
+const MAX_CONNS: usize = 1024;
+const CONN_IDLE_MS: u64 = 60_000;
+const HOUSEKEEPING_MS: u64 = 1_000;
+/// `alive()` is false when the loop has not turned for this long.
+const ALIVE_MS: u64 = 10_000;
+
+enum Command {
+    Forget(String),
+    Stop,
+}
+
+#[derive(Default)]
+struct Shared {
+    counters: Mutex<Counters>,
+    last_turn: AtomicU64,
+    exited: AtomicBool,
+}
+
+/// A running listener; stops when dropped.
+pub struct GossipServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Binds UDP and TCP on `bind` (port 0 picks one free port for both) and
+/// starts the loop on thread `gossip-server`.
+pub fn start(
+    bind: SocketAddr,
+    policy: Arc<SnapshotCell<Policy>>,
+    events: Sender<OverwatchEvent>,
+) -> io::Result<GossipServer> {
+    start_with(bind, policy, events, OverwatchConfig::default())
+}
+
+pub fn start_with(
+    bind: SocketAddr,
+    policy: Arc<SnapshotCell<Policy>>,
+    events: Sender<OverwatchEvent>,
+    cfg: OverwatchConfig,
+) -> io::Result<GossipServer> {
+    let (udp, listener) = bind_both(bind)?;
+    let local_addr = udp.local_addr()?;
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(Shared::default());
+    shared.last_turn.store(now_ms(), Ordering::Relaxed);
+    let mut lp = Loop {
+        poll,
+        udp: UdpSocket::from_std(udp),
+        listener: TcpListener::from_std(listener),
+        conns: HashMap::new(),
+        next_token: FIRST_CONN,
+        proto: OverwatchProtocol::new(cfg),
+        policy,
+        events,
+        commands: rx,
+        shared: Arc::clone(&shared),
+        buf: vec![0u8; 65_536],
+    };
+    lp.poll
+        .registry()
+        .register(&mut lp.udp, UDP, Interest::READABLE)?;
+    lp.poll
+        .registry()
+        .register(&mut lp.listener, LISTENER, Interest::READABLE)?;
+    let thread_shared = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
+        .name("gossip-server".into())
+        .spawn(move || {
+            if let Err(e) = lp.run() {
+                log::error!("gossip server loop failed: {e}");
+            }
+            thread_shared.exited.store(true, Ordering::Relaxed);
+        })?;
+    log::info!("gossip listening on {local_addr} (udp and tcp)");
+    Ok(GossipServer {
+        local_addr,
+        shared,
+        commands: tx,
+        waker,
+        thread: Some(thread),
+    })
+}
+
+/// UDP first; TCP on the port UDP got. With port 0 another process may
+/// hold that TCP port, so try a few ports.
+fn bind_both(bind: SocketAddr) -> io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let mut last = None;
+    for _ in 0..10 {
+        let udp = std::net::UdpSocket::bind(bind)?;
+        let port = udp.local_addr()?.port();
+        match std::net::TcpListener::bind(SocketAddr::new(bind.ip(), port)) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true)?;
+                tcp.set_nonblocking(true)?;
+                return Ok((udp, tcp));
+            }
+            Err(e) if bind.port() == 0 => last = Some(e),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("tcp {bind}: {e}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free port for udp and tcp")))
+}
+
+impl GossipServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the loop and joins the thread.
+    pub fn stop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Drops the agent's session and locally learned pin (after the
+    /// operator forgot it in the registry).
+    pub fn forget(&self, agent_id: &str) {
+        let _ = self.commands.send(Command::Forget(agent_id.to_string()));
+        let _ = self.waker.wake();
+    }
+
+    /// The loop thread runs and turned recently.
+    pub fn alive(&self) -> bool {
+        !self.shared.exited.load(Ordering::Relaxed)
+            && now_ms().saturating_sub(self.shared.last_turn.load(Ordering::Relaxed)) < ALIVE_MS
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.shared
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Datagrams and frames that no key opened, by source address.
+    pub fn decrypt_failures(&self) -> Vec<(IpAddr, u64)> {
+        let mut v: Vec<(IpAddr, u64)> = self
+            .counters()
+            .decrypt_failures_by_source
+            .into_iter()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `opengslb_gossip_decrypt_failures_total`
+    pub fn decrypt_failures_total(&self) -> u64 {
+        self.counters().decrypt_failures
+    }
+
+    /// `opengslb_overwatch_agent_auth_failures_total{reason}`, every
+    /// reason listed (zero included). `decrypt_failed` is the decrypt total.
+    pub fn auth_failures(&self) -> Vec<(RejectReason, u64)> {
+        let c = self.counters();
+        RejectReason::ALL
+            .into_iter()
+            .map(|r| {
+                let n = match r {
+                    RejectReason::DecryptFailed => c.decrypt_failures,
+                    _ => c.auth_failures.get(&r).copied().unwrap_or(0),
+                };
+                (r, n)
+            })
+            .collect()
+    }
+}
+
+impl Drop for GossipServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    last_active: u64,
+    writable: bool,
+}
+
+struct Loop {
+    poll: Poll,
+    udp: UdpSocket,
+    listener: TcpListener,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    proto: OverwatchProtocol,
+    policy: Arc<SnapshotCell<Policy>>,
+    events: Sender<OverwatchEvent>,
+    commands: Receiver<Command>,
+    shared: Arc<Shared>,
+    buf: Vec<u8>,
+}
+
+impl Loop {
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        let mut policy = self.policy.reader();
+        let mut next_housekeeping = now_ms() + HOUSEKEEPING_MS;
+        loop {
+            let now = now_ms();
+            self.shared.last_turn.store(now, Ordering::Relaxed);
+            if now >= next_housekeeping {
+                self.proto.expire(now, policy.get());
+                self.close_idle(now);
+                next_housekeeping = now + HOUSEKEEPING_MS;
+            }
+            let timeout = Duration::from_millis(next_housekeeping.saturating_sub(now));
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let before = self.proto.counters().clone();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {
+                        while let Ok(cmd) = self.commands.try_recv() {
+                            match cmd {
+                                Command::Stop => return Ok(()),
+                                Command::Forget(id) => self.proto.forget(&id),
+                            }
+                        }
+                    }
+                    UDP => self.read_udp(policy.get()),
+                    LISTENER => self.accept(),
+                    token => self.conn_ready(
+                        token,
+                        event.is_readable(),
+                        event.is_writable(),
+                        policy.get(),
+                    ),
+                }
+            }
+            if *self.proto.counters() != before {
+                let mut c = self
+                    .shared
+                    .counters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                *c = self.proto.counters().clone();
+            }
+        }
+    }
+
+    fn emit(&self, events: Vec<OverwatchEvent>) {
+        for e in events {
+            if self.events.send(e).is_err() {
+                log::debug!("gossip: registry channel closed, event dropped");
+            }
+        }
+    }
+
+    fn read_udp(&mut self, policy: &Policy) {
+        loop {
+            let (n, src) = match self.udp.recv_from(&mut self.buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("gossip: udp receive: {e}");
+                    continue;
+                }
+            };
+            if n > MAX_RECV_DATAGRAM {
+                self.proto.count_oversized();
+                continue;
+            }
+            let Some(packet) = self.buf.get(..n) else {
+                continue;
+            };
+            let out = self.proto.on_packet(packet, src, now_ms(), policy);
+            for reply in &out.replies {
+                if let Err(e) = self.udp.send_to(reply, src) {
+                    log::debug!("gossip: udp send to {src}: {e}");
+                }
+            }
+            self.emit(out.events);
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.conns.len() >= MAX_CONNS {
+                        log::debug!("gossip: too many tcp connections, refusing {peer}");
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token = self.next_token.wrapping_add(1).max(FIRST_CONN);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_ok()
+                    {
+                        self.conns.insert(
+                            token,
+                            Conn {
+                                stream,
+                                peer,
+                                rbuf: Vec::new(),
+                                wbuf: Vec::new(),
+                                last_active: now_ms(),
+                                writable: false,
+                            },
+                        );
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("gossip: accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn conn_ready(&mut self, token: Token, readable: bool, writable: bool, policy: &Policy) {
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
+        let mut open = true;
+        if readable {
+            open = self.read_conn(&mut conn, policy);
+        }
+        if open && (writable || !conn.wbuf.is_empty()) {
+            open = flush(&mut conn);
+        }
+        if open {
+            let want_write = !conn.wbuf.is_empty();
+            if want_write != conn.writable {
+                let interest = if want_write {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                open = self
+                    .poll
+                    .registry()
+                    .reregister(&mut conn.stream, token, interest)
+                    .is_ok();
+                conn.writable = want_write;
+            }
+        }
+        if open {
+            self.conns.insert(token, conn);
+        } else {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    /// Reads what is there and handles complete frames; false to close.
+    fn read_conn(&mut self, conn: &mut Conn, policy: &Policy) -> bool {
+        loop {
+            match conn.stream.read(&mut self.buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    conn.last_active = now_ms();
+                    conn.rbuf
+                        .extend_from_slice(self.buf.get(..n).unwrap_or_default());
+                    let Ok(frames) = take_frames(&mut conn.rbuf) else {
+                        self.proto.count_oversized();
+                        return false;
+                    };
+                    for f in frames {
+                        let out = self.proto.on_packet(&f, conn.peer, now_ms(), policy);
+                        for reply in &out.replies {
+                            frame(reply, &mut conn.wbuf);
+                        }
+                        self.emit(out.events);
+                    }
+                    if conn.wbuf.len() > 2 * MAX_FRAME {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn close_idle(&mut self, now: u64) {
+        let idle: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| now.saturating_sub(c.last_active) > CONN_IDLE_MS)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in idle {
+            if let Some(mut c) = self.conns.remove(&t) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+            }
+        }
+    }
+}
+
+/// Writes what the socket takes; false on error.
+pub(crate) fn flush_stream(stream: &mut TcpStream, wbuf: &mut Vec<u8>) -> bool {
+    while !wbuf.is_empty() {
+        match stream.write(wbuf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                wbuf.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+fn flush(conn: &mut Conn) -> bool {
+    flush_stream(&mut conn.stream, &mut conn.wbuf)
+}

@@ -1,0 +1,761 @@
+//! A deterministic simulated network between agent sessions and one
+//! Overwatch protocol object: a seeded PRNG decides loss, delay (and so
+//! reordering) and duplication; a fake clock drives both sides; every
+//! datagram toward the Overwatch is captured so tests can replay it.
+
+use opengslb::gossip::agent_side::{AgentSession, Outgoing, SessionConfig, SessionEvent};
+use opengslb::gossip::identity::Identity;
+use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
+use opengslb::gossip::{BackendKey, BackendReport, Keyring, Policy, RejectReason};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const T0: u64 = 1_800_000_000_000;
+const SERVICE: &str = "app.example.com";
+const TOKEN: &str = "s3cret";
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, permille: u64) -> bool {
+        self.below(1000) < permille
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Faults {
+    loss: u64,
+    dup: u64,
+    delay_min: u64,
+    delay_max: u64,
+}
+
+const CLEAN: Faults = Faults {
+    loss: 0,
+    dup: 0,
+    delay_min: 1,
+    delay_max: 2,
+};
+const LOSSY: Faults = Faults {
+    loss: 250,
+    dup: 50,
+    delay_min: 2,
+    delay_max: 120,
+};
+
+/// (deliver at, tie-break, to agent index or None for the Overwatch, bytes)
+type InFlight = Reverse<(u64, u64, Option<usize>, Vec<u8>)>;
+
+struct Sim {
+    now: u64,
+    rng: Rng,
+    faults: Faults,
+    ow: OverwatchProtocol,
+    policy: Policy,
+    agents: Vec<AgentSession>,
+    addrs: Vec<SocketAddr>,
+    queue: BinaryHeap<InFlight>,
+    tie: u64,
+    events: Vec<OverwatchEvent>,
+    agent_events: Vec<Vec<SessionEvent>>,
+    captured: Vec<(usize, Vec<u8>)>,
+    tcp_sent: usize,
+}
+
+fn keyring(b: u8) -> Keyring {
+    Keyring::from_raw(&[[b; 32]])
+}
+
+fn policy() -> Policy {
+    Policy {
+        keyring: keyring(7),
+        agent_tokens: BTreeMap::from([(SERVICE.to_string(), TOKEN.to_string())]),
+        known_services: BTreeSet::from([SERVICE.to_string(), "other.example.com".to_string()]),
+        ..Policy::default()
+    }
+}
+
+fn identity() -> Arc<Identity> {
+    Arc::new(Identity::generate("eu-a", T0 / 1000, 365 * 86_400).expect("identity"))
+}
+
+fn config(agent_id: &str, identity: Arc<Identity>) -> SessionConfig {
+    SessionConfig {
+        agent_id: agent_id.into(),
+        region: "eu".into(),
+        token: TOKEN.into(),
+        identity,
+        keyring: keyring(7),
+        heartbeat_interval: Duration::from_secs(1),
+        missed_threshold: 3,
+        time_window_ms: 60_000,
+    }
+}
+
+fn backend(i: u32, healthy: bool) -> BackendReport {
+    BackendReport {
+        service: SERVICE.into(),
+        address: format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255),
+        port: 8080,
+        weight: 100,
+        healthy,
+        draining: !healthy && i.is_multiple_of(2),
+        drain_reason: (!healthy && i.is_multiple_of(2)).then(|| "drain file".into()),
+        last_error: (!healthy).then(|| "connection refused".into()),
+    }
+}
+
+impl Sim {
+    fn new(seed: u64, faults: Faults) -> Sim {
+        Sim {
+            now: T0,
+            rng: Rng(seed.max(1)),
+            faults,
+            ow: OverwatchProtocol::new(OverwatchConfig::default()),
+            policy: policy(),
+            agents: Vec::new(),
+            addrs: Vec::new(),
+            queue: BinaryHeap::new(),
+            tie: 0,
+            events: Vec::new(),
+            agent_events: Vec::new(),
+            captured: Vec::new(),
+            tcp_sent: 0,
+        }
+    }
+
+    fn add_agent(&mut self, cfg: SessionConfig) -> usize {
+        let i = self.agents.len();
+        self.agents.push(AgentSession::new(cfg, self.now));
+        self.addrs
+            .push(SocketAddr::from(([192, 0, 2, 10 + i as u8], 40_000)));
+        self.agent_events.push(Vec::new());
+        i
+    }
+
+    fn push(&mut self, to: Option<usize>, bytes: Vec<u8>, reliable: bool) {
+        let f = if reliable { CLEAN } else { self.faults };
+        let copies = if !reliable && self.rng.chance(f.dup) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            if !reliable && self.rng.chance(f.loss) {
+                continue;
+            }
+            let at = self.now + f.delay_min + self.rng.below(f.delay_max - f.delay_min + 1);
+            self.tie += 1;
+            self.queue.push(Reverse((at, self.tie, to, bytes.clone())));
+        }
+    }
+
+    fn send_from(&mut self, i: usize, outs: Vec<Outgoing>) {
+        for o in outs {
+            self.tcp_sent += o.tcp as usize;
+            self.captured.push((i, o.bytes.clone()));
+            self.push(None, o.bytes, o.tcp);
+        }
+    }
+
+    /// Feeds a raw packet to the Overwatch as if from agent `i`.
+    fn inject(&mut self, i: usize, bytes: &[u8]) {
+        let out = self
+            .ow
+            .on_packet(bytes, self.addrs[i], self.now, &self.policy);
+        self.events.extend(out.events);
+        for r in out.replies {
+            self.push(Some(i), r, false);
+        }
+    }
+
+    fn run(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            while let Some(Reverse((at, ..))) = self.queue.peek() {
+                if *at > self.now {
+                    break;
+                }
+                let Some(Reverse((_, _, to, bytes))) = self.queue.pop() else {
+                    break;
+                };
+                match to {
+                    None => {
+                        let from = self
+                            .captured
+                            .iter()
+                            .rev()
+                            .find(|(_, b)| *b == bytes)
+                            .map_or(0, |c| c.0);
+                        let out =
+                            self.ow
+                                .on_packet(&bytes, self.addrs[from], self.now, &self.policy);
+                        self.events.extend(out.events);
+                        for r in out.replies {
+                            let reliable = r.len() > 1400;
+                            self.push(Some(from), r, reliable);
+                        }
+                    }
+                    Some(i) => {
+                        let evs = self.agents[i].on_datagram(&bytes, self.now);
+                        self.agent_events[i].extend(evs);
+                        let outs = self.agents[i].tick(self.now);
+                        self.send_from(i, outs);
+                    }
+                }
+            }
+            for i in 0..self.agents.len() {
+                if self.agents[i].next_deadline() <= self.now {
+                    let outs = self.agents[i].tick(self.now);
+                    self.send_from(i, outs);
+                }
+            }
+            if self.now.is_multiple_of(1000) {
+                self.ow.expire(self.now, &self.policy);
+            }
+            self.now += 5;
+        }
+    }
+
+    fn set_state(&mut self, i: usize, backends: &[BackendReport]) {
+        let outs = self.agents[i].set_state(backends, self.now);
+        self.send_from(i, outs);
+    }
+
+    fn registered(&self) -> Vec<&OverwatchEvent> {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, OverwatchEvent::Registered { .. }))
+            .collect()
+    }
+
+    fn rejections(&self) -> Vec<RejectReason> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                OverwatchEvent::Rejected { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn agent_rejections(&self, i: usize) -> Vec<RejectReason> {
+        self.agent_events[i]
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Rejected { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn registration_completes_despite_loss() {
+    for seed in 1..=20 {
+        let mut sim = Sim::new(seed, Faults { loss: 300, ..LOSSY });
+        let a = sim.add_agent(config("eu-a", identity()));
+        sim.set_state(a, &[backend(1, true)]);
+        sim.run(60_000);
+        assert!(sim.agents[a].is_registered(), "seed {seed}: not registered");
+        let regs = sim.registered();
+        assert!(!regs.is_empty(), "seed {seed}");
+        match regs[0] {
+            OverwatchEvent::Registered {
+                agent_id,
+                pinned_new,
+                backends,
+                heartbeat_interval,
+                ..
+            } => {
+                assert_eq!(agent_id, "eu-a");
+                assert!(*pinned_new);
+                assert_eq!(*heartbeat_interval, Duration::from_secs(1));
+                assert!(backends.len() <= 1);
+            }
+            _ => unreachable!(),
+        }
+        let hb = sim
+            .events
+            .iter()
+            .filter(|e| matches!(e, OverwatchEvent::Heartbeat { .. }))
+            .count();
+        assert!(hb > 20, "seed {seed}: only {hb} heartbeats");
+        assert!(sim.agents[a].status().rtt.is_some());
+    }
+}
+
+/// The Overwatch's view of the agent's backends, rebuilt from events.
+fn apply(view: &mut BTreeMap<BackendKey, BackendReport>, e: &OverwatchEvent) -> bool {
+    match e {
+        OverwatchEvent::Registered { backends, .. } => {
+            *view = backends.iter().map(|b| (b.key(), b.clone())).collect();
+        }
+        OverwatchEvent::State {
+            backends,
+            removed,
+            full,
+            ..
+        } => {
+            if *full {
+                view.clear();
+            }
+            for k in removed {
+                view.remove(k);
+            }
+            for b in backends {
+                view.insert(b.key(), b.clone());
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+#[test]
+fn deltas_take_effect_exactly_once_and_in_order() {
+    for seed in 1..=10 {
+        let mut sim = Sim::new(seed * 7919, LOSSY);
+        let a = sim.add_agent(config("eu-a", identity()));
+        sim.run(20_000);
+        let mut history: Vec<BTreeMap<BackendKey, BackendReport>> = vec![BTreeMap::new()];
+        let mut current: BTreeMap<u32, bool> = BTreeMap::new();
+        for step in 0..60 {
+            let i = sim.rng.below(12) as u32;
+            match sim.rng.below(3) {
+                0 => {
+                    current.remove(&i);
+                }
+                _ => {
+                    current.insert(i, step % 2 == 0);
+                }
+            }
+            let list: Vec<BackendReport> = current.iter().map(|(i, h)| backend(*i, *h)).collect();
+            sim.set_state(a, &list);
+            history.push(list.iter().map(|b| (b.key(), b.clone())).collect());
+            let pause = 1 + sim.rng.below(400);
+            sim.run(pause);
+        }
+        sim.faults = CLEAN;
+        sim.run(10_000);
+        assert_eq!(sim.agents[a].unacked(), 0, "seed {seed}");
+        let mut view = BTreeMap::new();
+        let mut at = 0;
+        for e in &sim.events {
+            if apply(&mut view, e) {
+                let Some(pos) = history.iter().skip(at).position(|h| *h == view) else {
+                    panic!("seed {seed}: the overwatch saw a state the agent never had: {e:?}");
+                };
+                at += pos;
+            }
+        }
+        assert_eq!(Some(&view), history.last(), "seed {seed}");
+    }
+}
+
+#[test]
+fn replayed_datagrams_are_dropped_and_counted() {
+    let mut sim = Sim::new(3, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.set_state(a, &[backend(1, true)]);
+    sim.run(3_000);
+    sim.set_state(a, &[backend(1, false)]);
+    sim.run(3_000);
+    let before = sim.events.len();
+    let replays = sim.ow.counters().replays;
+    let captured = sim.captured.clone();
+    assert!(captured.len() > 5);
+    for (i, bytes) in &captured {
+        sim.inject(*i, bytes);
+    }
+    assert_eq!(sim.events.len(), before, "a replay reached the events");
+    assert_eq!(sim.ow.counters().replays - replays, captured.len() as u64);
+    // and later, outside the time window, still nothing
+    sim.run(120_000);
+    let before = sim.events.len();
+    for (i, bytes) in &captured {
+        sim.inject(*i, bytes);
+    }
+    assert_eq!(sim.events.len(), before);
+    assert_eq!(
+        sim.ow
+            .counters()
+            .auth_failures
+            .get(&RejectReason::Replay)
+            .copied(),
+        Some(2 * captured.len() as u64)
+    );
+}
+
+#[test]
+fn wrong_key_is_counted_and_never_reaches_events() {
+    let mut sim = Sim::new(4, CLEAN);
+    let mut cfg = config("eu-a", identity());
+    cfg.keyring = keyring(8);
+    let a = sim.add_agent(cfg);
+    sim.run(10_000);
+    assert!(sim.events.is_empty());
+    let c = sim.ow.counters();
+    assert!(c.decrypt_failures >= 3, "{c:?}");
+    assert_eq!(
+        c.decrypt_failures_by_source.get(&sim.addrs[a].ip()),
+        Some(&c.decrypt_failures)
+    );
+    assert!(!sim.agents[a].is_registered());
+}
+
+#[test]
+fn keyring_rotation_without_flag_day() {
+    let mut sim = Sim::new(5, CLEAN);
+    sim.policy.keyring = Keyring::from_raw(&[[9; 32], [7; 32]]);
+    let old = sim.add_agent(config("eu-old", identity()));
+    let mut cfg = config("eu-new", identity());
+    cfg.keyring = Keyring::from_raw(&[[9; 32]]);
+    let new = sim.add_agent(cfg);
+    sim.run(3_000);
+    // replies go out under the key of the request, so both agents register
+    // while the Overwatch already encrypts with the new key first
+    assert!(sim.agents[old].is_registered() && sim.agents[new].is_registered());
+    assert_eq!(sim.ow.counters().decrypt_failures, 0);
+}
+
+fn rejected_with(sim: &mut Sim, a: usize, reason: RejectReason) {
+    sim.run(3_000);
+    assert!(!sim.agents[a].is_registered());
+    assert!(sim.registered().is_empty());
+    assert_eq!(sim.rejections().first(), Some(&reason), "{:?}", sim.events);
+    assert_eq!(sim.agent_rejections(a).first(), Some(&reason));
+    assert!(
+        sim.agents[a]
+            .status()
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with(reason.as_str())
+    );
+    assert!(
+        sim.ow
+            .counters()
+            .auth_failures
+            .get(&reason)
+            .copied()
+            .unwrap_or(0)
+            >= 1
+    );
+}
+
+#[test]
+fn wrong_token_is_told_to_the_agent() {
+    let mut sim = Sim::new(6, CLEAN);
+    let mut cfg = config("eu-a", identity());
+    cfg.token = "guess".into();
+    let a = sim.add_agent(cfg);
+    sim.set_state(a, &[backend(1, true)]);
+    rejected_with(&mut sim, a, RejectReason::TokenInvalid);
+}
+
+#[test]
+fn unknown_service_is_refused() {
+    let mut sim = Sim::new(7, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    let mut b = backend(1, true);
+    b.service = "nope.example.com".into();
+    sim.set_state(a, &[b]);
+    rejected_with(&mut sim, a, RejectReason::UnknownService);
+}
+
+#[test]
+fn revoked_agent_is_refused_and_kicked_out() {
+    let mut sim = Sim::new(8, CLEAN);
+    sim.policy.revoked.insert("eu-a".into());
+    let a = sim.add_agent(config("eu-a", identity()));
+    rejected_with(&mut sim, a, RejectReason::Revoked);
+    // revoked while registered: the next heartbeat is refused
+    let mut sim = Sim::new(9, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.run(2_000);
+    assert!(sim.agents[a].is_registered());
+    sim.policy.revoked.insert("eu-a".into());
+    sim.run(2_000);
+    assert!(!sim.agents[a].is_registered());
+    assert_eq!(sim.rejections(), vec![RejectReason::Revoked]);
+}
+
+#[test]
+fn expired_certificate_is_refused() {
+    let mut sim = Sim::new(10, CLEAN);
+    let old = Identity::generate("eu-a", T0 / 1000 - 400 * 86_400, 365 * 86_400).expect("identity");
+    let a = sim.add_agent(config("eu-a", Arc::new(old)));
+    rejected_with(&mut sim, a, RejectReason::CertExpired);
+}
+
+#[test]
+fn pins_and_rotation() {
+    let first = identity();
+    let mut sim = Sim::new(11, CLEAN);
+    let a = sim.add_agent(config("eu-a", first.clone()));
+    sim.run(2_000);
+    assert!(sim.agents[a].is_registered());
+    // the same id with another certificate: refused
+    let b = sim.add_agent(config("eu-a", identity()));
+    sim.run(2_000);
+    assert!(!sim.agents[b].is_registered());
+    assert_eq!(sim.agent_rejections(b), vec![RejectReason::PinMismatch]);
+    assert!(
+        sim.agents[a].is_registered(),
+        "the impostor must not kick the pinned agent out"
+    );
+    // a rotation proof by the pinned key: accepted, pin moves
+    let mut second = Identity::generate("eu-a", T0 / 1000, 365 * 86_400).expect("identity");
+    second.rotation = Some(first.rotation_proof_for("eu-a", &second).expect("proof"));
+    let c = sim.add_agent(config("eu-a", Arc::new(second.clone())));
+    sim.run(2_000);
+    assert!(sim.agents[c].is_registered());
+    let rotated = sim.events.iter().any(|e| {
+        matches!(e, OverwatchEvent::Registered { rotated: true, fingerprint, .. } if *fingerprint == second.fingerprint)
+    });
+    assert!(rotated, "{:?}", sim.events);
+    // now the old certificate is the stranger
+    let d = sim.add_agent(config("eu-a", first.clone()));
+    sim.run(2_000);
+    assert_eq!(sim.agent_rejections(d), vec![RejectReason::PinMismatch]);
+    // a proof signed by some other key does not move the pin
+    let mut third = Identity::generate("eu-a", T0 / 1000, 365 * 86_400).expect("identity");
+    third.rotation = Some(
+        identity()
+            .rotation_proof_for("eu-a", &third)
+            .expect("proof"),
+    );
+    let e = sim.add_agent(config("eu-a", Arc::new(third)));
+    sim.run(2_000);
+    assert_eq!(sim.agent_rejections(e), vec![RejectReason::PinMismatch]);
+    // pins given by the policy count too
+    let mut sim = Sim::new(12, CLEAN);
+    sim.policy.pins.insert("eu-a".into(), "00".repeat(32));
+    let f = sim.add_agent(config("eu-a", first));
+    rejected_with(&mut sim, f, RejectReason::PinMismatch);
+}
+
+#[test]
+fn leave_is_reported() {
+    let mut sim = Sim::new(13, LOSSY);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.run(30_000);
+    assert!(sim.agents[a].is_registered());
+    let outs = sim.agents[a].leave(sim.now);
+    sim.send_from(a, outs);
+    sim.run(10_000);
+    assert!(sim.agents[a].has_left());
+    let leaves = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, OverwatchEvent::Leave { .. }))
+        .count();
+    assert_eq!(leaves, 1);
+    assert_eq!(sim.ow.registered(), 0);
+}
+
+#[test]
+fn large_state_goes_over_tcp() {
+    let mut sim = Sim::new(14, LOSSY);
+    let a = sim.add_agent(config("eu-a", identity()));
+    let many: Vec<BackendReport> = (0..300).map(|i| backend(i, true)).collect();
+    sim.set_state(a, &many);
+    sim.run(30_000);
+    assert!(sim.tcp_sent > 0);
+    let Some(OverwatchEvent::Registered { backends, .. }) = sim.registered().last().copied() else {
+        panic!("not registered");
+    };
+    assert_eq!(backends.len(), 300);
+    let tcp_before = sim.tcp_sent;
+    let flipped: Vec<BackendReport> = (0..300).map(|i| backend(i, false)).collect();
+    sim.set_state(a, &flipped);
+    sim.run(5_000);
+    assert!(sim.tcp_sent > tcp_before);
+    let mut view = BTreeMap::new();
+    for e in &sim.events {
+        apply(&mut view, e);
+    }
+    assert!(view.values().all(|b| !b.healthy) && view.len() == 300);
+}
+
+#[test]
+fn overwatch_restart_makes_agents_register_again() {
+    let mut sim = Sim::new(15, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.set_state(a, &[backend(1, true)]);
+    sim.run(2_000);
+    sim.ow = OverwatchProtocol::new(OverwatchConfig::default());
+    sim.events.clear();
+    sim.run(3_000);
+    assert!(sim.agents[a].is_registered());
+    // first use again for a fresh process without persisted pins
+    assert_eq!(sim.registered().len(), 1);
+    assert!(sim.ow.counters().unknown_session >= 1);
+}
+
+#[test]
+fn lost_connectivity_shows_in_status() {
+    let mut sim = Sim::new(16, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.run(2_000);
+    assert!(sim.agents[a].status().connected);
+    sim.faults = Faults {
+        loss: 1000,
+        ..CLEAN
+    };
+    sim.run(5_000);
+    let st = sim.agents[a].status();
+    assert!(!st.connected && st.last_error.is_some(), "{st:?}");
+    assert!(sim.agents[a].counters().heartbeat_failures >= 2);
+    assert!(
+        !sim.agents[a].is_registered(),
+        "a silent node makes the agent register again"
+    );
+    sim.faults = CLEAN;
+    sim.run(6_000);
+    assert!(sim.agents[a].status().connected);
+}
+
+#[test]
+fn random_and_mutated_bytes_never_panic_or_leak() {
+    let mut sim = Sim::new(17, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.run(2_000);
+    let captured = sim.captured.clone();
+    let before = sim.events.len();
+    let mut rng = Rng(99);
+    for n in 0..20_000 {
+        let bytes: Vec<u8> = if n % 2 == 0 {
+            let len = rng.below(200) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if n % 4 == 0 && b.len() >= 4 {
+                b[..4].copy_from_slice(b"OG\x01\x00");
+            }
+            b
+        } else {
+            let (_, orig) = &captured[rng.below(captured.len() as u64) as usize];
+            let mut b = orig.clone();
+            let flips = 1 + rng.below(3);
+            for _ in 0..flips {
+                let at = rng.below(b.len() as u64) as usize;
+                b[at] ^= 1 << rng.below(8);
+            }
+            if rng.chance(200) {
+                b.truncate(rng.below(b.len() as u64) as usize);
+            }
+            b
+        };
+        sim.inject(a, &bytes);
+        sim.agents[a].on_datagram(&bytes, sim.now);
+    }
+    assert_eq!(sim.events.len(), before, "garbage reached the events");
+    {
+        // a mutation that flips one bit twice gives back a captured
+        // packet: a replay
+        let c = sim.ow.counters();
+        assert_eq!(c.malformed + c.decrypt_failures + c.replays, 20_000);
+    }
+    // garbage sealed with the right key: it decrypts, and then must not
+    // parse into anything that reaches the events
+    let ring = keyring(7);
+    let malformed = sim.ow.counters().malformed;
+    for n in 0..5_000u64 {
+        let len = rng.below(300) as usize;
+        let mut plain: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if let Some(t) = plain.first_mut() {
+            *t = (*t % 11) + 1;
+        }
+        if plain.len() >= 9 {
+            plain[1..9].copy_from_slice(&sim.now.to_be_bytes());
+        }
+        let packet = ring.seal(0xabc, n + 1, &plain).expect("seal");
+        sim.inject(a, &packet);
+        sim.agents[a].on_datagram(&packet, sim.now);
+    }
+    assert!(sim.ow.counters().malformed > malformed + 4_000);
+    assert!(
+        sim.events.iter().skip(before).all(|e| !matches!(
+            e,
+            OverwatchEvent::Registered { .. }
+                | OverwatchEvent::State { .. }
+                | OverwatchEvent::Leave { .. }
+        )),
+        "{:?}",
+        &sim.events[before..]
+    );
+    let c = sim.ow.counters();
+    assert!(c.decrypt_failures + c.malformed > 20_000);
+}
+
+#[test]
+fn another_key_holder_cannot_forge_session_messages() {
+    use opengslb::gossip::wire::{Message, Payload, split_tag};
+    let mut sim = Sim::new(18, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.set_state(a, &[backend(1, true)]);
+    sim.run(2_000);
+    sim.set_state(a, &[backend(1, false)]);
+    sim.run(1_000);
+    let ring = keyring(7);
+    // the agent's last state message, opened with the shared key
+    let (header, plain) = sim
+        .captured
+        .iter()
+        .rev()
+        .filter_map(|(_, p)| ring.open(p).ok())
+        .find(|(_, plain)| plain.first() == Some(&6))
+        .expect("a state message");
+    let (body, tag) = split_tag(&plain).expect("split");
+    let mut forged = Payload::decode(body).expect("decode");
+    let Message::State(s) = &mut forged.message else {
+        panic!("not state")
+    };
+    s.seq += 1;
+    s.upserts = vec![backend(1, true)];
+    forged.timestamp_ms = sim.now;
+    // same session, fresh counter; keep the old tag or drop it
+    let before = sim.events.len();
+    for with_tag in [true, false] {
+        let mut bytes = forged.encode();
+        if with_tag {
+            bytes.extend_from_slice(&tag.expect("tag"));
+        }
+        let packet = ring
+            .seal(
+                header.session_id,
+                header.counter + 100 + with_tag as u64,
+                &bytes,
+            )
+            .expect("seal");
+        sim.inject(a, &packet);
+    }
+    assert_eq!(
+        sim.events.len(),
+        before,
+        "a forged state reached the events"
+    );
+    assert_eq!(sim.ow.counters().session_auth_failures, 1);
+    assert_eq!(
+        sim.ow.counters().malformed,
+        1,
+        "a tagless state does not parse"
+    );
+    // the real agent carries on
+    sim.set_state(a, &[backend(2, true)]);
+    sim.run(1_000);
+    assert_eq!(sim.agents[a].unacked(), 0);
+}
