@@ -19,7 +19,7 @@ use crate::persist::AuditLog;
 use crate::snapshot::SnapshotCell;
 use log::{error, info, warn};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -96,22 +96,21 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         }
     };
     let gossip_server = match gossip::server::start(gossip_bind, Arc::clone(&policy_cell), ch.gossip.0.clone()) {
-        Ok(s) => s,
+        Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => {
             error!("cannot listen for gossip on {gossip_bind}: {e}");
             return exit::FAILURE;
         }
     };
-    info!("gossip listening on {}", gossip_server.local_addr());
-    let gossip_stats = gossip_server.stats();
+    info!("gossip listening on {}", lock(&gossip_server).local_addr());
     let render = {
-        let (view_cell, counters, dns_stats, gossip_stats) =
-            (Arc::clone(&view_cell), Arc::clone(&counters), Arc::clone(&dns_stats), gossip_stats.clone());
+        let (view_cell, counters, dns_stats, gossip) =
+            (Arc::clone(&view_cell), Arc::clone(&counters), Arc::clone(&dns_stats), Arc::clone(&gossip_server));
         Arc::new(move || {
             let mut w = TextWriter::new();
-            counters.write(&view_cell.load(), &mut w);
+            let gossip_counters = lock(&gossip).counters();
+            counters.write(&view_cell.load(), &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
-            gossip_stats.write_metrics(&mut w);
             w.finish()
         }) as api::server::MetricsFn
     };
@@ -168,7 +167,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         {
             let beat = registry_beat.load(Ordering::Relaxed);
             let now = crate::overwatch::clock::Clock::new().now_ms();
-            if dns_server.alive() && gossip_server.alive() && now.saturating_sub(beat) < 5_000 {
+            if dns_server.alive() && lock(&gossip_server).alive() && now.saturating_sub(beat) < 5_000 {
                 notify("WATCHDOG=1");
             } else {
                 warn!("a loop looks stuck; not feeding the watchdog");
@@ -186,7 +185,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
     }
     let _ = ch.control.0.send(Control::Stop);
     let _ = registry.join();
-    gossip_server.stop();
+    lock(&gossip_server).stop();
     dns_server.stop();
     info!("stopped");
     code
@@ -221,4 +220,8 @@ fn metrics_listener(config: &Config, render: api::server::MetricsFn) -> std::io:
     let server = MetricsServer::start(addr, render)?;
     info!("metrics listening on http://{}/metrics", server.local_addr());
     Ok(Some(server))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

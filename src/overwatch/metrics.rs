@@ -4,21 +4,14 @@
 //! API. DNS and gossip render their own counters.
 
 use crate::api::view::{AgentStatus, BackendStatus, OverwatchView};
+use crate::gossip::RejectReason;
 use crate::metrics::{Kind, TextWriter};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use crate::gossip::overwatch_side::Counters as GossipCounters;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every reason an agent can be refused, so each series exists from start.
-pub const AUTH_REASONS: &[&str] = &[
-    "token_invalid",
-    "pin_mismatch",
-    "cert_expired",
-    "revoked",
-    "decrypt_failed",
-    "replay",
-    "unknown_service",
-];
+/// Sources listed in the per-source decrypt-failure series (the worst
+/// offenders), so label values stay bounded.
+const MAX_SOURCES: usize = 20;
 
 #[derive(Default)]
 pub struct OverwatchCounters {
@@ -27,22 +20,14 @@ pub struct OverwatchCounters {
     pub validation_failure: AtomicU64,
     pub reload_success: AtomicU64,
     pub reload_failure: AtomicU64,
-    auth_failures: Mutex<BTreeMap<String, u64>>,
 }
 
 impl OverwatchCounters {
-    pub fn auth_failure(&self, reason: &str) {
-        // Only known reasons become label values.
-        let reason = if AUTH_REASONS.contains(&reason) { reason } else { "other" };
-        let mut m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(reason.to_string()).or_default() += 1;
-    }
-
     pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn write(&self, view: &OverwatchView, w: &mut TextWriter) {
+    pub fn write(&self, view: &OverwatchView, gossip: &GossipCounters, w: &mut TextWriter) {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
         w.family("opengslb_build_info", "Build information; the value is always 1.", Kind::Gauge);
         w.sample("opengslb_build_info", &[("version", crate::VERSION)], 1.0);
@@ -85,13 +70,31 @@ impl OverwatchCounters {
             "Agent messages refused, by reason.",
             Kind::Counter,
         );
-        {
-            let m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
-            for reason in AUTH_REASONS {
-                let n = m.get(*reason).copied().unwrap_or(0);
-                w.sample("opengslb_overwatch_agent_auth_failures_total", &[("reason", reason)], n as f64);
-            }
+        for reason in RejectReason::ALL {
+            let n = gossip.auth_failures.get(&reason).copied().unwrap_or(0);
+            w.sample("opengslb_overwatch_agent_auth_failures_total", &[("reason", reason.as_str())], n as f64);
         }
+        w.single(
+            "opengslb_gossip_decrypt_failures_total",
+            "Gossip datagrams and frames that failed decryption.",
+            Kind::Counter,
+            gossip.decrypt_failures as f64,
+        );
+        w.family(
+            "opengslb_gossip_decrypt_failures_by_source_total",
+            "Decryption failures of the worst sources (at most 20), by source address.",
+            Kind::Counter,
+        );
+        let mut sources: Vec<_> = gossip.decrypt_failures_by_source.iter().collect();
+        sources.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (ip, n) in sources.into_iter().take(MAX_SOURCES) {
+            w.sample("opengslb_gossip_decrypt_failures_by_source_total", &[("source", &ip.to_string())], *n as f64);
+        }
+        w.family("opengslb_gossip_dropped_total", "Gossip input dropped before authentication, by cause.", Kind::Counter);
+        w.sample("opengslb_gossip_dropped_total", &[("cause", "malformed")], gossip.malformed as f64);
+        w.sample("opengslb_gossip_dropped_total", &[("cause", "oversized")], gossip.oversized as f64);
+        w.sample("opengslb_gossip_dropped_total", &[("cause", "replay")], gossip.replays as f64);
+        w.sample("opengslb_gossip_dropped_total", &[("cause", "unknown_session")], gossip.unknown_session as f64);
         w.family(
             "opengslb_overwatch_validation_checks_total",
             "Health checks run by this Overwatch, by result.",

@@ -18,7 +18,8 @@ use crate::api::command::{ApiError, Command, CommandRequest};
 use crate::api::view::{AuditEntry, OverwatchView};
 use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
-use crate::gossip::{self, OverwatchEvent, Policy};
+use crate::gossip::overwatch_side::OverwatchEvent;
+use crate::gossip::{self, Policy};
 use crate::health::{self, CheckResult, HealthChecker};
 use crate::persist::Store;
 use crate::persist::AuditLog;
@@ -280,7 +281,6 @@ impl Runtime {
                 true
             }
             OverwatchEvent::Rejected { agent_id, addr, reason } => {
-                self.out.counters.auth_failure(reason.as_str());
                 let known = agent_id.as_deref().is_some_and(|id| self.reg.agents.contains_key(id));
                 if agent_id.is_none() {
                     return false; // decrypt failures and replays: counted only
