@@ -282,11 +282,16 @@ fn overwatch(cfg: &Config, r: &mut Report) {
 fn health_check(r: &mut Report, p: &str, hc: &HealthCheck) {
     positive(r, &format!("{p}.interval"), hc.interval);
     positive(r, &format!("{p}.timeout"), hc.timeout);
+    // Allowed (a target never has two probes in flight), but worth a word:
+    // a hung backend is then noticed only after the timeout.
     if hc.timeout > hc.interval {
-        r.err(
+        r.warnings.push((
             format!("{p}.timeout"),
-            format!("{} is longer than the interval {}", hc.timeout, hc.interval),
-        );
+            format!(
+                "{} is longer than the interval {}; a hung backend is noticed only after the timeout",
+                hc.timeout, hc.interval
+            ),
+        ));
     }
     if hc.failure_threshold == 0 {
         r.err(format!("{p}.failure_threshold"), "must be at least 1");

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
-    let config = loaded.config;
+    let config = loaded.config.clone();
     for w in &loaded.warnings {
         warn!("{w}");
     }
@@ -88,27 +88,37 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         }
     };
     info!("DNS listening on {} (udp+tcp, {} thread(s))", dns_server.local_addr(), dns_cfg.threads);
-    let gossip_bind = match config::parse_listen(&config.overwatch.gossip.bind_address, gossip::DEFAULT_PORT) {
-        Ok(a) => a,
-        Err(e) => {
-            error!("overwatch.gossip.bind_address: {e}");
-            return exit::CONFIG;
+    // Without a key nothing could be decrypted: a static-only Overwatch
+    // (v1.1 files) runs without the gossip listener.
+    let gossip_server = if loaded.secrets.gossip_keys.is_empty() {
+        warn!("no overwatch.gossip.encryption_key: gossip is off, only static servers are served");
+        None
+    } else {
+        let gossip_bind = match config::parse_listen(&config.overwatch.gossip.bind_address, gossip::DEFAULT_PORT) {
+            Ok(a) => a,
+            Err(e) => {
+                error!("overwatch.gossip.bind_address: {e}");
+                return exit::CONFIG;
+            }
+        };
+        match gossip::server::start(gossip_bind, Arc::clone(&policy_cell), ch.gossip.0.clone()) {
+            Ok(s) => {
+                info!("gossip listening on {}", s.local_addr());
+                Some(Arc::new(Mutex::new(s)))
+            }
+            Err(e) => {
+                error!("cannot listen for gossip on {gossip_bind}: {e}");
+                return exit::FAILURE;
+            }
         }
     };
-    let gossip_server = match gossip::server::start(gossip_bind, Arc::clone(&policy_cell), ch.gossip.0.clone()) {
-        Ok(s) => Arc::new(Mutex::new(s)),
-        Err(e) => {
-            error!("cannot listen for gossip on {gossip_bind}: {e}");
-            return exit::FAILURE;
-        }
-    };
-    info!("gossip listening on {}", lock(&gossip_server).local_addr());
+    runtime.set_gossip(gossip_server.clone());
     let render = {
         let (view_cell, counters, dns_stats, gossip) =
-            (Arc::clone(&view_cell), Arc::clone(&counters), Arc::clone(&dns_stats), Arc::clone(&gossip_server));
+            (Arc::clone(&view_cell), Arc::clone(&counters), Arc::clone(&dns_stats), gossip_server.clone());
         Arc::new(move || {
             let mut w = TextWriter::new();
-            let gossip_counters = lock(&gossip).counters();
+            let gossip_counters = gossip.as_ref().map(|g| lock(g).counters()).unwrap_or_default();
             counters.write(&view_cell.load(), &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
             w.finish()
@@ -167,7 +177,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         {
             let beat = registry_beat.load(Ordering::Relaxed);
             let now = crate::overwatch::clock::Clock::new().now_ms();
-            if dns_server.alive() && lock(&gossip_server).alive() && now.saturating_sub(beat) < 5_000 {
+            if dns_server.alive() && gossip_server.as_ref().is_none_or(|g| lock(g).alive()) && now.saturating_sub(beat) < 5_000 {
                 notify("WATCHDOG=1");
             } else {
                 warn!("a loop looks stuck; not feeding the watchdog");
@@ -185,7 +195,9 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
     }
     let _ = ch.control.0.send(Control::Stop);
     let _ = registry.join();
-    lock(&gossip_server).stop();
+    if let Some(g) = &gossip_server {
+        lock(g).stop();
+    }
     dns_server.stop();
     info!("stopped");
     code

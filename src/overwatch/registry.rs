@@ -167,6 +167,10 @@ impl Registry {
             let new = Effective { status, rule };
             match self.effective.get(key) {
                 Some(old) if *old == new => {}
+                Some(old) if old.status == status => {
+                    log::debug!("backend {key} still {} ({} -> {})", status.as_str(), old.rule.as_str(), rule.as_str());
+                    changed = true;
+                }
                 Some(old) => {
                     info!(
                         "backend {key} {} -> {} ({})",

@@ -19,6 +19,7 @@ use crate::api::view::{AuditEntry, OverwatchView};
 use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
 use crate::gossip::overwatch_side::OverwatchEvent;
+use crate::gossip::server::GossipServer;
 use crate::gossip::{self, Policy};
 use crate::health::{self, CheckResult, HealthChecker};
 use crate::persist::Store;
@@ -28,7 +29,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -78,6 +79,7 @@ pub struct Runtime {
     next_deadline: Option<u64>,
     view_stale: bool,
     last_view_ms: u64,
+    gossip: Option<Arc<Mutex<GossipServer>>>,
 }
 
 impl Runtime {
@@ -111,6 +113,7 @@ impl Runtime {
             next_deadline: None,
             view_stale: false,
             last_view_ms: 0,
+            gossip: None,
         };
         let now = rt.clock.now_ms();
         rt.reg.recompute(now);
@@ -118,6 +121,11 @@ impl Runtime {
         rt.publish(now);
         rt.publish_policy(config);
         Ok(rt)
+    }
+
+    /// The gossip server, told directly when an operator forgets a pin.
+    pub fn set_gossip(&mut self, gossip: Option<Arc<Mutex<GossipServer>>>) {
+        self.gossip = gossip;
     }
 
     /// Marks DNS as serving (after the sockets are bound).
@@ -353,6 +361,9 @@ impl Runtime {
             Command::ForgetAgent { id } => {
                 if self.reg.forget_agent(id) {
                     self.publish_policy_now();
+                    if let Some(g) = &self.gossip {
+                        g.lock().unwrap_or_else(|e| e.into_inner()).forget(id);
+                    }
                     Ok(json!({"status": "ok", "forgotten": id}))
                 } else {
                     Err(ApiError::not_found(format!("no pin or lost entry for agent {id}")))
