@@ -1,0 +1,289 @@
+//! Agents and Overwatch over real gossip on loopback (issue 3): drains,
+//! failing checks, SIGKILL, restarts, graceful stop, wrong key, wrong
+//! token, certificate pinning, and two Overwatch nodes.
+
+mod common;
+
+use common::dnsclient::{self, A, Query};
+use common::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+const OTHER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+struct Overwatch {
+    daemon: Daemon,
+    dns: SocketAddr,
+    api: String,
+    gossip: String,
+}
+
+fn overwatch(dir: &TempDir, name: &str) -> Overwatch {
+    let dns_port = free_port("127.0.0.1");
+    let api_port = free_port("127.0.0.1");
+    let gossip_port = free_port("127.0.0.1");
+    let data = dir.path().join(format!("{name}-data"));
+    let yaml = format!(
+        r#"mode: overwatch
+dns:
+  listen_address: "127.0.0.1:{dns_port}"
+  zones: [gslb.test]
+overwatch:
+  identity: {{ node_id: {name} }}
+  agent_tokens: {{ app.gslb.test: "app-token" }}
+  gossip: {{ bind_address: "127.0.0.1:{gossip_port}", encryption_key: "{KEY}" }}
+  validation: {{ enabled: false }}
+  stale: {{ remove_after: 30s }}
+  data_dir: "{data}"
+regions:
+  - name: east
+domains:
+  - {{ name: app.gslb.test, routing_algorithm: round-robin, regions: [east] }}
+api:
+  address: "127.0.0.1:{api_port}"
+"#,
+        data = data.display()
+    );
+    let daemon = Daemon::start(dir, name, &yaml, "overwatch");
+    let api = format!("http://127.0.0.1:{api_port}");
+    wait_for("overwatch API", Duration::from_secs(10), || {
+        http_get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200)
+    });
+    Overwatch {
+        daemon,
+        dns: format!("127.0.0.1:{dns_port}").parse().unwrap(),
+        api,
+        gossip: format!("127.0.0.1:{gossip_port}"),
+    }
+}
+
+struct Agent {
+    daemon: Daemon,
+    drain_file: std::path::PathBuf,
+    api: String,
+    config: std::path::PathBuf,
+}
+
+fn agent_yaml(dir: &TempDir, name: &str, backend: &HttpBackend, nodes: &[&str], key: &str, token: &str, api_port: u16) -> String {
+    let nodes: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
+    format!(
+        r#"mode: agent
+agent:
+  identity:
+    agent_id: {name}
+    region: east
+    service_token: "{token}"
+    cert_path: "{dir}/{name}.crt"
+    key_path: "{dir}/{name}.key"
+  backends:
+    - service: app.gslb.test
+      address: "{ip}"
+      port: {port}
+      health_check: {{ type: http, path: /health, interval: 200ms, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }}
+  gossip:
+    encryption_key: "{key}"
+    overwatch_nodes: [{nodes}]
+  heartbeat: {{ interval: 500ms, missed_threshold: 3 }}
+  drain_file: "{dir}/{name}.drain"
+  api: {{ address: "127.0.0.1:{api_port}" }}
+"#,
+        dir = dir.path().display(),
+        ip = backend.addr.ip(),
+        port = backend.addr.port(),
+        nodes = nodes.join(", "),
+    )
+}
+
+fn agent(dir: &TempDir, name: &str, backend: &HttpBackend, nodes: &[&str], key: &str, token: &str) -> Agent {
+    let api_port = free_port("127.0.0.1");
+    let yaml = agent_yaml(dir, name, backend, nodes, key, token, api_port);
+    let daemon = Daemon::start(dir, name, &yaml, "agent");
+    let config = daemon.config.clone();
+    Agent {
+        daemon,
+        drain_file: dir.path().join(format!("{name}.drain")),
+        api: format!("http://127.0.0.1:{api_port}"),
+        config,
+    }
+}
+
+fn answers(ow: &Overwatch) -> Vec<String> {
+    dnsclient::udp(ow.dns, &Query::new("app.gslb.test", A)).map(|r| r.addr_strings()).unwrap_or_default()
+}
+
+fn wait_in_dns(ow: &Overwatch, ip: &str, present: bool, timeout: Duration) -> Duration {
+    let t = Instant::now();
+    wait_for(&format!("{ip} present={present} in DNS of {}", ow.api), timeout, || {
+        (answers(ow).contains(&ip.to_string()) == present).then_some(())
+    });
+    t.elapsed()
+}
+
+fn agent_json(ow: &Overwatch, id: &str) -> serde_json::Value {
+    let (_, body) = http_get(&format!("{}/api/v1/overwatch/agents/{id}", ow.api)).unwrap_or_default();
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+}
+
+fn backend_json(ow: &Overwatch, ip: &str) -> serde_json::Value {
+    let (_, body) = http_get(&format!("{}/api/v1/overwatch/backends", ow.api)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["backends"].as_array().unwrap().iter().find(|b| b["address"] == ip).cloned().unwrap_or_default()
+}
+
+#[test]
+fn drain_file_and_failing_check_take_the_backend_out() {
+    let dir = TempDir::new("ag-drain");
+    let ow = overwatch(&dir, "ow1");
+    let web = HttpBackend::start("127.0.0.21");
+    let ip = web.addr.ip().to_string();
+    let a = agent(&dir, "web1", &web, &[&ow.gossip], KEY, "app-token");
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
+    assert!(a.daemon.log_text().contains(&format!("registered with overwatch {}", ow.gossip)));
+
+    // Drain file: out of DNS while the backend still serves /health.
+    std::fs::write(&a.drain_file, "kernel upgrade\n").unwrap();
+    wait_in_dns(&ow, &ip, false, Duration::from_secs(5));
+    assert_eq!(http_get(&format!("http://{}/health", web.addr)).unwrap().0, 200);
+    let b = backend_json(&ow, &ip);
+    assert_eq!(b["effective_status"], "draining");
+    assert_eq!(b["drain_reason"], "kernel upgrade");
+    assert_eq!(b["status_reason"], "agent_draining");
+    std::fs::remove_file(&a.drain_file).unwrap();
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(5));
+
+    // Drain through the agent's API.
+    let (code, body) = http(&format!("{}/api/v1/agent/drain", a.api), "POST", Some(r#"{"reason":"patching"}"#)).unwrap();
+    assert_eq!(code, 200, "{body}");
+    wait_in_dns(&ow, &ip, false, Duration::from_secs(5));
+    http(&format!("{}/api/v1/agent/drain", a.api), "DELETE", None).unwrap();
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(5));
+
+    // A failing health check: out after the thresholds, back after recovery.
+    web.set_status(503);
+    wait_in_dns(&ow, &ip, false, Duration::from_secs(5));
+    assert_eq!(backend_json(&ow, &ip)["status_reason"], "agent_unhealthy");
+    web.set_status(200);
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(5));
+
+    // Agent metrics move.
+    let (_, metrics) = http_get(&format!("{}/metrics", a.api)).unwrap();
+    assert!(metrics.contains("opengslb_agent_heartbeats_sent_total"), "{metrics}");
+    assert!(metrics.contains(&format!("opengslb_agent_overwatch_connected{{overwatch=\"{}\"}} 1", ow.gossip)), "{metrics}");
+}
+
+#[test]
+fn killed_agent_goes_stale_and_restarted_agent_returns() {
+    let dir = TempDir::new("ag-kill");
+    let ow = overwatch(&dir, "ow1");
+    let web = HttpBackend::start("127.0.0.22");
+    let ip = web.addr.ip().to_string();
+    let mut a = agent(&dir, "web2", &web, &[&ow.gossip], KEY, "app-token");
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
+    a.daemon.signal(libc::SIGKILL);
+    let gone = wait_in_dns(&ow, &ip, false, Duration::from_secs(10));
+    eprintln!("SIGKILL -> out of DNS in {gone:?} (heartbeat 500ms x 3)");
+    assert_eq!(backend_json(&ow, &ip)["effective_status"], "stale");
+    assert_eq!(agent_json(&ow, "web2")["status"], "stale");
+    let (_, metrics) = http_get(&format!("{}/metrics", ow.api)).unwrap();
+    assert!(metrics.contains("opengslb_overwatch_stale_agents 1"), "{metrics}");
+    // Restarted with the same identity: back by itself.
+    let _a2 = Daemon::start_file(&dir, "web2-again", &a.config, "agent");
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
+    assert_eq!(agent_json(&ow, "web2")["status"], "active");
+}
+
+#[test]
+fn graceful_stop_leaves_dns_at_once() {
+    let dir = TempDir::new("ag-stop");
+    let ow = overwatch(&dir, "ow1");
+    let web = HttpBackend::start("127.0.0.23");
+    let ip = web.addr.ip().to_string();
+    let mut a = agent(&dir, "web3", &web, &[&ow.gossip], KEY, "app-token");
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
+    a.daemon.signal(libc::SIGTERM);
+    assert_eq!(a.daemon.wait_exit(Duration::from_secs(5)), Some(0));
+    // Gone well before the 1.5 s stale threshold could have fired.
+    wait_in_dns(&ow, &ip, false, Duration::from_millis(1000));
+    assert_eq!(agent_json(&ow, "web3")["status"], "left");
+}
+
+#[test]
+fn wrong_key_and_wrong_token_are_refused_and_visible() {
+    let dir = TempDir::new("ag-auth");
+    let ow = overwatch(&dir, "ow1");
+    let web = HttpBackend::start("127.0.0.24");
+    let web2 = HttpBackend::start("127.0.0.25");
+    let bad_key = agent(&dir, "badkey", &web, &[&ow.gossip], OTHER_KEY, "app-token");
+    let bad_token = agent(&dir, "badtoken", &web2, &[&ow.gossip], KEY, "wrong");
+    wait_for("token_invalid listed", Duration::from_secs(10), || {
+        let a = agent_json(&ow, "badtoken");
+        (a["status"] == "rejected" && a["reject_reason"] == "token_invalid").then_some(())
+    });
+    wait_for("decrypt failures counted", Duration::from_secs(10), || {
+        let (_, m) = http_get(&format!("{}/metrics", ow.api))?;
+        m.lines()
+            .any(|l| l.starts_with("opengslb_gossip_decrypt_failures_total ") && !l.ends_with(" 0"))
+            .then_some(())
+    });
+    assert!(answers(&ow).is_empty(), "nothing registered");
+    assert_eq!(agent_json(&ow, "badkey")["id"], serde_json::Value::Null, "unauthenticated agents never reach the registry");
+    wait_for("agent logs the rejection", Duration::from_secs(5), || {
+        bad_token.daemon.log_text().contains("token_invalid").then_some(())
+    });
+    let (_, m) = http_get(&format!("{}/metrics", ow.api)).unwrap();
+    assert!(m.lines().any(|l| l.starts_with("opengslb_overwatch_agent_auth_failures_total{reason=\"token_invalid\"}") && !l.ends_with(" 0")), "{m}");
+    drop(bad_key);
+}
+
+#[test]
+fn new_certificate_is_refused_until_the_pin_is_forgotten() {
+    let dir = TempDir::new("ag-pin");
+    let ow = overwatch(&dir, "ow1");
+    let web = HttpBackend::start("127.0.0.26");
+    let ip = web.addr.ip().to_string();
+    let mut a = agent(&dir, "web6", &web, &[&ow.gossip], KEY, "app-token");
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
+    let fp = agent_json(&ow, "web6")["fingerprint"].clone();
+    assert!(fp.is_string());
+    // A reinstalled host: both certificate and key are gone.
+    a.daemon.signal(libc::SIGTERM);
+    a.daemon.wait_exit(Duration::from_secs(5));
+    std::fs::remove_file(dir.path().join("web6.crt")).unwrap();
+    std::fs::remove_file(dir.path().join("web6.key")).unwrap();
+    let _b = Daemon::start_file(&dir, "web6-new", &a.config, "agent");
+    wait_for("pin_mismatch listed", Duration::from_secs(10), || {
+        (agent_json(&ow, "web6")["reject_reason"] == "pin_mismatch").then_some(())
+    });
+    let (code, body) = http(&format!("{}/api/v1/overwatch/agents/web6", ow.api), "DELETE", None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
+    assert_ne!(agent_json(&ow, "web6")["fingerprint"], fp, "the new certificate is pinned");
+}
+
+#[test]
+fn two_overwatches_are_independent() {
+    let dir = TempDir::new("ag-two");
+    let ow1 = overwatch(&dir, "ow1");
+    let mut ow2 = overwatch(&dir, "ow2");
+    let web = HttpBackend::start("127.0.0.27");
+    let ip = web.addr.ip().to_string();
+    let _a = agent(&dir, "web7", &web, &[&ow1.gossip, &ow2.gossip], KEY, "app-token");
+    wait_in_dns(&ow1, &ip, true, Duration::from_secs(15));
+    wait_in_dns(&ow2, &ip, true, Duration::from_secs(15));
+    let config = ow2.daemon.config.clone();
+    ow2.daemon.kill();
+    // ow1 keeps serving through a few stale thresholds.
+    for _ in 0..8 {
+        assert!(answers(&ow1).contains(&ip));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let ow2b = Overwatch {
+        daemon: Daemon::start_file(&dir, "ow2-again", &config, "overwatch"),
+        dns: ow2.dns,
+        api: ow2.api.clone(),
+        gossip: ow2.gossip.clone(),
+    };
+    wait_in_dns(&ow2b, &ip, true, Duration::from_secs(20));
+    assert!(answers(&ow1).contains(&ip));
+}
