@@ -287,3 +287,45 @@ fn two_overwatches_are_independent() {
     wait_in_dns(&ow2b, &ip, true, Duration::from_secs(20));
     assert!(answers(&ow1).contains(&ip));
 }
+
+/// Rewrites a config file in place (keeps its 0600 mode).
+fn rewrite(path: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn gossip_key_rotation_without_a_flag_day() {
+    let dir = TempDir::new("ag-rotate");
+    let ow = overwatch(&dir, "ow1");
+    let web = HttpBackend::start("127.0.0.28");
+    let ip = web.addr.ip().to_string();
+    let a = agent(&dir, "web8", &web, &[&ow.gossip], KEY, "app-token");
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
+    let steady = |what: &str| {
+        // Across a few heartbeat windows the agent stays active and served.
+        for _ in 0..12 {
+            assert_eq!(agent_json(&ow, "web8")["status"], "active", "{what}");
+            assert!(answers(&ow).contains(&ip), "{what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let old = format!("encryption_key: \"{KEY}\"");
+    // 1. Every Overwatch accepts the new key too.
+    rewrite(&ow.daemon.config, &old, &format!("encryption_key: \"{KEY}\", encryption_keys: [\"{OTHER_KEY}\"]"));
+    ow.daemon.signal(libc::SIGHUP);
+    steady("new key accepted");
+    // 2. Agents send with the new key, still accepting the old.
+    rewrite(&a.config, &old, &format!("encryption_key: \"{OTHER_KEY}\"\n    encryption_keys: [\"{KEY}\"]"));
+    a.daemon.signal(libc::SIGHUP);
+    steady("agent on the new key");
+    // 3. Overwatch makes it primary and drops the old one; agents too.
+    rewrite(&ow.daemon.config, &format!("encryption_key: \"{KEY}\", encryption_keys: [\"{OTHER_KEY}\"]"), &format!("encryption_key: \"{OTHER_KEY}\""));
+    ow.daemon.signal(libc::SIGHUP);
+    steady("old key removed on the Overwatch");
+    rewrite(&a.config, &format!("\n    encryption_keys: [\"{KEY}\"]"), "");
+    a.daemon.signal(libc::SIGHUP);
+    steady("old key removed everywhere");
+    assert!(!ow.daemon.log_text().contains("rejected"), "{}", ow.daemon.log_text());
+}

@@ -66,6 +66,22 @@ impl AgentState {
         AgentState { backends, ..Default::default() }
     }
 
+    /// A reloaded backend list: backends that stay keep their verdict, so a
+    /// SIGHUP does not briefly report them unhealthy.
+    pub fn reconfigure(&mut self, backends: &[AgentBackend]) {
+        let mut next = AgentState::new(backends);
+        for b in &mut next.backends {
+            if let Some(old) = self
+                .backends
+                .iter()
+                .find(|o| o.service == b.service && o.address == b.address && o.port == b.port)
+            {
+                *b = LocalBackend { weight: b.weight, ..old.clone() };
+            }
+        }
+        self.backends = next.backends;
+    }
+
     /// The active drain, first source wins: file, operator, predictive,
     /// shutdown. Returns (source, reason).
     pub fn drain(&self) -> Option<(&'static str, String)> {
@@ -132,6 +148,19 @@ mod tests {
         s.shutting_down = true;
         assert_eq!(s.drain().unwrap().0, "shutdown");
         assert!(s.reports()[0].draining);
+    }
+
+    #[test]
+    fn reload_keeps_verdicts_of_unchanged_backends() {
+        let mut s = state();
+        s.check_result(0, true, None, 1);
+        s.api_drain = Some("ops".into());
+        let b: AgentBackend = serde_norway::from_str("{service: app.test, address: 127.0.0.1, port: 80, weight: 5}").unwrap();
+        let c: AgentBackend = serde_norway::from_str("{service: app.test, address: 127.0.0.2, port: 80}").unwrap();
+        s.reconfigure(&[b, c]);
+        assert!(s.backends[0].healthy && s.backends[0].weight == 5);
+        assert!(!s.backends[1].checked);
+        assert_eq!(s.api_drain.as_deref(), Some("ops"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(500);
 
 enum Control {
-    Reload(Box<AgentConfig>),
+    Reload(Box<AgentConfig>, gossip::Keyring),
     Stop,
 }
 
@@ -164,7 +164,8 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
             Some(Signal::Reload) => match config::load(config_path, Some(Mode::Agent)) {
                 Ok(l) => match l.config.agent {
                     Some(a) => {
-                        let _ = ctl_tx.send(Control::Reload(Box::new(a)));
+                        let keyring = gossip::Keyring::from_raw(&l.secrets.gossip_keys);
+                        let _ = ctl_tx.send(Control::Reload(Box::new(a), keyring));
                         info!("SIGHUP: configuration {} accepted", config_path.display());
                     }
                     None => error!("SIGHUP: no agent section; keeping the old configuration"),
@@ -273,15 +274,14 @@ impl AgentLoop {
                 },
                 recv(events) -> m => if let Ok(e) = m { self.on_event(e) },
                 recv(control) -> m => match m {
-                    Ok(Control::Reload(cfg)) => {
+                    Ok(Control::Reload(cfg, keyring)) => {
+                        client.set_keyring(keyring);
                         self.cfg.predictive = cfg.predictive.clone();
                         self.cfg.backends = cfg.backends.clone();
-                        let drains = (self.state.file_drain.take(), self.state.api_drain.take());
-                        self.state = AgentState::new(&self.cfg.backends);
-                        (self.state.file_drain, self.state.api_drain) = drains;
+                        self.state.reconfigure(&self.cfg.backends);
                         checker.set_targets(self.targets());
                         changed = true;
-                        info!("configuration reloaded (backends, checks, predictive thresholds)");
+                        info!("configuration reloaded (backends, checks, predictive thresholds, gossip keys)");
                     }
                     Ok(Control::Stop) | Err(_) => {
                         self.state.shutting_down = true;

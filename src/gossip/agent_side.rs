@@ -152,6 +152,11 @@ impl AgentSession {
         }
     }
 
+    /// Swaps the keyring; the session (and its per-session key) stays.
+    pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.cfg.keyring = keyring;
+    }
+
     pub fn status(&self) -> &NodeStatus {
         &self.status
     }

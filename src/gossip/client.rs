@@ -63,6 +63,7 @@ pub enum AgentEvent {
 
 enum Command {
     SetBackends(Vec<BackendReport>),
+    SetKeyring(Keyring),
     LeaveAndStop,
     Stop,
 }
@@ -144,6 +145,13 @@ impl GossipClient {
     /// Replaces the reported backends; changes go to every node at once.
     pub fn set_backends(&self, backends: Vec<BackendReport>) {
         let _ = self.commands.send(Command::SetBackends(backends));
+        let _ = self.waker.wake();
+    }
+
+    /// Replaces the gossip keys (SIGHUP during a key rotation): new
+    /// messages are sealed with the first key, replies opened with any.
+    pub fn set_keyring(&self, keyring: Keyring) {
+        let _ = self.commands.send(Command::SetKeyring(keyring));
         let _ = self.waker.wake();
     }
 
@@ -252,6 +260,11 @@ impl Loop {
             while let Ok(cmd) = self.commands.try_recv() {
                 match cmd {
                     Command::Stop => return Ok(()),
+                    Command::SetKeyring(k) => {
+                        for node in &mut self.nodes {
+                            node.session.set_keyring(k.clone());
+                        }
+                    }
                     Command::SetBackends(b) => {
                         for i in 0..self.nodes.len() {
                             let outs = self.nodes[i].session.set_state(&b, now);
