@@ -21,21 +21,41 @@ fn spec(addrs: &[&str]) -> TableSpec {
             soa: SoaConfig::default(),
             nameservers: vec![],
         }],
-        domains: vec![DomainSpec {
-            name: "app.example.com".into(),
-            ttl: 30,
-            algorithm: RoutingAlgorithm::RoundRobin,
-            max_records: None,
-            targets: addrs
-                .iter()
-                .map(|a| Target {
-                    ip: a.parse().unwrap(),
-                    weight: 1,
-                })
-                .collect(),
-            last_healthy: None,
-        }],
+        domains: vec![
+            DomainSpec {
+                name: "app.example.com".into(),
+                ttl: 30,
+                algorithm: RoutingAlgorithm::RoundRobin,
+                max_records: None,
+                targets: addrs
+                    .iter()
+                    .map(|a| Target {
+                        ip: a.parse().unwrap(),
+                        weight: 1,
+                    })
+                    .collect(),
+                last_healthy: None,
+            },
+            big(),
+        ],
         serial: 1,
+    }
+}
+
+/// 200 addresses: a 3 KB answer, to fill socket buffers over TCP.
+fn big() -> DomainSpec {
+    DomainSpec {
+        name: "big.example.com".into(),
+        ttl: 30,
+        algorithm: RoutingAlgorithm::RoundRobin,
+        max_records: None,
+        targets: (0..200u32)
+            .map(|i| Target {
+                ip: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
+                weight: 1,
+            })
+            .collect(),
+        last_healthy: None,
     }
 }
 
@@ -286,4 +306,30 @@ fn ipv6_loopback_listener() {
     let m = Message::from_octets(buf[..n].to_vec()).unwrap();
     assert_eq!(addrs(&m), vec!["10.0.0.1"]);
     server.stop();
+}
+
+#[test]
+fn tcp_large_pipelined_answers_survive_backpressure() {
+    let f = start(16, Duration::from_secs(5));
+    let mut s = TcpStream::connect(f.server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut wire = Vec::new();
+    for id in 0..300u16 {
+        let q = query(id, "big.example.com.", Rtype::A);
+        wire.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        wire.extend_from_slice(&q);
+    }
+    // Write everything before reading anything: the server must stop at
+    // its write backlog and resume when we drain.
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&wire).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    for id in 0..300u16 {
+        let m = read_frame(&mut s);
+        assert_eq!(m.header().id(), id);
+        assert!(!m.header().tc());
+        assert_eq!(addrs(&m).len(), 200);
+    }
+    sender.join().unwrap();
+    f.server.stop();
 }

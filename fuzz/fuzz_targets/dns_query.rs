@@ -5,16 +5,25 @@
 
 use libfuzzer_sys::fuzz_target;
 use opengslb::config::{RoutingAlgorithm, SoaConfig};
-use opengslb::dns::{DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec};
+use opengslb::dns::{
+    DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
+};
 use std::sync::OnceLock;
 
 fn table() -> &'static (DnsTable, DnsStats) {
     static T: OnceLock<(DnsTable, DnsStats)> = OnceLock::new();
     T.get_or_init(|| {
         let stats = DnsStats::new();
-        let t = |a: &str| Target { ip: a.parse().unwrap(), weight: 2 };
+        let t = |a: &str| Target {
+            ip: a.parse().unwrap(),
+            weight: 2,
+        };
         let spec = TableSpec {
-            zones: vec![ZoneSpec { apex: "example.com".into(), soa: SoaConfig::default(), nameservers: vec![] }],
+            zones: vec![ZoneSpec {
+                apex: "example.com".into(),
+                soa: SoaConfig::default(),
+                nameservers: vec![],
+            }],
             domains: vec![
                 DomainSpec {
                     name: "app.example.com".into(),

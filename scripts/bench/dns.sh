@@ -201,33 +201,78 @@ if [ "$TARGET" = binary ]; then
     } >"$CONFIG"
     chmod 600 "$CONFIG"
     target/release/opengslb --config "$CONFIG" >"$WORK/opengslb.log" 2>&1 &
-    PIDS="$PIDS $!"
+    OG_PID=$!
+    PIDS="$PIDS $OG_PID"
     LABEL="opengslb (daemon)"
 else
     DNS_BENCH_ADDR="127.0.0.1:$OG_PORT" DNS_BENCH_SECS=3600 \
         "$HARNESS" --ignored --exact serve_bench_names >"$WORK/harness.log" 2>&1 &
-    PIDS="$PIDS $!"
+    OG_PID=$!
+    PIDS="$PIDS $OG_PID"
     LABEL="opengslb (in-process harness)"
 fi
 wait_for_answer "$OG_PORT"
 
 # ---------------------------------------------------------------- runs
-run() { # port -> qps
+# CPU ticks (user + system) of a process and all its descendants, so the
+# figures include NSD's forked server process.
+cpu_ticks() { # uses $WATCH
+    for stat in /proc/[0-9]*/stat; do
+        pid=${stat#/proc/}
+        pid=${pid%/stat}
+        fields=$(sed 's/^.*) //' "$stat" 2>/dev/null) || continue
+        # shellcheck disable=SC2086
+        set -- $fields
+        echo "$pid $2 $((${12} + ${13}))"
+    done | awk -v root="$WATCH" '
+        { parent[$1] = $2; ticks[$1] = $3 }
+        END {
+            total = 0
+            for (p in ticks) {
+                q = p
+                for (depth = 0; depth < 16 && q != "" && q != 0; depth++) {
+                    if (q == root) { total += ticks[p]; break }
+                    q = parent[q]
+                }
+            }
+            print total
+        }'
+}
+
+HZ=$(getconf CLK_TCK)
+run() { # port pid -> "qps cpu_seconds"
+    WATCH=$2
+    before=$(cpu_ticks)
     dnsperf -s 127.0.0.1 -p "$1" -d "$QUERIES" -l "$SECONDS_PER_RUN" \
         -c "$CLIENTS" -T "$THREADS" >"$WORK/dnsperf.out" 2>&1
-    awk '/Queries per second:/ { print $4 }' "$WORK/dnsperf.out"
+    after=$(cpu_ticks)
+    qps=$(awk '/Queries per second:/ { print $4 }' "$WORK/dnsperf.out")
+    echo "$qps $(((after - before) * 100 / HZ))"
+}
+
+report() { # label "qps centiseconds"
+    # shellcheck disable=SC2086
+    set -- "$1" $2
+    awk -v l="$1" -v q="$2" -v c="$3" -v s="$SECONDS_PER_RUN" 'BEGIN {
+        cpu = c / 100
+        printf "%-10s %9.0f qps   server CPU %5.1f s   %8.0f queries per server CPU second\n", l, q, cpu, (cpu > 0 ? q * s / cpu : 0)
+    }'
 }
 
 echo "dnsperf -l $SECONDS_PER_RUN -c $CLIENTS -T $THREADS, query mix: 4 names x A (2 addresses) + 1 NXDOMAIN"
-N1=$(run "$NSD_PORT")
-echo "run 1  nsd       $N1 qps"
-O1=$(run "$OG_PORT")
-echo "run 2  opengslb  $O1 qps   [$LABEL]"
-N2=$(run "$NSD_PORT")
-echo "run 3  nsd       $N2 qps"
-O2=$(run "$OG_PORT")
-echo "run 4  opengslb  $O2 qps"
-awk -v n1="$N1" -v n2="$N2" -v o1="$O1" -v o2="$O2" 'BEGIN {
-    n = (n1 + n2) / 2; o = (o1 + o2) / 2
-    printf "mean   nsd %.0f qps, opengslb %.0f qps, opengslb/nsd = %.2f\n", n, o, (n > 0 ? o / n : 0)
+echo "opengslb under test: $LABEL"
+N1=$(run "$NSD_PORT" "$NSD_PID")
+report nsd "$N1"
+O1=$(run "$OG_PORT" "$OG_PID")
+report opengslb "$O1"
+N2=$(run "$NSD_PORT" "$NSD_PID")
+report nsd "$N2"
+O2=$(run "$OG_PORT" "$OG_PID")
+report opengslb "$O2"
+echo "$N1 $N2 $O1 $O2" | awk '{
+    n = ($1 + $3) / 2; o = ($5 + $7) / 2
+    nc = ($2 + $4) / 100; oc = ($6 + $8) / 100
+    printf "mean: nsd %.0f qps, opengslb %.0f qps, opengslb/nsd = %.2f (throughput)\n", n, o, (n > 0 ? o / n : 0)
+    if (nc > 0 && oc > 0)
+        printf "      queries per server CPU second: opengslb/nsd = %.2f (efficiency)\n", (o / oc) / (n / nc)
 }'

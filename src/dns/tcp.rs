@@ -230,6 +230,12 @@ impl Conn {
                 // Wait for WRITABLE before answering or reading more.
                 return State::Open;
             }
+            if self.has_frame() {
+                // Answering stopped at the write backlog; go on before
+                // reading, or those frames would wait for an event that
+                // never comes.
+                continue;
+            }
             if self.eof {
                 return State::Close;
             }
@@ -245,7 +251,19 @@ impl Conn {
         }
     }
 
+    fn has_frame(&self) -> bool {
+        match self.rbuf.get(..2) {
+            Some(&[a, b]) => self.rbuf.len() >= 2 + usize::from(u16::from_be_bytes([a, b])),
+            _ => false,
+        }
+    }
+
     fn answer_frames(&mut self, io: &mut Io<'_>) {
+        // Drop what was already sent so a slow reader cannot grow wbuf.
+        if self.wpos > 0 {
+            self.wbuf.drain(..self.wpos.min(self.wbuf.len()));
+            self.wpos = 0;
+        }
         let mut start = 0;
         while self.wbuf.len() - self.wpos < WRITE_BACKLOG {
             let Some(rest) = self.rbuf.get(start..) else {

@@ -229,11 +229,15 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = server.local_addr().unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         for i in 0..3u8 {
             client.send_to(&[i; 20], addr).unwrap();
         }
-        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         let mut batch = Batch::new(512);
         // Datagrams may trickle in; gather all three.
         let mut seen = 0;
