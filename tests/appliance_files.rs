@@ -29,7 +29,11 @@ fn have(tool: &str, check: &str) -> bool {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 struct TempDir(PathBuf);
@@ -60,8 +64,17 @@ fn alert_rules_pass_promtool() {
     if !have("promtool", "promtool check rules") {
         return;
     }
-    let out = Command::new("promtool").arg("check").arg("rules").arg(root().join(RULES)).output().unwrap();
-    assert!(out.status.success(), "promtool check rules failed:\n{}", text(&out));
+    let out = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(root().join(RULES))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules failed:\n{}",
+        text(&out)
+    );
 }
 
 fn rules_yaml() -> serde_norway::Value {
@@ -138,28 +151,50 @@ fn every_alert_has_severity_text_runbook_and_spec_metrics() {
         "OpenGSLBConfigReloadFailed",
         "OpenGSLBGossipDecryptFailures",
     ] {
-        assert!(names.contains(&required), "alert {required} missing from {RULES}");
+        assert!(
+            names.contains(&required),
+            "alert {required} missing from {RULES}"
+        );
     }
     for r in &all {
         let name = r["alert"].as_str().expect("every rule is an alert");
         let sev = r["labels"]["severity"].as_str().unwrap_or("");
-        assert!(["critical", "warning", "info"].contains(&sev), "{name}: severity {sev:?}");
+        assert!(
+            ["critical", "warning", "info"].contains(&sev),
+            "{name}: severity {sev:?}"
+        );
         for key in ["summary", "description"] {
-            assert!(r["annotations"][key].as_str().is_some_and(|s| !s.is_empty()), "{name}: no {key}");
+            assert!(
+                r["annotations"][key]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{name}: no {key}"
+            );
         }
         let url = r["annotations"]["runbook_url"].as_str().unwrap_or("");
-        let anchor = url
-            .strip_prefix("docs/operations.md#")
-            .unwrap_or_else(|| panic!("{name}: runbook_url {url:?} is not docs/operations.md#anchor"));
-        assert!(heads.contains(anchor), "{name}: no heading for #{anchor} in docs/operations.md");
-        assert!(ops.contains(name), "{name}: docs/operations.md does not mention the alert");
+        let anchor = url.strip_prefix("docs/operations.md#").unwrap_or_else(|| {
+            panic!("{name}: runbook_url {url:?} is not docs/operations.md#anchor")
+        });
+        assert!(
+            heads.contains(anchor),
+            "{name}: no heading for #{anchor} in docs/operations.md"
+        );
+        assert!(
+            ops.contains(name),
+            "{name}: docs/operations.md does not mention the alert"
+        );
         let expr = r["expr"].as_str().expect("expr");
         let mut rest = expr;
         while let Some(i) = rest.find("opengslb_") {
             let tail = &rest[i..];
-            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
             let metric = &tail[..end];
-            assert!(SPEC_METRICS.contains(&metric), "{name}: {metric} is not a SPEC §9 metric");
+            assert!(
+                SPEC_METRICS.contains(&metric),
+                "{name}: {metric} is not a SPEC §9 metric"
+            );
             rest = &tail[end..];
         }
     }
@@ -299,8 +334,17 @@ fn alert_rules_fire_as_documented() {
     let tests = dir.0.join("tests.yml");
     let body = format!("rule_files:\n  - {}\n{RULE_TESTS}", rules.display());
     fs::write(&tests, body).unwrap();
-    let out = Command::new("promtool").arg("test").arg("rules").arg(&tests).output().unwrap();
-    assert!(out.status.success(), "promtool test rules failed:\n{}", text(&out));
+    let out = Command::new("promtool")
+        .arg("test")
+        .arg("rules")
+        .arg(&tests)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}",
+        text(&out)
+    );
 }
 
 // ------------------------------------------------------------ shell
@@ -319,18 +363,29 @@ fn scripts() -> Vec<PathBuf> {
 fn scripts_pass_shellcheck() {
     let all = scripts();
     for name in ["install.sh", "uninstall.sh", "drain.sh"] {
-        assert!(all.iter().any(|p| p.ends_with(name)), "scripts/{name} missing");
+        assert!(
+            all.iter().any(|p| p.ends_with(name)),
+            "scripts/{name} missing"
+        );
     }
     for p in &all {
         let mode = fs::metadata(p).unwrap().permissions().mode();
         assert!(mode & 0o111 != 0, "{} is not executable", p.display());
         let first = fs::read_to_string(p).unwrap();
-        assert!(first.starts_with("#!/bin/sh\n"), "{} must be POSIX sh", p.display());
+        assert!(
+            first.starts_with("#!/bin/sh\n"),
+            "{} must be POSIX sh",
+            p.display()
+        );
     }
     if !have("shellcheck", "shellcheck") {
         return;
     }
-    let out = Command::new("shellcheck").args(["-s", "sh"]).args(&all).output().unwrap();
+    let out = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .args(&all)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "shellcheck:\n{}", text(&out));
 }
 
@@ -339,11 +394,14 @@ fn scripts_pass_shellcheck() {
 const UNITS: &[&str] = &["opengslb-overwatch.service", "opengslb-agent.service"];
 
 fn unit(name: &str) -> String {
-    fs::read_to_string(root().join("systemd").join(name)).unwrap_or_else(|e| panic!("systemd/{name}: {e}"))
+    fs::read_to_string(root().join("systemd").join(name))
+        .unwrap_or_else(|e| panic!("systemd/{name}: {e}"))
 }
 
 fn values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
-    unit.lines().filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('=')).collect()
+    unit.lines()
+        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .collect()
 }
 
 #[test]
@@ -351,29 +409,52 @@ fn units_promise_the_documented_hardening() {
     for name in UNITS {
         let u = unit(name);
         let has = |key: &str, want: &dyn Fn(&str) -> bool| {
-            assert!(values(&u, key).iter().any(|v| want(v)), "{name}: no acceptable {key}= ({:?})", values(&u, key));
+            assert!(
+                values(&u, key).iter().any(|v| want(v)),
+                "{name}: no acceptable {key}= ({:?})",
+                values(&u, key)
+            );
         };
         let yes = |v: &str| matches!(v, "true" | "yes" | "1" | "on");
         has("Type", &|v| v == "notify");
-        has("ExecReload", &|v| v.contains("kill -HUP") || v.contains("SIGHUP"));
+        has("ExecReload", &|v| {
+            v.contains("kill -HUP") || v.contains("SIGHUP")
+        });
         has("Restart", &|v| v == "on-failure");
         has("User", &|v| v == "opengslb");
         has("StateDirectory", &|v| v == "opengslb");
         has("ProtectSystem", &|v| v == "strict");
         has("NoNewPrivileges", &yes);
         has("PrivateTmp", &yes);
-        has("RestrictAddressFamilies", &|v| v.contains("AF_INET") && v.contains("AF_UNIX"));
+        has("RestrictAddressFamilies", &|v| {
+            v.contains("AF_INET") && v.contains("AF_UNIX")
+        });
         has("SystemCallFilter", &|v| v == "@system-service");
         has("WatchdogSec", &|v| !v.is_empty());
         // The command lines must parse with the daemon's own flag parser.
         let start = values(&u, "ExecStart");
         assert_eq!(start.len(), 1, "{name}: one ExecStart");
-        let argv: Vec<String> = start[0].split_whitespace().skip(1).map(String::from).collect();
+        let argv: Vec<String> = start[0]
+            .split_whitespace()
+            .skip(1)
+            .map(String::from)
+            .collect();
         match opengslb::daemon::args::parse(argv) {
             Ok(opengslb::daemon::args::Action::Run(a)) => {
-                let mode = if name.contains("agent") { "agent" } else { "overwatch" };
-                assert_eq!(a.config, PathBuf::from(format!("/etc/opengslb/{mode}.yaml")), "{name}");
-                assert!(start[0].contains(&format!("--mode {mode}")), "{name}: --mode {mode}");
+                let mode = if name.contains("agent") {
+                    "agent"
+                } else {
+                    "overwatch"
+                };
+                assert_eq!(
+                    a.config,
+                    PathBuf::from(format!("/etc/opengslb/{mode}.yaml")),
+                    "{name}"
+                );
+                assert!(
+                    start[0].contains(&format!("--mode {mode}")),
+                    "{name}: --mode {mode}"
+                );
             }
             other => panic!("{name}: ExecStart does not parse as a run: {other:?}"),
         }
@@ -383,16 +464,28 @@ fn units_promise_the_documented_hardening() {
             .unwrap_or_else(|| panic!("{name}: no ExecReload with --check"));
         let argv: Vec<String> = check.split_whitespace().skip(1).map(String::from).collect();
         assert!(
-            matches!(opengslb::daemon::args::parse(argv), Ok(opengslb::daemon::args::Action::Check(_))),
+            matches!(
+                opengslb::daemon::args::parse(argv),
+                Ok(opengslb::daemon::args::Action::Check(_))
+            ),
             "{name}: the --check ExecReload does not parse"
         );
         // install.sh rewrites this prefix to $PREFIX/bin.
-        assert!(start[0].starts_with("/usr/local/bin/opengslb "), "{name}: ExecStart path");
+        assert!(
+            start[0].starts_with("/usr/local/bin/opengslb "),
+            "{name}: ExecStart path"
+        );
     }
     let ow = unit("opengslb-overwatch.service");
-    assert!(values(&ow, "AmbientCapabilities").contains(&"CAP_NET_BIND_SERVICE"), "overwatch binds :53");
+    assert!(
+        values(&ow, "AmbientCapabilities").contains(&"CAP_NET_BIND_SERVICE"),
+        "overwatch binds :53"
+    );
     let agent = unit("opengslb-agent.service");
-    assert!(values(&agent, "RuntimeDirectory").contains(&"opengslb"), "agent drain file dir");
+    assert!(
+        values(&agent, "RuntimeDirectory").contains(&"opengslb"),
+        "agent drain file dir"
+    );
 }
 
 #[test]
@@ -418,12 +511,23 @@ fn units_pass_systemd_analyze_verify() {
             .join("\n");
         let path = dir.0.join(name);
         fs::write(&path, rewritten + "\n").unwrap();
-        let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&path).output().unwrap();
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .unwrap();
         let all = text(&out);
         let complaints: Vec<&str> = all.lines().filter(|l| l.contains(name)).collect();
-        assert!(complaints.is_empty(), "systemd-analyze verify {name}:\n{}", complaints.join("\n"));
+        assert!(
+            complaints.is_empty(),
+            "systemd-analyze verify {name}:\n{}",
+            complaints.join("\n")
+        );
         if !out.status.success() {
-            eprintln!("systemd-analyze verify {name} exited {} without naming the unit:\n{all}", out.status);
+            eprintln!(
+                "systemd-analyze verify {name} exited {} without naming the unit:\n{all}",
+                out.status
+            );
         }
     }
 }
@@ -434,7 +538,10 @@ fn man_pages() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(root().join("man"))
         .expect("man/")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "1" || x == "5" || x == "8"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "1" || x == "5" || x == "8")
+        })
         .collect();
     v.sort();
     v
@@ -443,14 +550,25 @@ fn man_pages() -> Vec<PathBuf> {
 #[test]
 fn man_pages_pass_mandoc_lint() {
     let pages = man_pages();
-    assert!(pages.iter().any(|p| p.ends_with("opengslb.8")), "man/opengslb.8 missing");
+    assert!(
+        pages.iter().any(|p| p.ends_with("opengslb.8")),
+        "man/opengslb.8 missing"
+    );
     if !have("mandoc", "mandoc -Tlint") {
         return;
     }
     for p in &pages {
-        let out = Command::new("mandoc").arg("-Tlint").arg(p).output().unwrap();
+        let out = Command::new("mandoc")
+            .arg("-Tlint")
+            .arg(p)
+            .output()
+            .unwrap();
         let t = text(&out);
-        assert!(out.status.success() && t.trim().is_empty(), "mandoc -Tlint {}:\n{t}", p.display());
+        assert!(
+            out.status.success() && t.trim().is_empty(),
+            "mandoc -Tlint {}:\n{t}",
+            p.display()
+        );
     }
 }
 
@@ -465,7 +583,11 @@ fn section<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
 
 /// The line after each `.TP` of a section.
 fn tagged(lines: &[&str]) -> Vec<String> {
-    lines.windows(2).filter(|w| w[0] == ".TP").map(|w| w[1].to_string()).collect()
+    lines
+        .windows(2)
+        .filter(|w| w[0] == ".TP")
+        .map(|w| w[1].to_string())
+        .collect()
 }
 
 #[test]
@@ -479,15 +601,31 @@ fn man_page_flags_match_the_flag_table() {
             Some(format!("--{}", &rest[..rest.find("\\fR")?]))
         })
         .collect();
-    assert_eq!(documented.len(), tags.len(), "an OPTIONS tag breaks the convention: {tags:?}");
-    let table: BTreeSet<String> = opengslb::daemon::args::FLAGS.iter().map(|f| f.0.to_string()).collect();
-    assert_eq!(documented, table, "man/opengslb.8 OPTIONS vs src/daemon/args.rs FLAGS");
+    assert_eq!(
+        documented.len(),
+        tags.len(),
+        "an OPTIONS tag breaks the convention: {tags:?}"
+    );
+    let table: BTreeSet<String> = opengslb::daemon::args::FLAGS
+        .iter()
+        .map(|f| f.0.to_string())
+        .collect();
+    assert_eq!(
+        documented, table,
+        "man/opengslb.8 OPTIONS vs src/daemon/args.rs FLAGS"
+    );
     for (flag, value, _) in opengslb::daemon::args::FLAGS {
-        let tag = tags.iter().find(|t| t.contains(&flag.replace('-', "\\-"))).expect("tag");
+        let tag = tags
+            .iter()
+            .find(|t| t.contains(&flag.replace('-', "\\-")))
+            .expect("tag");
         if value.is_empty() {
             assert!(!tag.contains("\\fI"), "{flag} takes no value: {tag}");
         } else {
-            assert!(tag.contains(&format!("\\fI{value}\\fR")), "{flag} {value}: {tag}");
+            assert!(
+                tag.contains(&format!("\\fI{value}\\fR")),
+                "{flag} {value}: {tag}"
+            );
         }
     }
 }
@@ -501,8 +639,22 @@ fn man_page_exit_codes_match_the_exit_table() {
         .collect();
     let table: Vec<i32> = opengslb::exit::TABLE.iter().map(|e| e.0).collect();
     assert_eq!(codes, table, "man/opengslb.8 EXIT STATUS vs src/exit.rs");
-    for s in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SIGNALS", "EXIT STATUS", "FILES", "ENVIRONMENT", "EXAMPLES", "SEE ALSO"] {
-        assert!(page.contains(&format!(".SH {s}\n")), "man/opengslb.8 has no {s} section");
+    for s in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "SIGNALS",
+        "EXIT STATUS",
+        "FILES",
+        "ENVIRONMENT",
+        "EXAMPLES",
+        "SEE ALSO",
+    ] {
+        assert!(
+            page.contains(&format!(".SH {s}\n")),
+            "man/opengslb.8 has no {s} section"
+        );
     }
     let signals = section(&page, "SIGNALS").join("\n");
     for s in ["SIGHUP", "SIGTERM", "SIGINT"] {
@@ -532,7 +684,13 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, bool, u64, u32, std::time::SystemTime)>
             if m.is_dir() {
                 stack.push(p.clone());
             }
-            out.push((p, m.is_dir(), m.len(), m.permissions().mode(), m.modified().unwrap()));
+            out.push((
+                p,
+                m.is_dir(),
+                m.len(),
+                m.permissions().mode(),
+                m.modified().unwrap(),
+            ));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -540,7 +698,11 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, bool, u64, u32, std::time::SystemTime)>
 }
 
 fn mode(p: &Path) -> u32 {
-    fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o7777
+    fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
 }
 
 struct Install {
@@ -559,11 +721,23 @@ impl Install {
         fs::create_dir_all(&bins).unwrap();
         fs::create_dir_all(configs.join("examples")).unwrap();
         write_exec(&bins.join("opengslb"), "#!/bin/sh\necho fake opengslb\n");
-        write_exec(&bins.join("opengslb-cli"), "#!/bin/sh\necho fake opengslb-cli\n");
+        write_exec(
+            &bins.join("opengslb-cli"),
+            "#!/bin/sh\necho fake opengslb-cli\n",
+        );
         fs::write(configs.join("overwatch.yaml"), "mode: overwatch\n").unwrap();
         fs::write(configs.join("agent.yaml"), "mode: agent\n").unwrap();
-        fs::write(configs.join("examples/two-sites.yaml"), "mode: overwatch # example\n").unwrap();
-        Install { dest, bins, configs, _tmp: tmp }
+        fs::write(
+            configs.join("examples/two-sites.yaml"),
+            "mode: overwatch # example\n",
+        )
+        .unwrap();
+        Install {
+            dest,
+            bins,
+            configs,
+            _tmp: tmp,
+        }
     }
 
     fn run(&self, script: &str, args: &[&str]) -> String {
@@ -593,20 +767,39 @@ fn install_is_idempotent_keeps_edited_configs_and_uninstalls() {
     for b in ["opengslb", "opengslb-cli", "opengslb-drain"] {
         assert_eq!(mode(&bin.join(b)), 0o755, "{b}");
     }
-    assert_eq!(fs::read_to_string(bin.join("opengslb")).unwrap(), "#!/bin/sh\necho fake opengslb\n");
+    assert_eq!(
+        fs::read_to_string(bin.join("opengslb")).unwrap(),
+        "#!/bin/sh\necho fake opengslb\n"
+    );
     assert_eq!(mode(&d.join("etc/opengslb")), 0o750);
     assert_eq!(mode(&d.join("var/lib/opengslb")), 0o750);
     for c in ["overwatch.yaml", "agent.yaml"] {
-        assert_eq!(mode(&d.join("etc/opengslb").join(c)), 0o640, "{c} must not be world-readable");
+        assert_eq!(
+            mode(&d.join("etc/opengslb").join(c)),
+            0o640,
+            "{c} must not be world-readable"
+        );
     }
     for u in UNITS {
         let text = fs::read_to_string(d.join("etc/systemd/system").join(u)).unwrap();
-        assert!(text.contains("ExecStart=/opt/ogslb/bin/opengslb "), "{u} not rewritten to PREFIX");
-        assert!(!text.contains("/usr/local/bin"), "{u} still names /usr/local/bin");
+        assert!(
+            text.contains("ExecStart=/opt/ogslb/bin/opengslb "),
+            "{u} not rewritten to PREFIX"
+        );
+        assert!(
+            !text.contains("/usr/local/bin"),
+            "{u} still names /usr/local/bin"
+        );
     }
     assert!(d.join("opt/ogslb/share/man/man8/opengslb.8").is_file());
-    assert!(d.join("opt/ogslb/share/doc/opengslb/opengslb-alerts.yml").is_file());
-    assert!(d.join("opt/ogslb/share/doc/opengslb/examples/two-sites.yaml").is_file());
+    assert!(
+        d.join("opt/ogslb/share/doc/opengslb/opengslb-alerts.yml")
+            .is_file()
+    );
+    assert!(
+        d.join("opt/ogslb/share/doc/opengslb/examples/two-sites.yaml")
+            .is_file()
+    );
 
     // A second run changes nothing at all.
     let before = snapshot(d);
@@ -619,11 +812,23 @@ fn install_is_idempotent_keeps_edited_configs_and_uninstalls() {
     fs::write(&agent, "mode: agent\n# edited by the operator\n").unwrap();
     fs::set_permissions(&agent, fs::Permissions::from_mode(0o644)).unwrap();
     let third = i.run("install.sh", &[]);
-    assert_eq!(fs::read_to_string(&agent).unwrap(), "mode: agent\n# edited by the operator\n");
-    assert_eq!(fs::read_to_string(d.join("etc/opengslb/agent.yaml.dist")).unwrap(), "mode: agent\n");
-    assert!(third.contains("agent.yaml.dist"), "install must say where the shipped file went:\n{third}");
+    assert_eq!(
+        fs::read_to_string(&agent).unwrap(),
+        "mode: agent\n# edited by the operator\n"
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("etc/opengslb/agent.yaml.dist")).unwrap(),
+        "mode: agent\n"
+    );
+    assert!(
+        third.contains("agent.yaml.dist"),
+        "install must say where the shipped file went:\n{third}"
+    );
     assert_eq!(mode(&agent), 0o640, "a world-readable config is fixed");
-    assert!(!d.join("etc/opengslb/overwatch.yaml.dist").exists(), "unchanged config got a .dist");
+    assert!(
+        !d.join("etc/opengslb/overwatch.yaml.dist").exists(),
+        "unchanged config got a .dist"
+    );
     let before = snapshot(d);
     i.run("install.sh", &[]);
     assert_eq!(before, snapshot(d), "the .dist is rewritten on every run");
@@ -634,16 +839,34 @@ fn install_is_idempotent_keeps_edited_configs_and_uninstalls() {
         assert!(!bin.join(b).exists(), "{b} left behind:\n{un}");
     }
     for u in UNITS {
-        assert!(!d.join("etc/systemd/system").join(u).exists(), "{u} left behind");
+        assert!(
+            !d.join("etc/systemd/system").join(u).exists(),
+            "{u} left behind"
+        );
     }
     assert!(!d.join("opt/ogslb/share/man/man8/opengslb.8").exists());
-    assert!(!d.join("opt/ogslb/share/doc/opengslb").exists(), "doc dir left behind");
-    assert!(agent.is_file(), "uninstall without --purge removed a config");
-    assert!(d.join("var/lib/opengslb").is_dir(), "uninstall without --purge removed state");
+    assert!(
+        !d.join("opt/ogslb/share/doc/opengslb").exists(),
+        "doc dir left behind"
+    );
+    assert!(
+        agent.is_file(),
+        "uninstall without --purge removed a config"
+    );
+    assert!(
+        d.join("var/lib/opengslb").is_dir(),
+        "uninstall without --purge removed state"
+    );
 
     let purge = i.run("uninstall.sh", &["--purge"]);
-    assert!(!d.join("etc/opengslb").exists(), "--purge kept /etc/opengslb:\n{purge}");
-    assert!(!d.join("var/lib/opengslb").exists(), "--purge kept /var/lib/opengslb");
+    assert!(
+        !d.join("etc/opengslb").exists(),
+        "--purge kept /etc/opengslb:\n{purge}"
+    );
+    assert!(
+        !d.join("var/lib/opengslb").exists(),
+        "--purge kept /var/lib/opengslb"
+    );
 }
 
 #[test]
@@ -658,7 +881,15 @@ fn install_refuses_missing_binaries_and_bad_arguments() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("no executable opengslb-cli"), "{}", text(&out));
-    let out = Command::new("sh").arg(root().join("scripts/install.sh")).arg("--bogus").output().unwrap();
+    assert!(
+        text(&out).contains("no executable opengslb-cli"),
+        "{}",
+        text(&out)
+    );
+    let out = Command::new("sh")
+        .arg(root().join("scripts/install.sh"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
