@@ -150,7 +150,7 @@ api() {
     json_flat <"$TMP/body" >"$TMP/reply"
     if [ "$code" != 200 ]; then
         msg=$(field "$TMP/reply" error)
-        die 1 "the agent refused $1 $2 (HTTP $code): ${msg:-$(head -c 200 "$TMP/body")}"
+        die 1 "the agent refused $1 $2 (HTTP $code): ${msg:-$(dd bs=200 count=1 <"$TMP/body" 2>/dev/null)}"
     fi
 }
 
@@ -215,9 +215,22 @@ still_answered() {
     [ -s "$TMP/pending" ]
 }
 
+# Reject a bad --dns now rather than after the drain was sent.
+check_dns_list() {
+    old_ifs=$IFS
+    IFS=,
+    for server in $DNS_LIST; do
+        IFS=$old_ifs
+        [ -z "$server" ] || split_dns "$server"
+    done
+    IFS=$old_ifs
+}
+
 json_string() {
     printf '%s' "$1" | tr '\n\t\r' '   ' | sed 's/\\/\\\\/g; s/"/\\"/g'
 }
+
+check_dns_list
 
 if [ "$ACTION" = on ]; then
     if [ -n "$REASON" ]; then

@@ -446,6 +446,17 @@ fn drain_exit_codes_for_usage_unreachable_and_refusal() {
     assert_eq!(out.status.code(), Some(2), "{se}");
     let (out, _, se) = drain(&["on", "--reason"]);
     assert_eq!(out.status.code(), Some(2), "{se}");
+    // A bad --dns is refused before anything is sent to the agent (an
+    // unreachable agent would be exit 5).
+    let (out, _, se) = drain(&[
+        "on",
+        "--dns",
+        "127.0.0.1:fiftythree",
+        "--agent",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{se}");
+    assert!(se.contains("bad --dns"), "{se}");
     let (out, so, _) = drain(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     for code in ["0 ", "1 ", "2 ", "5 ", "6 ", "7 "] {
