@@ -893,3 +893,94 @@ fn install_refuses_missing_binaries_and_bad_arguments() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// The live-system path (no DESTDIR): user creation, ownership and the
+/// purge, run as root inside a private mount namespace whose /etc,
+/// /usr/local and /var/lib are overlays on a temp dir, so the host is left
+/// untouched. Skipped, with a message, when not root or when the namespace
+/// or the overlays cannot be made.
+#[test]
+fn install_live_as_root_in_a_private_mount_namespace() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED live install test: needs root");
+        return;
+    }
+    if !have("unshare", "live install test") {
+        return;
+    }
+    let i = Install::new();
+    let ov = i._tmp.0.join("overlay");
+    let user_existed = Command::new("id")
+        .arg("opengslb")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut script = String::from("set -e\n");
+    for (n, dir) in ["/etc", "/usr/local", "/var/lib"].iter().enumerate() {
+        let (up, work) = (ov.join(format!("{n}/up")), ov.join(format!("{n}/work")));
+        fs::create_dir_all(&up).unwrap();
+        fs::create_dir_all(&work).unwrap();
+        // Any failed mount stops the script before it can touch the host.
+        script.push_str(&format!(
+            "mount -t overlay overlay -o lowerdir={dir},upperdir={},workdir={} {dir} || exit 77\n",
+            up.display(),
+            work.display()
+        ));
+    }
+    let inst = root().join("scripts/install.sh");
+    let uninst = root().join("scripts/uninstall.sh");
+    script.push_str(&format!(
+        "sh {inst} && echo RUN2 && sh {inst}\n\
+         echo STAT; stat -c '%n %U:%G %a' /etc/opengslb /etc/opengslb/agent.yaml /var/lib/opengslb /usr/local/bin/opengslb\n\
+         sh {uninst} --purge\n\
+         echo AFTER; id opengslb 2>&1 || true; ls /etc/opengslb 2>&1 || true\n",
+        inst = inst.display(),
+        uninst = uninst.display()
+    ));
+    let path = i._tmp.0.join("live.sh");
+    fs::write(&path, script).unwrap();
+    let out = Command::new("unshare")
+        .arg("-m")
+        .arg("sh")
+        .arg(&path)
+        .env_remove("DESTDIR")
+        .env_remove("PREFIX")
+        .env("BINDIR_SRC", &i.bins)
+        .env("CONFIG_SRC", &i.configs)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    if out.status.code() == Some(77) || t.contains("unshare failed") {
+        eprintln!("SKIPPED live install test: no overlay mounts here:\n{t}");
+        return;
+    }
+    assert!(out.status.success(), "live install failed:\n{t}");
+    if !user_existed {
+        assert!(t.contains("created system user and group opengslb"), "{t}");
+        assert!(t.contains("removed user opengslb"), "{t}");
+    }
+    let (_, run2) = t.split_once("RUN2").expect("second run");
+    assert!(run2.contains("everything already up to date"), "{t}");
+    assert!(t.contains("/etc/opengslb root:opengslb 750"), "{t}");
+    assert!(
+        t.contains("/etc/opengslb/agent.yaml root:opengslb 640"),
+        "{t}"
+    );
+    assert!(t.contains("/var/lib/opengslb opengslb:opengslb 750"), "{t}");
+    assert!(t.contains("/usr/local/bin/opengslb root:root 755"), "{t}");
+    let (_, after) = t.split_once("AFTER").expect("after purge");
+    assert!(
+        after.contains("No such file"),
+        "--purge left /etc/opengslb: {after}"
+    );
+    // The host itself is untouched.
+    assert_eq!(
+        Path::new("/etc/opengslb").exists(),
+        host_etc,
+        "the host's /etc/opengslb changed"
+    );
+    let user_now = Command::new("id")
+        .arg("opengslb")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert_eq!(user_now, user_existed, "the host's opengslb user changed");
+}
