@@ -910,6 +910,7 @@ fn install_live_as_root_in_a_private_mount_namespace() {
     }
     let i = Install::new();
     let ov = i._tmp.0.join("overlay");
+    let host_etc = Path::new("/etc/opengslb").exists();
     let user_existed = Command::new("id")
         .arg("opengslb")
         .output()
