@@ -706,7 +706,7 @@ fn mode(p: &Path) -> u32 {
 }
 
 struct Install {
-    _tmp: TempDir,
+    tmp: TempDir,
     dest: PathBuf,
     bins: PathBuf,
     configs: PathBuf,
@@ -736,7 +736,7 @@ impl Install {
             dest,
             bins,
             configs,
-            _tmp: tmp,
+            tmp: tmp,
         }
     }
 
@@ -909,7 +909,7 @@ fn install_live_as_root_in_a_private_mount_namespace() {
         return;
     }
     let i = Install::new();
-    let ov = i._tmp.0.join("overlay");
+    let ov = i.tmp.0.join("overlay");
     let host_etc = Path::new("/etc/opengslb").exists();
     let user_existed = Command::new("id")
         .arg("opengslb")
@@ -937,7 +937,7 @@ fn install_live_as_root_in_a_private_mount_namespace() {
         inst = inst.display(),
         uninst = uninst.display()
     ));
-    let path = i._tmp.0.join("live.sh");
+    let path = i.tmp.0.join("live.sh");
     fs::write(&path, script).unwrap();
     let out = Command::new("unshare")
         .arg("-m")
