@@ -134,6 +134,8 @@ const SPEC_METRICS: &[&str] = &[
     "opengslb_agent_backend_healthy",
     "opengslb_agent_draining",
     "opengslb_agent_cert_not_after_seconds",
+    // Beyond §9: the per-name outcome when nothing is healthy (src/dns/stats.rs).
+    "opengslb_dns_no_healthy_total",
 ];
 
 #[test]
@@ -294,10 +296,12 @@ tests:
         values: '0+2x25'
       - series: 'opengslb_gossip_decrypt_failures_total{instance="ow2"}'
         values: '5x25'
-      - series: 'opengslb_dns_queries_total{instance="ow1",qtype="A",rcode="SERVFAIL"}'
+      - series: 'opengslb_dns_no_healthy_total{instance="ow1",domain="app.example.com",action="servfail"}'
         values: '0+10x25'
-      - series: 'opengslb_dns_queries_total{instance="ow2",qtype="A",rcode="NOERROR"}'
-        values: '0+10x25'
+      - series: 'opengslb_dns_no_healthy_total{instance="ow1",domain="app.example.com",action="last_healthy"}'
+        values: '0x25'
+      - series: 'opengslb_dns_no_healthy_total{instance="ow1",domain="www.example.com",action="servfail"}'
+        values: '0x25'
       - series: 'opengslb_overwatch_validation_checks_total{instance="ow1",result="failure"}'
         values: '0+1x25'
       - series: 'opengslb_overwatch_validation_checks_total{instance="ow2",result="success"}'
@@ -315,9 +319,9 @@ tests:
         exp_alerts:
           - exp_labels: {severity: warning, instance: ow1}
       - eval_time: 12m
-        alertname: OpenGSLBServfailAnswers
+        alertname: OpenGSLBNameWithoutHealthyBackend
         exp_alerts:
-          - exp_labels: {severity: critical, instance: ow1}
+          - exp_labels: {severity: critical, instance: ow1, domain: app.example.com, action: servfail}
       - eval_time: 22m
         alertname: OpenGSLBValidationFailures
         exp_alerts:
