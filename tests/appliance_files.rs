@@ -235,6 +235,10 @@ tests:
         values: '0x20'
       - series: 'opengslb_overwatch_agents_registered{instance="ow3"}'
         values: '0x20'
+      - series: 'up{job="opengslb-overwatch",instance="ow1"}'
+        values: '1 1 0 0 0 0 0 0'
+      - series: 'up{job="opengslb-overwatch",instance="ow2"}'
+        values: '1x20'
     alert_rule_test:
       - eval_time: 4m
         alertname: OpenGSLBAgentStale
@@ -244,6 +248,10 @@ tests:
         exp_alerts:
           - exp_labels: {severity: warning, instance: ow1}
           - exp_labels: {severity: warning, instance: ow2}
+      - eval_time: 5m
+        alertname: OpenGSLBOverwatchDown
+        exp_alerts:
+          - exp_labels: {severity: critical, job: opengslb-overwatch, instance: ow1}
       - eval_time: 6m
         alertname: OpenGSLBManyAgentsStale
         exp_alerts:
