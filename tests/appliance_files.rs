@@ -748,7 +748,7 @@ impl Install {
             dest,
             bins,
             configs,
-            tmp: tmp,
+            tmp,
         }
     }
 
