@@ -75,6 +75,7 @@ done
 case "$TIMEOUT" in
     '' | *[!0-9]*) die 2 "--timeout takes whole seconds, not '$TIMEOUT'" ;;
 esac
+DNS_LIST=${DNS_LIST#,}
 [ -n "$DNS_LIST" ] || DNS_LIST=127.0.0.1:53
 AGENT=${AGENT%/}
 command -v curl >/dev/null 2>&1 || die 1 "curl is needed"
