@@ -432,7 +432,7 @@ fn drain_off_lifts_the_drain_or_names_what_still_holds_it() {
     });
     let (out, _, se) = drain(&["off", "--agent", &held.url]);
     assert_eq!(out.status.code(), Some(7), "{se}");
-    assert!(se.contains("source=file"), "{se}");
+    assert!(se.contains("source=drain_file"), "{se}");
     assert!(
         se.contains(r#"see: ops, "ticket 7""#),
         "the reason is unescaped whole: {se}"
