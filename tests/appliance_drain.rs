@@ -68,7 +68,7 @@ const BACKENDS: &[(&str, &str)] = &[
 fn status_json(s: &AgentState, pretty: bool) -> String {
     let (source, reason) = if s.held_by_file {
         (
-            Some("file"),
+            Some("drain_file"),
             Some("drain file /run/opengslb/drain exists, see: ops, \"ticket 7\""),
         )
     } else if s.draining {
