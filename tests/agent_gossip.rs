@@ -65,7 +65,15 @@ struct Agent {
     config: std::path::PathBuf,
 }
 
-fn agent_yaml(dir: &TempDir, name: &str, backend: &HttpBackend, nodes: &[&str], key: &str, token: &str, api_port: u16) -> String {
+fn agent_yaml(
+    dir: &TempDir,
+    name: &str,
+    backend: &HttpBackend,
+    nodes: &[&str],
+    key: &str,
+    token: &str,
+    api_port: u16,
+) -> String {
     let nodes: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
     format!(
         r#"mode: agent
@@ -95,7 +103,14 @@ agent:
     )
 }
 
-fn agent(dir: &TempDir, name: &str, backend: &HttpBackend, nodes: &[&str], key: &str, token: &str) -> Agent {
+fn agent(
+    dir: &TempDir,
+    name: &str,
+    backend: &HttpBackend,
+    nodes: &[&str],
+    key: &str,
+    token: &str,
+) -> Agent {
     let api_port = free_port("127.0.0.1");
     let yaml = agent_yaml(dir, name, backend, nodes, key, token, api_port);
     let daemon = Daemon::start(dir, name, &yaml, "agent");
@@ -109,26 +124,37 @@ fn agent(dir: &TempDir, name: &str, backend: &HttpBackend, nodes: &[&str], key: 
 }
 
 fn answers(ow: &Overwatch) -> Vec<String> {
-    dnsclient::udp(ow.dns, &Query::new("app.gslb.test", A)).map(|r| r.addr_strings()).unwrap_or_default()
+    dnsclient::udp(ow.dns, &Query::new("app.gslb.test", A))
+        .map(|r| r.addr_strings())
+        .unwrap_or_default()
 }
 
 fn wait_in_dns(ow: &Overwatch, ip: &str, present: bool, timeout: Duration) -> Duration {
     let t = Instant::now();
-    wait_for(&format!("{ip} present={present} in DNS of {}", ow.api), timeout, || {
-        (answers(ow).contains(&ip.to_string()) == present).then_some(())
-    });
+    wait_for(
+        &format!("{ip} present={present} in DNS of {}", ow.api),
+        timeout,
+        || (answers(ow).contains(&ip.to_string()) == present).then_some(()),
+    );
     t.elapsed()
 }
 
 fn agent_json(ow: &Overwatch, id: &str) -> serde_json::Value {
-    let (_, body) = http_get(&format!("{}/api/v1/overwatch/agents/{id}", ow.api)).unwrap_or_default();
+    let (_, body) =
+        http_get(&format!("{}/api/v1/overwatch/agents/{id}", ow.api)).unwrap_or_default();
     serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
 }
 
 fn backend_json(ow: &Overwatch, ip: &str) -> serde_json::Value {
     let (_, body) = http_get(&format!("{}/api/v1/overwatch/backends", ow.api)).unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["backends"].as_array().unwrap().iter().find(|b| b["address"] == ip).cloned().unwrap_or_default()
+    v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == ip)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -139,12 +165,19 @@ fn drain_file_and_failing_check_take_the_backend_out() {
     let ip = web.addr.ip().to_string();
     let a = agent(&dir, "web1", &web, &[&ow.gossip], KEY, "app-token");
     wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
-    assert!(a.daemon.log_text().contains(&format!("registered with overwatch {}", ow.gossip)));
+    assert!(
+        a.daemon
+            .log_text()
+            .contains(&format!("registered with overwatch {}", ow.gossip))
+    );
 
     // Drain file: out of DNS while the backend still serves /health.
     std::fs::write(&a.drain_file, "kernel upgrade\n").unwrap();
     wait_in_dns(&ow, &ip, false, Duration::from_secs(5));
-    assert_eq!(http_get(&format!("http://{}/health", web.addr)).unwrap().0, 200);
+    assert_eq!(
+        http_get(&format!("http://{}/health", web.addr)).unwrap().0,
+        200
+    );
     let b = backend_json(&ow, &ip);
     assert_eq!(b["effective_status"], "draining");
     assert_eq!(b["drain_reason"], "kernel upgrade");
@@ -153,7 +186,12 @@ fn drain_file_and_failing_check_take_the_backend_out() {
     wait_in_dns(&ow, &ip, true, Duration::from_secs(5));
 
     // Drain through the agent's API.
-    let (code, body) = http(&format!("{}/api/v1/agent/drain", a.api), "POST", Some(r#"{"reason":"patching"}"#)).unwrap();
+    let (code, body) = http(
+        &format!("{}/api/v1/agent/drain", a.api),
+        "POST",
+        Some(r#"{"reason":"patching"}"#),
+    )
+    .unwrap();
     assert_eq!(code, 200, "{body}");
     wait_in_dns(&ow, &ip, false, Duration::from_secs(5));
     http(&format!("{}/api/v1/agent/drain", a.api), "DELETE", None).unwrap();
@@ -168,8 +206,17 @@ fn drain_file_and_failing_check_take_the_backend_out() {
 
     // Agent metrics move.
     let (_, metrics) = http_get(&format!("{}/metrics", a.api)).unwrap();
-    assert!(metrics.contains("opengslb_agent_heartbeats_sent_total"), "{metrics}");
-    assert!(metrics.contains(&format!("opengslb_agent_overwatch_connected{{overwatch=\"{}\"}} 1", ow.gossip)), "{metrics}");
+    assert!(
+        metrics.contains("opengslb_agent_heartbeats_sent_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "opengslb_agent_overwatch_connected{{overwatch=\"{}\"}} 1",
+            ow.gossip
+        )),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -178,7 +225,7 @@ fn killed_agent_goes_stale_and_restarted_agent_returns() {
     let ow = overwatch(&dir, "ow1");
     let web = HttpBackend::start("127.0.0.22");
     let ip = web.addr.ip().to_string();
-    let mut a = agent(&dir, "web2", &web, &[&ow.gossip], KEY, "app-token");
+    let a = agent(&dir, "web2", &web, &[&ow.gossip], KEY, "app-token");
     wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
     a.daemon.signal(libc::SIGKILL);
     let gone = wait_in_dns(&ow, &ip, false, Duration::from_secs(10));
@@ -186,7 +233,10 @@ fn killed_agent_goes_stale_and_restarted_agent_returns() {
     assert_eq!(backend_json(&ow, &ip)["effective_status"], "stale");
     assert_eq!(agent_json(&ow, "web2")["status"], "stale");
     let (_, metrics) = http_get(&format!("{}/metrics", ow.api)).unwrap();
-    assert!(metrics.contains("opengslb_overwatch_stale_agents 1"), "{metrics}");
+    assert!(
+        metrics.contains("opengslb_overwatch_stale_agents 1"),
+        "{metrics}"
+    );
     // Restarted with the same identity: back by itself.
     let _a2 = Daemon::start_file(&dir, "web2-again", &a.config, "agent");
     wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
@@ -227,12 +277,25 @@ fn wrong_key_and_wrong_token_are_refused_and_visible() {
             .then_some(())
     });
     assert!(answers(&ow).is_empty(), "nothing registered");
-    assert_eq!(agent_json(&ow, "badkey")["id"], serde_json::Value::Null, "unauthenticated agents never reach the registry");
+    assert_eq!(
+        agent_json(&ow, "badkey")["id"],
+        serde_json::Value::Null,
+        "unauthenticated agents never reach the registry"
+    );
     wait_for("agent logs the rejection", Duration::from_secs(5), || {
-        bad_token.daemon.log_text().contains("token_invalid").then_some(())
+        bad_token
+            .daemon
+            .log_text()
+            .contains("token_invalid")
+            .then_some(())
     });
     let (_, m) = http_get(&format!("{}/metrics", ow.api)).unwrap();
-    assert!(m.lines().any(|l| l.starts_with("opengslb_overwatch_agent_auth_failures_total{reason=\"token_invalid\"}") && !l.ends_with(" 0")), "{m}");
+    assert!(
+        m.lines().any(|l| l
+            .starts_with("opengslb_overwatch_agent_auth_failures_total{reason=\"token_invalid\"}")
+            && !l.ends_with(" 0")),
+        "{m}"
+    );
     drop(bad_key);
 }
 
@@ -255,10 +318,19 @@ fn new_certificate_is_refused_until_the_pin_is_forgotten() {
     wait_for("pin_mismatch listed", Duration::from_secs(10), || {
         (agent_json(&ow, "web6")["reject_reason"] == "pin_mismatch").then_some(())
     });
-    let (code, body) = http(&format!("{}/api/v1/overwatch/agents/web6", ow.api), "DELETE", None).unwrap();
+    let (code, body) = http(
+        &format!("{}/api/v1/overwatch/agents/web6", ow.api),
+        "DELETE",
+        None,
+    )
+    .unwrap();
     assert_eq!(code, 200, "{body}");
     wait_in_dns(&ow, &ip, true, Duration::from_secs(15));
-    assert_ne!(agent_json(&ow, "web6")["fingerprint"], fp, "the new certificate is pinned");
+    assert_ne!(
+        agent_json(&ow, "web6")["fingerprint"],
+        fp,
+        "the new certificate is pinned"
+    );
 }
 
 #[test]
@@ -268,7 +340,14 @@ fn two_overwatches_are_independent() {
     let mut ow2 = overwatch(&dir, "ow2");
     let web = HttpBackend::start("127.0.0.27");
     let ip = web.addr.ip().to_string();
-    let _a = agent(&dir, "web7", &web, &[&ow1.gossip, &ow2.gossip], KEY, "app-token");
+    let _a = agent(
+        &dir,
+        "web7",
+        &web,
+        &[&ow1.gossip, &ow2.gossip],
+        KEY,
+        "app-token",
+    );
     wait_in_dns(&ow1, &ip, true, Duration::from_secs(15));
     wait_in_dns(&ow2, &ip, true, Duration::from_secs(15));
     let config = ow2.daemon.config.clone();
@@ -313,19 +392,39 @@ fn gossip_key_rotation_without_a_flag_day() {
     };
     let old = format!("encryption_key: \"{KEY}\"");
     // 1. Every Overwatch accepts the new key too.
-    rewrite(&ow.daemon.config, &old, &format!("encryption_key: \"{KEY}\", encryption_keys: [\"{OTHER_KEY}\"]"));
+    rewrite(
+        &ow.daemon.config,
+        &old,
+        &format!("encryption_key: \"{KEY}\", encryption_keys: [\"{OTHER_KEY}\"]"),
+    );
     ow.daemon.signal(libc::SIGHUP);
     steady("new key accepted");
     // 2. Agents send with the new key, still accepting the old.
-    rewrite(&a.config, &old, &format!("encryption_key: \"{OTHER_KEY}\"\n    encryption_keys: [\"{KEY}\"]"));
+    rewrite(
+        &a.config,
+        &old,
+        &format!("encryption_key: \"{OTHER_KEY}\"\n    encryption_keys: [\"{KEY}\"]"),
+    );
     a.daemon.signal(libc::SIGHUP);
     steady("agent on the new key");
     // 3. Overwatch makes it primary and drops the old one; agents too.
-    rewrite(&ow.daemon.config, &format!("encryption_key: \"{KEY}\", encryption_keys: [\"{OTHER_KEY}\"]"), &format!("encryption_key: \"{OTHER_KEY}\""));
+    rewrite(
+        &ow.daemon.config,
+        &format!("encryption_key: \"{KEY}\", encryption_keys: [\"{OTHER_KEY}\"]"),
+        &format!("encryption_key: \"{OTHER_KEY}\""),
+    );
     ow.daemon.signal(libc::SIGHUP);
     steady("old key removed on the Overwatch");
-    rewrite(&a.config, &format!("\n    encryption_keys: [\"{KEY}\"]"), "");
+    rewrite(
+        &a.config,
+        &format!("\n    encryption_keys: [\"{KEY}\"]"),
+        "",
+    );
     a.daemon.signal(libc::SIGHUP);
     steady("old key removed everywhere");
-    assert!(!ow.daemon.log_text().contains("rejected"), "{}", ow.daemon.log_text());
+    assert!(
+        !ow.daemon.log_text().contains("rejected"),
+        "{}",
+        ow.daemon.log_text()
+    );
 }

@@ -12,11 +12,19 @@ struct Setup {
     _dir: TempDir,
     daemon: Daemon,
     dns: SocketAddr,
+    #[allow(dead_code)] // kept for debugging failed runs
     api: String,
     backends: Vec<HttpBackend>,
 }
 
-fn yaml(dns_port: u16, api_port: u16, data: &str, backends: &[&HttpBackend], extra_domains: &str, return_last: bool) -> String {
+fn yaml(
+    dns_port: u16,
+    api_port: u16,
+    data: &str,
+    backends: &[&HttpBackend],
+    extra_domains: &str,
+    return_last: bool,
+) -> String {
     let servers: String = backends
         .iter()
         .enumerate()
@@ -60,15 +68,30 @@ logging: {{ level: debug }}
 
 fn start(n: usize, return_last: bool) -> Setup {
     let dir = TempDir::new("ow");
-    let backends: Vec<HttpBackend> = (0..n).map(|i| HttpBackend::start(&format!("127.0.0.{}", i + 2))).collect();
+    let backends: Vec<HttpBackend> = (0..n)
+        .map(|i| HttpBackend::start(&format!("127.0.0.{}", i + 2)))
+        .collect();
     let dns_port = free_port("127.0.0.1");
     let api_port = free_port("127.0.0.1");
     let data = dir.path().join("data");
     let refs: Vec<&HttpBackend> = backends.iter().collect();
-    let text = yaml(dns_port, api_port, data.to_str().unwrap(), &refs, "", return_last);
+    let text = yaml(
+        dns_port,
+        api_port,
+        data.to_str().unwrap(),
+        &refs,
+        "",
+        return_last,
+    );
     let daemon = Daemon::start(&dir, "overwatch", &text, "overwatch");
     let dns: SocketAddr = format!("127.0.0.1:{dns_port}").parse().unwrap();
-    let s = Setup { _dir: dir, daemon, dns, api: format!("http://127.0.0.1:{api_port}"), backends };
+    let s = Setup {
+        _dir: dir,
+        daemon,
+        dns,
+        api: format!("http://127.0.0.1:{api_port}"),
+        backends,
+    };
     wait_for("all backends in DNS", Duration::from_secs(15), || {
         let r = dnsclient::udp(s.dns, &Query::new("app.gslb.test", A))?;
         (r.addrs().len() == n).then_some(())
@@ -77,7 +100,9 @@ fn start(n: usize, return_last: bool) -> Setup {
 }
 
 fn answers(s: &Setup, name: &str) -> Vec<String> {
-    dnsclient::udp(s.dns, &Query::new(name, A)).map(|r| r.addr_strings()).unwrap_or_default()
+    dnsclient::udp(s.dns, &Query::new(name, A))
+        .map(|r| r.addr_strings())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -91,18 +116,25 @@ fn round_robin_rotates_and_failing_backend_leaves_and_returns() {
     for _ in 0..6 {
         orders.insert(answers(&s, "app.gslb.test"));
     }
-    assert!(orders.len() >= 2, "round-robin rotates the order: {orders:?}");
+    assert!(
+        orders.len() >= 2,
+        "round-robin rotates the order: {orders:?}"
+    );
 
     let bad = s.backends[1].addr.ip().to_string();
     s.backends[1].set_status(503);
-    wait_for("failing backend out of DNS", Duration::from_secs(10), || {
-        (!answers(&s, "app.gslb.test").contains(&bad)).then_some(())
-    });
+    wait_for(
+        "failing backend out of DNS",
+        Duration::from_secs(10),
+        || (!answers(&s, "app.gslb.test").contains(&bad)).then_some(()),
+    );
     assert_eq!(answers(&s, "app.gslb.test").len(), 2);
     s.backends[1].set_status(200);
-    wait_for("recovered backend back in DNS", Duration::from_secs(10), || {
-        answers(&s, "app.gslb.test").contains(&bad).then_some(())
-    });
+    wait_for(
+        "recovered backend back in DNS",
+        Duration::from_secs(10),
+        || answers(&s, "app.gslb.test").contains(&bad).then_some(()),
+    );
 }
 
 #[test]
@@ -127,11 +159,16 @@ fn failover_prefers_primary_and_returns_to_it() {
 fn weighted_is_smooth_and_proportional() {
     let s = start(2, false);
     let heavy = s.backends[0].addr.ip().to_string();
-    let picks: Vec<String> = (0..8).map(|_| answers(&s, "wt.gslb.test").remove(0)).collect();
+    let picks: Vec<String> = (0..8)
+        .map(|_| answers(&s, "wt.gslb.test").remove(0))
+        .collect();
     let heavy_count = picks.iter().filter(|p| **p == heavy).count();
     assert_eq!(heavy_count, 6, "3:1 weights over 8 answers: {picks:?}");
     // Smooth: the light backend is never starved for more than 3 in a row.
-    assert!(picks.windows(4).all(|w| w.iter().any(|p| *p != heavy)), "{picks:?}");
+    assert!(
+        picks.windows(4).all(|w| w.iter().any(|p| *p != heavy)),
+        "{picks:?}"
+    );
 }
 
 #[test]
@@ -180,7 +217,10 @@ fn dns_protocol_rules() {
         Query::new("gslb.test", SOA),
     ];
     let rs = dnsclient::tcp_many(s.dns, &qs).expect("tcp answers");
-    assert_eq!(rs.iter().map(|r| r.rcode).collect::<Vec<_>>(), vec![0, 3, 0]);
+    assert_eq!(
+        rs.iter().map(|r| r.rcode).collect::<Vec<_>>(),
+        vec![0, 3, 0]
+    );
     assert_eq!(rs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![0, 1, 2]);
 }
 
@@ -205,14 +245,22 @@ fn malformed_packets_never_stop_the_server() {
     let cases: Vec<(&str, Vec<u8>, Option<u8>)> = vec![
         ("empty", vec![], None),
         ("short header", good[..7].to_vec(), None),
-        ("truncated question", good[..good.len() - 3].to_vec(), Some(1)),
+        (
+            "truncated question",
+            good[..good.len() - 3].to_vec(),
+            Some(1),
+        ),
         ("bad label length", bad_label, Some(1)),
         ("compression loop", loop_ptr, Some(1)),
         ("qdcount 0", qd0, Some(1)),
         ("qdcount 2", qd2, Some(1)),
         ("qr set", qr_set, None),
         ("two OPT records", two_opt, Some(1)),
-        ("random bytes", (0..200u32).map(|i| (i * 7919 % 251) as u8).collect(), None),
+        (
+            "random bytes",
+            (0..200u32).map(|i| (i * 7919 % 251) as u8).collect(),
+            None,
+        ),
     ];
     for (what, bytes, want) in cases {
         let reply = dnsclient::udp_raw(s.dns, &bytes);
@@ -227,7 +275,11 @@ fn malformed_packets_never_stop_the_server() {
                 }
             }
         }
-        assert_eq!(answers(&s, "app.gslb.test").len(), 1, "still answering after {what}");
+        assert_eq!(
+            answers(&s, "app.gslb.test").len(),
+            1,
+            "still answering after {what}"
+        );
     }
     // A huge EDNS size is clamped, not trusted.
     let r = dnsclient::udp(s.dns, &Query::new("app.gslb.test", A).edns(65535, 0)).unwrap();
@@ -238,28 +290,50 @@ fn malformed_packets_never_stop_the_server() {
 fn nothing_healthy_gives_servfail_or_last_healthy() {
     let s = start(1, false);
     s.backends[0].set_status(503);
-    wait_for("SERVFAIL when nothing is healthy", Duration::from_secs(10), || {
-        let r = dnsclient::udp(s.dns, &Query::new("app.gslb.test", A))?;
-        (r.rcode == 2).then_some(())
-    });
+    wait_for(
+        "SERVFAIL when nothing is healthy",
+        Duration::from_secs(10),
+        || {
+            let r = dnsclient::udp(s.dns, &Query::new("app.gslb.test", A))?;
+            (r.rcode == 2).then_some(())
+        },
+    );
     let s = start(1, true);
     let ip = s.backends[0].addr.ip().to_string();
     s.backends[0].set_status(503);
     std::thread::sleep(Duration::from_millis(1500));
     let r = dnsclient::udp(s.dns, &Query::new("app.gslb.test", A)).unwrap();
-    assert_eq!((r.rcode, r.addr_strings()), (0, vec![ip]), "return_last_healthy serves the last set");
+    assert_eq!(
+        (r.rcode, r.addr_strings()),
+        (0, vec![ip]),
+        "return_last_healthy serves the last set"
+    );
 }
 
 #[test]
 fn reload_rejects_invalid_file_and_applies_valid_one() {
     let mut s = start(1, false);
     let good = std::fs::read_to_string(&s.daemon.config).unwrap();
-    std::fs::write(&s.daemon.config, good.replace("routing_algorithm: round-robin", "routing_algorythm: round-robin")).unwrap();
+    std::fs::write(
+        &s.daemon.config,
+        good.replace(
+            "routing_algorithm: round-robin",
+            "routing_algorythm: round-robin",
+        ),
+    )
+    .unwrap();
     s.daemon.signal(libc::SIGHUP);
     wait_for("reload rejected in the log", Duration::from_secs(5), || {
-        s.daemon.log_text().contains("routing_algorythm").then_some(())
+        s.daemon
+            .log_text()
+            .contains("routing_algorythm")
+            .then_some(())
     });
-    assert_eq!(answers(&s, "app.gslb.test").len(), 1, "old config keeps serving");
+    assert_eq!(
+        answers(&s, "app.gslb.test").len(),
+        1,
+        "old config keeps serving"
+    );
     let extra = "  - { name: new.gslb.test, routing_algorithm: round-robin, regions: [east] }\n";
     let with_new = good.replace("api:\n", &format!("{extra}api:\n"));
     let with_new = with_new.replace("service: app.gslb.test }", "service: app.gslb.test }\n      - { address: \"127.0.0.2\", port: 1, service: new.gslb.test }");
@@ -270,7 +344,11 @@ fn reload_rejects_invalid_file_and_applies_valid_one() {
         (r.rcode != 3).then_some(())
     });
     s.daemon.signal(libc::SIGTERM);
-    assert_eq!(s.daemon.wait_exit(Duration::from_secs(10)), Some(0), "SIGTERM stops cleanly");
+    assert_eq!(
+        s.daemon.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "SIGTERM stops cleanly"
+    );
 }
 
 #[test]
@@ -279,22 +357,50 @@ fn check_flag_and_world_readable_config() {
     let b = HttpBackend::start("127.0.0.2");
     let text = yaml(5300, 9300, dir.path().to_str().unwrap(), &[&b], "", false);
     let path = dir.write("ok.yaml", &text);
-    let out = std::process::Command::new(BIN).args(["--config", path.to_str().unwrap(), "--check"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let bad = dir.write("bad.yaml", &text.replace("listen_address", "listen_adress").replace("default_ttl: 30", "default_ttl: soon"));
-    let out = std::process::Command::new(BIN).args(["--config", bad.to_str().unwrap(), "--check"]).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.write(
+        "bad.yaml",
+        &text
+            .replace("listen_address", "listen_adress")
+            .replace("default_ttl: 30", "default_ttl: soon"),
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["--config", bad.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3));
-    assert!(err.contains("listen_adress") && err.contains("listen_address"), "{err}");
+    assert!(
+        err.contains("listen_adress") && err.contains("listen_address"),
+        "{err}"
+    );
     assert!(err.contains("default_ttl"), "all errors at once: {err}");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = std::process::Command::new(BIN).args(["--config", path.to_str().unwrap(), "--check"]).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3));
     assert!(err.contains("chmod 600"), "{err}");
-    let out = std::process::Command::new(BIN).arg("--bogus").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--bogus")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = std::process::Command::new(BIN).arg("--version").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }

@@ -68,21 +68,29 @@ impl AgentApi {
         drains: Sender<DrainCommand>,
         metrics: Arc<dyn Fn() -> String + Send + Sync>,
     ) -> std::io::Result<AgentApi> {
-        let server = Server::http(address).map_err(|e| std::io::Error::other(format!("{address}: {e}")))?;
+        let server =
+            Server::http(address).map_err(|e| std::io::Error::other(format!("{address}: {e}")))?;
         let addr = server.server_addr().to_ip().unwrap_or(address);
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let (srv, flag) = (Arc::clone(&server), Arc::clone(&stop));
-        let thread = std::thread::Builder::new().name("agent-api".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match srv.recv_timeout(Duration::from_millis(500)) {
-                    Ok(Some(req)) => handle(req, &view, &drains, &*metrics),
-                    Ok(None) => {}
-                    Err(_) => break,
+        let thread = std::thread::Builder::new()
+            .name("agent-api".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    match srv.recv_timeout(Duration::from_millis(500)) {
+                        Ok(Some(req)) => handle(req, &view, &drains, &*metrics),
+                        Ok(None) => {}
+                        Err(_) => break,
+                    }
                 }
-            }
-        })?;
-        Ok(AgentApi { server, stop, thread: Some(thread), addr })
+            })?;
+        Ok(AgentApi {
+            server,
+            stop,
+            thread: Some(thread),
+            addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -121,7 +129,10 @@ fn handle(
         ("/api/v1/agent/status", Method::Get) => json(200, &*view.load()),
         ("/api/v1/agent/drain", Method::Post) => {
             let mut body = Vec::new();
-            let read = req.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body);
+            let read = req
+                .as_reader()
+                .take(MAX_BODY as u64 + 1)
+                .read_to_end(&mut body);
             if read.is_err() {
                 error(400, "could not read the request body")
             } else if body.len() > MAX_BODY {
@@ -155,7 +166,9 @@ fn drain_reason(body: &[u8]) -> Result<String, String> {
         reason: Option<String>,
     }
     let b: Body = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
-    Ok(b.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "drained by operator".into()))
+    Ok(b.reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "drained by operator".into()))
 }
 
 fn send_drain(
@@ -177,7 +190,10 @@ mod tests {
     #[test]
     fn drain_bodies() {
         assert_eq!(drain_reason(b"").unwrap(), "drained by operator");
-        assert_eq!(drain_reason(br#"{"reason":"patching"}"#).unwrap(), "patching");
+        assert_eq!(
+            drain_reason(br#"{"reason":"patching"}"#).unwrap(),
+            "patching"
+        );
         assert!(drain_reason(b"{").unwrap_err().contains("invalid JSON"));
         assert!(drain_reason(br#"{"why":"x"}"#).is_err());
     }

@@ -33,13 +33,21 @@ pub fn read_state(path: &Path) -> Option<String> {
 /// The reason text: first line, printable characters only, bounded.
 pub fn reason_from(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let clean: String = line
         .chars()
         .filter(|c| !c.is_control())
         .take(MAX_REASON)
         .collect();
-    if clean.is_empty() { "drain file present".to_string() } else { clean }
+    if clean.is_empty() {
+        "drain file present".to_string()
+    } else {
+        clean
+    }
 }
 
 pub struct DrainWatcher {
@@ -56,7 +64,10 @@ impl DrainWatcher {
         let thread = std::thread::Builder::new()
             .name("agent-drain-watch".into())
             .spawn(move || watch(&path, &changes, &flag))?;
-        Ok(DrainWatcher { stop, thread: Some(thread) })
+        Ok(DrainWatcher {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     pub fn stop(mut self) {
@@ -68,7 +79,10 @@ impl DrainWatcher {
 }
 
 fn watch(path: &Path, changes: &Sender<Option<String>>, stop: &AtomicBool) {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut last = read_state(path);
     if changes.send(last.clone()).is_err() {
         return;
@@ -126,7 +140,11 @@ impl Inotify {
     /// Waits up to `timeout_ms` for events and discards them: the caller
     /// re-reads the file either way, which is cheaper than parsing names.
     fn wait(&self, buf: &mut [u8], timeout_ms: i32) {
-        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: poll on one valid pollfd.
         let ready = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         if ready > 0 {

@@ -9,9 +9,17 @@ pub struct AgentCounters {
     pub heartbeat_failures: u64,
 }
 
-pub fn render(view: &AgentStatusView, counters: &AgentCounters, cert_not_after: Option<u64>) -> String {
+pub fn render(
+    view: &AgentStatusView,
+    counters: &AgentCounters,
+    cert_not_after: Option<u64>,
+) -> String {
     let mut w = TextWriter::new();
-    w.family("opengslb_build_info", "Build information; the value is always 1.", Kind::Gauge);
+    w.family(
+        "opengslb_build_info",
+        "Build information; the value is always 1.",
+        Kind::Gauge,
+    );
     w.sample("opengslb_build_info", &[("version", crate::VERSION)], 1.0);
     w.single(
         "opengslb_agent_heartbeats_sent_total",
@@ -31,9 +39,17 @@ pub fn render(view: &AgentStatusView, counters: &AgentCounters, cert_not_after: 
         Kind::Gauge,
     );
     for o in &view.overwatches {
-        w.sample("opengslb_agent_overwatch_connected", &[("overwatch", &o.address)], if o.connected { 1.0 } else { 0.0 });
+        w.sample(
+            "opengslb_agent_overwatch_connected",
+            &[("overwatch", &o.address)],
+            if o.connected { 1.0 } else { 0.0 },
+        );
     }
-    w.family("opengslb_agent_backend_healthy", "1 when the agent's own check passes.", Kind::Gauge);
+    w.family(
+        "opengslb_agent_backend_healthy",
+        "1 when the agent's own check passes.",
+        Kind::Gauge,
+    );
     for b in &view.backends {
         let address = crate::api::command::host_port(&b.address, b.port);
         w.sample(

@@ -19,14 +19,21 @@ pub struct CpuTimes {
 
 pub fn parse_proc_stat(text: &str) -> Option<CpuTimes> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
     if fields.len() < 4 {
         return None;
     }
     let total: u64 = fields.iter().take(8).sum();
     // idle + iowait are not busy.
     let idle = fields[3] + fields.get(4).copied().unwrap_or(0);
-    Some(CpuTimes { busy: total.saturating_sub(idle), total })
+    Some(CpuTimes {
+        busy: total.saturating_sub(idle),
+        total,
+    })
 }
 
 /// CPU use between two samples, 0.0–1.0.
@@ -129,18 +136,34 @@ pub struct Predictor {
 
 impl Predictor {
     /// Feeds the latest values; true when the drain reason changed.
-    pub fn update(&mut self, cfg: &PredictiveConfig, cpu: Option<f64>, memory: Option<f64>, now_ms: u64) -> bool {
+    pub fn update(
+        &mut self,
+        cfg: &PredictiveConfig,
+        cpu: Option<f64>,
+        memory: Option<f64>,
+        now_ms: u64,
+    ) -> bool {
         if !cfg.enabled {
             return false;
         }
         let before = self.reason(cfg);
         if let Some(v) = cpu {
             self.last_cpu = Some(v);
-            self.cpu.update(v, normalize_threshold(cfg.cpu.threshold), *cfg.cpu.bleed_duration, now_ms);
+            self.cpu.update(
+                v,
+                normalize_threshold(cfg.cpu.threshold),
+                *cfg.cpu.bleed_duration,
+                now_ms,
+            );
         }
         if let Some(v) = memory {
             self.last_memory = Some(v);
-            self.memory.update(v, normalize_threshold(cfg.memory.threshold), *cfg.memory.bleed_duration, now_ms);
+            self.memory.update(
+                v,
+                normalize_threshold(cfg.memory.threshold),
+                *cfg.memory.bleed_duration,
+                now_ms,
+            );
         }
         self.errors_window.trim(now_ms, *cfg.error_rate.window);
         if let Some(rate) = self.errors_window.rate() {
@@ -159,10 +182,16 @@ impl Predictor {
             return None;
         }
         if self.cpu.active {
-            return Some(format!("predictive: cpu above {:.0}%", normalize_threshold(cfg.cpu.threshold) * 100.0));
+            return Some(format!(
+                "predictive: cpu above {:.0}%",
+                normalize_threshold(cfg.cpu.threshold) * 100.0
+            ));
         }
         if self.memory.active {
-            return Some(format!("predictive: memory above {:.0}%", normalize_threshold(cfg.memory.threshold) * 100.0));
+            return Some(format!(
+                "predictive: memory above {:.0}%",
+                normalize_threshold(cfg.memory.threshold) * 100.0
+            ));
         }
         if self.errors.active {
             return Some(format!(
@@ -176,8 +205,12 @@ impl Predictor {
 
 /// Reads `/proc/stat` and `/proc/meminfo` (the only I/O here).
 pub fn sample_system() -> (Option<CpuTimes>, Option<f64>) {
-    let cpu = std::fs::read_to_string("/proc/stat").ok().and_then(|t| parse_proc_stat(&t));
-    let mem = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| parse_meminfo(&t));
+    let cpu = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| parse_proc_stat(&t));
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| parse_meminfo(&t));
     (cpu, mem)
 }
 
@@ -189,8 +222,17 @@ mod tests {
     fn parses_proc_files() {
         let stat = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n";
         let t = parse_proc_stat(stat).unwrap();
-        assert_eq!(t, CpuTimes { busy: 200, total: 1000 });
-        let later = CpuTimes { busy: 290, total: 1100 };
+        assert_eq!(
+            t,
+            CpuTimes {
+                busy: 200,
+                total: 1000
+            }
+        );
+        let later = CpuTimes {
+            busy: 290,
+            total: 1100,
+        };
         assert!((cpu_fraction(t, later).unwrap() - 0.9).abs() < 1e-9);
         let mem = "MemTotal:  1000 kB\nMemFree: 10 kB\nMemAvailable:  250 kB\n";
         assert!((parse_meminfo(mem).unwrap() - 0.75).abs() < 1e-9);
@@ -213,18 +255,23 @@ mod tests {
 
     #[test]
     fn error_rate_drains_and_lifts() {
-        let mut cfg = PredictiveConfig { enabled: true, ..Default::default() };
+        let mut cfg = PredictiveConfig {
+            enabled: true,
+            ..Default::default()
+        };
         cfg.error_rate.threshold = 0.5;
         cfg.error_rate.window = crate::config::Dur::secs(10);
         cfg.error_rate.bleed_duration = crate::config::Dur::secs(5);
         let mut p = Predictor::default();
         for t in 0..4 {
-            p.errors_window.record(false, t * 1000, *cfg.error_rate.window);
+            p.errors_window
+                .record(false, t * 1000, *cfg.error_rate.window);
         }
         assert!(p.update(&cfg, None, None, 4000));
         assert!(p.reason(&cfg).unwrap().contains("error rate"));
         for t in 5..20 {
-            p.errors_window.record(true, t * 1000, *cfg.error_rate.window);
+            p.errors_window
+                .record(true, t * 1000, *cfg.error_rate.window);
             p.update(&cfg, None, None, t * 1000);
         }
         assert_eq!(p.reason(&cfg), None);

@@ -63,7 +63,10 @@ impl AgentState {
                 })
             })
             .collect();
-        AgentState { backends, ..Default::default() }
+        AgentState {
+            backends,
+            ..Default::default()
+        }
     }
 
     /// A reloaded backend list: backends that stay keep their verdict, so a
@@ -76,7 +79,10 @@ impl AgentState {
                 .iter()
                 .find(|o| o.service == b.service && o.address == b.address && o.port == b.port)
             {
-                *b = LocalBackend { weight: b.weight, ..old.clone() };
+                *b = LocalBackend {
+                    weight: b.weight,
+                    ..old.clone()
+                };
             }
         }
         self.backends = next.backends;
@@ -94,7 +100,8 @@ impl AgentState {
         if let Some(r) = &self.predictive_drain {
             return Some(("predictive", r.clone()));
         }
-        self.shutting_down.then(|| ("shutdown", "agent shutting down".to_string()))
+        self.shutting_down
+            .then(|| ("shutdown", "agent shutting down".to_string()))
     }
 
     pub fn reports(&self) -> Vec<Report> {
@@ -115,8 +122,16 @@ impl AgentState {
     }
 
     /// Records a check verdict; true when what we report changed.
-    pub fn check_result(&mut self, index: usize, healthy: bool, error: Option<String>, at: u64) -> bool {
-        let Some(b) = self.backends.get_mut(index) else { return false };
+    pub fn check_result(
+        &mut self,
+        index: usize,
+        healthy: bool,
+        error: Option<String>,
+        at: u64,
+    ) -> bool {
+        let Some(b) = self.backends.get_mut(index) else {
+            return false;
+        };
         let changed = b.healthy != healthy || !b.checked || b.last_error != error;
         b.healthy = healthy;
         b.checked = true;
@@ -131,7 +146,8 @@ mod tests {
     use super::*;
 
     fn state() -> AgentState {
-        let b: AgentBackend = serde_norway::from_str("{service: app.test, address: 127.0.0.1, port: 80}").unwrap();
+        let b: AgentBackend =
+            serde_norway::from_str("{service: app.test, address: 127.0.0.1, port: 80}").unwrap();
         AgentState::new(&[b])
     }
 
@@ -155,8 +171,11 @@ mod tests {
         let mut s = state();
         s.check_result(0, true, None, 1);
         s.api_drain = Some("ops".into());
-        let b: AgentBackend = serde_norway::from_str("{service: app.test, address: 127.0.0.1, port: 80, weight: 5}").unwrap();
-        let c: AgentBackend = serde_norway::from_str("{service: app.test, address: 127.0.0.2, port: 80}").unwrap();
+        let b: AgentBackend =
+            serde_norway::from_str("{service: app.test, address: 127.0.0.1, port: 80, weight: 5}")
+                .unwrap();
+        let c: AgentBackend =
+            serde_norway::from_str("{service: app.test, address: 127.0.0.2, port: 80}").unwrap();
         s.reconfigure(&[b, c]);
         assert!(s.backends[0].healthy && s.backends[0].weight == 5);
         assert!(!s.backends[1].checked);

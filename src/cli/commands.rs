@@ -349,7 +349,10 @@ fn config_validate(path: &str, json_out: bool) -> Result<String, CliError> {
                 "{}",
                 pretty(&json!({"file": path, "valid": false, "errors": errors}))
             );
-            Err(CliError::Config(format!("{path}: {} error(s)", errors.len())))
+            Err(CliError::Config(format!(
+                "{path}: {} error(s)",
+                errors.len()
+            )))
         }
     }
 }

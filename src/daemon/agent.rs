@@ -44,14 +44,22 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         .agent_id
         .clone()
         .unwrap_or_else(|| gossip::identity::default_agent_id(&cfg.identity.region));
-    let identity = match gossip::identity::ensure_certificate(&cfg.identity.cert_path, &cfg.identity.key_path, &agent_id) {
+    let identity = match gossip::identity::ensure_certificate(
+        &cfg.identity.cert_path,
+        &cfg.identity.key_path,
+        &agent_id,
+    ) {
         Ok(i) => Arc::new(i),
         Err(e) => {
             error!("agent identity: {e}");
             return exit::FAILURE;
         }
     };
-    info!("agent {agent_id}: certificate {} valid until {}", identity.fingerprint, timefmt::rfc3339(identity.not_after));
+    info!(
+        "agent {agent_id}: certificate {} valid until {}",
+        identity.fingerprint,
+        timefmt::rfc3339(identity.not_after)
+    );
     let token = loaded.secrets.service_token.clone().unwrap_or_default();
     let keyring = gossip::Keyring::from_raw(&loaded.secrets.gossip_keys);
 
@@ -78,7 +86,10 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
     };
 
     let (check_tx, check_rx) = crossbeam_channel::bounded(4096);
-    let checker = HealthChecker::start(health::DEFAULT_WORKERS.min(cfg.backends.len().max(1)), check_tx);
+    let checker = HealthChecker::start(
+        health::DEFAULT_WORKERS.min(cfg.backends.len().max(1)),
+        check_tx,
+    );
     let (drain_tx, drain_rx) = crossbeam_channel::bounded(64);
     let watcher = match &cfg.drain_file {
         Some(path) => match DrainWatcher::start(PathBuf::from(path), drain_tx) {
@@ -102,7 +113,8 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
             }
         };
         let render_fn = {
-            let (view, counters, not_after) = (Arc::clone(&view), Arc::clone(&counters), identity.not_after);
+            let (view, counters, not_after) =
+                (Arc::clone(&view), Arc::clone(&counters), identity.not_after);
             Arc::new(move || {
                 let c = AgentCounters {
                     heartbeats_sent: counters.0.load(Ordering::Relaxed),
@@ -142,11 +154,21 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
     checker.set_targets(agent.targets());
     let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(8);
     let beat = Arc::clone(&agent.beat);
-    let thread = std::thread::Builder::new().name("agent".into()).spawn(move || {
-        agent.run(&mut client, &checker, check_rx, drain_rx, api_rx, event_rx, ctl_rx);
-        checker.stop();
-        client
-    });
+    let thread = std::thread::Builder::new()
+        .name("agent".into())
+        .spawn(move || {
+            agent.run(
+                &mut client,
+                &checker,
+                check_rx,
+                drain_rx,
+                api_rx,
+                event_rx,
+                ctl_rx,
+            );
+            checker.stop();
+            client
+        });
     let thread = match thread {
         Ok(t) => t,
         Err(e) => {
@@ -170,7 +192,10 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
                     }
                     None => error!("SIGHUP: no agent section; keeping the old configuration"),
                 },
-                Err(e) => error!("SIGHUP: configuration {} rejected, keeping the old one:\n{e}", config_path.display()),
+                Err(e) => error!(
+                    "SIGHUP: configuration {} rejected, keeping the old one:\n{e}",
+                    config_path.display()
+                ),
             },
             None => {}
         }
@@ -225,11 +250,13 @@ impl AgentLoop {
             .backends
             .iter()
             .enumerate()
-            .filter_map(|(i, b)| match health::Target::from_config(i as u64, &b.health_check, &b.address, b.port) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    warn!("backend {}:{}: {e}", b.address, b.port);
-                    None
+            .filter_map(|(i, b)| {
+                match health::Target::from_config(i as u64, &b.health_check, &b.address, b.port) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        warn!("backend {}:{}: {e}", b.address, b.port);
+                        None
+                    }
                 }
             })
             .collect()
@@ -249,8 +276,12 @@ impl AgentLoop {
         let start = Instant::now();
         self.push(client);
         loop {
-            self.beat.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-            let wait = self.next_predictive.saturating_duration_since(Instant::now()).min(TICK);
+            self.beat
+                .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            let wait = self
+                .next_predictive
+                .saturating_duration_since(Instant::now())
+                .min(TICK);
             let mut changed = false;
             select! {
                 recv(checks) -> m => if let Ok(r) = m { changed |= self.on_check(r) },
@@ -303,22 +334,44 @@ impl AgentLoop {
 
     fn on_check(&mut self, r: CheckResult) -> bool {
         let now_ms = start_ms(r.at);
-        self.predictor.errors_window.record(r.probe_ok, now_ms, *self.cfg.predictive.error_rate.window);
+        self.predictor.errors_window.record(
+            r.probe_ok,
+            now_ms,
+            *self.cfg.predictive.error_rate.window,
+        );
         let before = self.state.backends.get(r.id as usize).map(|b| b.healthy);
-        let changed = self.state.check_result(r.id as usize, r.healthy, r.error.clone(), now_ms / 1000);
-        if changed && before != Some(r.healthy)
+        let changed =
+            self.state
+                .check_result(r.id as usize, r.healthy, r.error.clone(), now_ms / 1000);
+        if changed
+            && before != Some(r.healthy)
             && let Some(b) = self.state.backends.get(r.id as usize)
         {
             let what = if r.healthy { "healthy" } else { "unhealthy" };
-            info!("backend {} {}:{} is {what}{}", b.service, b.address, b.port, r.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default());
+            info!(
+                "backend {} {}:{} is {what}{}",
+                b.service,
+                b.address,
+                b.port,
+                r.error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
         }
         changed
     }
 
     fn on_event(&mut self, e: AgentEvent) {
         match e {
-            AgentEvent::Registered { node, addr } => info!("registered with overwatch {node} ({addr})"),
-            AgentEvent::Rejected { node, reason, detail } => {
+            AgentEvent::Registered { node, addr } => {
+                info!("registered with overwatch {node} ({addr})")
+            }
+            AgentEvent::Rejected {
+                node,
+                reason,
+                detail,
+            } => {
                 error!("overwatch {node} rejected this agent: {reason} ({detail})")
             }
             AgentEvent::Disconnected { node } => warn!("lost contact with overwatch {node}"),
@@ -327,7 +380,8 @@ impl AgentLoop {
 
     /// Samples CPU and memory; true when the predictive drain changed.
     fn sample_predictive(&mut self) -> bool {
-        self.next_predictive = Instant::now() + (*self.cfg.predictive.check_interval).max(Duration::from_millis(100));
+        self.next_predictive =
+            Instant::now() + (*self.cfg.predictive.check_interval).max(Duration::from_millis(100));
         if !self.cfg.predictive.enabled {
             return false;
         }
@@ -338,7 +392,10 @@ impl AgentLoop {
         };
         self.last_cpu = cpu;
         let now_ms = crate::overwatch::clock::Clock::new().now_ms();
-        if self.predictor.update(&self.cfg.predictive, cpu_fraction, mem, now_ms) {
+        if self
+            .predictor
+            .update(&self.cfg.predictive, cpu_fraction, mem, now_ms)
+        {
             let reason = self.predictor.reason(&self.cfg.predictive);
             match &reason {
                 Some(r) => warn!("{r}: draining"),
@@ -374,8 +431,12 @@ impl AgentLoop {
     }
 
     fn publish(&mut self, client: &gossip::client::GossipClient) {
-        self.counters.0.store(client.heartbeats_sent(), Ordering::Relaxed);
-        self.counters.1.store(client.heartbeat_failures(), Ordering::Relaxed);
+        self.counters
+            .0
+            .store(client.heartbeats_sent(), Ordering::Relaxed);
+        self.counters
+            .1
+            .store(client.heartbeat_failures(), Ordering::Relaxed);
         let drain = self.state.drain();
         let view = AgentStatusView {
             agent_id: self.agent_id.clone(),
@@ -417,5 +478,7 @@ impl AgentLoop {
 }
 
 fn start_ms(at: std::time::SystemTime) -> u64 {
-    at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

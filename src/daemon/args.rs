@@ -6,8 +6,16 @@ use std::path::PathBuf;
 
 /// (flag, value name, help). `--help` and the man test read this table.
 pub const FLAGS: &[(&str, &str, &str)] = &[
-    ("--config", "FILE", "configuration file (default /etc/opengslb/config.yaml)"),
-    ("--mode", "MODE", "overwatch or agent; overrides `mode:` in the file"),
+    (
+        "--config",
+        "FILE",
+        "configuration file (default /etc/opengslb/config.yaml)",
+    ),
+    (
+        "--mode",
+        "MODE",
+        "overwatch or agent; overrides `mode:` in the file",
+    ),
     ("--check", "", "validate the configuration and exit"),
     ("--version", "", "print the version and exit"),
     ("--help", "", "print this help and exit"),
@@ -52,7 +60,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, String> 
                 mode = Some(match value("--mode")?.as_str() {
                     "overwatch" => Mode::Overwatch,
                     "agent" => Mode::Agent,
-                    other => return Err(format!("--mode must be overwatch or agent, not {other:?}")),
+                    other => {
+                        return Err(format!("--mode must be overwatch or agent, not {other:?}"));
+                    }
                 })
             }
             "--check" => check = true,
@@ -65,7 +75,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, String> 
         config: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         mode,
     };
-    Ok(if check { Action::Check(args) } else { Action::Run(args) })
+    Ok(if check {
+        Action::Check(args)
+    } else {
+        Action::Run(args)
+    })
 }
 
 pub fn help() -> String {
@@ -75,7 +89,11 @@ pub fn help() -> String {
          flags:\n",
     );
     for (flag, value, text) in FLAGS {
-        let left = if value.is_empty() { flag.to_string() } else { format!("{flag} {value}") };
+        let left = if value.is_empty() {
+            flag.to_string()
+        } else {
+            format!("{flag} {value}")
+        };
         s.push_str(&format!("  {left:<18} {text}\n"));
     }
     s.push_str("\nexit status:\n");
@@ -96,15 +114,28 @@ mod tests {
 
     #[test]
     fn both_flag_forms() {
-        let want = Action::Check(Args { config: "x.yaml".into(), mode: Some(Mode::Agent) });
-        assert_eq!(p(&["--config", "x.yaml", "--mode", "agent", "--check"]).unwrap(), want);
-        assert_eq!(p(&["--config=x.yaml", "--mode=agent", "--check"]).unwrap(), want);
+        let want = Action::Check(Args {
+            config: "x.yaml".into(),
+            mode: Some(Mode::Agent),
+        });
+        assert_eq!(
+            p(&["--config", "x.yaml", "--mode", "agent", "--check"]).unwrap(),
+            want
+        );
+        assert_eq!(
+            p(&["--config=x.yaml", "--mode=agent", "--check"]).unwrap(),
+            want
+        );
     }
 
     #[test]
     fn errors() {
         assert!(p(&["--config"]).unwrap_err().contains("needs a value"));
-        assert!(p(&["--mode", "x"]).unwrap_err().contains("overwatch or agent"));
+        assert!(
+            p(&["--mode", "x"])
+                .unwrap_err()
+                .contains("overwatch or agent")
+        );
         assert!(p(&["--bogus"]).unwrap_err().contains("unknown argument"));
     }
 
@@ -112,7 +143,10 @@ mod tests {
     fn default_config_path() {
         assert_eq!(
             p(&[]).unwrap(),
-            Action::Run(Args { config: DEFAULT_CONFIG.into(), mode: None })
+            Action::Run(Args {
+                config: DEFAULT_CONFIG.into(),
+                mode: None
+            })
         );
     }
 }

@@ -1,12 +1,12 @@
 //! The `opengslb` daemon: flags, signals, systemd notification, logging,
 //! and the start-up of either mode.
 
+pub mod agent;
 pub mod args;
 pub mod logging;
 pub mod notify;
-pub mod signals;
-pub mod agent;
 pub mod overwatch;
+pub mod signals;
 
 use crate::config::{self, Mode};
 use crate::exit;
@@ -35,7 +35,10 @@ pub fn main<I: IntoIterator<Item = String>>(argv: I) -> i32 {
     let loaded = match config::load(&args.config, args.mode) {
         Ok(l) => l,
         Err(errors) => {
-            eprintln!("opengslb: configuration {} is invalid:\n{errors}", args.config.display());
+            eprintln!(
+                "opengslb: configuration {} is invalid:\n{errors}",
+                args.config.display()
+            );
             return exit::CONFIG;
         }
     };
@@ -43,7 +46,11 @@ pub fn main<I: IntoIterator<Item = String>>(argv: I) -> i32 {
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
-        println!("configuration {} is valid ({} mode)", args.config.display(), mode_name(loaded.mode));
+        println!(
+            "configuration {} is valid ({} mode)",
+            args.config.display(),
+            mode_name(loaded.mode)
+        );
         return exit::OK;
     }
     // Before any thread exists, so every thread inherits the mask.

@@ -8,8 +8,12 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = path.as_encoded_bytes();
     let result = if let Some(name) = bytes.strip_prefix(b"@") {
         abstract_addr(name).and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))

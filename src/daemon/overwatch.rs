@@ -14,13 +14,13 @@ use crate::metrics::TextWriter;
 use crate::metrics::server::MetricsServer;
 use crate::overwatch::metrics::OverwatchCounters;
 use crate::overwatch::runtime::{Channels, Control, Inputs, Published, Runtime};
-use crate::persist::Store;
 use crate::persist::AuditLog;
+use crate::persist::Store;
 use crate::snapshot::SnapshotCell;
 use log::{error, info, warn};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
@@ -52,8 +52,11 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         counters: Arc::new(OverwatchCounters::default()),
         heartbeat: Arc::new(AtomicU64::new(0)),
     };
-    let (dns_cell, view_cell, policy_cell) =
-        (Arc::clone(&published.dns), Arc::clone(&published.view), Arc::clone(&published.policy));
+    let (dns_cell, view_cell, policy_cell) = (
+        Arc::clone(&published.dns),
+        Arc::clone(&published.view),
+        Arc::clone(&published.policy),
+    );
     let counters = Arc::clone(&published.counters);
     let registry_beat = Arc::clone(&published.heartbeat);
     let checker = HealthChecker::start(DEFAULT_WORKERS, ch.checks.0.clone());
@@ -66,7 +69,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
     };
 
     // Sockets: everything is bound before READY=1.
-    let listen = match config::parse_listen(&config.dns.listen_address, 53) {
+    let listen = match dns::parse_listen(&config.dns.listen_address) {
         Ok(a) => a,
         Err(e) => {
             error!("dns.listen_address: {e}");
@@ -80,27 +83,34 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         tcp_max_connections: config.dns.tcp_max_connections,
         max_udp_size: config.dns.max_udp_size,
     };
-    let dns_server = match dns::server::start(&dns_cfg, Arc::clone(&dns_cell), Arc::clone(&dns_stats)) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot serve DNS on {listen}: {e}");
-            return exit::FAILURE;
-        }
-    };
-    info!("DNS listening on {} (udp+tcp, {} thread(s))", dns_server.local_addr(), dns_cfg.threads);
+    let dns_server =
+        match dns::server::start(&dns_cfg, Arc::clone(&dns_cell), Arc::clone(&dns_stats)) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("cannot serve DNS on {listen}: {e}");
+                return exit::FAILURE;
+            }
+        };
+    info!(
+        "DNS listening on {} (udp+tcp, {} thread(s))",
+        dns_server.local_addr(),
+        dns_cfg.threads
+    );
     // Without a key nothing could be decrypted: a static-only Overwatch
     // (v1.1 files) runs without the gossip listener.
     let gossip_server = if loaded.secrets.gossip_keys.is_empty() {
         warn!("no overwatch.gossip.encryption_key: gossip is off, only static servers are served");
         None
     } else {
-        let gossip_bind = match config::parse_listen(&config.overwatch.gossip.bind_address, gossip::DEFAULT_PORT) {
-            Ok(a) => a,
-            Err(e) => {
-                error!("overwatch.gossip.bind_address: {e}");
-                return exit::CONFIG;
-            }
-        };
+        let gossip_bind =
+            match config::parse_listen(&config.overwatch.gossip.bind_address, gossip::DEFAULT_PORT)
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    error!("overwatch.gossip.bind_address: {e}");
+                    return exit::CONFIG;
+                }
+            };
         match gossip::server::start(gossip_bind, Arc::clone(&policy_cell), ch.gossip.0.clone()) {
             Ok(s) => {
                 info!("gossip listening on {}", s.local_addr());
@@ -114,18 +124,30 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
     };
     runtime.set_gossip(gossip_server.clone());
     let render = {
-        let (view_cell, counters, dns_stats, gossip) =
-            (Arc::clone(&view_cell), Arc::clone(&counters), Arc::clone(&dns_stats), gossip_server.clone());
+        let (view_cell, counters, dns_stats, gossip) = (
+            Arc::clone(&view_cell),
+            Arc::clone(&counters),
+            Arc::clone(&dns_stats),
+            gossip_server.clone(),
+        );
         Arc::new(move || {
             let mut w = TextWriter::new();
-            let gossip_counters = gossip.as_ref().map(|g| lock(g).counters()).unwrap_or_default();
+            let gossip_counters = gossip
+                .as_ref()
+                .map(|g| lock(g).counters())
+                .unwrap_or_default();
             counters.write(&view_cell.load(), &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
             w.finish()
         }) as api::server::MetricsFn
     };
     let mut api_server = if config.api.enabled {
-        match api::server::start(&config.api, Arc::clone(&view_cell), ch.api.0.clone(), Arc::clone(&render)) {
+        match api::server::start(
+            &config.api,
+            Arc::clone(&view_cell),
+            ch.api.0.clone(),
+            Arc::clone(&render),
+        ) {
             Ok(s) => Some(s),
             Err(e) => {
                 error!("cannot start the API: {e}");
@@ -150,7 +172,10 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         api: ch.api.1.clone(),
         control: ch.control.1.clone(),
     };
-    let registry = match std::thread::Builder::new().name("registry".into()).spawn(move || runtime.run(inputs)) {
+    let registry = match std::thread::Builder::new()
+        .name("registry".into())
+        .spawn(move || runtime.run(inputs))
+    {
         Ok(h) => h,
         Err(e) => {
             error!("cannot start the registry thread: {e}");
@@ -177,7 +202,10 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         {
             let beat = registry_beat.load(Ordering::Relaxed);
             let now = crate::overwatch::clock::Clock::new().now_ms();
-            if dns_server.alive() && gossip_server.as_ref().is_none_or(|g| lock(g).alive()) && now.saturating_sub(beat) < 5_000 {
+            if dns_server.alive()
+                && gossip_server.as_ref().is_none_or(|g| lock(g).alive())
+                && now.saturating_sub(beat) < 5_000
+            {
                 notify("WATCHDOG=1");
             } else {
                 warn!("a loop looks stuck; not feeding the watchdog");
@@ -216,21 +244,39 @@ fn reload(path: &Path, control: &crossbeam_channel::Sender<Control>, counters: &
         }
         Err(errors) => {
             OverwatchCounters::add(&counters.reload_failure);
-            error!("SIGHUP: configuration {} rejected, the old one keeps serving:\n{errors}", path.display());
+            error!(
+                "SIGHUP: configuration {} rejected, the old one keeps serving:\n{errors}",
+                path.display()
+            );
         }
     }
     notify("READY=1");
 }
 
 /// The optional extra `/metrics` listener (`metrics.address`).
-fn metrics_listener(config: &Config, render: api::server::MetricsFn) -> std::io::Result<Option<MetricsServer>> {
-    let Some(address) = config.metrics.address.as_ref().filter(|_| config.metrics.enabled) else {
+fn metrics_listener(
+    config: &Config,
+    render: api::server::MetricsFn,
+) -> std::io::Result<Option<MetricsServer>> {
+    let Some(address) = config
+        .metrics
+        .address
+        .as_ref()
+        .filter(|_| config.metrics.enabled)
+    else {
         return Ok(None);
     };
-    let addr = config::parse_listen(address, 9091)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("metrics.address: {e}")))?;
+    let addr = config::parse_listen(address, 9091).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("metrics.address: {e}"),
+        )
+    })?;
     let server = MetricsServer::start(addr, render)?;
-    info!("metrics listening on http://{}/metrics", server.local_addr());
+    info!(
+        "metrics listening on http://{}/metrics",
+        server.local_addr()
+    );
     Ok(Some(server))
 }
 

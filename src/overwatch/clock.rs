@@ -23,7 +23,10 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        Clock { start: Instant::now(), start_unix_ms }
+        Clock {
+            start: Instant::now(),
+            start_unix_ms,
+        }
     }
 
     pub fn now_ms(&self) -> u64 {

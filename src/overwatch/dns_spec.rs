@@ -44,8 +44,11 @@ pub fn build(reg: &Registry) -> TableSpec {
         let targets = to_targets(reg, healthy.iter().copied());
         let return_last = d.return_last_healthy.unwrap_or(cfg.dns.return_last_healthy);
         let last_healthy = if return_last {
-            let mut last: Vec<&BackendKey> =
-                reg.last_healthy.get(&name).map(|v| v.iter().collect()).unwrap_or_default();
+            let mut last: Vec<&BackendKey> = reg
+                .last_healthy
+                .get(&name)
+                .map(|v| v.iter().collect())
+                .unwrap_or_default();
             last.sort_by_key(|k| priority(k));
             Some(to_targets(reg, last.into_iter()))
         } else {
@@ -60,7 +63,11 @@ pub fn build(reg: &Registry) -> TableSpec {
             last_healthy,
         });
     }
-    TableSpec { zones, domains, serial: crate::timefmt::unix_now() as u32 }
+    TableSpec {
+        zones,
+        domains,
+        serial: crate::timefmt::unix_now() as u32,
+    }
 }
 
 fn to_targets<'a>(reg: &Registry, keys: impl Iterator<Item = &'a BackendKey>) -> Vec<Target> {

@@ -5,8 +5,8 @@
 
 use crate::api::view::{AgentStatus, BackendStatus, OverwatchView};
 use crate::gossip::RejectReason;
-use crate::metrics::{Kind, TextWriter};
 use crate::gossip::overwatch_side::Counters as GossipCounters;
+use crate::metrics::{Kind, TextWriter};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Sources listed in the per-source decrypt-failure series (the worst
@@ -29,21 +29,39 @@ impl OverwatchCounters {
 
     pub fn write(&self, view: &OverwatchView, gossip: &GossipCounters, w: &mut TextWriter) {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
-        w.family("opengslb_build_info", "Build information; the value is always 1.", Kind::Gauge);
+        w.family(
+            "opengslb_build_info",
+            "Build information; the value is always 1.",
+            Kind::Gauge,
+        );
         w.sample("opengslb_build_info", &[("version", crate::VERSION)], 1.0);
         let registered = view
             .agents
             .iter()
-            .filter(|a| matches!(a.status, AgentStatus::Active | AgentStatus::Stale | AgentStatus::Left))
+            .filter(|a| {
+                matches!(
+                    a.status,
+                    AgentStatus::Active | AgentStatus::Stale | AgentStatus::Left
+                )
+            })
             .count();
-        let stale = view.agents.iter().filter(|a| a.status == AgentStatus::Stale).count();
+        let stale = view
+            .agents
+            .iter()
+            .filter(|a| a.status == AgentStatus::Stale)
+            .count();
         w.single(
             "opengslb_overwatch_agents_registered",
             "Known agents (active, stale or left) until removed or forgotten.",
             Kind::Gauge,
             registered as f64,
         );
-        w.single("opengslb_overwatch_stale_agents", "Agents currently stale.", Kind::Gauge, stale as f64);
+        w.single(
+            "opengslb_overwatch_stale_agents",
+            "Agents currently stale.",
+            Kind::Gauge,
+            stale as f64,
+        );
         w.family(
             "opengslb_overwatch_agent_cert_not_after_seconds",
             "Expiry of each agent's certificate, Unix seconds.",
@@ -51,13 +69,29 @@ impl OverwatchCounters {
         );
         for a in &view.agents {
             if let Some(t) = a.cert_not_after {
-                w.sample("opengslb_overwatch_agent_cert_not_after_seconds", &[("agent_id", &a.id)], t as f64);
+                w.sample(
+                    "opengslb_overwatch_agent_cert_not_after_seconds",
+                    &[("agent_id", &a.id)],
+                    t as f64,
+                );
             }
         }
-        w.family("opengslb_overwatch_backends", "Backends by effective status.", Kind::Gauge);
+        w.family(
+            "opengslb_overwatch_backends",
+            "Backends by effective status.",
+            Kind::Gauge,
+        );
         for s in BackendStatus::ALL {
-            let n = view.backends.iter().filter(|b| b.effective_status == s).count();
-            w.sample("opengslb_overwatch_backends", &[("status", s.as_str())], n as f64);
+            let n = view
+                .backends
+                .iter()
+                .filter(|b| b.effective_status == s)
+                .count();
+            w.sample(
+                "opengslb_overwatch_backends",
+                &[("status", s.as_str())],
+                n as f64,
+            );
         }
         w.single(
             "opengslb_overwatch_heartbeats_received_total",
@@ -72,7 +106,11 @@ impl OverwatchCounters {
         );
         for reason in RejectReason::ALL {
             let n = gossip.auth_failures.get(&reason).copied().unwrap_or(0);
-            w.sample("opengslb_overwatch_agent_auth_failures_total", &[("reason", reason.as_str())], n as f64);
+            w.sample(
+                "opengslb_overwatch_agent_auth_failures_total",
+                &[("reason", reason.as_str())],
+                n as f64,
+            );
         }
         w.single(
             "opengslb_gossip_decrypt_failures_total",
@@ -88,28 +126,72 @@ impl OverwatchCounters {
         let mut sources: Vec<_> = gossip.decrypt_failures_by_source.iter().collect();
         sources.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (ip, n) in sources.into_iter().take(MAX_SOURCES) {
-            w.sample("opengslb_gossip_decrypt_failures_by_source_total", &[("source", &ip.to_string())], *n as f64);
+            w.sample(
+                "opengslb_gossip_decrypt_failures_by_source_total",
+                &[("source", &ip.to_string())],
+                *n as f64,
+            );
         }
-        w.family("opengslb_gossip_dropped_total", "Gossip input dropped before authentication, by cause.", Kind::Counter);
-        w.sample("opengslb_gossip_dropped_total", &[("cause", "malformed")], gossip.malformed as f64);
-        w.sample("opengslb_gossip_dropped_total", &[("cause", "oversized")], gossip.oversized as f64);
-        w.sample("opengslb_gossip_dropped_total", &[("cause", "replay")], gossip.replays as f64);
-        w.sample("opengslb_gossip_dropped_total", &[("cause", "unknown_session")], gossip.unknown_session as f64);
+        w.family(
+            "opengslb_gossip_dropped_total",
+            "Gossip input dropped before authentication, by cause.",
+            Kind::Counter,
+        );
+        w.sample(
+            "opengslb_gossip_dropped_total",
+            &[("cause", "malformed")],
+            gossip.malformed as f64,
+        );
+        w.sample(
+            "opengslb_gossip_dropped_total",
+            &[("cause", "oversized")],
+            gossip.oversized as f64,
+        );
+        w.sample(
+            "opengslb_gossip_dropped_total",
+            &[("cause", "replay")],
+            gossip.replays as f64,
+        );
+        w.sample(
+            "opengslb_gossip_dropped_total",
+            &[("cause", "unknown_session")],
+            gossip.unknown_session as f64,
+        );
         w.family(
             "opengslb_overwatch_validation_checks_total",
             "Health checks run by this Overwatch, by result.",
             Kind::Counter,
         );
-        w.sample("opengslb_overwatch_validation_checks_total", &[("result", "success")], load(&self.validation_success));
-        w.sample("opengslb_overwatch_validation_checks_total", &[("result", "failure")], load(&self.validation_failure));
+        w.sample(
+            "opengslb_overwatch_validation_checks_total",
+            &[("result", "success")],
+            load(&self.validation_success),
+        );
+        w.sample(
+            "opengslb_overwatch_validation_checks_total",
+            &[("result", "failure")],
+            load(&self.validation_failure),
+        );
         w.single(
             "opengslb_overwatch_overrides_active",
             "Operator overrides in force.",
             Kind::Gauge,
             view.overrides.len() as f64,
         );
-        w.family("opengslb_config_reloads_total", "Configuration reloads (SIGHUP), by result.", Kind::Counter);
-        w.sample("opengslb_config_reloads_total", &[("result", "success")], load(&self.reload_success));
-        w.sample("opengslb_config_reloads_total", &[("result", "failure")], load(&self.reload_failure));
+        w.family(
+            "opengslb_config_reloads_total",
+            "Configuration reloads (SIGHUP), by result.",
+            Kind::Counter,
+        );
+        w.sample(
+            "opengslb_config_reloads_total",
+            &[("result", "success")],
+            load(&self.reload_success),
+        );
+        w.sample(
+            "opengslb_config_reloads_total",
+            &[("result", "failure")],
+            load(&self.reload_failure),
+        );
     }
 }

@@ -19,13 +19,22 @@ pub struct BackendKey {
 
 impl BackendKey {
     pub fn new(service: &str, address: IpAddr, port: u16) -> Self {
-        BackendKey { service: normalize_name(service), address, port }
+        BackendKey {
+            service: normalize_name(service),
+            address,
+            port,
+        }
     }
 }
 
 impl std::fmt::Display for BackendKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.service, SocketAddr::new(self.address, self.port))
+        write!(
+            f,
+            "{} {}",
+            self.service,
+            SocketAddr::new(self.address, self.port)
+        )
     }
 }
 

@@ -47,7 +47,9 @@ pub fn restore(reg: &mut Registry, state: PersistedState) {
 }
 
 pub fn load(store: &Store) -> Result<PersistedState, PersistError> {
-    Ok(store.load::<PersistedState>(STATE_FILE)?.unwrap_or_default())
+    Ok(store
+        .load::<PersistedState>(STATE_FILE)?
+        .unwrap_or_default())
 }
 
 pub fn save(store: &Store, reg: &Registry) -> Result<(), PersistError> {

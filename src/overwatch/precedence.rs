@@ -90,7 +90,11 @@ pub struct Facts {
 /// SPEC §4, first match wins.
 pub fn decide(f: &Facts) -> (Status, Rule) {
     if let Some(healthy) = f.override_healthy {
-        let status = if healthy { Status::Healthy } else { Status::Unhealthy };
+        let status = if healthy {
+            Status::Healthy
+        } else {
+            Status::Unhealthy
+        };
         return (status, Rule::Override);
     }
     if let Some(agent) = f.agent {
@@ -125,7 +129,11 @@ mod tests {
     use super::*;
 
     fn agent(healthy: bool, draining: bool, fresh: bool) -> Option<AgentClaim> {
-        Some(AgentClaim { healthy, draining, fresh })
+        Some(AgentClaim {
+            healthy,
+            draining,
+            fresh,
+        })
     }
 
     #[test]
@@ -137,55 +145,112 @@ mod tests {
             validation_healthy: Some(false),
         };
         assert_eq!(decide(&f), (Status::Healthy, Rule::Override));
-        let f = Facts { override_healthy: Some(false), agent: agent(true, false, true), ..f };
+        let f = Facts {
+            override_healthy: Some(false),
+            agent: agent(true, false, true),
+            ..f
+        };
         assert_eq!(decide(&f), (Status::Unhealthy, Rule::Override));
     }
 
     #[test]
     fn rule2_draining_beats_health_and_staleness() {
-        let f = Facts { agent: agent(true, true, true), validated: true, validation_healthy: Some(true), ..Default::default() };
+        let f = Facts {
+            agent: agent(true, true, true),
+            validated: true,
+            validation_healthy: Some(true),
+            ..Default::default()
+        };
         assert_eq!(decide(&f), (Status::Draining, Rule::AgentDraining));
-        let f = Facts { agent: agent(true, true, false), ..f };
+        let f = Facts {
+            agent: agent(true, true, false),
+            ..f
+        };
         assert_eq!(decide(&f), (Status::Draining, Rule::AgentDraining));
     }
 
     #[test]
     fn rule3_fresh_agent_unhealthy() {
-        let f = Facts { agent: agent(false, false, true), validated: true, validation_healthy: Some(true), ..Default::default() };
+        let f = Facts {
+            agent: agent(false, false, true),
+            validated: true,
+            validation_healthy: Some(true),
+            ..Default::default()
+        };
         assert_eq!(decide(&f), (Status::Unhealthy, Rule::AgentUnhealthy));
     }
 
     #[test]
     fn rule4_validation_vetoes_a_healthy_claim() {
-        let f = Facts { agent: agent(true, false, true), validated: true, validation_healthy: Some(false), ..Default::default() };
+        let f = Facts {
+            agent: agent(true, false, true),
+            validated: true,
+            validation_healthy: Some(false),
+            ..Default::default()
+        };
         assert_eq!(decide(&f), (Status::Unhealthy, Rule::ValidationFailed));
         // Without validation the same verdict is ignored.
-        let f = Facts { validated: false, ..f };
+        let f = Facts {
+            validated: false,
+            ..f
+        };
         assert_eq!(decide(&f), (Status::Healthy, Rule::AgentHealthy));
     }
 
     #[test]
     fn rule5_stale_agent() {
-        let f = Facts { agent: agent(true, false, false), validated: false, ..Default::default() };
+        let f = Facts {
+            agent: agent(true, false, false),
+            validated: false,
+            ..Default::default()
+        };
         assert_eq!(decide(&f), (Status::Stale, Rule::AgentStale));
-        let f = Facts { validated: true, validation_healthy: Some(true), ..f };
+        let f = Facts {
+            validated: true,
+            validation_healthy: Some(true),
+            ..f
+        };
         assert_eq!(decide(&f), (Status::Healthy, Rule::StaleValidated));
-        let f = Facts { validation_healthy: None, ..f };
+        let f = Facts {
+            validation_healthy: None,
+            ..f
+        };
         assert_eq!(decide(&f), (Status::Stale, Rule::AgentStale));
         // A stale agent's old "unhealthy" no longer counts; validation decides.
-        let f = Facts { agent: agent(false, false, false), validated: true, validation_healthy: Some(true), ..Default::default() };
+        let f = Facts {
+            agent: agent(false, false, false),
+            validated: true,
+            validation_healthy: Some(true),
+            ..Default::default()
+        };
         assert_eq!(decide(&f), (Status::Healthy, Rule::StaleValidated));
     }
 
     #[test]
     fn rule6_healthy_agent_and_static_servers() {
-        let f = Facts { agent: agent(true, false, true), validated: true, validation_healthy: None, ..Default::default() };
+        let f = Facts {
+            agent: agent(true, false, true),
+            validated: true,
+            validation_healthy: None,
+            ..Default::default()
+        };
         assert_eq!(decide(&f), (Status::Healthy, Rule::AgentHealthy));
-        let f = Facts { agent: None, validated: true, validation_healthy: Some(true), ..Default::default() };
+        let f = Facts {
+            agent: None,
+            validated: true,
+            validation_healthy: Some(true),
+            ..Default::default()
+        };
         assert_eq!(decide(&f), (Status::Healthy, Rule::CheckPassed));
-        let f = Facts { validation_healthy: None, ..f };
+        let f = Facts {
+            validation_healthy: None,
+            ..f
+        };
         assert_eq!(decide(&f), (Status::Unhealthy, Rule::AwaitingCheck));
-        let f = Facts { validation_healthy: Some(false), ..f };
+        let f = Facts {
+            validation_healthy: Some(false),
+            ..f
+        };
         assert_eq!(decide(&f), (Status::Unhealthy, Rule::ValidationFailed));
     }
 }

@@ -28,9 +28,17 @@ impl RegistryConfig {
     pub fn from_config(config: &Config) -> Self {
         RegistryConfig {
             validation_enabled: config.overwatch.validation.enabled,
-            stale_threshold_ms: config.overwatch.stale.threshold.map(|d| d.as_millis() as u64),
+            stale_threshold_ms: config
+                .overwatch
+                .stale
+                .threshold
+                .map(|d| d.as_millis() as u64),
             remove_after_ms: config.overwatch.stale.remove_after.as_millis() as u64,
-            services: config.domains.iter().map(|d| normalize_name(&d.name)).collect(),
+            services: config
+                .domains
+                .iter()
+                .map(|d| normalize_name(&d.name))
+                .collect(),
             config: config.clone(),
         }
     }
@@ -61,7 +69,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(cfg: RegistryConfig) -> Self {
-        let mut r = Registry { cfg, ..Default::default() };
+        let mut r = Registry {
+            cfg,
+            ..Default::default()
+        };
         r.rebuild_static();
         r
     }
@@ -168,7 +179,12 @@ impl Registry {
             match self.effective.get(key) {
                 Some(old) if *old == new => {}
                 Some(old) if old.status == status => {
-                    log::debug!("backend {key} still {} ({} -> {})", status.as_str(), old.rule.as_str(), rule.as_str());
+                    log::debug!(
+                        "backend {key} still {} ({} -> {})",
+                        status.as_str(),
+                        old.rule.as_str(),
+                        rule.as_str()
+                    );
                     changed = true;
                 }
                 Some(old) => {
@@ -199,7 +215,10 @@ impl Registry {
         let mut by_domain: BTreeMap<String, Vec<BackendKey>> = BTreeMap::new();
         for (key, e) in &self.effective {
             if e.status == Status::Healthy {
-                by_domain.entry(key.service.clone()).or_default().push(key.clone());
+                by_domain
+                    .entry(key.service.clone())
+                    .or_default()
+                    .push(key.clone());
             }
         }
         for service in &self.cfg.services {
@@ -217,7 +236,9 @@ impl Registry {
     }
 
     fn had_healthy(&self, service: &str) -> bool {
-        self.last_healthy.get(service).is_some_and(|v| !v.is_empty())
+        self.last_healthy
+            .get(service)
+            .is_some_and(|v| !v.is_empty())
     }
 
     fn expire_overrides(&mut self, now_ms: u64) -> bool {
@@ -243,7 +264,10 @@ impl Registry {
             let threshold = self.cfg.stale_threshold_ms.unwrap_or(agent.stale_after_ms);
             match agent.status {
                 AgentStatus::Active if silent >= threshold => {
-                    warn!("agent {} is stale: no valid message for {} ms", agent.id, silent);
+                    warn!(
+                        "agent {} is stale: no valid message for {} ms",
+                        agent.id, silent
+                    );
                     agent.status = AgentStatus::Stale;
                     changed = true;
                 }
@@ -262,7 +286,9 @@ impl Registry {
 
     /// Drops an agent and its backends; `lost` keeps it listed for healthz.
     fn remove_agent(&mut self, id: &str, lost: bool) {
-        let Some(agent) = self.agents.remove(id) else { return };
+        let Some(agent) = self.agents.remove(id) else {
+            return;
+        };
         if lost && agent.status != AgentStatus::Left {
             let first = agent.backends.first();
             warn!("agent {id} removed after remove_after; listed as lost");
@@ -288,7 +314,9 @@ impl Registry {
     }
 
     fn detach_backend(&mut self, key: &BackendKey, agent_id: &str) {
-        let Some(b) = self.backends.get_mut(key) else { return };
+        let Some(b) = self.backends.get_mut(key) else {
+            return;
+        };
         if b.agent_id.as_deref() != Some(agent_id) {
             return;
         }
@@ -333,7 +361,11 @@ impl Registry {
             self.persist_dirty = true;
         }
         let was = self.agents.get(id).map(|a| a.status);
-        let first_seen = self.agents.get(id).map(|a| a.first_seen_ms).unwrap_or(now_ms);
+        let first_seen = self
+            .agents
+            .get(id)
+            .map(|a| a.first_seen_ms)
+            .unwrap_or(now_ms);
         let agent = self.agents.entry(id.to_string()).or_insert_with(|| Agent {
             id: id.to_string(),
             region: region.to_string(),
@@ -376,14 +408,20 @@ impl Registry {
     /// A state report; `full` replaces the agent's backend list, a delta
     /// only updates the backends it names.
     pub fn agent_state(&mut self, id: &str, reports: Vec<AgentReport>, full: bool, now_ms: u64) {
-        let Some(agent) = self.agents.get_mut(id) else { return };
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
         agent.last_seen_ms = now_ms;
         if agent.status == AgentStatus::Stale {
             info!("agent {id} is active again");
             agent.status = AgentStatus::Active;
         }
         let region = agent.region.clone();
-        let mut keys: Vec<BackendKey> = if full { Vec::new() } else { agent.backends.clone() };
+        let mut keys: Vec<BackendKey> = if full {
+            Vec::new()
+        } else {
+            agent.backends.clone()
+        };
         for report in reports {
             let key = BackendKey::new(&report.service, report.address, report.port);
             if !self.cfg.services.contains(&key.service) {
@@ -406,7 +444,11 @@ impl Registry {
                 keys.push(key);
             }
         }
-        let old = self.agents.get(id).map(|a| a.backends.clone()).unwrap_or_default();
+        let old = self
+            .agents
+            .get(id)
+            .map(|a| a.backends.clone())
+            .unwrap_or_default();
         for key in old.iter().filter(|k| !keys.contains(k)) {
             self.detach_backend(key, id);
         }
@@ -435,7 +477,13 @@ impl Registry {
     }
 
     /// A rejected registration or message; listed with its reason.
-    pub fn agent_rejected(&mut self, id: Option<&str>, address: SocketAddr, reason: &str, now_ms: u64) {
+    pub fn agent_rejected(
+        &mut self,
+        id: Option<&str>,
+        address: SocketAddr,
+        reason: &str,
+        now_ms: u64,
+    ) {
         let Some(id) = id else { return };
         let agent = self.agents.entry(id.to_string()).or_insert_with(|| Agent {
             id: id.to_string(),

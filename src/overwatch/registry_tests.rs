@@ -51,7 +51,14 @@ fn static_server_waits_for_its_first_check() {
     r.recompute(0);
     assert_eq!(status(&r, "10.0.0.1"), Some(Status::Unhealthy));
     let key = BackendKey::new("app.gslb.test", "10.0.0.1".parse().unwrap(), 80);
-    r.validation_result(&[key], Verdict { healthy: true, last_check_ms: 1, error: None });
+    r.validation_result(
+        &[key],
+        Verdict {
+            healthy: true,
+            last_check_ms: 1,
+            error: None,
+        },
+    );
     r.recompute(1);
     assert_eq!(status(&r, "10.0.0.1"), Some(Status::Healthy));
 }
@@ -92,7 +99,15 @@ fn graceful_leave_is_immediate_and_not_lost() {
 #[test]
 fn drain_and_delta_updates() {
     let mut r = registry();
-    register(&mut r, "a1", vec![report("10.0.0.2", true, false), report("10.0.0.3", true, false)], 0);
+    register(
+        &mut r,
+        "a1",
+        vec![
+            report("10.0.0.2", true, false),
+            report("10.0.0.3", true, false),
+        ],
+        0,
+    );
     r.agent_state("a1", vec![report("10.0.0.2", true, true)], false, 10);
     r.recompute(10);
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Draining));
@@ -146,7 +161,10 @@ fn rejected_agent_loses_its_backends() {
     r.agent_rejected(Some("a1"), from, "pin_mismatch", 10);
     r.recompute(10);
     assert_eq!(status(&r, "10.0.0.2"), None);
-    assert_eq!(r.agents["a1"].reject_reason.as_deref(), Some("pin_mismatch"));
+    assert_eq!(
+        r.agents["a1"].reject_reason.as_deref(),
+        Some("pin_mismatch")
+    );
     assert!(r.forget_agent("a1"));
     assert!(!r.pins.contains_key("a1"));
 }

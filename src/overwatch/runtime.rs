@@ -22,15 +22,15 @@ use crate::gossip::overwatch_side::OverwatchEvent;
 use crate::gossip::server::GossipServer;
 use crate::gossip::{self, Policy};
 use crate::health::{self, CheckResult, HealthChecker};
-use crate::persist::Store;
 use crate::persist::AuditLog;
+use crate::persist::Store;
 use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest the thread sleeps, so liveness is reported to the watchdog.
@@ -95,7 +95,9 @@ impl Runtime {
         let mut reg = Registry::new(RegistryConfig::from_config(config));
         let state = persisted::load(&store).map_err(|e| e.to_string())?;
         persisted::restore(&mut reg, state);
-        let audit_tail = audit.recent::<AuditEntry>(AUDIT_TAIL).map_err(|e| e.to_string())?;
+        let audit_tail = audit
+            .recent::<AuditEntry>(AUDIT_TAIL)
+            .map_err(|e| e.to_string())?;
         let node_id = node_id(config);
         let mut rt = Runtime {
             reg,
@@ -208,17 +210,22 @@ impl Runtime {
             &self.out.counters.validation_failure
         };
         OverwatchCounters::add(counter);
-        let Some(keys) = self.plans.get(&r.id) else { return false };
+        let Some(keys) = self.plans.get(&r.id) else {
+            return false;
+        };
         let first = keys
             .first()
             .and_then(|k| self.reg.backends.get(k))
             .is_some_and(|b| b.validation.is_none());
-        let at = r
-            .at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_else(|_| self.clock.now_ms());
-        let verdict = Verdict { healthy: r.healthy, last_check_ms: at, error: r.error.clone() };
+        let at =
+            r.at.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_else(|_| self.clock.now_ms());
+        let verdict = Verdict {
+            healthy: r.healthy,
+            last_check_ms: at,
+            error: r.error.clone(),
+        };
         let keys = keys.clone();
         self.reg.validation_result(&keys, verdict);
         self.view_stale = true;
@@ -244,9 +251,12 @@ impl Runtime {
                     info!("agent {agent_id}: certificate {fingerprint} pinned on first use");
                 }
                 if rotated {
-                    info!("agent {agent_id}: certificate rotated to {fingerprint} (proof from the old key)");
+                    info!(
+                        "agent {agent_id}: certificate rotated to {fingerprint} (proof from the old key)"
+                    );
                 }
-                let stale_after = heartbeat_interval.as_millis() as u64 * missed_threshold.max(1) as u64;
+                let stale_after =
+                    heartbeat_interval.as_millis() as u64 * missed_threshold.max(1) as u64;
                 let reports = backends.into_iter().filter_map(report).collect();
                 self.reg.agent_registered(
                     &agent_id,
@@ -263,10 +273,17 @@ impl Runtime {
                 }
                 true
             }
-            OverwatchEvent::State { agent_id, backends, removed, full } => {
+            OverwatchEvent::State {
+                agent_id,
+                backends,
+                removed,
+                full,
+            } => {
                 let removed: Vec<BackendKey> = removed
                     .into_iter()
-                    .filter_map(|k| Some(BackendKey::new(&k.service, k.address.parse().ok()?, k.port)))
+                    .filter_map(|k| {
+                        Some(BackendKey::new(&k.service, k.address.parse().ok()?, k.port))
+                    })
                     .collect();
                 self.reg.agent_removed(&agent_id, &removed);
                 let reports = backends.into_iter().filter_map(report).collect();
@@ -288,12 +305,19 @@ impl Runtime {
                 self.reg.agent_left(&agent_id, now);
                 true
             }
-            OverwatchEvent::Rejected { agent_id, addr, reason } => {
-                let known = agent_id.as_deref().is_some_and(|id| self.reg.agents.contains_key(id));
+            OverwatchEvent::Rejected {
+                agent_id,
+                addr,
+                reason,
+            } => {
+                let known = agent_id
+                    .as_deref()
+                    .is_some_and(|id| self.reg.agents.contains_key(id));
                 if agent_id.is_none() {
                     return false; // decrypt failures and replays: counted only
                 }
-                self.reg.agent_rejected(agent_id.as_deref(), addr, reason.as_str(), now);
+                self.reg
+                    .agent_rejected(agent_id.as_deref(), addr, reason.as_str(), now);
                 known || agent_id.is_some()
             }
         }
@@ -336,7 +360,14 @@ impl Runtime {
 
     fn apply(&mut self, cmd: &Command, by: &str, at: u64) -> Result<serde_json::Value, ApiError> {
         match cmd {
-            Command::SetOverride { service, address, port, healthy, reason, expires_in } => {
+            Command::SetOverride {
+                service,
+                address,
+                port,
+                healthy,
+                reason,
+                expires_in,
+            } => {
                 let key = self.backend_key(service, address, *port)?;
                 let expires_at = expires_in.map(|d| at + d.as_secs().max(1));
                 self.reg.set_override(Override {
@@ -347,15 +378,23 @@ impl Runtime {
                     at,
                     expires_at,
                 });
-                Ok(json!({"status": "ok", "service": service, "address": address, "port": port,
-                          "healthy": healthy, "expires_at": expires_at.map(crate::timefmt::rfc3339)}))
+                Ok(
+                    json!({"status": "ok", "service": service, "address": address, "port": port,
+                          "healthy": healthy, "expires_at": expires_at.map(crate::timefmt::rfc3339)}),
+                )
             }
-            Command::ClearOverride { service, address, port } => {
+            Command::ClearOverride {
+                service,
+                address,
+                port,
+            } => {
                 let key = self.backend_key(service, address, *port)?;
                 if self.reg.clear_override(&key) {
                     Ok(json!({"status": "ok", "cleared": true}))
                 } else {
-                    Err(ApiError::not_found(format!("no override on {service} {address}:{port}")))
+                    Err(ApiError::not_found(format!(
+                        "no override on {service} {address}:{port}"
+                    )))
                 }
             }
             Command::ForgetAgent { id } => {
@@ -366,7 +405,9 @@ impl Runtime {
                     }
                     Ok(json!({"status": "ok", "forgotten": id}))
                 } else {
-                    Err(ApiError::not_found(format!("no pin or lost entry for agent {id}")))
+                    Err(ApiError::not_found(format!(
+                        "no pin or lost entry for agent {id}"
+                    )))
                 }
             }
             Command::RevokeAgent { id, reason } => {
@@ -404,9 +445,14 @@ impl Runtime {
     fn on_reload(&mut self, config: Config) -> bool {
         let now = self.clock.now_ms();
         self.node_id = node_id(&config);
-        self.reg.reconfigure(RegistryConfig::from_config(&config), now);
+        self.reg
+            .reconfigure(RegistryConfig::from_config(&config), now);
         self.publish_policy(&config);
-        let names: HashSet<String> = config.domains.iter().map(|d| normalize_name(&d.name)).collect();
+        let names: HashSet<String> = config
+            .domains
+            .iter()
+            .map(|d| normalize_name(&d.name))
+            .collect();
         self.out.dns_stats.retain_domains(&|d| names.contains(d));
         info!("configuration reloaded");
         true
@@ -436,7 +482,9 @@ impl Runtime {
 
     fn publish(&mut self, now: u64) {
         let spec = dns_spec::build(&self.reg);
-        self.out.dns.publish(DnsTable::build(&spec, &self.out.dns_stats));
+        self.out
+            .dns
+            .publish(DnsTable::build(&spec, &self.out.dns_stats));
         self.publish_view_with(now, &spec);
         self.next_deadline = self.reg.next_deadline_ms();
     }
@@ -473,7 +521,12 @@ impl Runtime {
         let old = self.out.policy.load();
         let policy = Policy {
             keyring,
-            agent_tokens: config.overwatch.agent_tokens.iter().map(|(k, v)| (normalize_name(k), v.clone())).collect(),
+            agent_tokens: config
+                .overwatch
+                .agent_tokens
+                .iter()
+                .map(|(k, v)| (normalize_name(k), v.clone()))
+                .collect(),
             known_services: self.reg.cfg.services.iter().cloned().collect(),
             pins: old.pins.clone(),
             revoked: old.revoked.clone(),
@@ -505,7 +558,12 @@ impl Runtime {
 fn report(b: gossip::BackendReport) -> Option<AgentReport> {
     Some(AgentReport {
         service: b.service,
-        address: b.address.trim_start_matches('[').trim_end_matches(']').parse().ok()?,
+        address: b
+            .address
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?,
         port: b.port,
         weight: b.weight,
         healthy: b.healthy,
@@ -517,9 +575,16 @@ fn report(b: gossip::BackendReport) -> Option<AgentReport> {
 
 fn detail(cmd: &Command) -> Option<String> {
     match cmd {
-        Command::SetOverride { healthy, reason, expires_in, .. } => Some(format!(
+        Command::SetOverride {
+            healthy,
+            reason,
+            expires_in,
+            ..
+        } => Some(format!(
             "healthy={healthy} reason={reason:?}{}",
-            expires_in.map(|d| format!(" expires_in={}s", d.as_secs())).unwrap_or_default()
+            expires_in
+                .map(|d| format!(" expires_in={}s", d.as_secs()))
+                .unwrap_or_default()
         )),
         Command::RevokeAgent { reason, .. } => Some(format!("reason={reason:?}")),
         _ => None,
@@ -532,7 +597,11 @@ pub fn node_id(config: &Config) -> String {
         .identity
         .node_id
         .clone()
-        .unwrap_or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "overwatch".into()))
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "overwatch".into())
+        })
 }
 
 /// The channels the daemon wires between threads.
@@ -554,4 +623,3 @@ impl Default for Channels {
         }
     }
 }
-

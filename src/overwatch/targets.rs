@@ -62,7 +62,10 @@ impl TargetIds {
 pub fn plan(reg: &Registry, ids: &mut TargetIds) -> Vec<CheckPlan> {
     let cfg = &reg.cfg.config;
     let region_check = |name: &str| -> Option<&HealthCheck> {
-        cfg.regions.iter().find(|r| r.name == name).map(|r| &r.health_check)
+        cfg.regions
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| &r.health_check)
     };
     let mut plans: BTreeMap<ProbeKey, CheckPlan> = BTreeMap::new();
     for b in reg.backends.values() {

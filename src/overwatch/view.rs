@@ -62,7 +62,8 @@ pub fn build(reg: &Registry, inputs: &ViewInputs<'_>) -> OverwatchView {
                 validation_healthy: validation.map(|v| v.healthy),
                 validation_last_check: validation.map(|v| secs(v.last_check_ms)),
                 validation_error: validation.and_then(|v| v.error.clone()),
-                override_status: o.map(|o| if o.healthy { "healthy" } else { "unhealthy" }.to_string()),
+                override_status: o
+                    .map(|o| if o.healthy { "healthy" } else { "unhealthy" }.to_string()),
                 override_reason: o.map(|o| o.reason.clone()),
                 override_by: o.map(|o| o.by.clone()),
                 override_at: o.map(|o| o.at),

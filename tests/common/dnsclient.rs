@@ -56,7 +56,12 @@ pub struct Query {
 
 impl Query {
     pub fn new(name: &str, qtype: u16) -> Self {
-        Query { name: name.into(), qtype, edns: None, opcode: 0 }
+        Query {
+            name: name.into(),
+            qtype,
+            edns: None,
+            opcode: 0,
+        }
     }
 
     pub fn edns(mut self, size: u16, version: u8) -> Self {
@@ -70,7 +75,12 @@ impl Query {
         m.push(self.opcode << 3);
         m.push(0);
         m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, if self.edns.is_some() { 1 } else { 0 }]);
-        for label in self.name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        for label in self
+            .name
+            .trim_end_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+        {
             m.push(label.len() as u8);
             m.extend_from_slice(label.as_bytes());
         }
@@ -156,8 +166,14 @@ pub fn parse(msg: &[u8]) -> Option<Reply> {
 
 /// Sends raw bytes over UDP; None on timeout.
 pub fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind(if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }).ok()?;
-    sock.set_read_timeout(Some(Duration::from_millis(1500))).ok()?;
+    let sock = UdpSocket::bind(if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    })
+    .ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .ok()?;
     sock.send_to(bytes, server).ok()?;
     let mut buf = [0u8; 65535];
     let (n, _) = sock.recv_from(&mut buf).ok()?;

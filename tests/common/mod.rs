@@ -97,7 +97,11 @@ impl Daemon {
             .stderr(file)
             .spawn()
             .expect("start opengslb");
-        Daemon { child: Some(child), log, config: config.to_path_buf() }
+        Daemon {
+            child: Some(child),
+            log,
+            config: config.to_path_buf(),
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -143,7 +147,11 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("---- log of {} ----\n{}", self.config.display(), self.log_text());
+            eprintln!(
+                "---- log of {} ----\n{}",
+                self.config.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -167,12 +175,22 @@ impl HttpBackend {
         std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 if let Ok(Some(req)) = srv.recv_timeout(Duration::from_millis(100)) {
-                    let code = if req.url().starts_with("/health") { st.load(Ordering::Relaxed) } else { 200 };
-                    let _ = req.respond(tiny_http::Response::from_string("ok").with_status_code(code));
+                    let code = if req.url().starts_with("/health") {
+                        st.load(Ordering::Relaxed)
+                    } else {
+                        200
+                    };
+                    let _ =
+                        req.respond(tiny_http::Response::from_string("ok").with_status_code(code));
                 }
             }
         });
-        HttpBackend { addr, status, stop, server }
+        HttpBackend {
+            addr,
+            status,
+            stop,
+            server,
+        }
     }
 
     pub fn set_status(&self, code: u16) {
@@ -201,15 +219,24 @@ pub fn http(url: &str, method: &str, body: Option<&str>) -> Option<(u16, String)
     let resp = match (method, body) {
         ("GET", _) => agent.get(url).call(),
         ("DELETE", _) => agent.delete(url).call(),
-        ("POST", Some(b)) => agent.post(url).content_type("application/json").send(b.as_bytes()),
+        ("POST", Some(b)) => agent
+            .post(url)
+            .content_type("application/json")
+            .send(b.as_bytes()),
         ("POST", None) => agent.post(url).send_empty(),
-        ("PUT", Some(b)) => agent.put(url).content_type("application/json").send(b.as_bytes()),
+        ("PUT", Some(b)) => agent
+            .put(url)
+            .content_type("application/json")
+            .send(b.as_bytes()),
         ("PUT", None) => agent.put(url).send_empty(),
         _ => return None,
     }
     .ok()?;
     let status = resp.status().as_u16();
     let mut text = String::new();
-    resp.into_body().into_reader().read_to_string(&mut text).ok()?;
+    resp.into_body()
+        .into_reader()
+        .read_to_string(&mut text)
+        .ok()?;
     Some((status, text))
 }
