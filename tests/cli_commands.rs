@@ -358,6 +358,11 @@ fn config_validate_and_gen_key() {
     .expect("write");
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "mode: overwatch\ndnss:\n  listen_address: x\n").expect("write");
+    // The loader refuses world-readable files, as the daemon does.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&good, &bad] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
     let good_s = good.to_string_lossy().into_owned();
     let bad_s = bad.to_string_lossy().into_owned();
     assert!(ok(&["config", "validate", "-c", &good_s]).contains("valid"));

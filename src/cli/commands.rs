@@ -341,7 +341,7 @@ fn config_validate(path: &str, json_out: bool) -> Result<String, CliError> {
         (Ok(l), true) => Ok(pretty(
             &json!({"file": path, "valid": true, "errors": [], "warnings": l.warnings}),
         )),
-        (Err(e), false) => Err(CliError::Config(format!("{path}:\n{e}"))),
+        (Err(e), false) => Err(CliError::Config(e.to_string())),
         (Err(e), true) => {
             let errors: Vec<String> = e.to_string().lines().map(str::to_string).collect();
             // Print the JSON report, and still exit with the config code.
