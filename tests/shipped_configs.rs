@@ -21,13 +21,22 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_shipped_config_passes_check() {
     let mut files = Vec::new();
-    yaml_files(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/etc/opengslb")), &mut files);
-    assert!(files.len() >= 5, "expected overwatch, agent and three examples: {files:?}");
+    yaml_files(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/etc/opengslb")),
+        &mut files,
+    );
+    assert!(
+        files.len() >= 5,
+        "expected overwatch, agent and three examples: {files:?}"
+    );
     let dir = TempDir::new("shipped");
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let copy = dir.write(&name, &std::fs::read_to_string(&file).unwrap());
-        let out = Command::new(BIN).args(["--config", copy.to_str().unwrap(), "--check"]).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["--config", copy.to_str().unwrap(), "--check"])
+            .output()
+            .unwrap();
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -37,7 +46,11 @@ fn every_shipped_config_passes_check() {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let mode = if name == "agent.yaml" { "agent mode" } else { "overwatch mode" };
+        let mode = if name == "agent.yaml" {
+            "agent mode"
+        } else {
+            "overwatch mode"
+        };
         assert!(stdout.contains(mode), "{name}: {stdout}");
     }
 }

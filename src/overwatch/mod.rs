@@ -3,6 +3,7 @@
 //! DNS, the API and gossip.
 
 pub mod clock;
+mod commands;
 pub mod dns_spec;
 pub mod metrics;
 pub mod model;

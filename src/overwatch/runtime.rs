@@ -14,7 +14,7 @@ use super::model::*;
 use super::registry::{Registry, RegistryConfig};
 use super::targets::{self, CheckPlan, TargetIds};
 use super::{dns_spec, persisted, view};
-use crate::api::command::{ApiError, Command, CommandRequest};
+use crate::api::command::CommandRequest;
 use crate::api::view::{AuditEntry, OverwatchView};
 use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
@@ -27,7 +27,6 @@ use crate::persist::Store;
 use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +35,7 @@ use std::time::Duration;
 /// Longest the thread sleeps, so liveness is reported to the watchdog.
 const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How many recent audit entries the API view carries.
-const AUDIT_TAIL: usize = 200;
+pub(super) const AUDIT_TAIL: usize = 200;
 /// Events applied before publishing, under load.
 const BATCH: usize = 4096;
 
@@ -64,22 +63,22 @@ pub struct Inputs {
 }
 
 pub struct Runtime {
-    reg: Registry,
-    clock: Clock,
-    node_id: String,
-    store: Store,
-    audit: AuditLog,
-    audit_tail: Vec<AuditEntry>,
-    checker: HealthChecker,
-    target_ids: TargetIds,
-    plans: HashMap<u64, Vec<BackendKey>>,
-    plan_signature: Vec<(u64, Vec<BackendKey>)>,
-    out: Published,
-    ready: bool,
-    next_deadline: Option<u64>,
-    view_stale: bool,
-    last_view_ms: u64,
-    gossip: Option<Arc<Mutex<GossipServer>>>,
+    pub(super) reg: Registry,
+    pub(super) clock: Clock,
+    pub(super) node_id: String,
+    pub(super) store: Store,
+    pub(super) audit: AuditLog,
+    pub(super) audit_tail: Vec<AuditEntry>,
+    pub(super) checker: HealthChecker,
+    pub(super) target_ids: TargetIds,
+    pub(super) plans: HashMap<u64, Vec<BackendKey>>,
+    pub(super) plan_signature: Vec<(u64, Vec<BackendKey>)>,
+    pub(super) out: Published,
+    pub(super) ready: bool,
+    pub(super) next_deadline: Option<u64>,
+    pub(super) view_stale: bool,
+    pub(super) last_view_ms: u64,
+    pub(super) gossip: Option<Arc<Mutex<GossipServer>>>,
 }
 
 impl Runtime {
@@ -191,7 +190,7 @@ impl Runtime {
         info!("registry stopped");
     }
 
-    fn persist(&mut self) {
+    pub(super) fn persist(&mut self) {
         if !self.reg.persist_dirty {
             return;
         }
@@ -323,125 +322,6 @@ impl Runtime {
         }
     }
 
-    fn on_api(&mut self, req: CommandRequest) -> bool {
-        let now = self.clock.now_ms();
-        let at = now / 1000;
-        let detail = detail(&req.command);
-        let result = self.apply(&req.command, &req.by, at);
-        let entry = AuditEntry {
-            at,
-            by: req.by.clone(),
-            from: req.from.clone(),
-            action: req.command.action().to_string(),
-            target: req.command.target(),
-            detail,
-            result: match &result {
-                Ok(_) => "ok".into(),
-                Err(e) => e.message.clone(),
-            },
-        };
-        if let Err(e) = self.audit.append(&entry) {
-            error!("could not append to the audit log: {e}");
-        }
-        self.audit_tail.push(entry);
-        if self.audit_tail.len() > AUDIT_TAIL {
-            let cut = self.audit_tail.len() - AUDIT_TAIL;
-            self.audit_tail.drain(..cut);
-        }
-        let changed = result.is_ok();
-        // Publish before replying, so a read after the write sees it.
-        self.reg.recompute(now);
-        self.replan();
-        self.publish(now);
-        self.persist();
-        let _ = req.reply.send(result);
-        changed
-    }
-
-    fn apply(&mut self, cmd: &Command, by: &str, at: u64) -> Result<serde_json::Value, ApiError> {
-        match cmd {
-            Command::SetOverride {
-                service,
-                address,
-                port,
-                healthy,
-                reason,
-                expires_in,
-            } => {
-                let key = self.backend_key(service, address, *port)?;
-                let expires_at = expires_in.map(|d| at + d.as_secs().max(1));
-                self.reg.set_override(Override {
-                    key,
-                    healthy: *healthy,
-                    reason: reason.clone(),
-                    by: by.to_string(),
-                    at,
-                    expires_at,
-                });
-                Ok(
-                    json!({"status": "ok", "service": service, "address": address, "port": port,
-                          "healthy": healthy, "expires_at": expires_at.map(crate::timefmt::rfc3339)}),
-                )
-            }
-            Command::ClearOverride {
-                service,
-                address,
-                port,
-            } => {
-                let key = self.backend_key(service, address, *port)?;
-                if self.reg.clear_override(&key) {
-                    Ok(json!({"status": "ok", "cleared": true}))
-                } else {
-                    Err(ApiError::not_found(format!(
-                        "no override on {service} {address}:{port}"
-                    )))
-                }
-            }
-            Command::ForgetAgent { id } => {
-                if self.reg.forget_agent(id) {
-                    self.publish_policy_now();
-                    if let Some(g) = &self.gossip {
-                        g.lock().unwrap_or_else(|e| e.into_inner()).forget(id);
-                    }
-                    Ok(json!({"status": "ok", "forgotten": id}))
-                } else {
-                    Err(ApiError::not_found(format!(
-                        "no pin or lost entry for agent {id}"
-                    )))
-                }
-            }
-            Command::RevokeAgent { id, reason } => {
-                self.reg.revoke_agent(Revocation {
-                    agent_id: id.clone(),
-                    reason: reason.clone(),
-                    by: by.to_string(),
-                    at,
-                });
-                self.publish_policy_now();
-                Ok(json!({"status": "ok", "revoked": id}))
-            }
-            Command::Validate => {
-                self.checker.check_now();
-                Ok(json!({"status": "ok", "targets": self.plans.len()}))
-            }
-        }
-    }
-
-    /// Overrides may name a backend that is configured or reported; a key
-    /// for an unknown service is refused so typos do not pile up.
-    fn backend_key(&self, service: &str, address: &str, port: u16) -> Result<BackendKey, ApiError> {
-        let ip = address
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid address {address:?}")))?;
-        let key = BackendKey::new(service, ip, port);
-        if !self.reg.cfg.services.contains(&key.service) {
-            return Err(ApiError::not_found(format!("unknown service {service:?}")));
-        }
-        Ok(key)
-    }
-
     fn on_reload(&mut self, config: Config) -> bool {
         let now = self.clock.now_ms();
         self.node_id = node_id(&config);
@@ -461,7 +341,7 @@ impl Runtime {
     // ----------------------------------------------------------- outputs
 
     /// Hands the health checker the current set of probes (only when it changed).
-    fn replan(&mut self) {
+    pub(super) fn replan(&mut self) {
         let plans: Vec<CheckPlan> = targets::plan(&self.reg, &mut self.target_ids);
         let signature: Vec<(u64, Vec<BackendKey>)> =
             plans.iter().map(|p| (p.id, p.backends.clone())).collect();
@@ -480,7 +360,7 @@ impl Runtime {
         self.checker.set_targets(list);
     }
 
-    fn publish(&mut self, now: u64) {
+    pub(super) fn publish(&mut self, now: u64) {
         let spec = dns_spec::build(&self.reg);
         self.out
             .dns
@@ -536,7 +416,7 @@ impl Runtime {
     }
 
     /// Re-publishes pins and revocations into the gossip policy.
-    fn publish_policy_now(&mut self) {
+    pub(super) fn publish_policy_now(&mut self) {
         let old = self.out.policy.load();
         let pins: HashMap<String, String> = self
             .reg
@@ -571,24 +451,6 @@ fn report(b: gossip::BackendReport) -> Option<AgentReport> {
         drain_reason: b.drain_reason,
         last_error: b.last_error,
     })
-}
-
-fn detail(cmd: &Command) -> Option<String> {
-    match cmd {
-        Command::SetOverride {
-            healthy,
-            reason,
-            expires_in,
-            ..
-        } => Some(format!(
-            "healthy={healthy} reason={reason:?}{}",
-            expires_in
-                .map(|d| format!(" expires_in={}s", d.as_secs()))
-                .unwrap_or_default()
-        )),
-        Command::RevokeAgent { reason, .. } => Some(format!("reason={reason:?}")),
-        _ => None,
-    }
 }
 
 pub fn node_id(config: &Config) -> String {

@@ -1,0 +1,151 @@
+//! Operator commands from the API, applied by the registry thread: set
+//! and clear overrides, forget and revoke agents, run validation now.
+//! Every write is appended to the audit log with who, from where, what and
+//! the result, and the new state is published before the reply so a read
+//! after the write sees it.
+
+use super::model::{BackendKey, Override, Revocation};
+use super::runtime::{AUDIT_TAIL, Runtime};
+use crate::api::command::{ApiError, Command, CommandRequest};
+use crate::api::view::AuditEntry;
+use log::error;
+use serde_json::json;
+
+impl Runtime {
+    pub(super) fn on_api(&mut self, req: CommandRequest) -> bool {
+        let now = self.clock.now_ms();
+        let at = now / 1000;
+        let detail = detail(&req.command);
+        let result = self.apply(&req.command, &req.by, at);
+        let entry = AuditEntry {
+            at,
+            by: req.by.clone(),
+            from: req.from.clone(),
+            action: req.command.action().to_string(),
+            target: req.command.target(),
+            detail,
+            result: match &result {
+                Ok(_) => "ok".into(),
+                Err(e) => e.message.clone(),
+            },
+        };
+        if let Err(e) = self.audit.append(&entry) {
+            error!("could not append to the audit log: {e}");
+        }
+        self.audit_tail.push(entry);
+        if self.audit_tail.len() > AUDIT_TAIL {
+            let cut = self.audit_tail.len() - AUDIT_TAIL;
+            self.audit_tail.drain(..cut);
+        }
+        let changed = result.is_ok();
+        // Publish before replying, so a read after the write sees it.
+        self.reg.recompute(now);
+        self.replan();
+        self.publish(now);
+        self.persist();
+        let _ = req.reply.send(result);
+        changed
+    }
+
+    fn apply(&mut self, cmd: &Command, by: &str, at: u64) -> Result<serde_json::Value, ApiError> {
+        match cmd {
+            Command::SetOverride {
+                service,
+                address,
+                port,
+                healthy,
+                reason,
+                expires_in,
+            } => {
+                let key = self.backend_key(service, address, *port)?;
+                let expires_at = expires_in.map(|d| at + d.as_secs().max(1));
+                self.reg.set_override(Override {
+                    key,
+                    healthy: *healthy,
+                    reason: reason.clone(),
+                    by: by.to_string(),
+                    at,
+                    expires_at,
+                });
+                Ok(
+                    json!({"status": "ok", "service": service, "address": address, "port": port,
+                          "healthy": healthy, "expires_at": expires_at.map(crate::timefmt::rfc3339)}),
+                )
+            }
+            Command::ClearOverride {
+                service,
+                address,
+                port,
+            } => {
+                let key = self.backend_key(service, address, *port)?;
+                if self.reg.clear_override(&key) {
+                    Ok(json!({"status": "ok", "cleared": true}))
+                } else {
+                    Err(ApiError::not_found(format!(
+                        "no override on {service} {address}:{port}"
+                    )))
+                }
+            }
+            Command::ForgetAgent { id } => {
+                if self.reg.forget_agent(id) {
+                    self.publish_policy_now();
+                    if let Some(g) = &self.gossip {
+                        g.lock().unwrap_or_else(|e| e.into_inner()).forget(id);
+                    }
+                    Ok(json!({"status": "ok", "forgotten": id}))
+                } else {
+                    Err(ApiError::not_found(format!(
+                        "no pin or lost entry for agent {id}"
+                    )))
+                }
+            }
+            Command::RevokeAgent { id, reason } => {
+                self.reg.revoke_agent(Revocation {
+                    agent_id: id.clone(),
+                    reason: reason.clone(),
+                    by: by.to_string(),
+                    at,
+                });
+                self.publish_policy_now();
+                Ok(json!({"status": "ok", "revoked": id}))
+            }
+            Command::Validate => {
+                self.checker.check_now();
+                Ok(json!({"status": "ok", "targets": self.plans.len()}))
+            }
+        }
+    }
+
+    /// Overrides may name a backend that is configured or reported; a key
+    /// for an unknown service is refused so typos do not pile up.
+    fn backend_key(&self, service: &str, address: &str, port: u16) -> Result<BackendKey, ApiError> {
+        let ip = address
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid address {address:?}")))?;
+        let key = BackendKey::new(service, ip, port);
+        if !self.reg.cfg.services.contains(&key.service) {
+            return Err(ApiError::not_found(format!("unknown service {service:?}")));
+        }
+        Ok(key)
+    }
+}
+
+fn detail(cmd: &Command) -> Option<String> {
+    match cmd {
+        Command::SetOverride {
+            healthy,
+            reason,
+            expires_in,
+            ..
+        } => Some(format!(
+            "healthy={healthy} reason={reason:?}{}",
+            expires_in
+                .map(|d| format!(" expires_in={}s", d.as_secs()))
+                .unwrap_or_default()
+        )),
+        Command::RevokeAgent { reason, .. } => Some(format!("reason={reason:?}")),
+        _ => None,
+    }
+}
