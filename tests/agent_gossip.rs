@@ -428,3 +428,37 @@ fn gossip_key_rotation_without_a_flag_day() {
         ow.daemon.log_text()
     );
 }
+
+#[test]
+fn predictive_memory_signal_drains_and_lifts_after_bleed() {
+    let dir = TempDir::new("ag-pred");
+    let ow = overwatch(&dir, "ow1");
+    let web = HttpBackend::start("127.0.0.29");
+    let ip = web.addr.ip().to_string();
+    let api_port = free_port("127.0.0.1");
+    // Any machine uses more than 1 % of its memory: the signal fires. CPU is
+    // kept out of it (threshold 100 %): a busy CI machine is above 90 %.
+    let yaml = agent_yaml(&dir, "web9", &web, &[&ow.gossip], KEY, "app-token", api_port).replace(
+        "  drain_file:",
+        "  predictive:\n    enabled: true\n    check_interval: 200ms\n    cpu: { threshold: 1.0 }\n    memory: { threshold: 0.01, bleed_duration: 1s }\n  drain_file:",
+    );
+    let a = Daemon::start(&dir, "web9", &yaml, "agent");
+    wait_for(
+        "predictive drain visible on the Overwatch",
+        Duration::from_secs(15),
+        || {
+            let b = backend_json(&ow, &ip);
+            (b["effective_status"] == "draining").then_some(b)
+        },
+    );
+    let b = backend_json(&ow, &ip);
+    assert!(
+        b["drain_reason"].as_str().unwrap_or("").contains("memory"),
+        "{b}"
+    );
+    assert!(!answers(&ow).contains(&ip));
+    // Raise the threshold: the drain lifts after the bleed duration.
+    rewrite(&a.config, "threshold: 0.01", "threshold: 0.9999");
+    a.signal(libc::SIGHUP);
+    wait_in_dns(&ow, &ip, true, Duration::from_secs(10));
+}

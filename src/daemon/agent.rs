@@ -286,9 +286,10 @@ impl AgentLoop {
             select! {
                 recv(checks) -> m => if let Ok(r) = m { changed |= self.on_check(r) },
                 recv(drains) -> m => if let Ok(d) = m {
-                    match &d {
-                        Some(reason) => info!("drain file present: draining ({reason})"),
-                        None => info!("drain file removed"),
+                    match (&d, &self.state.file_drain) {
+                        (Some(reason), _) => info!("drain file present: draining ({reason})"),
+                        (None, Some(_)) => info!("drain file removed"),
+                        (None, None) => {}
                     }
                     self.state.file_drain = d;
                     changed = true;
