@@ -16,18 +16,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 fn overrides(ow: &Overwatch) -> Vec<Value> {
-    let mut v = ow.get_json("/api/v1/overrides")["overrides"].as_array().cloned().unwrap_or_default();
+    let mut v = ow.get_json("/api/v1/overrides")["overrides"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     v.sort_by_key(|o| o["address"].as_str().unwrap_or("").to_string());
     v
 }
 
 fn audit(ow: &Overwatch) -> Vec<Value> {
-    ow.get_json("/api/v1/audit-logs?limit=1000")["entries"].as_array().cloned().unwrap_or_default()
+    ow.get_json("/api/v1/audit-logs?limit=1000")["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// (action, target, by, at) of each entry: what must survive.
 fn audit_keys(entries: &[Value]) -> Vec<String> {
-    entries.iter().map(|e| format!("{} {} {} {}", e["action"], e["target"], e["by"], e["at"])).collect()
+    entries
+        .iter()
+        .map(|e| format!("{} {} {} {}", e["action"], e["target"], e["by"], e["at"]))
+        .collect()
 }
 
 fn restart_keeps_state(signal: i32) {
@@ -43,15 +52,35 @@ fn restart_keeps_state(signal: i32) {
     // An override with no expiry through the API, one with an expiry
     // through the CLI, and a revocation through the CLI.
     let (code, body) = http(
-        &format!("{}/api/v1/overwatch/backends/{SERVICE}/127.0.0.62/80/override", ow.api),
+        &format!(
+            "{}/api/v1/overwatch/backends/{SERVICE}/127.0.0.62/80/override",
+            ow.api
+        ),
         "POST",
         Some(r#"{"healthy": false, "reason": "api: disk swap"}"#),
     )
     .unwrap();
     assert_eq!(code, 200, "{body}");
-    cli(&ow.api, &["overrides", "set", SERVICE, "127.0.0.63:8080", "--healthy=false", "--reason", "cli: canary", "--expires", "1h"])
-        .ok("overrides set");
-    cli(&ow.api, &["agents", "revoke", "ghost", "--reason", "stolen laptop"]).ok("agents revoke");
+    cli(
+        &ow.api,
+        &[
+            "overrides",
+            "set",
+            SERVICE,
+            "127.0.0.63:8080",
+            "--healthy=false",
+            "--reason",
+            "cli: canary",
+            "--expires",
+            "1h",
+        ],
+    )
+    .ok("overrides set");
+    cli(
+        &ow.api,
+        &["agents", "revoke", "ghost", "--reason", "stolen laptop"],
+    )
+    .ok("agents revoke");
 
     let before = overrides(&ow);
     assert_eq!(before.len(), 2, "{before:?}");
@@ -71,11 +100,18 @@ fn restart_keeps_state(signal: i32) {
     }
     ow.restart(&dir);
 
-    assert_eq!(overrides(&ow), before, "overrides with reason/by/at/expires_at survive");
+    assert_eq!(
+        overrides(&ow),
+        before,
+        "overrides with reason/by/at/expires_at survive"
+    );
     let audit_after = audit(&ow);
     let keys_after = audit_keys(&audit_after);
     for k in audit_keys(&audit_before) {
-        assert!(keys_after.contains(&k), "audit entry {k} lost: {audit_after:?}");
+        assert!(
+            keys_after.contains(&k),
+            "audit entry {k} lost: {audit_after:?}"
+        );
     }
     // The override still takes effect in DNS (127.0.0.62 is not served)
     // and the pinned agent comes back by itself with the same certificate.
@@ -83,7 +119,10 @@ fn restart_keeps_state(signal: i32) {
     let a = ow.agent("pinned");
     assert_eq!(a["status"], "active", "{a}");
     assert_eq!(a["fingerprint"], fingerprint, "{a}");
-    assert!(a["reject_reason"].is_null(), "re-registered without pin_mismatch: {a}");
+    assert!(
+        a["reject_reason"].is_null(),
+        "re-registered without pin_mismatch: {a}"
+    );
     assert!(!pinned.daemon.log_text().contains("pin_mismatch"));
 
     // The revoked id is still refused.
@@ -110,7 +149,13 @@ fn sigkill_restart_keeps_overrides_pins_revocations_and_audit() {
 /// Writes forever until told to stop: on each step key A is set with a
 /// numbered reason, and key B is set or cleared in turn. `acked` is the
 /// number of the last step whose writes were all answered 200.
-fn hammer(api: String, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>, start: u64, done: Arc<AtomicU64>) {
+fn hammer(
+    api: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    start: u64,
+    done: Arc<AtomicU64>,
+) {
     let mut n = start;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
@@ -120,9 +165,17 @@ fn hammer(api: String, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>, start: u64,
             Some(&format!(r#"{{"healthy": false, "reason": "r{n}"}}"#)),
         );
         let b = if n % 2 == 0 {
-            http(&format!("{api}/api/v1/overrides/{SERVICE}/127.0.0.72:80"), "PUT", Some(r#"{"healthy": true, "reason": "b"}"#))
+            http(
+                &format!("{api}/api/v1/overrides/{SERVICE}/127.0.0.72:80"),
+                "PUT",
+                Some(r#"{"healthy": true, "reason": "b"}"#),
+            )
         } else {
-            http(&format!("{api}/api/v1/overrides/{SERVICE}/127.0.0.72:80"), "DELETE", None)
+            http(
+                &format!("{api}/api/v1/overrides/{SERVICE}/127.0.0.72:80"),
+                "DELETE",
+                None,
+            )
         };
         match (a, b) {
             (Some((200, _)), Some((200, _))) => {
@@ -149,7 +202,12 @@ fn sigkill_during_writes_never_blocks_the_next_start() {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
         let writer = {
-            let (api, stop, acked, done) = (ow.api.clone(), Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&done));
+            let (api, stop, acked, done) = (
+                ow.api.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&acked),
+                Arc::clone(&done),
+            );
             std::thread::Builder::new()
                 .name(format!("hammer-{round}"))
                 .spawn(move || hammer(api, stop, acked, last_step, done))
@@ -165,7 +223,9 @@ fn sigkill_during_writes_never_blocks_the_next_start() {
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
         let last_acked = acked.load(Ordering::SeqCst);
-        eprintln!("round {round}: killed after {delay_ms} ms, last acknowledged step r{last_acked}");
+        eprintln!(
+            "round {round}: killed after {delay_ms} ms, last acknowledged step r{last_acked}"
+        );
 
         // What is on disk parses.
         let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap())
@@ -174,16 +234,29 @@ fn sigkill_during_writes_never_blocks_the_next_start() {
         if round == 2 {
             // A torn last line, as a kill inside write(2) would leave.
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().append(true).open(&audit_file).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&audit_file)
+                .unwrap();
             f.write_all(br#"{"at":1700000000,"by":"torn","fr"#).unwrap();
         }
 
         ow.restart(&dir);
         // Every acknowledged write is in the audit log.
         let text = std::fs::read_to_string(&audit_file).unwrap();
-        let lines = text.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count() as u64;
-        assert!(lines >= done.load(Ordering::SeqCst), "round {round}: {lines} audit lines < {} acknowledged writes", done.load(Ordering::SeqCst));
-        assert!(text.is_empty() || text.ends_with('\n'), "round {round}: the torn tail is cut at start");
+        let lines = text
+            .lines()
+            .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+            .count() as u64;
+        assert!(
+            lines >= done.load(Ordering::SeqCst),
+            "round {round}: {lines} audit lines < {} acknowledged writes",
+            done.load(Ordering::SeqCst)
+        );
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "round {round}: the torn tail is cut at start"
+        );
         let entries = audit(&ow);
         assert!(!entries.is_empty(), "round {round}: audit log loads");
         assert!(entries.iter().all(|e| e["by"] != "torn"));
@@ -194,9 +267,17 @@ fn sigkill_during_writes_never_blocks_the_next_start() {
             .unwrap_or_else(|| panic!("round {round}: override on 127.0.0.71 lost"));
         let reason = a["reason"].as_str().unwrap_or("").to_string();
         let ok = [format!("r{last_acked}"), format!("r{}", last_acked + 1)];
-        assert!(ok.contains(&reason), "round {round}: reason {reason}, last acknowledged r{last_acked}");
+        assert!(
+            ok.contains(&reason),
+            "round {round}: reason {reason}, last acknowledged r{last_acked}"
+        );
         // And it serves writes again.
-        let (code, body) = http(&format!("{}/api/v1/overrides/{SERVICE}/127.0.0.73:80", ow.api), "PUT", Some(r#"{"healthy": true, "reason": "after restart"}"#)).unwrap();
+        let (code, body) = http(
+            &format!("{}/api/v1/overrides/{SERVICE}/127.0.0.73:80", ow.api),
+            "PUT",
+            Some(r#"{"healthy": true, "reason": "after restart"}"#),
+        )
+        .unwrap();
         assert_eq!(code, 200, "{body}");
         done.fetch_add(1, Ordering::SeqCst);
         last_step = last_acked + 1;
@@ -208,7 +289,19 @@ fn corrupt_state_stops_the_start_and_keeps_the_previous_copy() {
     let dir = TempDir::new("ops-corrupt");
     let mut ow = Overwatch::start(&dir, "ow", &OwOptions::default());
     for (i, addr) in ["127.0.0.81:80", "127.0.0.82:80"].iter().enumerate() {
-        cli(&ow.api, &["overrides", "set", SERVICE, addr, "--healthy=false", "--reason", &format!("step {i}")]).ok("overrides set");
+        cli(
+            &ow.api,
+            &[
+                "overrides",
+                "set",
+                SERVICE,
+                addr,
+                "--healthy=false",
+                "--reason",
+                &format!("step {i}"),
+            ],
+        )
+        .ok("overrides set");
     }
     ow.daemon.signal(libc::SIGTERM);
     assert_eq!(ow.daemon.wait_exit(Duration::from_secs(10)), Some(0));
@@ -216,16 +309,41 @@ fn corrupt_state_stops_the_start_and_keeps_the_previous_copy() {
     let prev_file = ow.data.join("state.json.prev");
     let prev = std::fs::read(&prev_file).expect("state.json.prev exists after two saves");
     let prev_json: Value = serde_json::from_slice(&prev).expect("state.json.prev parses");
-    assert_eq!(prev_json["overrides"].as_array().map(Vec::len), Some(1), "{prev_json}");
+    assert_eq!(
+        prev_json["overrides"].as_array().map(Vec::len),
+        Some(1),
+        "{prev_json}"
+    );
 
-    let garbage: Vec<u8> = (0..512u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..512u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&state_file, &garbage).unwrap();
     ow.spawn_again(&dir);
     let code = ow.daemon.wait_exit(Duration::from_secs(10));
-    assert_eq!(code, Some(opengslb::exit::STATE), "exit code 4 (STATE)\n{}", ow.daemon.log_text());
+    assert_eq!(
+        code,
+        Some(opengslb::exit::STATE),
+        "exit code 4 (STATE)\n{}",
+        ow.daemon.log_text()
+    );
     let log = ow.daemon.log_text();
-    assert!(log.contains(state_file.to_str().unwrap()), "the message names the file: {log}");
-    assert!(log.contains(prev_file.to_str().unwrap()), "and the previous good copy: {log}");
-    assert_eq!(std::fs::read(&prev_file).unwrap(), prev, "state.json.prev is kept as it was");
-    assert_eq!(std::fs::read(&state_file).unwrap(), garbage, "the corrupt file is left for inspection");
+    assert!(
+        log.contains(state_file.to_str().unwrap()),
+        "the message names the file: {log}"
+    );
+    assert!(
+        log.contains(prev_file.to_str().unwrap()),
+        "and the previous good copy: {log}"
+    );
+    assert_eq!(
+        std::fs::read(&prev_file).unwrap(),
+        prev,
+        "state.json.prev is kept as it was"
+    );
+    assert_eq!(
+        std::fs::read(&state_file).unwrap(),
+        garbage,
+        "the corrupt file is left for inspection"
+    );
 }

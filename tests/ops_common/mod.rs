@@ -28,7 +28,12 @@ pub struct OwOptions {
 
 impl Default for OwOptions {
     fn default() -> Self {
-        OwOptions { remove_after: "30s", stale_threshold: None, validation: false, static_servers: Vec::new() }
+        OwOptions {
+            remove_after: "30s",
+            stale_threshold: None,
+            validation: false,
+            static_servers: Vec::new(),
+        }
     }
 }
 
@@ -44,12 +49,28 @@ pub struct Overwatch {
     starts: u32,
 }
 
-pub fn overwatch_yaml(name: &str, dns_port: u16, api_port: u16, gossip_port: u16, data: &str, o: &OwOptions) -> String {
-    let threshold = o.stale_threshold.map(|t| format!(", threshold: {t}")).unwrap_or_default();
+pub fn overwatch_yaml(
+    name: &str,
+    dns_port: u16,
+    api_port: u16,
+    gossip_port: u16,
+    data: &str,
+    o: &OwOptions,
+) -> String {
+    let threshold = o
+        .stale_threshold
+        .map(|t| format!(", threshold: {t}"))
+        .unwrap_or_default();
     let servers: String = o
         .static_servers
         .iter()
-        .map(|s| format!("      - {{ address: \"{}\", port: {}, weight: 1, service: {SERVICE} }}\n", s.ip(), s.port()))
+        .map(|s| {
+            format!(
+                "      - {{ address: \"{}\", port: {}, weight: 1, service: {SERVICE} }}\n",
+                s.ip(),
+                s.port()
+            )
+        })
         .collect();
     let region = if servers.is_empty() {
         "  - name: east\n".to_string()
@@ -87,7 +108,14 @@ impl Overwatch {
         let api_port = free_port("127.0.0.1");
         let gossip_port = free_port("127.0.0.1");
         let data = dir.path().join(format!("{name}-data"));
-        let yaml = overwatch_yaml(name, dns_port, api_port, gossip_port, data.to_str().unwrap(), o);
+        let yaml = overwatch_yaml(
+            name,
+            dns_port,
+            api_port,
+            gossip_port,
+            data.to_str().unwrap(),
+            o,
+        );
         let config = dir.write(&format!("{name}.yaml"), &yaml);
         let daemon = Daemon::start_file(dir, name, &config, "overwatch");
         let ow = Overwatch {
@@ -105,9 +133,11 @@ impl Overwatch {
     }
 
     pub fn wait_ready(&self) {
-        wait_for(&format!("{} API ready", self.name), Duration::from_secs(15), || {
-            http_get(&format!("{}/api/v1/ready", self.api)).filter(|(c, _)| *c == 200)
-        });
+        wait_for(
+            &format!("{} API ready", self.name),
+            Duration::from_secs(15),
+            || http_get(&format!("{}/api/v1/ready", self.api)).filter(|(c, _)| *c == 200),
+        );
     }
 
     /// Starts the same config again (after the previous process is gone),
@@ -136,19 +166,24 @@ impl Overwatch {
     }
 
     pub fn agent(&self, id: &str) -> serde_json::Value {
-        let (_, body) = http_get(&format!("{}/api/v1/overwatch/agents/{id}", self.api)).unwrap_or_default();
+        let (_, body) =
+            http_get(&format!("{}/api/v1/overwatch/agents/{id}", self.api)).unwrap_or_default();
         serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
     }
 
     pub fn answers(&self) -> Vec<String> {
-        dnsclient::udp(self.dns, &Query::new(SERVICE, A)).map(|r| r.addr_strings()).unwrap_or_default()
+        dnsclient::udp(self.dns, &Query::new(SERVICE, A))
+            .map(|r| r.addr_strings())
+            .unwrap_or_default()
     }
 
     pub fn wait_in_dns(&self, ip: &str, present: bool, timeout: Duration) -> Duration {
         let t = Instant::now();
-        wait_for(&format!("{ip} present={present} in DNS of {}", self.api), timeout, || {
-            (self.answers().contains(&ip.to_string()) == present).then_some(())
-        });
+        wait_for(
+            &format!("{ip} present={present} in DNS of {}", self.api),
+            timeout,
+            || (self.answers().contains(&ip.to_string()) == present).then_some(()),
+        );
         t.elapsed()
     }
 }
@@ -162,7 +197,14 @@ pub struct Agent {
     pub key: PathBuf,
 }
 
-pub fn agent(dir: &TempDir, name: &str, backend: SocketAddr, nodes: &[&str], key: &str, token: &str) -> Agent {
+pub fn agent(
+    dir: &TempDir,
+    name: &str,
+    backend: SocketAddr,
+    nodes: &[&str],
+    key: &str,
+    token: &str,
+) -> Agent {
     let api_port = free_port("127.0.0.1");
     let nodes: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
     let yaml = format!(
@@ -212,7 +254,11 @@ pub struct CliOut {
 
 impl CliOut {
     pub fn ok(self, what: &str) -> String {
-        assert_eq!(self.code, 0, "opengslb-cli {what}: exit {}\nstdout: {}\nstderr: {}", self.code, self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "opengslb-cli {what}: exit {}\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        );
         self.stdout
     }
 }
@@ -240,20 +286,34 @@ pub fn cli_json(api: &str, args: &[&str]) -> serde_json::Value {
     let mut all: Vec<&str> = args.to_vec();
     all.push("--json");
     let text = cli(api, &all).ok(&all.join(" "));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("opengslb-cli {}: not JSON ({e}): {text}", all.join(" ")))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("opengslb-cli {}: not JSON ({e}): {text}", all.join(" ")))
 }
 
 /// The value of the sample whose name and labels are exactly `series`
 /// (`name` or `name{a="b",c="d"}` as rendered).
 pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Waits until the series exists and `pred` holds for its value.
-pub fn wait_sample(what: &str, scrape: impl Fn() -> String, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
-    wait_for(&format!("{what}: {series}"), Duration::from_secs(15), || sample(&scrape(), series).filter(|v| pred(*v)))
+pub fn wait_sample(
+    what: &str,
+    scrape: impl Fn() -> String,
+    series: &str,
+    pred: impl Fn(f64) -> bool,
+) -> f64 {
+    wait_for(
+        &format!("{what}: {series}"),
+        Duration::from_secs(15),
+        || sample(&scrape(), series).filter(|v| pred(*v)),
+    )
 }
 
 /// Runs `promtool check metrics` on the text; `false` when promtool is
@@ -269,11 +329,18 @@ pub fn promtool_check(text: &str) -> bool {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("SKIPPED promtool check: promtool is not installed ({e}); install the `prometheus` package");
+            eprintln!(
+                "SKIPPED promtool check: promtool is not installed ({e}); install the `prometheus` package"
+            );
             return false;
         }
     };
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
     let out = child.wait_with_output().expect("promtool");
     assert!(
         out.status.success(),
