@@ -287,7 +287,7 @@ fn overwatch_and_agent_metrics_are_valid_and_live() {
 
     // A SIGKILLed agent goes stale.
     let other_web = HttpBackend::start("127.0.0.95");
-    let mut other = agent(&dir, "m2", other_web.addr, &[&ow.gossip], KEY, "app-token");
+    let other = agent(&dir, "m2", other_web.addr, &[&ow.gossip], KEY, "app-token");
     wait_sample("second agent", m, reg, |v| v == 2.0);
     other.daemon.signal(libc::SIGKILL);
     wait_sample("stale agent", m, "opengslb_overwatch_stale_agents", |v| {

@@ -91,6 +91,16 @@ fn restart_keeps_state(signal: i32) {
     assert!(before[1]["expires_at"].is_string(), "{:?}", before[1]);
     let audit_before = audit(&ow);
     assert_eq!(audit_before.len(), 3, "{audit_before:?}");
+    // One more that expires while the Overwatch is down.
+    let short_set = std::time::Instant::now();
+    let (code, body) = http(
+        &format!("{}/api/v1/overrides/{SERVICE}/127.0.0.65:80", ow.api),
+        "PUT",
+        Some(r#"{"healthy": false, "reason": "short", "expires_in": "1s"}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(overrides(&ow).len(), 3);
 
     // Stop and start on the same data_dir.
     ow.daemon.signal(signal);
@@ -98,11 +108,13 @@ fn restart_keeps_state(signal: i32) {
     if signal == libc::SIGTERM {
         assert_eq!(code, Some(0), "SIGTERM is a clean stop");
     }
+    // Past the short override's expiry (whole seconds, so 2 s to be sure).
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(short_set.elapsed()));
     ow.restart(&dir);
 
     assert_eq!(
         overrides(&ow),
-        before,
+        before, // without the one that expired while down
         "overrides with reason/by/at/expires_at survive"
     );
     let audit_after = audit(&ow);
@@ -164,7 +176,7 @@ fn hammer(
             "PUT",
             Some(&format!(r#"{{"healthy": false, "reason": "r{n}"}}"#)),
         );
-        let b = if n % 2 == 0 {
+        let b = if n.is_multiple_of(2) {
             http(
                 &format!("{api}/api/v1/overrides/{SERVICE}/127.0.0.72:80"),
                 "PUT",
