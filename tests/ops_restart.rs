@@ -359,3 +359,66 @@ fn corrupt_state_stops_the_start_and_keeps_the_previous_copy() {
         "the corrupt file is left for inspection"
     );
 }
+
+/// TOFU pins are only worth something if they survive: an Overwatch
+/// SIGKILLed right after an agent registered must refuse another
+/// certificate for that id after the restart, and list lost agents again.
+#[test]
+fn pins_and_lost_agents_survive_a_sigkill_right_after_they_change() {
+    let dir = TempDir::new("ops-pin-kill");
+    let mut ow = Overwatch::start(
+        &dir,
+        "ow",
+        &OwOptions {
+            remove_after: "2s",
+            ..OwOptions::default()
+        },
+    );
+    let web = HttpBackend::start("127.0.0.66");
+    let ip = web.addr.ip().to_string();
+    let mut first = agent(&dir, "pin1", web.addr, &[&ow.gossip], KEY, "app-token");
+    ow.wait_in_dns(&ip, true, Duration::from_secs(15));
+    ow.daemon.signal(libc::SIGKILL);
+    ow.daemon.wait_exit(Duration::from_secs(5));
+    first.daemon.signal(libc::SIGKILL);
+    first.daemon.wait_exit(Duration::from_secs(5));
+    ow.restart(&dir);
+
+    // The same id with a new key pair: refused, the pin was on disk.
+    std::fs::remove_file(&first.cert).unwrap();
+    std::fs::remove_file(&first.key).unwrap();
+    let mut impostor = Daemon::start_file(&dir, "pin1-impostor", &first.config, "agent");
+    wait_for(
+        "pin_mismatch after restart",
+        Duration::from_secs(15),
+        || (ow.agent("pin1")["reject_reason"] == "pin_mismatch").then_some(()),
+    );
+    assert!(!ow.answers().contains(&ip));
+    impostor.kill();
+
+    // A lost agent is still listed after a SIGKILL of the Overwatch.
+    let web2 = HttpBackend::start("127.0.0.67");
+    let mut gone = agent(&dir, "lost1", web2.addr, &[&ow.gossip], KEY, "app-token");
+    ow.wait_in_dns(&web2.addr.ip().to_string(), true, Duration::from_secs(15));
+    gone.daemon.signal(libc::SIGKILL);
+    let lost = |ow: &Overwatch| -> Option<Value> {
+        let h = ow.get_json("/api/v1/healthz");
+        h["lost_agents"]
+            .as_array()?
+            .iter()
+            .find(|l| l["agent_id"] == "lost1")
+            .cloned()
+    };
+    let before = wait_for("lost1 listed as lost", Duration::from_secs(10), || {
+        lost(&ow)
+    });
+    ow.daemon.signal(libc::SIGKILL);
+    ow.daemon.wait_exit(Duration::from_secs(5));
+    ow.restart(&dir);
+    assert_eq!(
+        lost(&ow),
+        Some(before),
+        "the lost agent survives the restart"
+    );
+    assert_eq!(ow.get_json("/api/v1/healthz")["status"], "degraded");
+}
