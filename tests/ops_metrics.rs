@@ -324,3 +324,47 @@ fn overwatch_and_agent_metrics_are_valid_and_live() {
     );
     promtool_check(&agent_metrics(&a));
 }
+
+/// An agent past `overwatch.stale.remove_after` leaves the gauges: it is
+/// no longer registered nor stale, and its certificate series goes away.
+#[test]
+fn removed_agents_leave_the_gauges() {
+    let dir = TempDir::new("ops-metrics-rm");
+    let ow = Overwatch::start(
+        &dir,
+        "ow",
+        &OwOptions {
+            remove_after: "4s",
+            ..OwOptions::default()
+        },
+    );
+    let m = || ow.metrics();
+    let web = HttpBackend::start("127.0.0.96");
+    let mut a = agent(&dir, "rm1", web.addr, &[&ow.gossip], KEY, "app-token");
+    let reg = "opengslb_overwatch_agents_registered";
+    let cert = r#"opengslb_overwatch_agent_cert_not_after_seconds{agent_id="rm1"}"#;
+    wait_sample("registered", m, reg, |v| v == 1.0);
+    assert!(sample(&m(), cert).is_some());
+    a.daemon.signal(libc::SIGKILL);
+    wait_sample("stale", m, "opengslb_overwatch_stale_agents", |v| v == 1.0);
+    wait_sample(
+        "stale backend",
+        m,
+        r#"opengslb_overwatch_backends{status="stale"}"#,
+        |v| v == 1.0,
+    );
+    wait_sample("removed", m, reg, |v| v == 0.0);
+    let text = m();
+    assert_eq!(
+        sample(&text, "opengslb_overwatch_stale_agents"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, cert), None, "{text}");
+    assert_eq!(
+        sample(&text, r#"opengslb_overwatch_backends{status="stale"}"#),
+        Some(0.0),
+        "{text}"
+    );
+    promtool_check(&text);
+}
