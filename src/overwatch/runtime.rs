@@ -173,7 +173,12 @@ impl Runtime {
             let now = self.clock.now_ms();
             let due = self.next_deadline.is_some_and(|d| now >= d);
             if changed || due {
-                if self.reg.recompute(now) || changed {
+                let recomputed = self.reg.recompute(now);
+                // What readers are about to see (a new pin, a lost agent, an
+                // expired override) is on disk first, so a crash right after
+                // it shows in the API or DNS cannot take it back.
+                self.persist();
+                if recomputed || changed {
                     self.replan();
                     self.publish(now);
                 } else {
@@ -325,11 +330,12 @@ impl Runtime {
             self.audit_tail.drain(..cut);
         }
         let changed = result.is_ok();
-        // Publish before replying, so a read after the write sees it.
+        // Saved, then published, then answered: a read after the write
+        // sees it, and nothing visible is lost to a crash.
         self.reg.recompute(now);
+        self.persist();
         self.replan();
         self.publish(now);
-        self.persist();
         let _ = req.reply.send(result);
         changed
     }

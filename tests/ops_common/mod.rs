@@ -102,11 +102,32 @@ api:
     )
 }
 
+/// A loopback port free for UDP and TCP, below the kernel's ephemeral
+/// range: a restarted Overwatch binds the same ports again, and a port
+/// from the ephemeral range could meanwhile be taken by any outgoing
+/// connection on the machine.
+pub fn stable_port() -> u16 {
+    use std::net::{TcpListener, UdpSocket};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..2000 {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(104_729)) % 12_000) as u16;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
+
 impl Overwatch {
     pub fn start(dir: &TempDir, name: &str, o: &OwOptions) -> Overwatch {
-        let dns_port = free_port("127.0.0.1");
-        let api_port = free_port("127.0.0.1");
-        let gossip_port = free_port("127.0.0.1");
+        let dns_port = stable_port();
+        let api_port = stable_port();
+        let gossip_port = stable_port();
         let data = dir.path().join(format!("{name}-data"));
         let yaml = overwatch_yaml(
             name,
