@@ -340,7 +340,7 @@ fn removed_agents_leave_the_gauges() {
     );
     let m = || ow.metrics();
     let web = HttpBackend::start("127.0.0.96");
-    let mut a = agent(&dir, "rm1", web.addr, &[&ow.gossip], KEY, "app-token");
+    let a = agent(&dir, "rm1", web.addr, &[&ow.gossip], KEY, "app-token");
     let reg = "opengslb_overwatch_agents_registered";
     let cert = r#"opengslb_overwatch_agent_cert_not_after_seconds{agent_id="rm1"}"#;
     wait_sample("registered", m, reg, |v| v == 1.0);

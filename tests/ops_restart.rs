@@ -283,7 +283,13 @@ fn sigkill_during_writes_never_blocks_the_next_start() {
             ok.contains(&reason),
             "round {round}: reason {reason}, last acknowledged r{last_acked}"
         );
-        // And it serves writes again.
+        // It answers DNS (the zone's SOA) and serves writes again.
+        let soa = common::dnsclient::udp(
+            ow.dns,
+            &common::dnsclient::Query::new("gslb.test", common::dnsclient::SOA),
+        )
+        .unwrap_or_else(|| panic!("round {round}: no DNS answer after restart"));
+        assert_eq!(soa.rcode, 0, "round {round}: NOERROR for the zone apex SOA");
         let (code, body) = http(
             &format!("{}/api/v1/overrides/{SERVICE}/127.0.0.73:80", ow.api),
             "PUT",
@@ -398,7 +404,7 @@ fn pins_and_lost_agents_survive_a_sigkill_right_after_they_change() {
 
     // A lost agent is still listed after a SIGKILL of the Overwatch.
     let web2 = HttpBackend::start("127.0.0.67");
-    let mut gone = agent(&dir, "lost1", web2.addr, &[&ow.gossip], KEY, "app-token");
+    let gone = agent(&dir, "lost1", web2.addr, &[&ow.gossip], KEY, "app-token");
     ow.wait_in_dns(&web2.addr.ip().to_string(), true, Duration::from_secs(15));
     gone.daemon.signal(libc::SIGKILL);
     let lost = |ow: &Overwatch| -> Option<Value> {
