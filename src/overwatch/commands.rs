@@ -38,11 +38,12 @@ impl Runtime {
             self.audit_tail.drain(..cut);
         }
         let changed = result.is_ok();
-        // Publish before replying, so a read after the write sees it.
+        // Saved, then published, then answered: a read after the write
+        // sees it, and nothing visible is lost to a crash.
         self.reg.recompute(now);
+        self.persist();
         self.replan();
         self.publish(now);
-        self.persist();
         let _ = req.reply.send(result);
         changed
     }

@@ -174,7 +174,12 @@ impl Runtime {
             let now = self.clock.now_ms();
             let due = self.next_deadline.is_some_and(|d| now >= d);
             if changed || due {
-                if self.reg.recompute(now) || changed {
+                let recomputed = self.reg.recompute(now);
+                // What readers are about to see (a new pin, a lost agent, an
+                // expired override) is on disk first, so a crash right after
+                // it shows in the API or DNS cannot take it back.
+                self.persist();
+                if recomputed || changed {
                     self.replan();
                     self.publish(now);
                 } else {
