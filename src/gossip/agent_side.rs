@@ -23,6 +23,10 @@ pub const REGISTER_BACKOFF_CAP_MS: u64 = 5_000;
 /// Unacknowledged deltas beyond this collapse into one full state.
 const MAX_PENDING: usize = 32;
 
+fn cfg_interval_ms(d: &Duration) -> u64 {
+    d.as_millis().clamp(1, u64::MAX as u128) as u64
+}
+
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     pub agent_id: String,
@@ -115,6 +119,10 @@ pub struct AgentSession {
     pending: VecDeque<Pending>,
     next_heartbeat: u64,
     heartbeat_outstanding: bool,
+    /// While not registered, each heartbeat interval that passes counts as
+    /// a failed heartbeat, so the failure counter keeps moving while a node
+    /// is down (an alert on its rate must not clear during an outage).
+    next_missed: u64,
     leave: Option<Pending>,
     leave_started: Option<u64>,
     left: bool,
@@ -129,6 +137,7 @@ pub struct AgentSession {
 
 impl AgentSession {
     pub fn new(cfg: SessionConfig, now: u64) -> Self {
+        let cfg_hb = cfg.heartbeat_interval;
         AgentSession {
             replay: ReplayTable::new(cfg.time_window_ms, 16),
             cfg,
@@ -142,6 +151,7 @@ impl AgentSession {
             pending: VecDeque::new(),
             next_heartbeat: u64::MAX,
             heartbeat_outstanding: false,
+            next_missed: now.saturating_add(cfg_interval_ms(&cfg_hb)),
             leave: None,
             leave_started: None,
             left: false,
@@ -198,7 +208,7 @@ impl AgentSession {
                     d = d.min(self.connected_until());
                 }
             }
-            _ => d = d.min(self.next_attempt),
+            _ => d = d.min(self.next_attempt).min(self.next_missed),
         }
         d
     }
@@ -360,6 +370,12 @@ impl AgentSession {
             }
             return out;
         }
+        if matches!(self.phase, Phase::Registered) {
+            self.next_missed = now.saturating_add(cfg_interval_ms(&self.cfg.heartbeat_interval));
+        } else if now >= self.next_missed {
+            self.counters.heartbeat_failures += 1;
+            self.next_missed = now.saturating_add(cfg_interval_ms(&self.cfg.heartbeat_interval));
+        }
         match self.phase.clone() {
             Phase::Registered => self.tick_registered(now, &mut out),
             phase if now >= self.next_attempt => {
@@ -419,6 +435,7 @@ impl AgentSession {
     }
 
     fn reset_registration(&mut self, now: u64) {
+        self.next_missed = now.saturating_add(cfg_interval_ms(&self.cfg.heartbeat_interval));
         self.phase = Phase::Hello;
         self.next_attempt = now;
         self.backoff = RETRANSMIT_FIRST_MS;
@@ -611,6 +628,19 @@ mod tests {
         assert_eq!(&gaps[..7], &[100, 200, 400, 800, 1600, 3200, 5000]);
         assert!(gaps[7..].iter().all(|g| *g == 5000), "{gaps:?}");
         assert!(times.len() > 15);
+    }
+
+    #[test]
+    fn heartbeat_failures_keep_counting_while_no_node_answers() {
+        // Regression: the counter stalled at the value it had when the
+        // session fell back to registering, so a rate alert cleared
+        // during an outage.
+        let mut s = session(1);
+        send_times(&mut s, T0, 10_500);
+        let failures = s.counters().heartbeat_failures;
+        assert!((9..=11).contains(&failures), "{failures}");
+        send_times(&mut s, T0 + 10_500, 10_000);
+        assert!(s.counters().heartbeat_failures >= failures + 9);
     }
 
     #[test]
