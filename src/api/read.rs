@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Default and largest number of entries `/api/v1/audit-logs` returns.
 pub const AUDIT_DEFAULT: usize = 100;
-pub const AUDIT_MAX: usize = 1000;
+/// The registry keeps this many recent entries in the view (`AUDIT_TAIL`);
+/// older ones stay in `audit.jsonl` in the data directory.
+pub const AUDIT_MAX: usize = 200;
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
     // The view types serialize infallibly (no maps with non-string keys).

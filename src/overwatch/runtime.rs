@@ -35,7 +35,7 @@ use std::time::Duration;
 /// Longest the thread sleeps, so liveness is reported to the watchdog.
 const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How many recent audit entries the API view carries.
-pub(super) const AUDIT_TAIL: usize = 200;
+pub(super) const AUDIT_TAIL: usize = crate::api::read::AUDIT_MAX;
 /// Events applied before publishing, under load.
 const BATCH: usize = 4096;
 
