@@ -358,25 +358,36 @@ fn get(url: &str) -> Option<(u16, String)> {
     common::http_get(url)
 }
 
-type Seen = BTreeMap<(String, String), BTreeMap<String, u32>>;
+
+/// What the monitor saw: counts per status, and every change of status
+/// with its time, so a failure says when it happened.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    counts: BTreeMap<(String, String), BTreeMap<String, u32>>,
+    last: BTreeMap<(String, String), String>,
+    changes: Vec<(u128, String, String, String)>,
+    polls: u32,
+    /// The slowest agent-list answer, for the report.
+    max_latency: Duration,
+}
 
 /// Polls every Overwatch's agent list every 100 ms from the client
 /// namespace, recording each agent's statuses, until stopped.
 struct Monitor {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<BTreeMap<(String, String), BTreeMap<String, u32>>>>,
-    polls: Arc<AtomicU32>,
+    seen: Arc<Mutex<Seen>>,
+    started: Instant,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Monitor {
     fn start(site: &Site) -> Monitor {
         let stop = Arc::new(AtomicBool::new(false));
-        let seen: Arc<Mutex<Seen>> = Arc::new(Mutex::new(BTreeMap::new()));
-        let polls = Arc::new(AtomicU32::new(0));
+        let seen = Arc::new(Mutex::new(Seen::default()));
         let apis: Vec<(String, String)> = site.ows.keys().map(|o| (o.clone(), site.api(o))).collect();
         let path = format!("/var/run/netns/{}", site.net.ns("client"));
-        let (st, sn, pl) = (Arc::clone(&stop), Arc::clone(&seen), Arc::clone(&polls));
+        let (st, sn) = (Arc::clone(&stop), Arc::clone(&seen));
+        let started = Instant::now();
         let thread = std::thread::Builder::new()
             .name("monitor".into())
             .spawn(move || {
@@ -390,33 +401,45 @@ impl Monitor {
                         break;
                     }
                     for (ow, api) in &apis {
+                        let t = Instant::now();
                         let Some((200, body)) = get(&format!("{api}/api/v1/overwatch/agents")) else {
                             continue;
                         };
+                        let took = t.elapsed();
                         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                         let mut seen = sn.lock().unwrap();
+                        seen.max_latency = seen.max_latency.max(took);
                         for a in v["agents"].as_array().into_iter().flatten() {
                             let id = a["id"].as_str().unwrap_or("").to_string();
                             let status = a["status"].as_str().unwrap_or("").to_string();
-                            *seen.entry((ow.clone(), id)).or_default().entry(status).or_default() += 1;
+                            let key = (ow.clone(), id.clone());
+                            *seen.counts.entry(key.clone()).or_default().entry(status.clone()).or_default() += 1;
+                            if seen.last.get(&key) != Some(&status) {
+                                seen.changes.push((started.elapsed().as_millis(), ow.clone(), id, status.clone()));
+                                seen.last.insert(key, status);
+                            }
                         }
                     }
-                    pl.fetch_add(1, Ordering::Relaxed);
+                    sn.lock().unwrap().polls += 1;
                     next += Duration::from_millis(100);
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 }
             })
             .expect("monitor thread");
-        Monitor { stop, seen, polls, thread: Some(thread) }
+        Monitor { stop, seen, started, thread: Some(thread) }
     }
 
-    /// Stops polling; (Overwatch, agent) → status → times seen.
-    fn finish(mut self) -> (u32, BTreeMap<(String, String), BTreeMap<String, u32>>) {
+    /// Milliseconds since the monitor started, to line events up.
+    fn now_ms(&self) -> u128 {
+        self.started.elapsed().as_millis()
+    }
+
+    fn finish(mut self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             t.join().expect("monitor");
         }
-        (self.polls.load(Ordering::Relaxed), self.seen.lock().unwrap().clone())
+        self.seen.lock().unwrap().clone()
     }
 }
 
@@ -426,9 +449,9 @@ impl Drop for Monitor {
     }
 }
 
-fn assert_never(seen: &BTreeMap<(String, String), BTreeMap<String, u32>>, status: &str) {
-    for ((ow, ag), st) in seen {
-        assert!(!st.contains_key(status), "{ag} was {status} on {ow}: {st:?}");
+fn assert_never(seen: &Seen, status: &str) {
+    for ((ow, ag), st) in &seen.counts {
+        assert!(!st.contains_key(status), "{ag} was {status} on {ow}: {st:?}; changes (ms, ow, agent, status): {:?}", seen.changes);
     }
 }
 
@@ -475,7 +498,8 @@ fn ten_percent_loss_never_flaps_to_stale() {
     }
     let mon = Monitor::start(&site);
     std::thread::sleep(Duration::from_secs(60));
-    let (polls, seen) = mon.finish();
+    let seen = mon.finish();
+    let polls = seen.polls;
     let out = Command::new("ip")
         .args(["netns", "exec", site.net.ns("ag1"), "iptables", "-w", "-L", "-v", "-n", "-x"])
         .output()
@@ -485,7 +509,7 @@ fn ten_percent_loss_never_flaps_to_stale() {
         .filter(|l| l.contains("statistic"))
         .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
-    eprintln!("FIGURES loss: {polls} polls over 60 s, {dropped} packets dropped on ag1's link, statuses {seen:?}");
+    eprintln!("FIGURES loss: {polls} polls over 60 s, {dropped} packets dropped on ag1's link, max API latency {:?}, statuses {:?}", seen.max_latency, seen.counts);
     assert!(polls > 300, "the monitor polled: {polls}");
     assert!(dropped > 0, "the loss rule dropped something");
     assert_never(&seen, "stale");
@@ -527,10 +551,11 @@ fn restarted_overwatch_keeps_overrides_pins_and_revocations() {
     let rejoin = t.elapsed();
     let (_, o) = get(&format!("{api}/api/v1/overrides")).unwrap();
     assert!(o.contains(&ag2) && o.contains("fault test"), "override kept: {o}");
+    wait_for("ag2 active again", Duration::from_secs(15), || (site.agent_status("ow1", "ag2")["status"] == "active").then_some(()));
     for (a, pin) in ["ag1", "ag2", "ag3"].iter().zip(&pins) {
+        wait_for(&format!("pin of {a} listed"), Duration::from_secs(10), || site.agent_status("ow1", a)["fingerprint"].is_string().then_some(()));
         assert_eq!(&site.agent_status("ow1", a)["fingerprint"], pin, "pin of {a} kept");
     }
-    wait_for("ag2 active again", Duration::from_secs(15), || (site.agent_status("ow1", "ag2")["status"] == "active").then_some(()));
     wait_for("ag3 still revoked", Duration::from_secs(15), || {
         let v = site.agent_status("ow1", "ag3");
         (v["status"] == "rejected" && v["reject_reason"] == "revoked").then_some(())
@@ -538,6 +563,14 @@ fn restarted_overwatch_keeps_overrides_pins_and_revocations() {
     let a = site.answers("ow1");
     assert_eq!(a, vec![site.net.ip("ag1")], "only ag1: ag2 overridden, ag3 revoked");
     assert_eq!(site.answers("ow2").len(), 3, "ow2 is independent");
+    // The pin really survived: ag1 with a new certificate is refused.
+    assert_eq!(site.agents.get_mut("ag1").unwrap().stop(), Some(0));
+    std::fs::remove_file(site.dir.path().join("ag1.crt")).unwrap();
+    std::fs::remove_file(site.dir.path().join("ag1.key")).unwrap();
+    site.start_agent("ag1", &["ow1", "ow2"], (K1, &[]));
+    wait_for("pin_mismatch after restart", Duration::from_secs(15), || {
+        (site.agent_status("ow1", "ag1")["reject_reason"] == "pin_mismatch").then_some(())
+    });
     eprintln!("FIGURES restart: ow1 back in DNS with ag1 {rejoin:?} after restart");
 }
 
@@ -551,31 +584,36 @@ fn gossip_key_rotation_without_stale() {
     let mon = Monitor::start(&site);
     let t = Instant::now();
     let ows = ["ow1", "ow2"];
-    let reload_ow = |site: &Site, keys: (&str, &[&str])| {
+    let mut steps: Vec<(u128, String)> = Vec::new();
+    let reload_ow = |site: &Site, steps: &mut Vec<(u128, String)>, keys: (&str, &[&str])| {
         for ow in ows {
             site.write_config(ow, &ow_yaml(&site.net, &site.dir, ow, keys));
             site.ows[ow].signal(libc::SIGHUP);
+            steps.push((mon.now_ms(), format!("SIGHUP {ow} keys {keys:?}")));
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let restart_agents = |site: &mut Site, keys: (&str, &[&str])| {
+    let restart_agents = |site: &mut Site, steps: &mut Vec<(u128, String)>, keys: (&str, &[&str])| {
         for ag in ["ag1", "ag2", "ag3"] {
+            steps.push((mon.now_ms(), format!("stop {ag}")));
             assert_eq!(site.agents.get_mut(ag).unwrap().stop(), Some(0));
             site.start_agent(ag, &ows, keys);
+            steps.push((mon.now_ms(), format!("started {ag}")));
             for ow in ows {
                 site.wait_dns(ow, &site.net.ip(ag), true, Duration::from_secs(15));
             }
+            steps.push((mon.now_ms(), format!("{ag} in DNS of both")));
         }
     };
     // 1. Overwatches learn the new key; 2. agents send with it, keep the old;
     // 3. Overwatches make it primary and drop the old; 4. so do agents.
-    reload_ow(&site, (K1, &[K2]));
-    restart_agents(&mut site, (K2, &[K1]));
-    reload_ow(&site, (K2, &[]));
-    restart_agents(&mut site, (K2, &[]));
+    reload_ow(&site, &mut steps, (K1, &[K2]));
+    restart_agents(&mut site, &mut steps, (K2, &[K1]));
+    reload_ow(&site, &mut steps, (K2, &[]));
+    restart_agents(&mut site, &mut steps, (K2, &[]));
     std::thread::sleep(Duration::from_secs(4));
-    let (polls, seen) = mon.finish();
-    eprintln!("FIGURES key rotation: {:?} in total, {polls} polls, statuses {seen:?}", t.elapsed());
+    let seen = mon.finish();
+    eprintln!("FIGURES key rotation: {:?} in total, {} polls, statuses {:?}, steps {steps:?}", t.elapsed(), seen.polls, seen.counts);
     assert_never(&seen, "stale");
     assert_never(&seen, "rejected");
     for ow in ows {
