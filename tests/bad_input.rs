@@ -30,8 +30,12 @@ struct Site {
 
 fn site(tag: &str, ip: &str) -> Site {
     let dir = TempDir::new(tag);
-    let (dns_port, api_port, gossip_port, agent_port) =
-        (free_port("127.0.0.1"), free_port("127.0.0.1"), free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let (dns_port, api_port, gossip_port, agent_port) = (
+        free_port("127.0.0.1"),
+        free_port("127.0.0.1"),
+        free_port("127.0.0.1"),
+        free_port("127.0.0.1"),
+    );
     let data = dir.path().join("data");
     let yaml = format!(
         r#"mode: overwatch
@@ -56,7 +60,9 @@ api:
     );
     let ow = Daemon::start(&dir, "ow1", &yaml, "overwatch");
     let api = format!("http://127.0.0.1:{api_port}");
-    wait_for("overwatch API", Duration::from_secs(10), || http_get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200));
+    wait_for("overwatch API", Duration::from_secs(10), || {
+        http_get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200)
+    });
     let web = HttpBackend::start(ip);
     let drain = dir.path().join("web.drain");
     let agent_yaml = format!(
@@ -96,7 +102,9 @@ agent:
         agent_api: format!("http://127.0.0.1:{agent_port}"),
         _dir: dir,
     };
-    wait_for("backend in DNS", Duration::from_secs(15), || s.serving().then_some(()));
+    wait_for("backend in DNS", Duration::from_secs(15), || {
+        s.serving().then_some(())
+    });
     s
 }
 
@@ -122,18 +130,38 @@ impl Site {
             .as_array()
             .unwrap()
             .iter()
-            .map(|x| format!("{} {} {} {} {}", x["service"], x["address"], x["port"], x["effective_status"], x["override_status"]))
+            .map(|x| {
+                format!(
+                    "{} {} {} {} {}",
+                    x["service"],
+                    x["address"],
+                    x["port"],
+                    x["effective_status"],
+                    x["override_status"]
+                )
+            })
             .collect();
         let a = get("/api/v1/overwatch/agents");
-        let agents: Vec<String> =
-            a["agents"].as_array().unwrap().iter().map(|x| format!("{} {} {}", x["id"], x["status"], x["fingerprint"])).collect();
+        let agents: Vec<String> = a["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| format!("{} {} {}", x["id"], x["status"], x["fingerprint"]))
+            .collect();
         let o = get("/api/v1/overrides");
         // Refused attempts that reached the registry are audited too (who
         // tried what); only writes that succeeded count as a change.
         let audit = get("/api/v1/audit-logs");
-        let entries = audit.as_array().or_else(|| audit["entries"].as_array()).cloned().unwrap_or_default();
+        let entries = audit
+            .as_array()
+            .or_else(|| audit["entries"].as_array())
+            .cloned()
+            .unwrap_or_default();
         let applied = entries.iter().filter(|e| e["result"] == "ok").count();
-        format!("{backends:?} {agents:?} {} audit_ok={applied}", o["overrides"])
+        format!(
+            "{backends:?} {agents:?} {} audit_ok={applied}",
+            o["overrides"]
+        )
     }
 
     fn metric(&self, name: &str) -> f64 {
@@ -162,11 +190,18 @@ enum Out {
 
 fn udp_outcome(server: SocketAddr, bytes: &[u8]) -> Out {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
     sock.send_to(bytes, server).unwrap();
     let mut buf = [0u8; 65535];
     match sock.recv_from(&mut buf) {
-        Ok((n, _)) => Out::Rcode(buf.get(3).map_or(255, |b| b & 0x0f).max(if n < 12 { 255 } else { 0 })),
+        Ok((n, _)) => {
+            Out::Rcode(
+                buf.get(3)
+                    .map_or(255, |b| b & 0x0f)
+                    .max(if n < 12 { 255 } else { 0 }),
+            )
+        }
         Err(_) => Out::Silent,
     }
 }
@@ -210,9 +245,17 @@ fn dns_over_udp_and_tcp() {
     big_garbage.extend_from_slice(&noise(65_000, 6));
     let table: Vec<(&str, Vec<u8>, Out)> = vec![
         ("empty datagram", vec![], Out::Silent),
-        ("11 bytes, shorter than a header", vec![0x12; 11], Out::Silent),
+        (
+            "11 bytes, shorter than a header",
+            vec![0x12; 11],
+            Out::Silent,
+        ),
         ("a response (QR set)", a_response, Out::Silent),
-        ("header says 1 question, none follows", no_question, Out::Rcode(1)),
+        (
+            "header says 1 question, none follows",
+            no_question,
+            Out::Rcode(1),
+        ),
         ("compression pointer to itself", pointer_loop, Out::Rcode(1)),
         ("label longer than the message", long_label, Out::Rcode(1)),
         ("opcode STATUS", status_opcode, Out::Rcode(4)),
@@ -236,13 +279,21 @@ fn dns_over_udp_and_tcp() {
     drop(t);
     s.assert_unchanged(&before, "TCP short message then close");
     // A zero-length message: the server closes the connection.
-    assert_eq!(tcp_outcome(s.dns, &[0, 0]), TcpOut::Closed, "zero-length message");
+    assert_eq!(
+        tcp_outcome(s.dns, &[0, 0]),
+        TcpOut::Closed,
+        "zero-length message"
+    );
     s.assert_unchanged(&before, "TCP zero-length message");
     // 64 KiB of garbage in one maximal frame.
     let mut frame = vec![0xff, 0xff];
     frame.extend_from_slice(&header(9, 0x0100, 1, 0));
     frame.extend_from_slice(&noise(65_535 - 12, 9));
-    assert_eq!(tcp_outcome(s.dns, &frame), TcpOut::Rcode(1), "64 KiB of garbage");
+    assert_eq!(
+        tcp_outcome(s.dns, &frame),
+        TcpOut::Rcode(1),
+        "64 KiB of garbage"
+    );
     s.assert_unchanged(&before, "TCP 64 KiB garbage");
     // Slowloris: one byte, then silence. Others are served meanwhile and
     // the idle connection is closed after dns.tcp_idle_timeout (1 s).
@@ -255,7 +306,10 @@ fn dns_over_udp_and_tcp() {
     let closed = matches!(slow.read(&mut buf), Ok(0) | Err(_));
     let held = t0.elapsed();
     eprintln!("FIGURES slowloris connection closed by the server after {held:?}");
-    assert!(closed && held < Duration::from_secs(4), "slow connection closed after the idle timeout: {held:?}");
+    assert!(
+        closed && held < Duration::from_secs(4),
+        "slow connection closed after the idle timeout: {held:?}"
+    );
     s.assert_unchanged(&before, "TCP slowloris");
     let q = s.metric("opengslb_dns_queries_total");
     assert!(q > 0.0);
@@ -284,7 +338,12 @@ fn tcp_outcome(server: SocketAddr, bytes: &[u8]) -> TcpOut {
                 Err(_) => TcpOut::Closed,
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => TcpOut::Hung,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            TcpOut::Hung
+        }
         Err(_) => TcpOut::Closed,
     }
 }
@@ -292,7 +351,9 @@ fn tcp_outcome(server: SocketAddr, bytes: &[u8]) -> TcpOut {
 /// The short key id the header carries (see src/gossip/crypto.rs).
 fn key_id() -> [u8; 4] {
     use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD.decode(KEY).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(KEY)
+        .unwrap();
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"opengslb-gossip-key-id");
     ctx.update(&raw);
@@ -325,11 +386,31 @@ fn gossip_datagrams_and_frames() {
     let table: Vec<(&str, Vec<u8>, bool)> = vec![
         ("random bytes", noise(300, 11), false),
         ("truncated header", valid[..20].to_vec(), false),
-        ("wrong magic", with(gossip_header(key_id(), b"XX"), &noise(64, 12)), false),
-        ("header and a 15-byte body (shorter than a tag)", with(valid.clone(), &[0; 15]), false),
-        ("valid header, garbage ciphertext", with(valid.clone(), &noise(200, 13)), true),
-        ("unknown key id, garbage ciphertext", with(gossip_header([9; 4], b"OG"), &noise(64, 14)), true),
-        ("huge datagram (60 KB)", with(valid.clone(), &noise(60_000, 15)), false),
+        (
+            "wrong magic",
+            with(gossip_header(key_id(), b"XX"), &noise(64, 12)),
+            false,
+        ),
+        (
+            "header and a 15-byte body (shorter than a tag)",
+            with(valid.clone(), &[0; 15]),
+            false,
+        ),
+        (
+            "valid header, garbage ciphertext",
+            with(valid.clone(), &noise(200, 13)),
+            true,
+        ),
+        (
+            "unknown key id, garbage ciphertext",
+            with(gossip_header([9; 4], b"OG"), &noise(64, 14)),
+            true,
+        ),
+        (
+            "huge datagram (60 KB)",
+            with(valid.clone(), &noise(60_000, 15)),
+            false,
+        ),
     ];
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut want_decrypt = 0.0;
@@ -346,13 +427,24 @@ fn gossip_datagrams_and_frames() {
         s.assert_unchanged(&before, what);
     }
     let malformed = s.metric("opengslb_gossip_dropped_total") - malformed0;
-    eprintln!("FIGURES gossip: {want_decrypt} decrypt failures, {malformed} dropped as malformed/oversized");
-    assert!(malformed >= 4.0, "malformed datagrams are counted: {malformed}");
+    eprintln!(
+        "FIGURES gossip: {want_decrypt} decrypt failures, {malformed} dropped as malformed/oversized"
+    );
+    assert!(
+        malformed >= 4.0,
+        "malformed datagrams are counted: {malformed}"
+    );
 
     // TCP: a frame length beyond the 4 MiB limit, garbage, a half frame.
     for (what, bytes) in [
-        ("TCP frame length 0xffffffff", vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
-        ("TCP garbage frame", with(with(vec![0, 0, 0, 240], &valid), &noise(200, 16))),
+        (
+            "TCP frame length 0xffffffff",
+            vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        ),
+        (
+            "TCP garbage frame",
+            with(with(vec![0, 0, 0, 240], &valid), &noise(200, 16)),
+        ),
         ("TCP half a frame then close", vec![0, 0, 1, 0, 1, 2, 3]),
     ] {
         let mut t = TcpStream::connect(s.gossip).unwrap();
@@ -365,7 +457,11 @@ fn gossip_datagrams_and_frames() {
     }
     let (_, body) = http_get(&format!("{}/api/v1/overwatch/agents", s.api)).unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["agents"].as_array().unwrap().len(), 1, "only the real agent: {body}");
+    assert_eq!(
+        v["agents"].as_array().unwrap().len(),
+        1,
+        "only the real agent: {body}"
+    );
 }
 
 /// Sends raw bytes to the API and reads one response (headers, then
@@ -382,10 +478,18 @@ fn raw_http(api: &str, request: &[u8]) -> (u16, String) {
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
                 .unwrap_or(0);
             if body.len() >= len {
-                let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                let code = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
                 return (code, body.to_string());
             }
         }
@@ -405,19 +509,91 @@ fn api_requests() {
     let table: Vec<(&str, &str, &str, u16, &str)> = vec![
         ("POST", ov, "{not json", 400, "invalid JSON body"),
         ("POST", ov, "", 400, "a JSON body is required"),
-        ("POST", ov, r#"{"healthy": false, "reason": "x", "colour": "red"}"#, 400, "unknown field `colour`"),
-        ("POST", ov, r#"{"healthy": "no", "reason": "x"}"#, 400, "invalid type"),
-        ("POST", ov, r#"{"healthy": false}"#, 400, "missing field `reason`"),
-        ("POST", ov, r#"{"healthy": false, "reason": "   "}"#, 400, "reason must not be empty"),
-        ("POST", ov, r#"{"healthy": false, "reason": "x", "expires_in": "soon"}"#, 400, "expires_in"),
+        (
+            "POST",
+            ov,
+            r#"{"healthy": false, "reason": "x", "colour": "red"}"#,
+            400,
+            "unknown field `colour`",
+        ),
+        (
+            "POST",
+            ov,
+            r#"{"healthy": "no", "reason": "x"}"#,
+            400,
+            "invalid type",
+        ),
+        (
+            "POST",
+            ov,
+            r#"{"healthy": false}"#,
+            400,
+            "missing field `reason`",
+        ),
+        (
+            "POST",
+            ov,
+            r#"{"healthy": false, "reason": "   "}"#,
+            400,
+            "reason must not be empty",
+        ),
+        (
+            "POST",
+            ov,
+            r#"{"healthy": false, "reason": "x", "expires_in": "soon"}"#,
+            400,
+            "expires_in",
+        ),
         ("POST", ov, "[1,2,3]", 400, "invalid JSON body"),
-        ("POST", "/api/v1/overwatch/backends/app.gslb.test/not-an-ip/80/override", r#"{"healthy":false,"reason":"x"}"#, 400, "address"),
-        ("POST", "/api/v1/overwatch/backends/app.gslb.test/999.1.1.1/80/override", r#"{"healthy":false,"reason":"x"}"#, 400, "address"),
-        ("POST", "/api/v1/overwatch/backends/app.gslb.test/bad%20host/80/override", r#"{"healthy":false,"reason":"x"}"#, 400, "address"),
-        ("POST", "/api/v1/overwatch/backends/app.gslb.test/%00/80/override", r#"{"healthy":false,"reason":"x"}"#, 400, "address"),
-        ("POST", "/api/v1/overwatch/backends/app.gslb.test/127.0.0.53/99999/override", r#"{"healthy":false,"reason":"x"}"#, 400, "port"),
-        ("PUT", "/api/v1/overrides/app.gslb.test/1.2.3.4", r#"{"healthy":false,"reason":"x"}"#, 400, "address"),
-        ("POST", "/api/v1/overwatch/agents/web1/revoke", "{}", 400, "missing field `reason`"),
+        (
+            "POST",
+            "/api/v1/overwatch/backends/app.gslb.test/not-an-ip/80/override",
+            r#"{"healthy":false,"reason":"x"}"#,
+            400,
+            "address",
+        ),
+        (
+            "POST",
+            "/api/v1/overwatch/backends/app.gslb.test/999.1.1.1/80/override",
+            r#"{"healthy":false,"reason":"x"}"#,
+            400,
+            "address",
+        ),
+        (
+            "POST",
+            "/api/v1/overwatch/backends/app.gslb.test/bad%20host/80/override",
+            r#"{"healthy":false,"reason":"x"}"#,
+            400,
+            "address",
+        ),
+        (
+            "POST",
+            "/api/v1/overwatch/backends/app.gslb.test/%00/80/override",
+            r#"{"healthy":false,"reason":"x"}"#,
+            400,
+            "address",
+        ),
+        (
+            "POST",
+            "/api/v1/overwatch/backends/app.gslb.test/127.0.0.53/99999/override",
+            r#"{"healthy":false,"reason":"x"}"#,
+            400,
+            "port",
+        ),
+        (
+            "PUT",
+            "/api/v1/overrides/app.gslb.test/1.2.3.4",
+            r#"{"healthy":false,"reason":"x"}"#,
+            400,
+            "address",
+        ),
+        (
+            "POST",
+            "/api/v1/overwatch/agents/web1/revoke",
+            "{}",
+            400,
+            "missing field `reason`",
+        ),
         ("GET", "/api/v1/nothing-here", "", 404, "no such endpoint"),
         ("GET", "/../../etc/passwd", "", 404, "no such endpoint"),
         ("PUT", "/api/v1/overwatch/stats", "", 405, "method"),
@@ -433,8 +609,11 @@ fn api_requests() {
         let (got, reply) = raw_http(&s.api, req.as_bytes());
         let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
         let err = v["error"].as_str().unwrap_or("");
-        if got != *code || v["code"] != *code || !err.to_lowercase().contains(&text.to_lowercase()) {
-            failures.push(format!("{method} {path} {body:?}: got {got} {reply:?}, want {code} containing {text:?}"));
+        if got != *code || v["code"] != *code || !err.to_lowercase().contains(&text.to_lowercase())
+        {
+            failures.push(format!(
+                "{method} {path} {body:?}: got {got} {reply:?}, want {code} containing {text:?}"
+            ));
         }
         if s.state() != before {
             failures.push(format!("{method} {path}: state changed"));
@@ -448,10 +627,16 @@ fn api_requests() {
         format!("POST {ov} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{{").as_bytes(),
     );
     assert_eq!(code, 413, "{reply}");
-    assert!(t.elapsed() < Duration::from_secs(3), "413 without waiting for the body");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "413 without waiting for the body"
+    );
     s.assert_unchanged(&before, "huge Content-Length");
     // A body really sent, 200 KB of JSON.
-    let big = format!(r#"{{"healthy": false, "reason": "{}"}}"#, "x".repeat(200_000));
+    let big = format!(
+        r#"{{"healthy": false, "reason": "{}"}}"#,
+        "x".repeat(200_000)
+    );
     let (code, reply) = raw_http(
         &s.api,
         format!("POST {ov} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}", big.len()).as_bytes(),
@@ -459,14 +644,24 @@ fn api_requests() {
     assert_eq!(code, 413, "{reply}");
     // Not HTTP at all.
     let (code, _) = raw_http(&s.api, &noise(2000, 21));
-    assert!(code == 0 || code == 400, "garbage gets 400 or a closed connection: {code}");
+    assert!(
+        code == 0 || code == 400,
+        "garbage gets 400 or a closed connection: {code}"
+    );
     s.assert_unchanged(&before, "garbage instead of HTTP");
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
 fn run_bin(bin: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(bin).args(args).env_remove("OPENGSLB_API").output().expect("run");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(bin)
+        .args(args)
+        .env_remove("OPENGSLB_API")
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -476,19 +671,107 @@ fn cli_arguments() {
     let api = s.api.as_str();
     // (binary, arguments, exit code, text of the one stderr line)
     let table: Vec<(&str, Vec<&str>, i32, &str)> = vec![
-        (CLI, vec!["--api", api, "--bogus", "status"], 2, "unknown flag --bogus"),
+        (
+            CLI,
+            vec!["--api", api, "--bogus", "status"],
+            2,
+            "unknown flag --bogus",
+        ),
         (CLI, vec!["--api"], 2, "--api needs a value"),
         (CLI, vec!["--api", api, "frobnicate"], 2, "unknown command"),
-        (CLI, vec!["--api", api, "overrides", "set", "app.gslb.test", "127.0.0.54:80", "--healthy=maybe", "--reason", "x"], 2, "expected true or false"),
-        (CLI, vec!["--api", api, "overrides", "set", "app.gslb.test", "127.0.0.54:80", "--healthy"], 2, "--healthy needs a value"),
-        (CLI, vec!["--api", api, "overrides", "set", "app.gslb.test", "127.0.0.54", "--healthy=false", "--reason", "x"], 2, "invalid address:port"),
-        (CLI, vec!["--api", api, "overrides", "set", "app.gslb.test", "127.0.0.54:0", "--healthy=false", "--reason", "x"], 2, "invalid port"),
-        (CLI, vec!["--api", api, "overrides", "set", "app.gslb.test", "[::1:80", "--healthy=false", "--reason", "x"], 2, "invalid address:port"),
-        (CLI, vec!["--api", api, "--timeout", "abc", "status"], 2, "--timeout"),
+        (
+            CLI,
+            vec![
+                "--api",
+                api,
+                "overrides",
+                "set",
+                "app.gslb.test",
+                "127.0.0.54:80",
+                "--healthy=maybe",
+                "--reason",
+                "x",
+            ],
+            2,
+            "expected true or false",
+        ),
+        (
+            CLI,
+            vec![
+                "--api",
+                api,
+                "overrides",
+                "set",
+                "app.gslb.test",
+                "127.0.0.54:80",
+                "--healthy",
+            ],
+            2,
+            "--healthy needs a value",
+        ),
+        (
+            CLI,
+            vec![
+                "--api",
+                api,
+                "overrides",
+                "set",
+                "app.gslb.test",
+                "127.0.0.54",
+                "--healthy=false",
+                "--reason",
+                "x",
+            ],
+            2,
+            "invalid address:port",
+        ),
+        (
+            CLI,
+            vec![
+                "--api",
+                api,
+                "overrides",
+                "set",
+                "app.gslb.test",
+                "127.0.0.54:0",
+                "--healthy=false",
+                "--reason",
+                "x",
+            ],
+            2,
+            "invalid port",
+        ),
+        (
+            CLI,
+            vec![
+                "--api",
+                api,
+                "overrides",
+                "set",
+                "app.gslb.test",
+                "[::1:80",
+                "--healthy=false",
+                "--reason",
+                "x",
+            ],
+            2,
+            "invalid address:port",
+        ),
+        (
+            CLI,
+            vec!["--api", api, "--timeout", "abc", "status"],
+            2,
+            "--timeout",
+        ),
         (CLI, vec!["--api", "not a url", "status"], 2, "invalid URL"),
         (BIN, vec!["--bogus"], 2, "unknown argument \"--bogus\""),
         (BIN, vec!["--config"], 2, "--config needs a value"),
-        (BIN, vec!["--mode", "both"], 2, "--mode must be overwatch or agent"),
+        (
+            BIN,
+            vec!["--mode", "both"],
+            2,
+            "--mode must be overwatch or agent",
+        ),
         (BIN, vec!["--mode"], 2, "--mode needs a value"),
     ];
     let mut failures = Vec::new();
@@ -512,35 +795,91 @@ fn config_files() {
     assert_eq!(code, Some(0), "{err}");
     // (what, file content, text the error must contain)
     let table: Vec<(&str, String, &str)> = vec![
-        ("unknown key", format!("{base}bogus: 1\n"), "bogus: unknown key"),
-        ("misspelt key", format!("{base}api: {{ adress: x }}\n"), "api.adress: unknown key (did you mean \"address\"?)"),
-        ("wrong type", base.replace("zones:", "default_ttl: lots\n  zones:"), "dns.default_ttl: expected an integer"),
-        ("bad duration", format!("{base}overwatch: {{ stale: {{ remove_after: 5 parsecs }} }}\n"), "overwatch.stale.remove_after: invalid duration"),
-        ("bad enum", base.replace("round-robin", "roulette"), "domains[0].routing_algorithm: invalid value \"roulette\""),
-        ("bad listen address", base.replace("127.0.0.1:5353", "999.1.1.1:53"), "dns.listen_address: invalid listen address"),
-        ("bad key", format!("{base}overwatch: {{ gossip: {{ encryption_key: notbase64 }} }}\n"), "overwatch.gossip.encryption_key"),
-        ("tab indentation", "mode: overwatch\n\tdns: 1\n".into(), "invalid YAML"),
-        ("unclosed flow list", "mode: [overwatch\n".into(), "invalid YAML"),
-        ("duplicate key", format!("{base}mode: agent\n"), "duplicate entry with key \"mode\""),
+        (
+            "unknown key",
+            format!("{base}bogus: 1\n"),
+            "bogus: unknown key",
+        ),
+        (
+            "misspelt key",
+            format!("{base}api: {{ adress: x }}\n"),
+            "api.adress: unknown key (did you mean \"address\"?)",
+        ),
+        (
+            "wrong type",
+            base.replace("zones:", "default_ttl: lots\n  zones:"),
+            "dns.default_ttl: expected an integer",
+        ),
+        (
+            "bad duration",
+            format!("{base}overwatch: {{ stale: {{ remove_after: 5 parsecs }} }}\n"),
+            "overwatch.stale.remove_after: invalid duration",
+        ),
+        (
+            "bad enum",
+            base.replace("round-robin", "roulette"),
+            "domains[0].routing_algorithm: invalid value \"roulette\"",
+        ),
+        (
+            "bad listen address",
+            base.replace("127.0.0.1:5353", "999.1.1.1:53"),
+            "dns.listen_address: invalid listen address",
+        ),
+        (
+            "bad key",
+            format!("{base}overwatch: {{ gossip: {{ encryption_key: notbase64 }} }}\n"),
+            "overwatch.gossip.encryption_key",
+        ),
+        (
+            "tab indentation",
+            "mode: overwatch\n\tdns: 1\n".into(),
+            "invalid YAML",
+        ),
+        (
+            "unclosed flow list",
+            "mode: [overwatch\n".into(),
+            "invalid YAML",
+        ),
+        (
+            "duplicate key",
+            format!("{base}mode: agent\n"),
+            "duplicate entry with key \"mode\"",
+        ),
         ("a scalar", "42\n".into(), "must hold a mapping"),
         ("a list", "- a\n- b\n".into(), "must hold a mapping"),
         ("empty file", String::new(), "the file is empty"),
-        ("only a comment", "# nothing here\n".into(), "the file is empty"),
-        ("agent mode without agent section", "mode: agent\n".into(), "agent: section"),
-        ("deep nesting", format!("{base}x: {}1{}\n", "[".repeat(200), "]".repeat(200)), "x"),
+        (
+            "only a comment",
+            "# nothing here\n".into(),
+            "the file is empty",
+        ),
+        (
+            "agent mode without agent section",
+            "mode: agent\n".into(),
+            "agent: section",
+        ),
+        (
+            "deep nesting",
+            format!("{base}x: {}1{}\n", "[".repeat(200), "]".repeat(200)),
+            "x",
+        ),
     ];
     let mut failures = Vec::new();
     for (i, (what, text, want)) in table.iter().enumerate() {
         let p = dir.write(&format!("c{i}.yaml"), text);
         let (code, err) = run_bin(BIN, &["--config", p.to_str().unwrap(), "--check"]);
         if code != Some(3) || !err.contains(want) {
-            failures.push(format!("{what}: exit {code:?}, stderr {err:?}; want 3 containing {want:?}"));
+            failures.push(format!(
+                "{what}: exit {code:?}, stderr {err:?}; want 3 containing {want:?}"
+            ));
         }
     }
     // Binary garbage, a directory, a missing file, a world-readable file.
     let garbage = dir.path().join("garbage.yaml");
     std::fs::write(&garbage, noise(4096, 31)).unwrap();
-    let mode = |p: &std::path::Path, m: u32| std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
     mode(&garbage, 0o600);
     let open = dir.write("open.yaml", base);
     mode(&open, 0o644);
@@ -552,17 +891,26 @@ fn config_files() {
     ] {
         let (code, err) = run_bin(BIN, &["--config", path.to_str().unwrap(), "--check"]);
         if code != Some(3) || !err.contains(want) {
-            failures.push(format!("{what}: exit {code:?}, stderr {err:?}; want 3 containing {want:?}"));
+            failures.push(format!(
+                "{what}: exit {code:?}, stderr {err:?}; want 3 containing {want:?}"
+            ));
         }
     }
     // Not readable by the daemon's user: as root, run it as nobody.
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         use std::os::unix::process::CommandExt;
-        let out = Command::new(BIN).args(["--config", ok.to_str().unwrap(), "--check"]).uid(65534).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["--config", ok.to_str().unwrap(), "--check"])
+            .uid(65534)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(3) || !err.contains("Permission denied") {
-            failures.push(format!("unreadable: exit {:?}, stderr {err:?}", out.status.code()));
+            failures.push(format!(
+                "unreadable: exit {:?}, stderr {err:?}",
+                out.status.code()
+            ));
         }
     } else {
         eprintln!("SKIPPED the unreadable-file row: needs root to run the check as another user");
@@ -575,14 +923,24 @@ fn broken_config_on_sighup_keeps_the_old_one() {
     let s = site("bad-hup", "127.0.0.55");
     let before = s.state();
     let good = std::fs::read_to_string(&s.ow.config).unwrap();
-    for (i, text) in ["", "mode: [overwatch\n", "bogus: 1\n", "\u{0}\u{1}garbage"].iter().enumerate() {
-        let text = if i == 2 { format!("{good}{text}") } else { text.to_string() };
+    for (i, text) in ["", "mode: [overwatch\n", "bogus: 1\n", "\u{0}\u{1}garbage"]
+        .iter()
+        .enumerate()
+    {
+        let text = if i == 2 {
+            format!("{good}{text}")
+        } else {
+            text.to_string()
+        };
         std::fs::write(&s.ow.config, text).unwrap();
         s.ow.signal(libc::SIGHUP);
         wait_for("reload rejected", Duration::from_secs(5), || {
             let (_, m) = http_get(&format!("{}/metrics", s.api))?;
             m.lines()
-                .any(|l| l.starts_with("opengslb_config_reloads_total{result=\"failure\"}") && l.ends_with(&format!(" {}", i + 1)))
+                .any(|l| {
+                    l.starts_with("opengslb_config_reloads_total{result=\"failure\"}")
+                        && l.ends_with(&format!(" {}", i + 1))
+                })
                 .then_some(())
         });
         s.assert_unchanged(&before, &format!("SIGHUP with broken file #{i}"));
@@ -593,7 +951,9 @@ fn broken_config_on_sighup_keeps_the_old_one() {
 fn drain_reason(s: &Site) -> Option<String> {
     let (_, body) = http_get(&format!("{}/api/v1/agent/status", s.agent_api))?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let r = v["drain_reason"].as_str().or_else(|| v["draining_reason"].as_str())?;
+    let r = v["drain_reason"]
+        .as_str()
+        .or_else(|| v["draining_reason"].as_str())?;
     Some(r.to_string())
 }
 
@@ -601,8 +961,16 @@ fn ow_drain_reason(s: &Site) -> Option<String> {
     let (_, body) = http_get(&format!("{}/api/v1/overwatch/backends", s.api))?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     let b = v["backends"].as_array()?.first()?.clone();
-    (b["effective_status"] == "draining").then(|| b["drain_reason"].as_str().unwrap_or("").to_string())
+    (b["effective_status"] == "draining")
+        .then(|| b["drain_reason"].as_str().unwrap_or("").to_string())
 }
+
+/// (what, how to make the drain path, which reason is right).
+type DrainCase = (
+    &'static str,
+    Box<dyn Fn(&std::path::Path)>,
+    Box<dyn Fn(&str) -> bool>,
+);
 
 #[test]
 fn drain_file_contents() {
@@ -612,28 +980,59 @@ fn drain_file_contents() {
     garbage.splice(0..0, b"disk \x07swap\x1b[31m ".iter().copied());
     let long = "r".repeat(1 << 20);
     // (what, make the drain path, reason the Overwatch must show)
-    let cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>, Box<dyn Fn(&str) -> bool>)> = vec![
-        ("empty file", Box::new(|p| std::fs::write(p, "").unwrap()), Box::new(|r| r == "drain file present")),
+    let cases: Vec<DrainCase> = vec![
+        (
+            "empty file",
+            Box::new(|p| std::fs::write(p, "").unwrap()),
+            Box::new(|r| r == "drain file present"),
+        ),
         (
             "binary garbage",
             Box::new(move |p| std::fs::write(p, &garbage).unwrap()),
-            Box::new(|r| r.starts_with("disk swap[31m") && !r.chars().any(char::is_control) && r.chars().count() <= 256),
+            Box::new(|r| {
+                r.starts_with("disk swap[31m")
+                    && !r.chars().any(char::is_control)
+                    && r.chars().count() <= 256
+            }),
         ),
-        ("a directory", Box::new(|p| std::fs::create_dir(p).unwrap()), Box::new(|r| r == "drain file present")),
-        ("1 MB of text", Box::new(move |p| std::fs::write(p, &long).unwrap()), Box::new(|r| r.len() == 256 && r.bytes().all(|b| b == b'r'))),
+        (
+            "a directory",
+            Box::new(|p| std::fs::create_dir(p).unwrap()),
+            Box::new(|r| r == "drain file present"),
+        ),
+        (
+            "1 MB of text",
+            Box::new(move |p| std::fs::write(p, &long).unwrap()),
+            Box::new(|r| r.len() == 256 && r.bytes().all(|b| b == b'r')),
+        ),
     ];
     for (what, make, ok) in &cases {
         make(&s.drain);
-        let reason = wait_for(&format!("drain ({what}) seen by the Overwatch"), Duration::from_secs(5), || ow_drain_reason(&s));
+        let reason = wait_for(
+            &format!("drain ({what}) seen by the Overwatch"),
+            Duration::from_secs(5),
+            || ow_drain_reason(&s),
+        );
         assert!(ok(&reason), "{what}: Overwatch shows reason {reason:?}");
         let local = drain_reason(&s);
-        assert!(local.as_deref().is_none_or(|l| ok(l)), "{what}: agent shows {local:?}");
-        assert!(dnsclient::udp(s.dns, &Query::new("app.gslb.test", A)).is_some_and(|r| r.answers.is_empty()), "{what}: drained");
+        assert!(
+            local.as_deref().is_none_or(ok),
+            "{what}: agent shows {local:?}"
+        );
+        assert!(
+            dnsclient::udp(s.dns, &Query::new("app.gslb.test", A))
+                .is_some_and(|r| r.answers.is_empty()),
+            "{what}: drained"
+        );
         if s.drain.is_dir() {
             std::fs::remove_dir(&s.drain).unwrap();
         } else {
             std::fs::remove_file(&s.drain).unwrap();
         }
-        wait_for(&format!("back after {what}"), Duration::from_secs(5), || s.serving().then_some(()));
+        wait_for(
+            &format!("back after {what}"),
+            Duration::from_secs(5),
+            || s.serving().then_some(()),
+        );
     }
 }

@@ -14,7 +14,11 @@ const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
 const FLOOD_SECS: u64 = 20;
 
 fn overwatch(dir: &TempDir) -> (Daemon, u16, String, String) {
-    let (dns_port, api_port, gossip_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let (dns_port, api_port, gossip_port) = (
+        free_port("127.0.0.1"),
+        free_port("127.0.0.1"),
+        free_port("127.0.0.1"),
+    );
     let yaml = format!(
         r#"mode: overwatch
 dns:
@@ -38,7 +42,9 @@ logging: {{ level: warn }}
     );
     let d = Daemon::start(dir, "ow1", &yaml, "overwatch");
     let api = format!("http://127.0.0.1:{api_port}");
-    wait_for("API", Duration::from_secs(10), || http_get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200));
+    wait_for("API", Duration::from_secs(10), || {
+        http_get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200)
+    });
     (d, dns_port, api, format!("127.0.0.1:{gossip_port}"))
 }
 
@@ -71,35 +77,74 @@ agent:
 
 #[test]
 fn dns_flood_does_not_starve_heartbeats_or_the_api() {
-    if Command::new("dnsperf").arg("-h").stderr(Stdio::null()).stdout(Stdio::null()).status().is_err() {
+    if Command::new("dnsperf")
+        .arg("-h")
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
         eprintln!("SKIPPED: dnsperf is not installed");
         return;
     }
     let dir = TempDir::new("load");
     let (_ow, dns_port, api, gossip) = overwatch(&dir);
-    let webs: Vec<HttpBackend> = (0..3).map(|i| HttpBackend::start(&format!("127.0.0.{}", 61 + i))).collect();
-    let _agents: Vec<Daemon> = webs.iter().enumerate().map(|(i, w)| agent(&dir, &format!("ag{i}"), w, &gossip)).collect();
+    let webs: Vec<HttpBackend> = (0..3)
+        .map(|i| HttpBackend::start(&format!("127.0.0.{}", 61 + i)))
+        .collect();
+    let _agents: Vec<Daemon> = webs
+        .iter()
+        .enumerate()
+        .map(|(i, w)| agent(&dir, &format!("ag{i}"), w, &gossip))
+        .collect();
     let stats = |api: &str| -> Option<serde_json::Value> {
         let (code, body) = http_get(&format!("{api}/api/v1/overwatch/stats"))?;
-        (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
     };
-    wait_for("3 active agents, 3 healthy backends", Duration::from_secs(20), || {
-        let s = stats(&api)?;
-        (s["active_agents"] == 3 && s["healthy_backends"] == 3).then_some(())
-    });
+    wait_for(
+        "3 active agents, 3 healthy backends",
+        Duration::from_secs(20),
+        || {
+            let s = stats(&api)?;
+            (s["active_agents"] == 3 && s["healthy_backends"] == 3).then_some(())
+        },
+    );
 
     let queries = dir.path().join("queries.txt");
-    std::fs::write(&queries, "app.gslb.test A\napp.gslb.test AAAA\nnope.gslb.test A\ngslb.test SOA\nexample.com A\n").unwrap();
+    std::fs::write(
+        &queries,
+        "app.gslb.test A\napp.gslb.test AAAA\nnope.gslb.test A\ngslb.test SOA\nexample.com A\n",
+    )
+    .unwrap();
     let out = std::fs::File::create(dir.path().join("dnsperf.out")).unwrap();
     let mut perf = Command::new("dnsperf")
-        .args(["-s", "127.0.0.1", "-p", &dns_port.to_string(), "-d", queries.to_str().unwrap()])
-        .args(["-l", &FLOOD_SECS.to_string(), "-c", "4", "-q", "500", "-t", "2"])
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &dns_port.to_string(),
+            "-d",
+            queries.to_str().unwrap(),
+        ])
+        .args([
+            "-l",
+            &FLOOD_SECS.to_string(),
+            "-c",
+            "4",
+            "-q",
+            "500",
+            "-t",
+            "2",
+        ])
         .stdout(out)
         .stderr(Stdio::null())
         .spawn()
         .expect("dnsperf");
     let start = Instant::now();
-    let (mut polls, mut slow, mut max_latency, mut max_stale, mut failed) = (0u32, 0u32, Duration::ZERO, 0u64, 0u32);
+    let (mut polls, mut slow, mut max_latency, mut max_stale, mut failed) =
+        (0u32, 0u32, Duration::ZERO, 0u64, 0u32);
     let mut next = Instant::now();
     // Bounded by the flood length plus a margin, whatever dnsperf does.
     while start.elapsed() < Duration::from_secs(FLOOD_SECS + 5) {
@@ -128,7 +173,13 @@ fn dns_flood_does_not_starve_heartbeats_or_the_api() {
     let _ = perf.kill();
     let _ = perf.wait();
     let report = std::fs::read_to_string(dir.path().join("dnsperf.out")).unwrap_or_default();
-    let field = |name: &str| report.lines().find(|l| l.trim_start().starts_with(name)).map(|l| l.trim().to_string()).unwrap_or_default();
+    let field = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_default()
+    };
     let (_, metrics) = http_get(&format!("{api}/metrics")).unwrap();
     let heartbeats = metrics
         .lines()
@@ -141,9 +192,18 @@ fn dns_flood_does_not_starve_heartbeats_or_the_api() {
         field("Queries completed"),
         field("Queries per second")
     );
-    assert!(report.contains("Queries per second"), "dnsperf ran: {report}");
-    assert!(polls >= 100, "the API was polled through the flood: {polls}");
+    assert!(
+        report.contains("Queries per second"),
+        "dnsperf ran: {report}"
+    );
+    assert!(
+        polls >= 100,
+        "the API was polled through the flood: {polls}"
+    );
     assert_eq!(failed, 0, "every API poll answered");
-    assert_eq!(slow, 0, "API latency stayed under 1 s (max {max_latency:?})");
+    assert_eq!(
+        slow, 0,
+        "API latency stayed under 1 s (max {max_latency:?})"
+    );
     assert_eq!(max_stale, 0, "no agent went stale during the flood");
 }

@@ -30,7 +30,12 @@ const NAME: &str = "app.gslb.test";
 fn can_run() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let tool = |t: &str, arg: &str| Command::new(t).arg(arg).output().is_ok_and(|o| o.status.success());
+    let tool = |t: &str, arg: &str| {
+        Command::new(t)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     let ok = root && tool("ip", "-V") && tool("iptables", "-V") && tool("python3", "-V");
     if !ok {
         eprintln!("SKIPPED: needs root and iproute2 (and iptables, python3)");
@@ -40,8 +45,15 @@ fn can_run() -> bool {
 
 /// Runs a command; panics with its stderr when it fails.
 fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A process started inside a namespace; killed on drop, its log printed
@@ -110,18 +122,32 @@ static RUN: AtomicU32 = AtomicU32::new(0);
 
 impl Net {
     fn new(hosts: &[&str]) -> Net {
-        let id = format!("og{}x{}", std::process::id(), RUN.fetch_add(1, Ordering::Relaxed));
-        let mut net = Net { core: format!("{id}core"), hosts: Vec::new() };
+        let id = format!(
+            "og{}x{}",
+            std::process::id(),
+            RUN.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut net = Net {
+            core: format!("{id}core"),
+            hosts: Vec::new(),
+        };
         run(&["ip", "netns", "add", &net.core]);
-        run(&["ip", "-n", &net.core, "link", "add", "br0", "type", "bridge"]);
+        run(&[
+            "ip", "-n", &net.core, "link", "add", "br0", "type", "bridge",
+        ]);
         run(&["ip", "-n", &net.core, "link", "set", "br0", "up"]);
         for (i, h) in hosts.iter().enumerate() {
             let ns = format!("{id}{h}");
             run(&["ip", "netns", "add", &ns]);
             net.hosts.push((h.to_string(), ns.clone()));
             let port = format!("p{i}");
-            run(&["ip", "-n", &net.core, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
-            run(&["ip", "-n", &net.core, "link", "set", &port, "master", "br0", "up"]);
+            run(&[
+                "ip", "-n", &net.core, "link", "add", &port, "type", "veth", "peer", "name",
+                "eth0", "netns", &ns,
+            ]);
+            run(&[
+                "ip", "-n", &net.core, "link", "set", &port, "master", "br0", "up",
+            ]);
             let addr = format!("{}/24", Self::addr(i));
             run(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "eth0"]);
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
@@ -139,7 +165,12 @@ impl Net {
     }
 
     fn ip(&self, host: &str) -> String {
-        Self::addr(self.hosts.iter().position(|(h, _)| h == host).expect("host"))
+        Self::addr(
+            self.hosts
+                .iter()
+                .position(|(h, _)| h == host)
+                .expect("host"),
+        )
     }
 
     fn spawn(&self, host: &str, args: &[&str], log: &Path) -> Proc {
@@ -152,7 +183,10 @@ impl Net {
             .stderr(file)
             .spawn()
             .expect("ip netns exec");
-        Proc { child: Some(child), log: log.to_path_buf() }
+        Proc {
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
     }
 
     fn iptables(&self, host: &str, rule: &[&str]) {
@@ -164,7 +198,8 @@ impl Net {
     /// Moves the calling thread into `host`'s namespace: every socket it
     /// opens afterwards lives there.
     fn enter(&self, host: &str) {
-        let f = std::fs::File::open(format!("/var/run/netns/{}", self.ns(host))).expect("netns file");
+        let f =
+            std::fs::File::open(format!("/var/run/netns/{}", self.ns(host))).expect("netns file");
         // SAFETY: setns on a valid fd; CLONE_NEWNET affects this thread only.
         let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
@@ -176,7 +211,9 @@ impl Drop for Net {
         for (_, ns) in &self.hosts {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.core]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.core])
+            .status();
     }
 }
 
@@ -220,7 +257,10 @@ api:
 }
 
 fn agent_yaml(net: &Net, dir: &TempDir, name: &str, ows: &[&str], keys: (&str, &[&str])) -> String {
-    let nodes: Vec<String> = ows.iter().map(|o| format!("\"{}:7946\"", net.ip(o))).collect();
+    let nodes: Vec<String> = ows
+        .iter()
+        .map(|o| format!("\"{}:7946\"", net.ip(o)))
+        .collect();
     let extra: Vec<String> = keys.1.iter().map(|k| format!("\"{k}\"")).collect();
     format!(
         r#"mode: agent
@@ -254,7 +294,13 @@ agent:
 impl Site {
     fn bare(tag: &str, hosts: &[&str]) -> Site {
         let net = Net::new(hosts);
-        Site { ows: BTreeMap::new(), agents: BTreeMap::new(), _backends: Vec::new(), dir: TempDir::new(tag), net }
+        Site {
+            ows: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            _backends: Vec::new(),
+            dir: TempDir::new(tag),
+            net,
+        }
     }
 
     fn new(tag: &str, n_ow: usize, n_agents: usize) -> Site {
@@ -273,7 +319,16 @@ impl Site {
             std::fs::write(www.join("health"), "ok\n").unwrap();
             let log = site.dir.path().join(format!("{ag}-http.log"));
             let ip = site.net.ip(ag);
-            let args = ["python3", "-m", "http.server", "8080", "--bind", &ip, "--directory", www.to_str().unwrap()];
+            let args = [
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                &ip,
+                "--directory",
+                www.to_str().unwrap(),
+            ];
             site._backends.push(site.net.spawn(ag, &args, &log));
         }
         site.net.enter("client");
@@ -298,7 +353,17 @@ impl Site {
         let cfg = self.write_config(name, &ow_yaml(&self.net, &self.dir, name, keys));
         let n = RUN.fetch_add(1, Ordering::Relaxed);
         let log = self.dir.path().join(format!("{name}-{n}.log"));
-        let p = self.net.spawn(name, &[BIN, "--config", cfg.to_str().unwrap(), "--mode", "overwatch"], &log);
+        let p = self.net.spawn(
+            name,
+            &[
+                BIN,
+                "--config",
+                cfg.to_str().unwrap(),
+                "--mode",
+                "overwatch",
+            ],
+            &log,
+        );
         self.ows.insert(name.into(), p);
     }
 
@@ -306,7 +371,11 @@ impl Site {
         let cfg = self.write_config(name, &agent_yaml(&self.net, &self.dir, name, ows, keys));
         let n = RUN.fetch_add(1, Ordering::Relaxed);
         let log = self.dir.path().join(format!("{name}-{n}.log"));
-        let p = self.net.spawn(name, &[BIN, "--config", cfg.to_str().unwrap(), "--mode", "agent"], &log);
+        let p = self.net.spawn(
+            name,
+            &[BIN, "--config", cfg.to_str().unwrap(), "--mode", "agent"],
+            &log,
+        );
         self.agents.insert(name.into(), p);
     }
 
@@ -323,15 +392,18 @@ impl Site {
     }
 
     fn agent_status(&self, ow: &str, id: &str) -> serde_json::Value {
-        let (_, body) = get(&format!("{}/api/v1/overwatch/agents/{id}", self.api(ow))).unwrap_or_default();
+        let (_, body) =
+            get(&format!("{}/api/v1/overwatch/agents/{id}", self.api(ow))).unwrap_or_default();
         serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
     }
 
     fn wait_dns(&self, ow: &str, ip: &str, present: bool, timeout: Duration) -> Duration {
         let t = Instant::now();
-        wait_for(&format!("{ip} present={present} in DNS of {ow}"), timeout, || {
-            (self.answers(ow).contains(&ip.to_string()) == present).then_some(())
-        });
+        wait_for(
+            &format!("{ip} present={present} in DNS of {ow}"),
+            timeout,
+            || (self.answers(ow).contains(&ip.to_string()) == present).then_some(()),
+        );
         t.elapsed()
     }
 
@@ -347,7 +419,8 @@ impl Site {
 /// A UDP query from the current thread's namespace.
 fn query(server: SocketAddr) -> Option<Vec<String>> {
     let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
-    sock.set_read_timeout(Some(Duration::from_millis(1000))).ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(1000)))
+        .ok()?;
     sock.send_to(&Query::new(NAME, A).encode(7), server).ok()?;
     let mut buf = [0u8; 4096];
     let (n, _) = sock.recv_from(&mut buf).ok()?;
@@ -357,7 +430,6 @@ fn query(server: SocketAddr) -> Option<Vec<String>> {
 fn get(url: &str) -> Option<(u16, String)> {
     common::http_get(url)
 }
-
 
 /// What the monitor saw: counts per status, and every change of status
 /// with its time, so a failure says when it happened.
@@ -384,7 +456,8 @@ impl Monitor {
     fn start(site: &Site) -> Monitor {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let apis: Vec<(String, String)> = site.ows.keys().map(|o| (o.clone(), site.api(o))).collect();
+        let apis: Vec<(String, String)> =
+            site.ows.keys().map(|o| (o.clone(), site.api(o))).collect();
         let path = format!("/var/run/netns/{}", site.net.ns("client"));
         let (st, sn) = (Arc::clone(&stop), Arc::clone(&seen));
         let started = Instant::now();
@@ -402,7 +475,8 @@ impl Monitor {
                     }
                     for (ow, api) in &apis {
                         let t = Instant::now();
-                        let Some((200, body)) = get(&format!("{api}/api/v1/overwatch/agents")) else {
+                        let Some((200, body)) = get(&format!("{api}/api/v1/overwatch/agents"))
+                        else {
                             continue;
                         };
                         let took = t.elapsed();
@@ -413,9 +487,19 @@ impl Monitor {
                             let id = a["id"].as_str().unwrap_or("").to_string();
                             let status = a["status"].as_str().unwrap_or("").to_string();
                             let key = (ow.clone(), id.clone());
-                            *seen.counts.entry(key.clone()).or_default().entry(status.clone()).or_default() += 1;
+                            *seen
+                                .counts
+                                .entry(key.clone())
+                                .or_default()
+                                .entry(status.clone())
+                                .or_default() += 1;
                             if seen.last.get(&key) != Some(&status) {
-                                seen.changes.push((started.elapsed().as_millis(), ow.clone(), id, status.clone()));
+                                seen.changes.push((
+                                    started.elapsed().as_millis(),
+                                    ow.clone(),
+                                    id,
+                                    status.clone(),
+                                ));
                                 seen.last.insert(key, status);
                             }
                         }
@@ -426,7 +510,12 @@ impl Monitor {
                 }
             })
             .expect("monitor thread");
-        Monitor { stop, seen, started, thread: Some(thread) }
+        Monitor {
+            stop,
+            seen,
+            started,
+            thread: Some(thread),
+        }
     }
 
     /// Milliseconds since the monitor started, to line events up.
@@ -451,7 +540,11 @@ impl Drop for Monitor {
 
 fn assert_never(seen: &Seen, status: &str) {
     for ((ow, ag), st) in &seen.counts {
-        assert!(!st.contains_key(status), "{ag} was {status} on {ow}: {st:?}; changes (ms, ow, agent, status): {:?}", seen.changes);
+        assert!(
+            !st.contains_key(status),
+            "{ag} was {status} on {ow}: {st:?}; changes (ms, ow, agent, status): {:?}",
+            seen.changes
+        );
     }
 }
 
@@ -464,8 +557,10 @@ fn agent_cut_off_from_one_overwatch() {
     site.wait_all_in_dns(Duration::from_secs(20));
     let (ow1, ag1) = (site.net.ip("ow1"), site.net.ip("ag1"));
     let t = Instant::now();
-    site.net.iptables("ag1", &["-A", "OUTPUT", "-d", &ow1, "-j", "DROP"]);
-    site.net.iptables("ag1", &["-A", "INPUT", "-s", &ow1, "-j", "DROP"]);
+    site.net
+        .iptables("ag1", &["-A", "OUTPUT", "-d", &ow1, "-j", "DROP"]);
+    site.net
+        .iptables("ag1", &["-A", "INPUT", "-s", &ow1, "-j", "DROP"]);
     site.wait_dns("ow1", &ag1, false, Duration::from_secs(10));
     let gone = t.elapsed();
     assert_eq!(site.agent_status("ow1", "ag1")["status"], "stale");
@@ -477,8 +572,10 @@ fn agent_cut_off_from_one_overwatch() {
     let (_, m) = get(&format!("{}/metrics", site.api("ow1"))).unwrap();
     assert!(m.contains("opengslb_overwatch_stale_agents 1"), "{m}");
     let t = Instant::now();
-    site.net.iptables("ag1", &["-D", "OUTPUT", "-d", &ow1, "-j", "DROP"]);
-    site.net.iptables("ag1", &["-D", "INPUT", "-s", &ow1, "-j", "DROP"]);
+    site.net
+        .iptables("ag1", &["-D", "OUTPUT", "-d", &ow1, "-j", "DROP"]);
+    site.net
+        .iptables("ag1", &["-D", "INPUT", "-s", &ow1, "-j", "DROP"]);
     site.wait_dns("ow1", &ag1, true, Duration::from_secs(15));
     let back = t.elapsed();
     assert_eq!(site.agent_status("ow1", "ag1")["status"], "active");
@@ -494,14 +591,38 @@ fn ten_percent_loss_never_flaps_to_stale() {
     let site = Site::new("nf-loss", 2, 3);
     site.wait_all_in_dns(Duration::from_secs(20));
     for dir in ["OUTPUT", "INPUT"] {
-        site.net.iptables("ag1", &["-A", dir, "-m", "statistic", "--mode", "random", "--probability", "0.1", "-j", "DROP"]);
+        site.net.iptables(
+            "ag1",
+            &[
+                "-A",
+                dir,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                "0.1",
+                "-j",
+                "DROP",
+            ],
+        );
     }
     let mon = Monitor::start(&site);
     std::thread::sleep(Duration::from_secs(60));
     let seen = mon.finish();
     let polls = seen.polls;
     let out = Command::new("ip")
-        .args(["netns", "exec", site.net.ns("ag1"), "iptables", "-w", "-L", "-v", "-n", "-x"])
+        .args([
+            "netns",
+            "exec",
+            site.net.ns("ag1"),
+            "iptables",
+            "-w",
+            "-L",
+            "-v",
+            "-n",
+            "-x",
+        ])
         .output()
         .unwrap();
     let dropped: u64 = String::from_utf8_lossy(&out.stdout)
@@ -509,7 +630,10 @@ fn ten_percent_loss_never_flaps_to_stale() {
         .filter(|l| l.contains("statistic"))
         .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
-    eprintln!("FIGURES loss: {polls} polls over 60 s, {dropped} packets dropped on ag1's link, max API latency {:?}, statuses {:?}", seen.max_latency, seen.counts);
+    eprintln!(
+        "FIGURES loss: {polls} polls over 60 s, {dropped} packets dropped on ag1's link, max API latency {:?}, statuses {:?}",
+        seen.max_latency, seen.counts
+    );
     assert!(polls > 300, "the monitor polled: {polls}");
     assert!(dropped > 0, "the loss rule dropped something");
     assert_never(&seen, "stale");
@@ -534,43 +658,75 @@ fn restarted_overwatch_keeps_overrides_pins_and_revocations() {
     )
     .unwrap();
     assert_eq!(code, 200, "{body}");
-    let (code, body) =
-        common::http(&format!("{api}/api/v1/overwatch/agents/ag3/revoke"), "POST", Some(r#"{"reason":"fault test"}"#)).unwrap();
+    let (code, body) = common::http(
+        &format!("{api}/api/v1/overwatch/agents/ag3/revoke"),
+        "POST",
+        Some(r#"{"reason":"fault test"}"#),
+    )
+    .unwrap();
     assert_eq!(code, 200, "{body}");
     site.wait_dns("ow1", &ag2, false, Duration::from_secs(5));
     site.wait_dns("ow1", &site.net.ip("ag3"), false, Duration::from_secs(5));
-    let pins: Vec<serde_json::Value> = ["ag1", "ag2", "ag3"].iter().map(|a| site.agent_status("ow1", a)["fingerprint"].clone()).collect();
+    let pins: Vec<serde_json::Value> = ["ag1", "ag2", "ag3"]
+        .iter()
+        .map(|a| site.agent_status("ow1", a)["fingerprint"].clone())
+        .collect();
     assert!(pins.iter().all(|p| p.is_string()), "{pins:?}");
 
     let code = site.ows.get_mut("ow1").unwrap().stop();
     assert_eq!(code, Some(0));
     let t = Instant::now();
     site.start_ow("ow1", (K1, &[]));
-    wait_for("ow1 ready again", Duration::from_secs(15), || get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200));
+    wait_for("ow1 ready again", Duration::from_secs(15), || {
+        get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200)
+    });
     site.wait_dns("ow1", &site.net.ip("ag1"), true, Duration::from_secs(20));
     let rejoin = t.elapsed();
     let (_, o) = get(&format!("{api}/api/v1/overrides")).unwrap();
-    assert!(o.contains(&ag2) && o.contains("fault test"), "override kept: {o}");
-    wait_for("ag2 active again", Duration::from_secs(15), || (site.agent_status("ow1", "ag2")["status"] == "active").then_some(()));
+    assert!(
+        o.contains(&ag2) && o.contains("fault test"),
+        "override kept: {o}"
+    );
+    wait_for("ag2 active again", Duration::from_secs(15), || {
+        (site.agent_status("ow1", "ag2")["status"] == "active").then_some(())
+    });
     for (a, pin) in ["ag1", "ag2", "ag3"].iter().zip(&pins) {
-        wait_for(&format!("pin of {a} listed"), Duration::from_secs(10), || site.agent_status("ow1", a)["fingerprint"].is_string().then_some(()));
-        assert_eq!(&site.agent_status("ow1", a)["fingerprint"], pin, "pin of {a} kept");
+        wait_for(
+            &format!("pin of {a} listed"),
+            Duration::from_secs(10),
+            || {
+                site.agent_status("ow1", a)["fingerprint"]
+                    .is_string()
+                    .then_some(())
+            },
+        );
+        assert_eq!(
+            &site.agent_status("ow1", a)["fingerprint"],
+            pin,
+            "pin of {a} kept"
+        );
     }
     wait_for("ag3 still revoked", Duration::from_secs(15), || {
         let v = site.agent_status("ow1", "ag3");
         (v["status"] == "rejected" && v["reject_reason"] == "revoked").then_some(())
     });
     let a = site.answers("ow1");
-    assert_eq!(a, vec![site.net.ip("ag1")], "only ag1: ag2 overridden, ag3 revoked");
+    assert_eq!(
+        a,
+        vec![site.net.ip("ag1")],
+        "only ag1: ag2 overridden, ag3 revoked"
+    );
     assert_eq!(site.answers("ow2").len(), 3, "ow2 is independent");
     // The pin really survived: ag1 with a new certificate is refused.
     assert_eq!(site.agents.get_mut("ag1").unwrap().stop(), Some(0));
     std::fs::remove_file(site.dir.path().join("ag1.crt")).unwrap();
     std::fs::remove_file(site.dir.path().join("ag1.key")).unwrap();
     site.start_agent("ag1", &["ow1", "ow2"], (K1, &[]));
-    wait_for("pin_mismatch after restart", Duration::from_secs(15), || {
-        (site.agent_status("ow1", "ag1")["reject_reason"] == "pin_mismatch").then_some(())
-    });
+    wait_for(
+        "pin_mismatch after restart",
+        Duration::from_secs(15),
+        || (site.agent_status("ow1", "ag1")["reject_reason"] == "pin_mismatch").then_some(()),
+    );
     eprintln!("FIGURES restart: ow1 back in DNS with ag1 {rejoin:?} after restart");
 }
 
@@ -593,18 +749,19 @@ fn gossip_key_rotation_without_stale() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let restart_agents = |site: &mut Site, steps: &mut Vec<(u128, String)>, keys: (&str, &[&str])| {
-        for ag in ["ag1", "ag2", "ag3"] {
-            steps.push((mon.now_ms(), format!("stop {ag}")));
-            assert_eq!(site.agents.get_mut(ag).unwrap().stop(), Some(0));
-            site.start_agent(ag, &ows, keys);
-            steps.push((mon.now_ms(), format!("started {ag}")));
-            for ow in ows {
-                site.wait_dns(ow, &site.net.ip(ag), true, Duration::from_secs(15));
+    let restart_agents =
+        |site: &mut Site, steps: &mut Vec<(u128, String)>, keys: (&str, &[&str])| {
+            for ag in ["ag1", "ag2", "ag3"] {
+                steps.push((mon.now_ms(), format!("stop {ag}")));
+                assert_eq!(site.agents.get_mut(ag).unwrap().stop(), Some(0));
+                site.start_agent(ag, &ows, keys);
+                steps.push((mon.now_ms(), format!("started {ag}")));
+                for ow in ows {
+                    site.wait_dns(ow, &site.net.ip(ag), true, Duration::from_secs(15));
+                }
+                steps.push((mon.now_ms(), format!("{ag} in DNS of both")));
             }
-            steps.push((mon.now_ms(), format!("{ag} in DNS of both")));
-        }
-    };
+        };
     // 1. Overwatches learn the new key; 2. agents send with it, keep the old;
     // 3. Overwatches make it primary and drop the old; 4. so do agents.
     reload_ow(&site, &mut steps, (K1, &[K2]));
@@ -613,16 +770,30 @@ fn gossip_key_rotation_without_stale() {
     restart_agents(&mut site, &mut steps, (K2, &[]));
     std::thread::sleep(Duration::from_secs(4));
     let seen = mon.finish();
-    eprintln!("FIGURES key rotation: {:?} in total, {} polls, statuses {:?}, steps {steps:?}", t.elapsed(), seen.polls, seen.counts);
+    eprintln!(
+        "FIGURES key rotation: {:?} in total, {} polls, statuses {:?}, steps {steps:?}",
+        t.elapsed(),
+        seen.polls,
+        seen.counts
+    );
     assert_never(&seen, "stale");
     assert_never(&seen, "rejected");
     for ow in ows {
         for ag in ["ag1", "ag2", "ag3"] {
-            assert_eq!(site.agent_status(ow, ag)["status"], "active", "{ag} on {ow}");
+            assert_eq!(
+                site.agent_status(ow, ag)["status"],
+                "active",
+                "{ag} on {ow}"
+            );
         }
         let (_, m) = get(&format!("{}/metrics", site.api(ow))).unwrap();
-        let reloads = m.lines().find(|l| l.starts_with("opengslb_config_reloads_total{result=\"success\"}"));
-        assert!(reloads.is_some_and(|l| l.ends_with(" 2")), "{ow} reloaded twice: {reloads:?}");
+        let reloads = m
+            .lines()
+            .find(|l| l.starts_with("opengslb_config_reloads_total{result=\"success\"}"));
+        assert!(
+            reloads.is_some_and(|l| l.ends_with(" 2")),
+            "{ow} reloaded twice: {reloads:?}"
+        );
     }
 }
 
@@ -630,8 +801,13 @@ fn gossip_key_rotation_without_stale() {
 fn short_lived_identity(id: &str, secs: u64) -> (String, String) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(vec![id.to_string()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, id);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, id);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let (y, m, d, ..) = opengslb::timefmt::civil(now);
     let midnight = rcgen::date_time_ymd(y as i32, m as u8, d as u8);
     params.not_before = midnight - Duration::from_secs(86_400);
@@ -653,14 +829,29 @@ fn expired_certificate_rotates_with_proof_from_the_old_key() {
     std::fs::write(www.join("health"), "ok").unwrap();
     let ip = site.net.ip("ag1");
     let log = site.dir.path().join("http.log");
-    site._backends.push(site.net.spawn("ag1", &["python3", "-m", "http.server", "8080", "--bind", &ip, "--directory", www.to_str().unwrap()], &log));
+    site._backends.push(site.net.spawn(
+        "ag1",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            &ip,
+            "--directory",
+            www.to_str().unwrap(),
+        ],
+        &log,
+    ));
     site.net.enter("client");
     let (cert, key) = short_lived_identity("ag1", 20);
     let crt_path = site.dir.path().join("ag1.crt");
     std::fs::write(&crt_path, cert).unwrap();
     common::TempDir::write(&site.dir, "ag1.key", &key);
     let expires = Instant::now() + Duration::from_secs(20);
-    wait_for("ow1 ready", Duration::from_secs(15), || get(&format!("{}/api/v1/ready", site.api("ow1"))).filter(|(c, _)| *c == 200));
+    wait_for("ow1 ready", Duration::from_secs(15), || {
+        get(&format!("{}/api/v1/ready", site.api("ow1"))).filter(|(c, _)| *c == 200)
+    });
     site.start_agent("ag1", &["ow1"], (K1, &[]));
     site.wait_dns("ow1", &ip, true, Duration::from_secs(15));
     let old_fp = site.agent_status("ow1", "ag1")["fingerprint"].clone();
@@ -673,13 +864,21 @@ fn expired_certificate_rotates_with_proof_from_the_old_key() {
     let took = t.elapsed();
     let v = site.agent_status("ow1", "ag1");
     assert_eq!(v["status"], "active", "{v}");
-    assert_ne!(v["fingerprint"], old_fp, "the new certificate is pinned without operator action");
+    assert_ne!(
+        v["fingerprint"], old_fp,
+        "the new certificate is pinned without operator action"
+    );
     assert!(v["reject_reason"].is_null(), "{v}");
     let log = site.agents["ag1"].log_text();
     assert!(log.contains("expired"), "{log}");
     assert!(Path::new(&format!("{}.rotation", crt_path.display())).exists());
     let mut text = String::new();
-    std::fs::File::open(&crt_path).unwrap().read_to_string(&mut text).unwrap();
+    std::fs::File::open(&crt_path)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
     assert!(text.contains("BEGIN CERTIFICATE"));
-    eprintln!("FIGURES cert rotation: expired certificate replaced and re-pinned in {took:?} after start");
+    eprintln!(
+        "FIGURES cert rotation: expired certificate replaced and re-pinned in {took:?} after start"
+    );
 }
