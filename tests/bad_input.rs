@@ -5,226 +5,21 @@
 //! (backends, agents, overrides, audit log) must be what it was.
 
 mod common;
+#[path = "bad_input/site.rs"]
+mod site;
+#[path = "bad_input/wire.rs"]
+mod wire;
 
 use common::dnsclient::{self, A, Query};
 use common::*;
+use site::{Site, noise, raw_http, run_bin, site};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use wire::*;
 
-const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
 const CLI: &str = env!("CARGO_BIN_EXE_opengslb-cli");
-
-struct Site {
-    ow: Daemon,
-    agent: Daemon,
-    dns: SocketAddr,
-    gossip: SocketAddr,
-    api: String,
-    web: HttpBackend,
-    drain: std::path::PathBuf,
-    agent_api: String,
-    _dir: TempDir,
-}
-
-fn site(tag: &str, ip: &str) -> Site {
-    let dir = TempDir::new(tag);
-    let (dns_port, api_port, gossip_port, agent_port) = (
-        free_port("127.0.0.1"),
-        free_port("127.0.0.1"),
-        free_port("127.0.0.1"),
-        free_port("127.0.0.1"),
-    );
-    let data = dir.path().join("data");
-    let yaml = format!(
-        r#"mode: overwatch
-dns:
-  listen_address: "127.0.0.1:{dns_port}"
-  zones: [gslb.test]
-  tcp_idle_timeout: 1s
-overwatch:
-  identity: {{ node_id: ow1 }}
-  agent_tokens: {{ app.gslb.test: "app-token" }}
-  gossip: {{ bind_address: "127.0.0.1:{gossip_port}", encryption_key: "{KEY}" }}
-  validation: {{ enabled: false }}
-  data_dir: "{data}"
-regions:
-  - name: east
-domains:
-  - {{ name: app.gslb.test, routing_algorithm: round-robin, regions: [east] }}
-api:
-  address: "127.0.0.1:{api_port}"
-"#,
-        data = data.display()
-    );
-    let ow = Daemon::start(&dir, "ow1", &yaml, "overwatch");
-    let api = format!("http://127.0.0.1:{api_port}");
-    wait_for("overwatch API", Duration::from_secs(10), || {
-        http_get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200)
-    });
-    let web = HttpBackend::start(ip);
-    let drain = dir.path().join("web.drain");
-    let agent_yaml = format!(
-        r#"mode: agent
-agent:
-  identity:
-    agent_id: web1
-    region: east
-    service_token: "app-token"
-    cert_path: "{d}/web1.crt"
-    key_path: "{d}/web1.key"
-  backends:
-    - service: app.gslb.test
-      address: "{ip}"
-      port: {port}
-      health_check: {{ type: http, path: /health, interval: 200ms, timeout: 500ms }}
-  gossip:
-    encryption_key: "{KEY}"
-    overwatch_nodes: ["127.0.0.1:{gossip_port}"]
-  heartbeat: {{ interval: 500ms, missed_threshold: 3 }}
-  drain_file: "{drain}"
-  api: {{ address: "127.0.0.1:{agent_port}" }}
-"#,
-        d = dir.path().display(),
-        port = web.addr.port(),
-        drain = drain.display()
-    );
-    let agent = Daemon::start(&dir, "web1", &agent_yaml, "agent");
-    let s = Site {
-        ow,
-        agent,
-        dns: format!("127.0.0.1:{dns_port}").parse().unwrap(),
-        gossip: format!("127.0.0.1:{gossip_port}").parse().unwrap(),
-        api,
-        web,
-        drain,
-        agent_api: format!("http://127.0.0.1:{agent_port}"),
-        _dir: dir,
-    };
-    wait_for("backend in DNS", Duration::from_secs(15), || {
-        s.serving().then_some(())
-    });
-    s
-}
-
-impl Site {
-    /// DNS answers the backend over UDP and TCP.
-    fn serving(&self) -> bool {
-        let want = vec![self.web.addr.ip().to_string()];
-        let q = Query::new("app.gslb.test", A);
-        dnsclient::udp(self.dns, &q).is_some_and(|r| r.addr_strings() == want)
-            && dnsclient::tcp(self.dns, &q).is_some_and(|r| r.addr_strings() == want)
-    }
-
-    /// What must not change: backends with their status, agents with
-    /// status and pin, overrides and the number of audited writes.
-    fn state(&self) -> String {
-        let get = |path: &str| -> serde_json::Value {
-            let (code, body) = http_get(&format!("{}{path}", self.api)).expect("API answers");
-            assert_eq!(code, 200, "{path}: {body}");
-            serde_json::from_str(&body).expect("JSON")
-        };
-        let b = get("/api/v1/overwatch/backends");
-        let backends: Vec<String> = b["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| {
-                format!(
-                    "{} {} {} {} {}",
-                    x["service"],
-                    x["address"],
-                    x["port"],
-                    x["effective_status"],
-                    x["override_status"]
-                )
-            })
-            .collect();
-        let a = get("/api/v1/overwatch/agents");
-        let agents: Vec<String> = a["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| format!("{} {} {}", x["id"], x["status"], x["fingerprint"]))
-            .collect();
-        let o = get("/api/v1/overrides");
-        // Refused attempts that reached the registry are audited too (who
-        // tried what); only writes that succeeded count as a change.
-        let audit = get("/api/v1/audit-logs");
-        let entries = audit
-            .as_array()
-            .or_else(|| audit["entries"].as_array())
-            .cloned()
-            .unwrap_or_default();
-        let applied = entries.iter().filter(|e| e["result"] == "ok").count();
-        format!(
-            "{backends:?} {agents:?} {} audit_ok={applied}",
-            o["overrides"]
-        )
-    }
-
-    fn metric(&self, name: &str) -> f64 {
-        let (_, m) = http_get(&format!("{}/metrics", self.api)).unwrap();
-        m.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    /// After a bad input: still answering, and nothing changed.
-    fn assert_unchanged(&self, before: &str, what: &str) {
-        assert!(self.serving(), "DNS still answers after {what}");
-        assert_eq!(self.state(), before, "state unchanged after {what}");
-        assert!(self.ow.child.is_some() && self.agent.child.is_some());
-    }
-}
-
-#[derive(Debug, PartialEq)]
-enum Out {
-    /// No datagram came back within the timeout.
-    Silent,
-    /// A reply with this RCODE (FORMERR = 1, NOTIMP = 4, ...).
-    Rcode(u8),
-}
-
-fn udp_outcome(server: SocketAddr, bytes: &[u8]) -> Out {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(700)))
-        .unwrap();
-    sock.send_to(bytes, server).unwrap();
-    let mut buf = [0u8; 65535];
-    match sock.recv_from(&mut buf) {
-        Ok((n, _)) => {
-            Out::Rcode(
-                buf.get(3)
-                    .map_or(255, |b| b & 0x0f)
-                    .max(if n < 12 { 255 } else { 0 }),
-            )
-        }
-        Err(_) => Out::Silent,
-    }
-}
-
-fn header(id: u16, flags: u16, qd: u16, an: u16) -> Vec<u8> {
-    let mut h = Vec::new();
-    for v in [id, flags, qd, an, 0, 0] {
-        h.extend_from_slice(&v.to_be_bytes());
-    }
-    h
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[test]
 fn dns_over_udp_and_tcp() {
@@ -314,61 +109,6 @@ fn dns_over_udp_and_tcp() {
     let q = s.metric("opengslb_dns_queries_total");
     assert!(q > 0.0);
     assert!(failures.is_empty(), "{failures:#?}");
-}
-
-#[derive(Debug, PartialEq)]
-enum TcpOut {
-    Closed,
-    Rcode(u8),
-    Hung,
-}
-
-fn tcp_outcome(server: SocketAddr, bytes: &[u8]) -> TcpOut {
-    let mut t = TcpStream::connect(server).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    if t.write_all(bytes).is_err() {
-        return TcpOut::Closed;
-    }
-    let mut len = [0u8; 2];
-    match t.read_exact(&mut len) {
-        Ok(()) => {
-            let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
-            match t.read_exact(&mut msg) {
-                Ok(()) => TcpOut::Rcode(msg.get(3).map_or(255, |b| b & 0x0f)),
-                Err(_) => TcpOut::Closed,
-            }
-        }
-        Err(e)
-            if e.kind() == std::io::ErrorKind::WouldBlock
-                || e.kind() == std::io::ErrorKind::TimedOut =>
-        {
-            TcpOut::Hung
-        }
-        Err(_) => TcpOut::Closed,
-    }
-}
-
-/// The short key id the header carries (see src/gossip/crypto.rs).
-fn key_id() -> [u8; 4] {
-    use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(KEY)
-        .unwrap();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(b"opengslb-gossip-key-id");
-    ctx.update(&raw);
-    let d = ctx.finish();
-    [d.as_ref()[0], d.as_ref()[1], d.as_ref()[2], d.as_ref()[3]]
-}
-
-fn gossip_header(key_id: [u8; 4], magic: &[u8; 2]) -> Vec<u8> {
-    let mut h = magic.to_vec();
-    h.extend_from_slice(&[1, 0]);
-    h.extend_from_slice(&key_id);
-    h.extend_from_slice(&0x1122_3344_5566_7788u64.to_be_bytes());
-    h.extend_from_slice(&1u64.to_be_bytes());
-    h.extend_from_slice(&[7u8; 12]);
-    h
 }
 
 #[test]
@@ -462,42 +202,6 @@ fn gossip_datagrams_and_frames() {
         1,
         "only the real agent: {body}"
     );
-}
-
-/// Sends raw bytes to the API and reads one response (headers, then
-/// Content-Length bytes); (status, body). 0 when the server just closed.
-fn raw_http(api: &str, request: &[u8]) -> (u16, String) {
-    let addr = api.trim_start_matches("http://");
-    let mut t = TcpStream::connect(addr).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = t.write_all(request);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                let code = head
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0);
-                return (code, body.to_string());
-            }
-        }
-        match t.read(&mut buf) {
-            Ok(0) | Err(_) => return (0, text),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 #[test]
@@ -650,18 +354,6 @@ fn api_requests() {
     );
     s.assert_unchanged(&before, "garbage instead of HTTP");
     assert!(failures.is_empty(), "{failures:#?}");
-}
-
-fn run_bin(bin: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(bin)
-        .args(args)
-        .env_remove("OPENGSLB_API")
-        .output()
-        .expect("run");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
