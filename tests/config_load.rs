@@ -458,8 +458,9 @@ fn man_page_documents_every_key() {
 fn odd_input_is_reported_not_panicked_on() {
     let dir = TempDir::new("odd");
     let cases = [
-        ("", true),
-        ("---\n", true),
+        // An empty file is refused: most often a truncated write (issue 6).
+        ("", false),
+        ("---\n", false),
         ("just a string\n", false),
         ("- a\n- b\n", false),
         ("dns: {listen_address: \":53\", zones: [x.example]}\n", true),

@@ -78,6 +78,19 @@ pub fn load(path: &Path, mode_override: Option<Mode>) -> Result<Loaded, ConfigEr
     let Some((mut root, index)) = read_yaml(path, 0, &mut out) else {
         return Err(finish(out));
     };
+    // An empty main file is most often one truncated by a failed write;
+    // running on nothing but defaults (no domains) would be an outage,
+    // and on SIGHUP it would replace a working configuration.
+    if root.is_null() {
+        out.file(
+            0,
+            path,
+            None,
+            None,
+            "the file is empty (no keys); refusing to run on defaults alone".into(),
+        );
+        return Err(finish(out));
+    }
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut origins = Origins {
         files: vec![(path.to_path_buf(), index)],

@@ -446,20 +446,31 @@ impl OverwatchProtocol {
         match self.check_register(&r, session, now_ms, policy) {
             Err((reason, detail)) => self.reject(Some(id), src, reason, detail, policy, out),
             Ok(ok) => {
-                let duplicate = self
-                    .agents
-                    .get(&id)
-                    .filter(|a| {
-                        // a retransmitted (or late) copy of what already
-                        // took effect: answer it, never move the state back
-                        a.session == session
-                            && a.fingerprint == ok.fingerprint
-                            && a.agent_dh == r.agent_dh
-                            && a.applied_seq >= r.state_seq
-                    })
-                    .map(|a| a.ow_dh);
-                let ow_dh = if let Some(ow_dh) = duplicate {
-                    ow_dh
+                // The same registration again (same session and key share):
+                // a retransmit, or a resend carrying newer state because the
+                // state changed before our answer arrived. It keeps the
+                // session key already derived: the agent may have taken our
+                // first answer, and a second key would make every later
+                // message of the session fail its tag (the agent then went
+                // stale and re-registered after the missed-heartbeat window).
+                let same_offer = self.agents.get_mut(&id).filter(|a| {
+                    a.session == session
+                        && a.fingerprint == ok.fingerprint
+                        && a.agent_dh == r.agent_dh
+                });
+                let ow_dh = if let Some(a) = same_offer {
+                    // never move the state back; apply a newer one in full
+                    if r.state_seq > a.applied_seq {
+                        a.applied_seq = r.state_seq;
+                        a.last_seen = now_ms;
+                        out.events.push(OverwatchEvent::State {
+                            agent_id: id.clone(),
+                            backends: r.backends,
+                            removed: Vec::new(),
+                            full: true,
+                        });
+                    }
+                    a.ow_dh
                 } else {
                     let Some(mine) = session::offer() else {
                         return;
