@@ -206,7 +206,9 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         if let Some(every) = watchdog
             && last_watchdog.elapsed() >= every
         {
-            let alive = started.elapsed().as_millis() as u64 - beat.load(Ordering::Relaxed) < 5_000;
+            let alive = (started.elapsed().as_millis() as u64)
+                .saturating_sub(beat.load(Ordering::Relaxed))
+                < 5_000;
             if alive {
                 notify("WATCHDOG=1");
             }
