@@ -7,7 +7,10 @@
 #   scenario 2: a drain file appears -> the address leaves DNS at once,
 #               while the web server still answers /health with 200
 #
-# Usage: scripts/demo.sh [--keep]   (--keep leaves the work dir for reading)
+# Usage: scripts/demo.sh [--netns] [--keep]
+#   --netns  (root only) each host in its own network namespace, joined by
+#            a bridge on 10.99.0.0/24 that exists only inside them
+#   --keep   leave the work dir for reading
 # Needs: cargo, python3 (toy web servers), dig (package dnsutils).
 # Without a terminal it runs unattended and exits 0 only when both
 # scenarios behaved as expected. It cleans up after itself.
@@ -16,7 +19,14 @@ set -eu
 
 cd "$(dirname "$0")/.."
 KEEP=0
-[ "${1:-}" = "--keep" ] && KEEP=1
+NETNS=0
+for arg in "$@"; do
+    case "$arg" in
+        --keep) KEEP=1 ;;
+        --netns) NETNS=1 ;;
+        *) printf 'usage: scripts/demo.sh [--netns] [--keep]\n' >&2; exit 2 ;;
+    esac
+done
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
@@ -39,15 +49,62 @@ BIN=$(pwd)/target/release
 
 WORK=$(mktemp -d /tmp/opengslb-demo.XXXXXX)
 PIDS=""
+NS="ogd$$"
+HOSTS="ow web1 web2 web3 client"
 cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null || true; done
     for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+    if [ "$NETNS" -eq 1 ]; then
+        for h in $HOSTS core; do ip netns del "$NS$h" 2>/dev/null || true; done
+    fi
     if [ "$KEEP" -eq 1 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-OW=127.0.0.10
+# spawn HOST LOG CMD...: starts CMD on HOST in the background; `ip netns
+# exec` execs CMD, so the recorded pid is CMD's own.
+spawn() {
+    host=$1
+    log=$2
+    shift 2
+    if [ "$NETNS" -eq 1 ]; then
+        ip netns exec "$NS$host" "$@" >"$log" 2>&1 &
+    else
+        "$@" >"$log" 2>&1 &
+    fi
+    PIDS="$PIDS $!"
+}
+
+# Addresses of the hosts, and how to run a command on one of them.
+if [ "$NETNS" -eq 1 ]; then
+    [ "$(id -u)" -eq 0 ] || die "--netns needs root"
+    command -v ip >/dev/null 2>&1 || die "--netns needs iproute2"
+    OW=10.99.0.10
+    web_ip() { echo "10.99.0.1$1"; }
+    on() { host=$1; shift; ip netns exec "$NS$host" "$@"; }
+    say "creating network namespaces: $HOSTS, joined by a bridge in ${NS}core"
+    ip netns add "${NS}core"
+    ip -n "${NS}core" link add br0 type bridge
+    ip -n "${NS}core" link set br0 up
+    i=0
+    for h in $HOSTS; do
+        case "$h" in ow) addr=10.99.0.10 ;; web*) addr=10.99.0.1${h#web} ;; *) addr=10.99.0.20 ;; esac
+        ip netns add "$NS$h"
+        ip link add "${NS}v$i" type veth peer name "${NS}e$i"
+        ip link set "${NS}v$i" netns "${NS}core"
+        ip link set "${NS}e$i" netns "$NS$h"
+        ip -n "${NS}core" link set "${NS}v$i" master br0 up
+        ip -n "$NS$h" addr add "$addr/24" dev "${NS}e$i"
+        ip -n "$NS$h" link set "${NS}e$i" up
+        ip -n "$NS$h" link set lo up
+        i=$((i + 1))
+    done
+else
+    OW=127.0.0.10
+    web_ip() { echo "127.0.0.1$1"; }
+    on() { shift; "$@"; }
+fi
 DNS_PORT=15353
 API="http://$OW:19090"
 KEY=$("$BIN/opengslb-cli" gen-key)
@@ -73,6 +130,7 @@ domains:
   - { name: $NAME, routing_algorithm: round-robin, regions: [demo], ttl: 5 }
 api:
   address: "$OW:19090"
+  allowed_networks: [127.0.0.0/8, 10.99.0.0/24]
 logging: { level: info }
 YAML
 chmod 600 "$WORK/overwatch.yaml"
@@ -80,8 +138,7 @@ chmod 600 "$WORK/overwatch.yaml"
 start_web() { # n
     mkdir -p "$WORK/web$1/www"
     echo ok > "$WORK/web$1/www/health"
-    (cd "$WORK/web$1/www" && exec python3 -m http.server 8080 --bind "127.0.0.1$1" >"$WORK/web$1/http.log" 2>&1) &
-    PIDS="$PIDS $!"
+    spawn "web$1" "$WORK/web$1/http.log" python3 -m http.server 8080 --bind "$(web_ip "$1")" --directory "$WORK/web$1/www"
 }
 
 start_agent() { # n
@@ -96,7 +153,7 @@ agent:
     key_path: "$WORK/web$1/agent.key"
   backends:
     - service: $NAME
-      address: "127.0.0.1$1"
+      address: "$(web_ip "$1")"
       port: 8080
       health_check: { type: http, path: /health, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1 }
   gossip:
@@ -104,15 +161,22 @@ agent:
     overwatch_nodes: ["$OW:17946"]
   heartbeat: { interval: 1s, missed_threshold: 3 }
   drain_file: "$WORK/web$1/drain"
-  api: { address: "127.0.0.1$1:9100" }
+  api: { address: "$(web_ip "$1"):9100" }
 logging: { level: info }
 YAML
     chmod 600 "$WORK/web$1/agent.yaml"
-    "$BIN/opengslb" --config "$WORK/web$1/agent.yaml" >"$WORK/web$1/agent.log" 2>&1 &
-    PIDS="$PIDS $!"
+    spawn "web$1" "$WORK/web$1/agent.log" "$BIN/opengslb" --config "$WORK/web$1/agent.yaml"
 }
 
-answers() { dig +short +time=1 +tries=1 -p "$DNS_PORT" "@$OW" "$NAME" A 2>/dev/null | sort | tr '\n' ' '; }
+answers() { on client dig +short +time=1 +tries=1 -p "$DNS_PORT" "@$OW" "$NAME" A 2>/dev/null | sort | tr '\n' ' '; }
+show_dns() {
+    echo "client\$ dig +short -p $DNS_PORT @$OW $NAME A"
+    on client dig +short -p "$DNS_PORT" "@$OW" "$NAME" A
+}
+show_servers() {
+    echo "client\$ opengslb-cli --api $API servers"
+    on client "$BIN/opengslb-cli" --api "$API" servers
+}
 has() { answers | grep -qw "$1"; }
 
 # wait_until COND_CMD TIMEOUT_MS -> prints elapsed ms, fails on timeout
@@ -126,54 +190,52 @@ wait_until() {
 }
 
 say "starting the Overwatch on $OW (DNS :$DNS_PORT, API :19090, gossip :17946)"
-"$BIN/opengslb" --config "$WORK/overwatch.yaml" >"$WORK/overwatch.log" 2>&1 &
-PIDS="$PIDS $!"
+spawn ow "$WORK/overwatch.log" "$BIN/opengslb" --config "$WORK/overwatch.yaml"
 say "starting three web hosts (python3 http.server) and an agent beside each"
 for n in 1 2 3; do start_web "$n"; start_agent "$n"; done
 
-if ! wait_until 'has 127.0.0.11 && has 127.0.0.12 && has 127.0.0.13' 20000 >/dev/null; then
+W1=$(web_ip 1)
+W2=$(web_ip 2)
+W3=$(web_ip 3)
+if ! wait_until "has $W1 && has $W2 && has $W3" 20000 >/dev/null; then
     tail -n 20 "$WORK/overwatch.log" "$WORK"/web*/agent.log >&2
     die "the three backends did not appear in DNS"
 fi
 say "all three web hosts are in DNS"
-echo "\$ dig +short -p $DNS_PORT @$OW $NAME A"
-dig +short -p "$DNS_PORT" "@$OW" "$NAME" A
-echo "\$ opengslb-cli servers"
-"$BIN/opengslb-cli" --api "$API" servers
+show_dns
+show_servers
 pause
 
 OK=0
 say "scenario 1: web2's health check starts failing (its /health now returns 404)"
 rm "$WORK/web2/www/health"
-if t1=$(wait_until '! has 127.0.0.12' 15000); then
-    echo "127.0.0.12 left DNS ${t1} ms after its health check started failing"
+if t1=$(wait_until "! has $W2" 15000); then
+    echo "$W2 left DNS ${t1} ms after its health check started failing"
     echo "  (expected about interval x failure_threshold = 1s x 2, plus up to one check)"
-    echo "\$ dig +short -p $DNS_PORT @$OW $NAME A"
-    dig +short -p "$DNS_PORT" "@$OW" "$NAME" A
-    "$BIN/opengslb-cli" --api "$API" servers
+    show_dns
+    show_servers
     OK=$((OK + 1))
 else
-    echo "FAILED: 127.0.0.12 is still in DNS" >&2
+    echo "FAILED: $W2 is still in DNS" >&2
 fi
 echo ok > "$WORK/web2/www/health"
-wait_until 'has 127.0.0.12' 15000 >/dev/null && echo "web2 recovered and is back in DNS"
+wait_until "has $W2" 15000 >/dev/null && echo "web2 recovered and is back in DNS"
 pause
 
 say "scenario 2: a maintenance script creates web3's drain file"
 echo "kernel upgrade" > "$WORK/web3/drain"
-if t2=$(wait_until '! has 127.0.0.13' 5000); then
-    echo "127.0.0.13 left DNS ${t2} ms after the drain file appeared"
-    code=$(python3 -c 'import urllib.request as u; print(u.urlopen("http://127.0.0.13:8080/health", timeout=2).status)' 2>/dev/null || echo none)
+if t2=$(wait_until "! has $W3" 5000); then
+    echo "$W3 left DNS ${t2} ms after the drain file appeared"
+    code=$(on client python3 -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=2).status)' "http://$W3:8080/health" 2>/dev/null || echo none)
     echo "meanwhile web3 still answers /health with HTTP $code"
-    echo "\$ dig +short -p $DNS_PORT @$OW $NAME A"
-    dig +short -p "$DNS_PORT" "@$OW" "$NAME" A
-    "$BIN/opengslb-cli" --api "$API" servers
+    show_dns
+    show_servers
     [ "$code" = 200 ] && OK=$((OK + 1))
 else
-    echo "FAILED: 127.0.0.13 is still in DNS" >&2
+    echo "FAILED: $W3 is still in DNS" >&2
 fi
 rm -f "$WORK/web3/drain"
-wait_until 'has 127.0.0.13' 5000 >/dev/null && echo "drain file removed: web3 is back in DNS"
+wait_until "has $W3" 5000 >/dev/null && echo "drain file removed: web3 is back in DNS"
 
 say "summary"
 echo "scenario 1 (failing health check -> out after thresholds): ${t1:-failed} ms"
