@@ -62,8 +62,18 @@ fn read_yaml(path: &Path, idx: usize, out: &mut Collector) -> Option<(Value, Lin
             return None;
         }
     };
-    match serde_norway::from_str::<Value>(&text).and_then(|mut v| v.apply_merge().map(|()| v)) {
-        Ok(v) => Some((v, LineIndex::scan(&text))),
+    parse_yaml(&text, path, idx, out)
+}
+
+/// Parses the text of file number `idx` (named `path` in errors).
+fn parse_yaml(
+    text: &str,
+    path: &Path,
+    idx: usize,
+    out: &mut Collector,
+) -> Option<(Value, LineIndex)> {
+    match serde_norway::from_str::<Value>(text).and_then(|mut v| v.apply_merge().map(|()| v)) {
+        Ok(v) => Some((v, LineIndex::scan(text))),
         Err(e) => {
             let line = e.location().map(|l| l.line());
             out.file(idx, path, line, None, format!("invalid YAML: {e}"));
@@ -74,10 +84,36 @@ fn read_yaml(path: &Path, idx: usize, out: &mut Collector) -> Option<(Value, Lin
 
 pub fn load(path: &Path, mode_override: Option<Mode>) -> Result<Loaded, ConfigErrors> {
     let mut out = Collector { errors: Vec::new() };
-    let mut warnings: Vec<(usize, Option<usize>, String)> = Vec::new();
-    let Some((mut root, index)) = read_yaml(path, 0, &mut out) else {
+    let Some((root, index)) = read_yaml(path, 0, &mut out) else {
         return Err(finish(out));
     };
+    load_parsed(path, root, index, mode_override, out)
+}
+
+/// Like `load`, for the text of a main file that is not read from disk
+/// (the fuzzer, tests). `name` stands for its path in messages; includes
+/// and `*_file` secrets are still read relative to its folder. No
+/// permission check applies to `text` itself.
+pub fn load_str(
+    text: &str,
+    name: &Path,
+    mode_override: Option<Mode>,
+) -> Result<Loaded, ConfigErrors> {
+    let mut out = Collector { errors: Vec::new() };
+    let Some((root, index)) = parse_yaml(text, name, 0, &mut out) else {
+        return Err(finish(out));
+    };
+    load_parsed(name, root, index, mode_override, out)
+}
+
+/// Everything after the main file parsed: includes, merge, checks.
+fn load_parsed(
+    path: &Path,
+    mut root: Value,
+    index: LineIndex,
+    mode_override: Option<Mode>,
+    mut out: Collector,
+) -> Result<Loaded, ConfigErrors> {
     // An empty main file is most often one truncated by a failed write;
     // running on nothing but defaults (no domains) would be an outage,
     // and on SIGHUP it would replace a working configuration.
@@ -91,6 +127,7 @@ pub fn load(path: &Path, mode_override: Option<Mode>) -> Result<Loaded, ConfigEr
         );
         return Err(finish(out));
     }
+    let mut warnings: Vec<(usize, Option<usize>, String)> = Vec::new();
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut origins = Origins {
         files: vec![(path.to_path_buf(), index)],

@@ -21,7 +21,7 @@ mod walk;
 pub use duration::Dur;
 pub use error::{ConfigError, ConfigErrors};
 pub use keys::all_keys;
-pub use load::{Loaded, load};
+pub use load::{Loaded, load, load_str};
 pub use schema::*;
 pub use secrets::Secrets;
 pub use validate::LOG_LEVELS;

@@ -23,6 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Predictive sampling is clamped to this, so a huge configured interval
+/// cannot overflow the deadline arithmetic.
+const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(86_400);
+
 /// Longest the agent thread waits, so status and watchdog stay fresh.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -383,8 +387,9 @@ impl AgentLoop {
 
     /// Samples CPU and memory; true when the predictive drain changed.
     fn sample_predictive(&mut self) -> bool {
-        self.next_predictive =
-            Instant::now() + (*self.cfg.predictive.check_interval).max(Duration::from_millis(100));
+        self.next_predictive = Instant::now()
+            + (*self.cfg.predictive.check_interval)
+                .clamp(Duration::from_millis(100), MAX_CHECK_INTERVAL);
         if !self.cfg.predictive.enabled {
             return false;
         }

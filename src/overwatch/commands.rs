@@ -59,7 +59,7 @@ impl Runtime {
                 expires_in,
             } => {
                 let key = self.backend_key(service, address, *port)?;
-                let expires_at = expires_in.map(|d| at + d.as_secs().max(1));
+                let expires_at = expires_in.map(|d| at.saturating_add(d.as_secs().max(1)));
                 self.reg.set_override(Override {
                     key,
                     healthy: *healthy,

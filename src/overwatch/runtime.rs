@@ -259,8 +259,8 @@ impl Runtime {
                         "agent {agent_id}: certificate rotated to {fingerprint} (proof from the old key)"
                     );
                 }
-                let stale_after =
-                    heartbeat_interval.as_millis() as u64 * missed_threshold.max(1) as u64;
+                let stale_after = (heartbeat_interval.as_millis().min(u64::MAX as u128) as u64)
+                    .saturating_mul(missed_threshold.max(1) as u64);
                 let reports = backends.into_iter().filter_map(report).collect();
                 self.reg.agent_registered(
                     &agent_id,

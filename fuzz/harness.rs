@@ -1,0 +1,388 @@
+//! The fuzz entry points, one function per target, shared by the
+//! cargo-fuzz binaries (`fuzz/fuzz_targets/*.rs`) and the corpus replay
+//! test (`tests/fuzz_corpus.rs`) through `#[path]`, so `cargo test` runs
+//! every corpus file through exactly the code the fuzzer exercised.
+//!
+//! Each function takes arbitrary bytes, must never panic, asserts the
+//! invariants of its target, and returns how many of the inputs it built
+//! were accepted (an answered query, a decoded payload, a loaded file, a
+//! parsed command), so the replay test can check that the seeds still
+//! reach past the first parse.
+
+#![allow(dead_code)]
+
+use opengslb::api::routes::{self, BackendKey as RouteKey, Route};
+use opengslb::api::write;
+use opengslb::config::{self, Mode, RoutingAlgorithm, SoaConfig};
+use opengslb::dns::{
+    DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
+};
+use opengslb::gossip::agent_side::{AgentSession, SessionConfig};
+use opengslb::gossip::identity::Identity;
+use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchProtocol};
+use opengslb::gossip::wire::{self, Message, Payload};
+use opengslb::gossip::{Keyring, Policy, cert};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Every target, in the order `scripts/fuzz.sh` runs them.
+pub const TARGETS: [&str; 5] = [
+    "dns_query",
+    "gossip_frame_raw",
+    "gossip_frame_decrypted",
+    "config_yaml",
+    "api_body",
+];
+
+/// Runs one input through the named target.
+pub fn run(target: &str, data: &[u8]) -> Option<usize> {
+    Some(match target {
+        "dns_query" => dns_query(data),
+        "gossip_frame_raw" => gossip_frame_raw(data),
+        "gossip_frame_decrypted" => gossip_frame_decrypted(data),
+        "config_yaml" => config_yaml(data),
+        "api_body" => api_body(data),
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------- DNS
+
+fn dns_table() -> &'static (DnsTable, DnsStats) {
+    static T: OnceLock<(DnsTable, DnsStats)> = OnceLock::new();
+    T.get_or_init(|| {
+        let stats = DnsStats::new();
+        let t = |a: &str| Target {
+            ip: a.parse().expect("literal address"),
+            weight: 2,
+        };
+        let spec = TableSpec {
+            zones: vec![ZoneSpec {
+                apex: "example.com".into(),
+                soa: SoaConfig::default(),
+                nameservers: vec![],
+            }],
+            domains: vec![
+                DomainSpec {
+                    name: "app.example.com".into(),
+                    ttl: 30,
+                    algorithm: RoutingAlgorithm::RoundRobin,
+                    max_records: None,
+                    targets: vec![t("10.0.0.1"), t("10.0.0.2"), t("2001:db8::1")],
+                    last_healthy: None,
+                },
+                DomainSpec {
+                    name: "w.example.com".into(),
+                    ttl: 30,
+                    algorithm: RoutingAlgorithm::Weighted,
+                    max_records: Some(2),
+                    targets: vec![t("10.0.0.3"), t("10.0.0.4")],
+                    last_healthy: None,
+                },
+                DomainSpec {
+                    name: "down.test".into(),
+                    ttl: 30,
+                    algorithm: RoutingAlgorithm::Failover,
+                    max_records: None,
+                    targets: vec![],
+                    last_healthy: None,
+                },
+            ],
+            serial: 1,
+        };
+        (DnsTable::build(&spec, &stats), stats)
+    })
+}
+
+/// Bytes as a DNS query over UDP and TCP; a UDP answer fits 1232 bytes.
+pub fn dns_query(data: &[u8]) -> usize {
+    let (table, stats) = dns_table();
+    let mut r = Responder::new(1232);
+    let client = "127.0.0.1".parse().expect("literal address");
+    let mut answered = 0;
+    if let Some(out) = r.respond(data, client, Transport::Udp, table, stats) {
+        assert!(out.len() <= 1232, "UDP answer of {} bytes", out.len());
+        answered += 1;
+    }
+    if r.respond(data, client, Transport::Tcp, table, stats)
+        .is_some()
+    {
+        answered += 1;
+    }
+    answered
+}
+
+// ------------------------------------------------------------- gossip
+
+/// The key every gossip target shares: inputs sealed with it decrypt.
+pub const FUZZ_KEY: [u8; 32] = [0x42; 32];
+/// A second key of the Overwatch ring (rotation path).
+const OLD_KEY: [u8; 32] = [0x17; 32];
+/// The token the policy accepts for `app.example.com`.
+pub const FUZZ_TOKEN: &str = "fuzz-token";
+/// Unix ms used when an input carries no timestamp.
+const DEFAULT_NOW: u64 = 1_750_000_000_000;
+
+struct Gossip {
+    policy: Policy,
+    identity: Arc<Identity>,
+}
+
+fn gossip() -> &'static Gossip {
+    static G: OnceLock<Gossip> = OnceLock::new();
+    G.get_or_init(|| {
+        let mut policy = Policy {
+            keyring: Keyring::from_raw(&[FUZZ_KEY, OLD_KEY]),
+            ..Policy::default()
+        };
+        policy
+            .agent_tokens
+            .insert("app.example.com".into(), FUZZ_TOKEN.into());
+        policy.known_services.insert("app.example.com".into());
+        policy.revoked.insert("revoked-agent".into());
+        policy.pins.insert("pinned-agent".into(), "00".repeat(32));
+        let identity = Identity::generate("fuzz-agent", DEFAULT_NOW / 1000, 86_400)
+            .expect("in-memory identity");
+        Gossip {
+            policy,
+            identity: Arc::new(identity),
+        }
+    })
+}
+
+fn agent_session(now: u64) -> AgentSession {
+    let g = gossip();
+    AgentSession::new(
+        SessionConfig {
+            agent_id: "fuzz-agent".into(),
+            region: "eu".into(),
+            token: FUZZ_TOKEN.into(),
+            identity: g.identity.clone(),
+            keyring: Keyring::from_raw(&[FUZZ_KEY]),
+            heartbeat_interval: Duration::from_secs(5),
+            missed_threshold: 3,
+            time_window_ms: 60_000,
+        },
+        now,
+    )
+}
+
+fn src() -> SocketAddr {
+    "127.0.0.1:7946".parse().expect("literal address")
+}
+
+/// Raw bytes as they come off the network, before decryption: one
+/// datagram to the Overwatch side and to the agent side, and the same
+/// bytes as a TCP stream cut into frames, each frame to both sides.
+pub fn gossip_frame_raw(data: &[u8]) -> usize {
+    let g = gossip();
+    let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
+    let mut agent = agent_session(DEFAULT_NOW);
+    let mut packets = vec![data.to_vec()];
+    let mut stream = data.to_vec();
+    if let Ok(frames) = wire::take_frames(&mut stream) {
+        packets.extend(frames);
+    }
+    let mut accepted = 0;
+    for p in &packets {
+        let out = ow.on_packet(p, src(), DEFAULT_NOW, &g.policy);
+        accepted += out.replies.len() + out.events.len();
+        accepted += agent.on_datagram(p, DEFAULT_NOW).len();
+        let _ = agent.tick(DEFAULT_NOW);
+    }
+    ow.expire(DEFAULT_NOW + 1, &g.policy);
+    accepted
+}
+
+/// Splits an input into plaintexts: each is a big-endian u16 length and
+/// that many bytes; a short last length takes the rest.
+pub fn split_plaintexts(data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let [a, b, tail @ ..] = rest {
+        let n = usize::from(u16::from_be_bytes([*a, *b])).min(tail.len());
+        let (head, next) = tail.split_at(n);
+        out.push(head);
+        rest = next;
+    }
+    out
+}
+
+/// The inverse of `split_plaintexts`, for building seeds.
+pub fn join_plaintexts(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        let n = u16::try_from(p.len()).expect("plaintext under 64 KiB");
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// A wall clock no real machine reaches (about year 144 000): the local
+/// clock is never set past it, whatever a message claims.
+const MAX_CLOCK: u64 = 1 << 52;
+
+/// The time a plaintext claims (bytes 1..9), so the replay window passes,
+/// as long as it is a clock a machine can have (else `DEFAULT_NOW`, and
+/// the message is out of the window). Letting the input set the local
+/// clock to 2^64 - 1 made the first run "find" an overflow in
+/// `now + backoff` that no real clock can reach.
+fn claimed_time(plain: &[u8]) -> u64 {
+    match plain.get(1..9) {
+        Some(b) => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            let t = u64::from_be_bytes(a);
+            if (1..=MAX_CLOCK).contains(&t) {
+                t
+            } else {
+                DEFAULT_NOW
+            }
+        }
+        None => DEFAULT_NOW,
+    }
+}
+
+/// Arbitrary plaintexts sealed with the shared key, so the fuzzer gets
+/// past AES-GCM to the message parsers and the protocol state machines.
+/// The first byte picks the session id (so several messages can share
+/// one session); the rest is a list of plaintexts (`split_plaintexts`),
+/// fed in order to one Overwatch and one agent, each with the clock at
+/// the time the message claims. Every payload that decodes must encode
+/// back to itself; a Register's certificate goes through the X.509
+/// reader too.
+pub fn gossip_frame_decrypted(data: &[u8]) -> usize {
+    let g = gossip();
+    let Some((&sel, rest)) = data.split_first() else {
+        return 0;
+    };
+    let session = 0x5eed_0000 + u64::from(sel);
+    let sealer = Keyring::from_raw(&[FUZZ_KEY]);
+    let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
+    let mut agent: Option<AgentSession> = None;
+    let mut accepted = 0;
+    for (i, plain) in split_plaintexts(rest).into_iter().enumerate() {
+        let now = claimed_time(plain);
+        let agent = agent.get_or_insert_with(|| agent_session(now));
+        if let Some((body, _tag)) = wire::split_tag(plain)
+            && let Some(p) = Payload::decode(body)
+        {
+            accepted += 1;
+            assert_eq!(Payload::decode(&p.encode()).as_ref(), Some(&p));
+            if let Message::Register(r) = &p.message {
+                let _ = cert::parse(&r.cert_der);
+                if let Some((old, _)) = &r.rotation {
+                    let _ = cert::parse(old);
+                }
+            }
+        }
+        let Some(packet) = sealer.seal(session, i as u64 + 1, plain) else {
+            return accepted;
+        };
+        let out = ow.on_packet(&packet, src(), now, &g.policy);
+        for reply in &out.replies {
+            let _ = agent.on_datagram(reply, now);
+        }
+        let _ = agent.on_datagram(&packet, now);
+        let _ = agent.tick(now);
+        ow.expire(now, &g.policy);
+    }
+    accepted
+}
+
+// ------------------------------------------------------------- config
+
+/// Whether the text names other files (`includes:`): the loader would
+/// then glob and read the file system, which is not what this target is
+/// about and would make runs slow and machine-dependent.
+fn names_files(text: &str) -> bool {
+    let Ok(v) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return false;
+    };
+    let Some(m) = v.as_mapping() else {
+        return false;
+    };
+    m.keys()
+        .filter_map(|k| k.as_str())
+        .any(|k| k.trim() == "includes")
+}
+
+/// Bytes as the text of a main configuration file, in each mode.
+pub fn config_yaml(data: &[u8]) -> usize {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return 0;
+    };
+    if names_files(text) {
+        return 0;
+    }
+    let name = Path::new("/nonexistent/opengslb-fuzz/opengslb.yaml");
+    let mut loaded = 0;
+    for mode in [None, Some(Mode::Overwatch), Some(Mode::Agent)] {
+        match config::load_str(text, name, mode) {
+            Ok(l) => {
+                loaded += 1;
+                if let Some(m) = mode {
+                    assert_eq!(l.mode, m);
+                }
+            }
+            Err(e) => assert!(!e.0.is_empty(), "an error list must not be empty"),
+        }
+    }
+    loaded
+}
+
+// ---------------------------------------------------------------- API
+
+fn write_routes() -> [Route; 5] {
+    let key = RouteKey {
+        service: "app.example.com".into(),
+        address: "10.0.0.1".into(),
+        port: 8080,
+    };
+    [
+        Route::SetOverride(key.clone()),
+        Route::ClearOverride(key),
+        Route::ForgetAgent("web-1".into()),
+        Route::RevokeAgent("web-1".into()),
+        Route::Validate,
+    ]
+}
+
+const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"];
+
+/// The first byte picks a method; up to the first newline is a URL for
+/// the router, the rest a body for every write route (and for the route
+/// the URL names, when it is a write).
+pub fn api_body(data: &[u8]) -> usize {
+    let Some((&sel, rest)) = data.split_first() else {
+        return 0;
+    };
+    let method = METHODS[usize::from(sel) % METHODS.len()];
+    let (url, body) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let url = String::from_utf8_lossy(url);
+    let mut accepted = 0;
+    let (_, query) = routes::split_url(&url);
+    let _ = routes::query_pairs(query);
+    if let Ok(route) = routes::route(method, &url) {
+        accepted += 1;
+        if route.is_write() && write::command(&route, body).is_ok() {
+            accepted += 1;
+        }
+    }
+    for route in write_routes() {
+        match write::command(&route, body) {
+            Ok(c) => {
+                accepted += 1;
+                let _ = (c.action(), c.target());
+            }
+            Err(e) => assert!((400..600).contains(&e.code), "status {}", e.code),
+        }
+    }
+    accepted
+}
