@@ -19,7 +19,8 @@
 #      same dnsperf run, and the API's agent counts before and after.
 # Knobs: BENCH_AGENTS, BENCH_BACKENDS, BENCH_RAMP (1000), BENCH_LOAD_SECONDS
 # (60), BENCH_DNS_SECONDS (20), BENCH_IDLE_SECONDS (10), BENCH_CLIENTS (10),
-# BENCH_KEEP=1 keeps the temp dir.
+# BENCH_WAIT_SECONDS (180: how long to wait for every agent to be active
+# before measuring anyway), BENCH_KEEP=1 keeps the temp dir.
 set -eu
 
 cd "$(dirname "$0")/../.."
@@ -32,6 +33,7 @@ LOAD_SECONDS=${BENCH_LOAD_SECONDS:-60}
 DNS_SECONDS=${BENCH_DNS_SECONDS:-20}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-10}
 CLIENTS=${BENCH_CLIENTS:-10}
+WAIT_SECONDS=${BENCH_WAIT_SECONDS:-180}
 
 if ! command -v dnsperf >/dev/null 2>&1; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -226,14 +228,16 @@ while :; do
     if [ "$ACTIVE" -ge "$AGENTS" ]; then
         break
     fi
-    if [ $(($(date +%s) - RAMP_START)) -gt 180 ]; then
-        echo "scale.sh: only $ACTIVE of $AGENTS agents active after 180 s" >&2
-        tail -n 5 "$WORK/loadgen.out" >&2
-        exit 1
+    if [ $(($(date +%s) - RAMP_START)) -gt "$WAIT_SECONDS" ]; then
+        echo "WARNING: only $ACTIVE of $AGENTS agents active after $WAIT_SECONDS s; measuring anyway"
+        grep '^STATUS' "$WORK/loadgen.out" | tail -n 1
+        break
     fi
 done
-echo "all $AGENTS agents active after $(($(date +%s) - RAMP_START)) s (per the API); settling 10 s"
-sleep 10
+if [ "$ACTIVE" -ge "$AGENTS" ]; then
+    echo "all $AGENTS agents active after $(($(date +%s) - RAMP_START)) s (per the API); settling 10 s"
+    sleep 10
+fi
 
 echo "== loaded, measuring $LOAD_SECONDS s (load average $(loadavg))"
 show_stats before
