@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(1);
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set (run scripts/bench/failover.sh)"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set (run scripts/bench/failover.sh)"))
 }
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -78,7 +79,12 @@ impl Prober {
 
 /// Polls every node each millisecond until all show `present` for `ip`;
 /// returns the time until the last node did, or None after `timeout`.
-fn until_all(probers: &mut [Prober], ip: &str, present: bool, timeout: Duration) -> Option<Duration> {
+fn until_all(
+    probers: &mut [Prober],
+    ip: &str,
+    present: bool,
+    timeout: Duration,
+) -> Option<Duration> {
     let t0 = Instant::now();
     let mut done = vec![None; probers.len()];
     let mut tick = 0u32;
@@ -214,7 +220,11 @@ fn drain_and_kill_failover() {
     let mut agent = Agent::start(&env("BENCH_AGENT_CONFIG"), PathBuf::from(env("BENCH_LOG")));
     let up = until_all(&mut probers, &ip, true, Duration::from_secs(30))
         .expect("agent backend never appeared in DNS");
-    println!("agent backend in DNS of {} nodes after {} ms", dns.len(), ms(up));
+    println!(
+        "agent backend in DNS of {} nodes after {} ms",
+        dns.len(),
+        ms(up)
+    );
     std::thread::sleep(Duration::from_secs(2));
 
     // Drains.

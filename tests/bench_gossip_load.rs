@@ -31,8 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set (run scripts/bench/scale.sh)"))
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set (run scripts/bench/scale.sh)"))
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -137,7 +136,8 @@ fn gossip_load() {
     raise_nofile(agents + 64);
 
     let start = now_ms();
-    let identity = Arc::new(Identity::generate("bench-load", start / 1000, 30 * 86_400).expect("identity"));
+    let identity =
+        Arc::new(Identity::generate("bench-load", start / 1000, 30 * 86_400).expect("identity"));
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(1024);
     let mut sims: Vec<Sim> = Vec::with_capacity(agents as usize);
@@ -146,7 +146,9 @@ fn gossip_load() {
     let mut buf = vec![0u8; 2048];
     let mut next_report = start + 5_000;
     let mut all_registered_at: Option<u64> = None;
-    println!("simulating {agents} agents x {per_agent} backends against {target}, {ramp} new agents/s");
+    println!(
+        "simulating {agents} agents x {per_agent} backends against {target}, {ramp} new agents/s"
+    );
 
     loop {
         let now = now_ms();
@@ -173,7 +175,9 @@ fn gossip_load() {
                 sock,
                 scheduled: u64::MAX,
             };
-            let out = sim.session.set_state(&backends_of(i as u64, per_agent), now);
+            let out = sim
+                .session
+                .set_state(&backends_of(i as u64, per_agent), now);
             send(&sim, out, &mut t);
             reschedule(&mut sim, i, &mut heap);
             sims.push(sim);
@@ -207,7 +211,10 @@ fn gossip_load() {
             );
             if registered == agents && all_registered_at.is_none() {
                 all_registered_at = Some(now);
-                println!("ALL_REGISTERED after {:.1} s", (now - start) as f64 / 1000.0);
+                println!(
+                    "ALL_REGISTERED after {:.1} s",
+                    (now - start) as f64 / 1000.0
+                );
             }
             if stop_file.exists() || now - start > max_ms {
                 break;
@@ -267,6 +274,9 @@ fn gossip_load() {
         "FINAL registered={registered} heartbeats_sent={hb} heartbeat_failures={hb_fail} re_registrations={} {t:?}",
         t.registered_events.saturating_sub(agents)
     );
-    assert!(all_registered_at.is_some(), "not every simulated agent registered");
+    assert!(
+        all_registered_at.is_some(),
+        "not every simulated agent registered"
+    );
     assert_eq!(t.too_big, 0, "a registration did not fit one datagram");
 }
