@@ -113,10 +113,26 @@ show_stats() { # label
 HZ=$(getconf CLK_TCK)
 QUERIES="$WORK/queries.txt"
 echo "static.bench.test A" >"$QUERIES"
-dnsperf_qps() {
+# The Overwatch's DNS responder thread (dns.threads: 1).
+dns_thread() {
+    for task in "/proc/$OW_PID/task/"*; do
+        if [ "$(cat "$task/comm" 2>/dev/null)" = dns-udp-0 ]; then
+            echo "$OW_PID/task/${task##*/}"
+            return
+        fi
+    done
+    echo "$OW_PID"
+}
+
+# Writes "qps queries_per_responder_cpu_second" to $WORK/run.txt.
+dnsperf_run() {
+    t0=$(cpu_ticks "$(dns_thread)")
     dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$QUERIES" -l "$DNS_SECONDS" \
         -c "$CLIENTS" -T 1 >"$WORK/dnsperf.out" 2>&1
-    awk '/Queries per second:/ { print $4 }' "$WORK/dnsperf.out"
+    t1=$(cpu_ticks "$(dns_thread)")
+    awk -v d=$((t1 - t0)) -v hz="$HZ" '/Queries completed:/ { n = $3 }
+        /Queries per second:/ { q = $4 }
+        END { printf "%.0f %.0f\n", q, (d > 0 ? n / (d / hz) : 0) }' "$WORK/dnsperf.out" >"$WORK/run.txt"
 }
 
 # ---------------------------------------------------------------- build
@@ -205,8 +221,9 @@ c1=$(cpu_ticks "$OW_PID")
 IDLE_CPU=$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v s="$IDLE_SECONDS" 'BEGIN { printf "%.1f", d / hz / s * 100 }')
 IDLE_RSS=$(rss_kb "$OW_PID")
 echo "overwatch CPU idle: $IDLE_CPU % of one core, RSS $((IDLE_RSS / 1024)) MB"
-IDLE_QPS=$(dnsperf_qps)
-echo "dnsperf idle: $IDLE_QPS qps (-l $DNS_SECONDS -c $CLIENTS -T 1, static.bench.test A; load average $(loadavg))"
+dnsperf_run
+read -r IDLE_QPS IDLE_EFF <"$WORK/run.txt"
+echo "dnsperf idle: $IDLE_QPS qps, $IDLE_EFF queries per responder-thread CPU second (-l $DNS_SECONDS -c $CLIENTS -T 1, static.bench.test A; load average $(loadavg))"
 
 # ---------------------------------------------------------------- load
 echo "== starting $AGENTS simulated agents x $BACKENDS backends, $RAMP per second"
@@ -269,8 +286,9 @@ echo "overwatch CPU under load: $LOAD_CPU % of one core (idle $IDLE_CPU %); peak
 echo "load generator CPU: $LG_CPU % of one core (shares the 2 cores with the Overwatch)"
 echo "load average $(loadavg)"
 
-LOAD_QPS=$(dnsperf_qps)
-echo "dnsperf under load: $LOAD_QPS qps (load average $(loadavg))"
+dnsperf_run
+read -r LOAD_QPS LOAD_EFF <"$WORK/run.txt"
+echo "dnsperf under load: $LOAD_QPS qps, $LOAD_EFF queries per responder-thread CPU second (load average $(loadavg))"
 show_stats "after dnsperf"
 track_extremes
 echo "sampled every 10 s while loaded: min active_agents $MIN_ACTIVE, max stale_agents $MAX_STALE"
@@ -284,10 +302,12 @@ echo "opengslb_overwatch_heartbeats_received_total: $heartbeats"
 
 echo "== summary"
 awk -v cpu="$LOAD_CPU" -v rss="$PEAK_RSS" -v iq="$IDLE_QPS" -v lq="$LOAD_QPS" \
+    -v ie="$IDLE_EFF" -v le="$LOAD_EFF" \
     -v act="$MIN_ACTIVE" -v stale="$MAX_STALE" -v n="$AGENTS" 'BEGIN {
     ratio = (iq > 0 ? lq / iq : 0)
     printf "agents active (min while loaded) %d of %d, stale (max) %d -> %s\n", act, n, stale, (act >= n && stale == 0 ? "ok" : "NOT ok")
     printf "target CPU < 30 %% of one core: %.1f %% -> %s\n", cpu, (cpu < 30 ? "met" : "NOT met")
     printf "target RSS < 200 MB: %.0f MB -> %s\n", rss / 1024, (rss / 1024 < 200 ? "met" : "NOT met")
     printf "target DNS within 10 %% of idle: %.0f / %.0f qps = %.3f -> %s\n", lq, iq, ratio, (ratio >= 0.9 ? "met" : "NOT met")
+    printf "  responder cost: %.0f / %.0f queries per responder-thread CPU second = %.3f\n", le, ie, (ie > 0 ? le / ie : 0)
 }'
