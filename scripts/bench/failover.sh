@@ -158,7 +158,9 @@ fi
 awk '
     /^RESULT drain_file_to_gone_from_all/ { for (i = 1; i <= NF; i++) if ($i ~ /^p99=/) { sub("p99=", "", $i); p99 = $i } }
     /^RESULT sigkill_to_gone_from_all/ { for (i = 1; i <= NF; i++) if ($i ~ /^max=/) { sub("max=", "", $i); kmax = $i } }
+    /^RESULT drained address seen again/ { for (i = 1; i < NF; i++) if ($(i + 1) == "answers") again = $i }
     END {
+        printf "drained address stayed out of DNS while the file existed: %s\n", (again == "0" ? "yes" : "NO (" again " answers held it)")
         printf "target drain p99 <= 250 ms: %s ms -> %s\n", p99, (p99 + 0 <= 250 ? "met" : "NOT met")
         printf "target SIGKILL <= 3500 ms: max %s ms -> %s\n", kmax, (kmax + 0 <= 3500 ? "met" : "NOT met")
     }' "$WORK/harness.out"
