@@ -13,7 +13,9 @@
 #      of BENCH_DNS_SECONDS against static.bench.test;
 #   2. starts tests/bench_gossip_load.rs (the test binary, run directly so
 #      its CPU can be read too), which ramps the agents up at BENCH_RAMP
-#      per second, and waits until the API counts them all active;
+#      per second, and waits until the API counts them all active and
+#      then until it is steady (all active, none stale, 5 samples 2 s
+#      apart), at most BENCH_WAIT_SECONDS after the start;
 #   3. loaded: the Overwatch's CPU (/proc/PID/stat utime + stime) and peak
 #      RSS (/proc/PID/status VmRSS) over BENCH_LOAD_SECONDS (60), then the
 #      same dnsperf run, and the API's agent counts before and after.
@@ -98,6 +100,12 @@ try:
 except Exception:
     print("0 0 0 0 0")' "$WORK/stats.json" >"$WORK/stats.txt"
     read -r ACTIVE STALE REGISTERED TOTAL HEALTHY <"$WORK/stats.txt"
+}
+
+# Registrations the load generator has seen so far (its last STATUS line).
+reg_events() {
+    grep '^STATUS' "$WORK/loadgen.out" | tail -n 1 |
+        sed -n 's/.*registered_events: \([0-9]*\).*/\1/p' | grep . || echo 0
 }
 
 track_extremes() {
@@ -252,12 +260,28 @@ while :; do
     fi
 done
 if [ "$ACTIVE" -ge "$AGENTS" ]; then
-    echo "all $AGENTS agents active after $(($(date +%s) - RAMP_START)) s (per the API); settling 10 s"
-    sleep 10
+    echo "all $AGENTS agents active after $(($(date +%s) - RAMP_START)) s (per the API)"
+    # Steady: every agent active and none stale on 5 samples in a row.
+    stable=0
+    while [ "$stable" -lt 5 ] && [ $(($(date +%s) - RAMP_START)) -le "$WAIT_SECONDS" ]; do
+        sleep 2
+        stats
+        if [ "$ACTIVE" -ge "$AGENTS" ] && [ "$STALE" -eq 0 ]; then
+            stable=$((stable + 1))
+        else
+            stable=0
+        fi
+    done
+    if [ "$stable" -ge 5 ]; then
+        echo "steady (all active, none stale for 10 s) after $(($(date +%s) - RAMP_START)) s"
+    else
+        echo "WARNING: not steady after $WAIT_SECONDS s (active $ACTIVE, stale $STALE); measuring anyway"
+    fi
 fi
 
 echo "== loaded, measuring $LOAD_SECONDS s (load average $(loadavg))"
 show_stats before
+E0=$(reg_events)
 o0=$(cpu_ticks "$OW_PID")
 l0=$(cpu_ticks "$LG_PID")
 PEAK_RSS=0
@@ -277,6 +301,7 @@ while [ "$n" -lt "$LOAD_SECONDS" ]; do
     fi
 done
 o1=$(cpu_ticks "$OW_PID")
+E1=$(reg_events)
 l1=$(cpu_ticks "$LG_PID")
 LOAD_CPU=$(awk -v d=$((o1 - o0)) -v hz="$HZ" -v s="$LOAD_SECONDS" 'BEGIN { printf "%.1f", d / hz / s * 100 }')
 LG_CPU=$(awk -v d=$((l1 - l0)) -v hz="$HZ" -v s="$LOAD_SECONDS" 'BEGIN { printf "%.1f", d / hz / s * 100 }')
@@ -284,6 +309,7 @@ show_stats after
 track_extremes
 echo "overwatch CPU under load: $LOAD_CPU % of one core (idle $IDLE_CPU %); peak RSS $((PEAK_RSS / 1024)) MB (idle $((IDLE_RSS / 1024)) MB)"
 echo "load generator CPU: $LG_CPU % of one core (shares the 2 cores with the Overwatch)"
+echo "registrations during the window (load generator, 5 s resolution): $((E1 - E0))"
 echo "load average $(loadavg)"
 
 dnsperf_run
