@@ -11,7 +11,7 @@ use super::overwatch_side::{Counters, OverwatchConfig, OverwatchEvent, Overwatch
 use super::wire::{MAX_FRAME, MAX_RECV_DATAGRAM, frame, take_frames};
 use super::{Policy, RejectReason, now_ms};
 use crate::snapshot::SnapshotCell;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
@@ -88,6 +88,7 @@ pub fn start_with(
         commands: rx,
         shared: Arc::clone(&shared),
         buf: vec![0u8; 65_536],
+        pending_heartbeats: HashMap::new(),
     };
     lp.poll
         .registry()
@@ -229,6 +230,12 @@ struct Loop {
     commands: Receiver<Command>,
     shared: Arc<Shared>,
     buf: Vec<u8>,
+    /// Heartbeats the registry had no room for, newest per agent. The
+    /// acks went out already; the registry gets the latest time as soon
+    /// as it catches up, so an overloaded registry never stalls this
+    /// thread into dropping datagrams (which would make agents register
+    /// again and feed the overload).
+    pending_heartbeats: HashMap<String, u64>,
 }
 
 impl Loop {
@@ -244,7 +251,12 @@ impl Loop {
                 self.close_idle(now);
                 next_housekeeping = now + HOUSEKEEPING_MS;
             }
-            let timeout = Duration::from_millis(next_housekeeping.saturating_sub(now));
+            self.flush_heartbeats();
+            let mut timeout = Duration::from_millis(next_housekeeping.saturating_sub(now));
+            if !self.pending_heartbeats.is_empty() {
+                // Come back soon to hand them over once the registry has room.
+                timeout = timeout.min(Duration::from_millis(20));
+            }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -282,10 +294,59 @@ impl Loop {
         }
     }
 
-    fn emit(&self, events: Vec<OverwatchEvent>) {
+    fn emit(&mut self, events: Vec<OverwatchEvent>) {
+        self.flush_heartbeats();
         for e in events {
-            if self.events.send(e).is_err() {
-                log::debug!("gossip: registry channel closed, event dropped");
+            match e {
+                OverwatchEvent::Heartbeat { agent_id, at } => {
+                    if !self.pending_heartbeats.is_empty() {
+                        self.pending_heartbeats.insert(agent_id, at);
+                        continue;
+                    }
+                    match self
+                        .events
+                        .try_send(OverwatchEvent::Heartbeat { agent_id, at })
+                    {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(OverwatchEvent::Heartbeat { agent_id, at })) => {
+                            self.pending_heartbeats.insert(agent_id, at);
+                        }
+                        Err(_) => log::debug!("gossip: registry channel closed, event dropped"),
+                    }
+                }
+                // State, registrations, leaves and rejections are never
+                // dropped: they wait for room.
+                other => {
+                    if self.events.send(other).is_err() {
+                        log::debug!("gossip: registry channel closed, event dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands coalesced heartbeats to the registry while it has room.
+    fn flush_heartbeats(&mut self) {
+        if self.pending_heartbeats.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = self.pending_heartbeats.keys().cloned().collect();
+        for agent_id in ids {
+            let Some(at) = self.pending_heartbeats.get(&agent_id).copied() else {
+                continue;
+            };
+            match self.events.try_send(OverwatchEvent::Heartbeat {
+                agent_id: agent_id.clone(),
+                at,
+            }) {
+                Ok(()) => {
+                    self.pending_heartbeats.remove(&agent_id);
+                }
+                Err(TrySendError::Full(_)) => return,
+                Err(TrySendError::Disconnected(_)) => {
+                    self.pending_heartbeats.clear();
+                    return;
+                }
             }
         }
     }

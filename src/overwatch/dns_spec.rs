@@ -40,7 +40,7 @@ pub fn build(reg: &Registry) -> TableSpec {
             .filter(|(k, e)| k.service == name && e.status == Status::Healthy)
             .map(|(k, _)| k)
             .collect();
-        healthy.sort_by_key(|k| priority(k));
+        healthy.sort_by_cached_key(|k| priority(k));
         let targets = to_targets(reg, healthy.iter().copied());
         let return_last = d.return_last_healthy.unwrap_or(cfg.dns.return_last_healthy);
         let last_healthy = if return_last {
@@ -49,7 +49,7 @@ pub fn build(reg: &Registry) -> TableSpec {
                 .get(&name)
                 .map(|v| v.iter().collect())
                 .unwrap_or_default();
-            last.sort_by_key(|k| priority(k));
+            last.sort_by_cached_key(|k| priority(k));
             Some(to_targets(reg, last.into_iter()))
         } else {
             None

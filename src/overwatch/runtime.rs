@@ -36,6 +36,9 @@ use std::time::Duration;
 const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How many recent audit entries the API view carries.
 pub(super) const AUDIT_TAIL: usize = crate::api::read::AUDIT_MAX;
+/// How often heartbeats alone refresh the API view (`agent_last_seen`):
+/// the view is rebuilt whole, which is O(backends).
+const VIEW_REFRESH_MS: u64 = 5_000;
 /// Events applied before publishing, under load.
 const BATCH: usize = 4096;
 
@@ -79,6 +82,7 @@ pub struct Runtime {
     pub(super) view_stale: bool,
     pub(super) last_view_ms: u64,
     pub(super) gossip: Option<Arc<Mutex<GossipServer>>>,
+    pub(super) policy_dirty: bool,
 }
 
 impl Runtime {
@@ -115,6 +119,7 @@ impl Runtime {
             view_stale: false,
             last_view_ms: 0,
             gossip: None,
+            policy_dirty: false,
         };
         let now = rt.clock.now_ms();
         rt.reg.recompute(now);
@@ -185,10 +190,14 @@ impl Runtime {
                 } else {
                     self.next_deadline = self.reg.next_deadline_ms();
                 }
-            } else if self.view_stale && now.saturating_sub(self.last_view_ms) >= 1000 {
+            } else if self.view_stale && now.saturating_sub(self.last_view_ms) >= VIEW_REFRESH_MS {
                 self.publish_view(now);
             }
             self.persist();
+            if self.policy_dirty {
+                self.policy_dirty = false;
+                self.publish_policy_now();
+            }
         }
         self.persist();
         self.checker.stop();
@@ -273,7 +282,10 @@ impl Runtime {
                     now,
                 );
                 if pinned_new || rotated {
-                    self.publish_policy_now();
+                    // Published once per loop turn, not per registration:
+                    // rebuilding the pin map is O(agents), and the gossip
+                    // server keeps pins it learned until they appear.
+                    self.policy_dirty = true;
                 }
                 true
             }
