@@ -387,7 +387,7 @@ fn malformed_queries() {
     two.extend_from_slice(&opt);
     two[11] = 2;
     formerr(&two);
-    // Opcode NOTIFY is not implemented.
+    // Opcode NOTIFY (we are no secondary) gets NOTIMP.
     let mut notify = good.clone();
     notify[2] = (notify[2] & 0x87) | (4 << 3);
     let m = msg(ask(&notify, Transport::Udp).unwrap());

@@ -60,9 +60,9 @@ impl Pick<'_> {
 }
 
 impl Pool {
-    /// `targets` in priority order, all of one address family. Geolocation
-    /// and latency are not implemented in this responder and behave like
-    /// round-robin.
+    /// `targets` in priority order, all of one address family. The config
+    /// loader refuses `geolocation` and `latency` (a later issue); should a
+    /// table carry them anyway, they answer like round-robin.
     pub fn new(
         targets: &[(IpAddr, u32)],
         algorithm: RoutingAlgorithm,
