@@ -73,11 +73,11 @@ wait_for_answer() { # port
 
 # ---------------------------------------------------------------- build
 if [ "$TARGET" = auto ] || [ "$TARGET" = binary ]; then
-    if cargo build --release >"$WORK/build.log" 2>&1 && [ -x target/release/opengslb ]; then
+    if cargo build --release >"$WORK/build.log" 2>&1 && [ -x "${CARGO_TARGET_DIR:-target}/release/opengslb" ]; then
         TARGET=binary
     elif [ "$TARGET" = binary ]; then
         cat "$WORK/build.log" >&2
-        echo "dns.sh: target/release/opengslb did not build" >&2
+        echo "dns.sh: ${CARGO_TARGET_DIR:-target}/release/opengslb did not build" >&2
         exit 1
     else
         TARGET=harness
@@ -200,7 +200,7 @@ if [ "$TARGET" = binary ]; then
         echo "  level: warn"
     } >"$CONFIG"
     chmod 600 "$CONFIG"
-    target/release/opengslb --config "$CONFIG" >"$WORK/opengslb.log" 2>&1 &
+    "${CARGO_TARGET_DIR:-target}/release/opengslb" --config "$CONFIG" >"$WORK/opengslb.log" 2>&1 &
     OG_PID=$!
     PIDS="$PIDS $OG_PID"
     LABEL="opengslb (daemon)"
