@@ -14,7 +14,9 @@ pub(super) struct RegisterOk {
     pub rotated: bool,
 }
 
-/// Every check of a registration, in the documented order. `cached_pin`
+/// Every check of a registration, in the documented order: the proof of
+/// possession first, so that apart from `cert_invalid` no rejection (and
+/// no registry event) can be provoked without the certificate's key. `cached_pin`
 /// is a pin learned since the policy was published.
 pub(super) fn check_register(
     r: &Register,
@@ -23,20 +25,7 @@ pub(super) fn check_register(
     policy: &Policy,
     cached_pin: Option<&String>,
 ) -> Result<RegisterOk, (RejectReason, String)> {
-    if policy.revoked.contains(&r.agent_id) {
-        return Err((
-            RejectReason::Revoked,
-            format!("agent id {} is revoked", r.agent_id),
-        ));
-    }
     let info = cert::parse(&r.cert_der).map_err(|e| (RejectReason::CertInvalid, e.to_string()))?;
-    if info.not_after <= now_ms / 1000 {
-        let when = crate::timefmt::rfc3339(info.not_after);
-        return Err((
-            RejectReason::CertExpired,
-            format!("certificate expired at {when}"),
-        ));
-    }
     let fp = fingerprint(&r.cert_der);
     let msg = register_message(
         &r.challenge,
@@ -50,6 +39,20 @@ pub(super) fn check_register(
         return Err((
             RejectReason::CertInvalid,
             "proof of possession does not verify".into(),
+        ));
+    }
+    // Everything below is said to someone who holds the certificate's key.
+    if info.not_after <= now_ms / 1000 {
+        let when = crate::timefmt::rfc3339(info.not_after);
+        return Err((
+            RejectReason::CertExpired,
+            format!("certificate expired at {when}"),
+        ));
+    }
+    if policy.revoked.contains(&r.agent_id) {
+        return Err((
+            RejectReason::Revoked,
+            format!("agent id {} is revoked", r.agent_id),
         ));
     }
     check_backends(policy, &r.token, &r.backends)?;

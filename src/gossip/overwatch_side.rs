@@ -262,7 +262,7 @@ impl OverwatchProtocol {
         self.pkt_body.extend_from_slice(body);
         match payload.message {
             Message::Hello { agent_id } => {
-                self.on_hello(agent_id, session, src, now_ms, policy, &mut out)
+                self.on_hello(agent_id, session, now_ms, policy, &mut out)
             }
             Message::Register(r) => {
                 self.on_register(*r, session, src, ts, now_ms, policy, &mut out)
@@ -367,27 +367,16 @@ impl OverwatchProtocol {
         self.reply(policy, Message::Rejected { reason, detail }, out);
     }
 
+    /// Hands out a challenge; revocation and everything else is checked
+    /// once the agent proved its key.
     fn on_hello(
         &mut self,
         agent_id: String,
         session: u64,
-        src: SocketAddr,
         now_ms: u64,
         policy: &Policy,
         out: &mut Output,
     ) {
-        if policy.revoked.contains(&agent_id) {
-            let detail = format!("agent id {agent_id} is revoked");
-            self.reject(
-                Some(agent_id),
-                src,
-                RejectReason::Revoked,
-                detail,
-                policy,
-                out,
-            );
-            return;
-        }
         let reuse = self
             .challenges
             .get(&session)
@@ -438,7 +427,7 @@ impl OverwatchProtocol {
         if !answered {
             // A lost or stale challenge: issue a fresh one instead.
             self.challenges.remove(&session);
-            self.on_hello(r.agent_id, session, src, now_ms, policy, out);
+            self.on_hello(r.agent_id, session, now_ms, policy, out);
             return;
         }
         let id = r.agent_id.clone();
