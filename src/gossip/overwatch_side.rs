@@ -47,6 +47,8 @@ pub enum OverwatchEvent {
     Registered {
         agent_id: String,
         region: String,
+        /// Where the registration came from (the TCP peer when it was too
+        /// big for a datagram).
         addr: SocketAddr,
         fingerprint: String,
         /// Unix seconds.
