@@ -265,14 +265,23 @@ impl Sim {
 
 #[test]
 fn registration_completes_despite_loss() {
+    let mut worst = 0;
     for seed in 1..=20 {
         let mut sim = Sim::new(seed, Faults { loss: 300, ..LOSSY });
         let a = sim.add_agent(config("eu-a", identity()));
         sim.set_state(a, &[backend(1, true)]);
-        sim.run(60_000);
+        let mut took = 0;
+        while !sim.agents[a].is_registered() && took < 60_000 {
+            sim.run(100);
+            took += 100;
+        }
+        worst = worst.max(took);
+        sim.run(60_000 - took);
         assert!(sim.agents[a].is_registered(), "seed {seed}: not registered");
         let regs = sim.registered();
-        assert!(!regs.is_empty(), "seed {seed}");
+        // retransmitted registrations take effect once; loss alone never
+        // makes the agent start over
+        assert_eq!(regs.len(), 1, "seed {seed}");
         match regs[0] {
             OverwatchEvent::Registered {
                 agent_id,
@@ -296,6 +305,7 @@ fn registration_completes_despite_loss() {
         assert!(hb > 20, "seed {seed}: only {hb} heartbeats");
         assert!(sim.agents[a].status().rtt.is_some());
     }
+    eprintln!("30% loss: slowest registration of 20 seeds took {worst} ms");
 }
 
 /// The Overwatch's view of the agent's backends, rebuilt from events.
@@ -621,13 +631,22 @@ fn lost_connectivity_shows_in_status() {
     let st = sim.agents[a].status();
     assert!(!st.connected && st.last_error.is_some(), "{st:?}");
     assert!(sim.agents[a].counters().heartbeat_failures >= 2);
-    assert!(
-        !sim.agents[a].is_registered(),
-        "a silent node makes the agent register again"
-    );
+    assert!(sim.agents[a].is_registered());
+    sim.faults = CLEAN;
+    sim.run(2_000);
+    assert!(sim.agents[a].status().connected);
+    // a long silence: the agent gives up the session and registers again
+    let registrations = sim.registered().len();
+    sim.faults = Faults {
+        loss: 1000,
+        ..CLEAN
+    };
+    sim.run(31_000);
+    assert!(!sim.agents[a].is_registered());
     sim.faults = CLEAN;
     sim.run(6_000);
     assert!(sim.agents[a].status().connected);
+    assert_eq!(sim.registered().len(), registrations + 1);
 }
 
 #[test]

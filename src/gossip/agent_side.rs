@@ -20,6 +20,7 @@ use std::time::Duration;
 pub const RETRANSMIT_FIRST_MS: u64 = 100;
 pub const RETRANSMIT_CAP_MS: u64 = 2_000;
 pub const REGISTER_BACKOFF_CAP_MS: u64 = 5_000;
+pub const REREGISTER_SILENCE_MIN_MS: u64 = 30_000;
 /// Unacknowledged deltas beyond this collapse into one full state.
 const MAX_PENDING: usize = 32;
 /// A heartbeat still unacknowledged after a quarter of the interval is
@@ -221,20 +222,34 @@ impl AgentSession {
                 if self.status.connected {
                     d = d.min(self.connected_until());
                 }
+                d = d.min(self.reregister_at());
             }
             _ => d = d.min(self.next_attempt).min(self.next_missed),
         }
         d
     }
 
+    /// Heartbeat interval × missed threshold.
+    fn missed_window(&self) -> u64 {
+        (self.cfg.heartbeat_interval.as_millis() as u64)
+            .saturating_mul(self.cfg.missed_threshold.max(1) as u64)
+    }
+
     fn connected_until(&self) -> u64 {
-        let window = self.cfg.heartbeat_interval.as_millis() as u64
-            * self.cfg.missed_threshold.max(1) as u64;
-        self.status
-            .last_ack
-            .unwrap_or(0)
-            .saturating_add(window)
-            .saturating_add(1)
+        let last = self.status.last_ack.unwrap_or(0);
+        last.saturating_add(self.missed_window()).saturating_add(1)
+    }
+
+    /// After this long without any ack the session is given up and the
+    /// agent registers again: three missed windows, at least 30 s, so
+    /// heavy loss alone does not churn registrations.
+    fn reregister_at(&self) -> u64 {
+        let silence = self
+            .missed_window()
+            .saturating_mul(3)
+            .max(REREGISTER_SILENCE_MIN_MS);
+        let last = self.status.last_ack.unwrap_or(0);
+        last.saturating_add(silence)
     }
 
     /// Replaces the reported backend set; the change goes out at once.
@@ -417,11 +432,15 @@ impl AgentSession {
 
     fn tick_registered(&mut self, now: u64, out: &mut Vec<Outgoing>) {
         if self.status.connected && now >= self.connected_until() {
+            self.status.connected = false;
+            self.status.last_error =
+                Some("no acknowledgement within the missed-heartbeat window".into());
+        }
+        if now >= self.reregister_at() {
             // Start over: the node may have lost our session, and the
             // registration carries the full state anyway.
             self.reset_registration(now);
-            self.status.last_error =
-                Some("no acknowledgement within the missed-heartbeat window".into());
+            self.status.last_error = Some("no acknowledgement for a long time".into());
             return;
         }
         let interval = self.cfg.heartbeat_interval.as_millis().max(1) as u64;
@@ -723,8 +742,14 @@ mod tests {
         assert_eq!(&state_times[..5], &[100, 300, 700, 1500, 3100]);
         assert_eq!(state_times[5] - state_times[4], 2000);
         assert_eq!(s.unacked(), 1);
-        // past the missed-heartbeat window it registers again
         while now < start + 31_000 {
+            s.tick(now);
+            now = s.next_deadline().max(now + 1);
+        }
+        assert!(!s.status().connected, "past the missed-heartbeat window");
+        assert!(s.is_registered());
+        // after three missed windows (90 s) it registers again
+        while now < start + 91_000 {
             s.tick(now);
             now = s.next_deadline().max(now + 1);
         }

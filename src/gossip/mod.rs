@@ -8,6 +8,7 @@
 //! and TCP port 7946. The wire format is documented in `docs/gossip.md`.
 //! This file holds the types shared by both sides.
 
+pub mod admission;
 pub mod agent_side;
 pub mod cert;
 pub mod client;

@@ -7,13 +7,12 @@
 //! everything after registration, come from the session that registered.
 //! The Overwatch never speaks first: every packet it sends is a reply.
 
-use super::cert;
+use super::admission::{check_backends, check_register};
 use super::crypto::OpenError;
-use super::identity::{register_message, rotation_message, verify};
 use super::replay::{ReplayError, ReplayTable};
 use super::session::{self, SESSION_TAG_LEN, SessionKey};
 use super::wire::{Message, Payload, Register, StateMsg, is_tagged, split_tag};
-use super::{BackendKey, BackendReport, Policy, RejectReason, ct_eq, fingerprint};
+use super::{BackendKey, BackendReport, Policy, RejectReason, ct_eq};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -48,6 +47,8 @@ pub enum OverwatchEvent {
     Registered {
         agent_id: String,
         region: String,
+        /// Where the registration came from (the TCP peer when it was too
+        /// big for a datagram).
         addr: SocketAddr,
         fingerprint: String,
         /// Unix seconds.
@@ -263,7 +264,7 @@ impl OverwatchProtocol {
         self.pkt_body.extend_from_slice(body);
         match payload.message {
             Message::Hello { agent_id } => {
-                self.on_hello(agent_id, session, src, now_ms, policy, &mut out)
+                self.on_hello(agent_id, session, now_ms, policy, &mut out)
             }
             Message::Register(r) => {
                 self.on_register(*r, session, src, ts, now_ms, policy, &mut out)
@@ -368,27 +369,16 @@ impl OverwatchProtocol {
         self.reply(policy, Message::Rejected { reason, detail }, out);
     }
 
+    /// Hands out a challenge; revocation and everything else is checked
+    /// once the agent proved its key.
     fn on_hello(
         &mut self,
         agent_id: String,
         session: u64,
-        src: SocketAddr,
         now_ms: u64,
         policy: &Policy,
         out: &mut Output,
     ) {
-        if policy.revoked.contains(&agent_id) {
-            let detail = format!("agent id {agent_id} is revoked");
-            self.reject(
-                Some(agent_id),
-                src,
-                RejectReason::Revoked,
-                detail,
-                policy,
-                out,
-            );
-            return;
-        }
         let reuse = self
             .challenges
             .get(&session)
@@ -439,11 +429,11 @@ impl OverwatchProtocol {
         if !answered {
             // A lost or stale challenge: issue a fresh one instead.
             self.challenges.remove(&session);
-            self.on_hello(r.agent_id, session, src, now_ms, policy, out);
+            self.on_hello(r.agent_id, session, now_ms, policy, out);
             return;
         }
         let id = r.agent_id.clone();
-        match self.check_register(&r, session, now_ms, policy) {
+        match check_register(&r, session, now_ms, policy, self.pin_cache.get(&r.agent_id)) {
             Err((reason, detail)) => self.reject(Some(id), src, reason, detail, policy, out),
             Ok(ok) => {
                 // The same registration again (same session and key share):
@@ -530,69 +520,6 @@ impl OverwatchProtocol {
         }
     }
 
-    fn check_register(
-        &self,
-        r: &Register,
-        session: u64,
-        now_ms: u64,
-        policy: &Policy,
-    ) -> Result<RegisterOk, (RejectReason, String)> {
-        if policy.revoked.contains(&r.agent_id) {
-            return Err((
-                RejectReason::Revoked,
-                format!("agent id {} is revoked", r.agent_id),
-            ));
-        }
-        let info =
-            cert::parse(&r.cert_der).map_err(|e| (RejectReason::CertInvalid, e.to_string()))?;
-        if info.not_after <= now_ms / 1000 {
-            let when = crate::timefmt::rfc3339(info.not_after);
-            return Err((
-                RejectReason::CertExpired,
-                format!("certificate expired at {when}"),
-            ));
-        }
-        let fp = fingerprint(&r.cert_der);
-        let msg = register_message(
-            &r.challenge,
-            &r.agent_id,
-            session,
-            &r.region,
-            &fp,
-            &r.agent_dh,
-        );
-        if !verify(&info.public_key, &msg, &r.signature) {
-            return Err((
-                RejectReason::CertInvalid,
-                "proof of possession does not verify".into(),
-            ));
-        }
-        check_backends(policy, &r.token, &r.backends)?;
-        let pinned = self
-            .pin_cache
-            .get(&r.agent_id)
-            .or_else(|| policy.pins.get(&r.agent_id));
-        let (pinned_new, rotated) = match pinned {
-            None => (true, false),
-            Some(p) if *p == fp => (false, false),
-            Some(p) => {
-                if !rotation_ok(r, p, &fp) {
-                    return Err((
-                        RejectReason::PinMismatch,
-                        format!("agent id {} is pinned to another certificate", r.agent_id),
-                    ));
-                }
-                (false, true)
-            }
-        };
-        Ok(RegisterOk {
-            fingerprint: fp,
-            not_after: info.not_after,
-            pinned_new,
-            rotated,
-        })
-    }
-
     /// The registered session's applied state sequence and key, when the
     /// message comes from the session that registered `agent_id` and its
     /// session tag verifies (else the agent is told to register again, or
@@ -662,7 +589,7 @@ impl OverwatchProtocol {
             self.reply_to(policy, ack(applied, ts, false), Some(&key), out);
             return;
         }
-        if !s.full && s.seq != applied + 1 {
+        if !s.full && applied.checked_add(1) != Some(s.seq) {
             self.reply_to(policy, ack(applied, ts, true), Some(&key), out);
             return;
         }
@@ -689,13 +616,6 @@ impl OverwatchProtocol {
     }
 }
 
-struct RegisterOk {
-    fingerprint: String,
-    not_after: u64,
-    pinned_new: bool,
-    rotated: bool,
-}
-
 fn ack(acked_seq: u64, echo_ts: u64, need_full: bool) -> Message {
     Message::Ack {
         acked_seq,
@@ -704,107 +624,9 @@ fn ack(acked_seq: u64, echo_ts: u64, need_full: bool) -> Message {
     }
 }
 
-/// The old (pinned) certificate signed the new fingerprint.
-fn rotation_ok(r: &Register, pinned: &str, new_fp: &str) -> bool {
-    let Some((old_der, sig)) = &r.rotation else {
-        return false;
-    };
-    if fingerprint(old_der) != pinned {
-        return false;
-    }
-    match cert::parse(old_der) {
-        Ok(old) => verify(&old.public_key, &rotation_message(&r.agent_id, new_fp), sig),
-        Err(_) => false,
-    }
-}
-
-/// Every backend must name a configured service whose token the agent
-/// holds; an agent with no backends must still hold some valid token.
-fn check_backends(
-    policy: &Policy,
-    token: &str,
-    backends: &[BackendReport],
-) -> Result<(), (RejectReason, String)> {
-    if backends.is_empty() {
-        if policy
-            .agent_tokens
-            .values()
-            .any(|t| ct_eq(t.as_bytes(), token.as_bytes()))
-        {
-            return Ok(());
-        }
-        return Err((
-            RejectReason::TokenInvalid,
-            "token matches no service".into(),
-        ));
-    }
-    for b in backends {
-        if !policy.known_services.contains(&b.service) {
-            return Err((
-                RejectReason::UnknownService,
-                format!("service {:?} is not a configured domain", b.service),
-            ));
-        }
-        match policy.agent_tokens.get(&b.service) {
-            Some(t) if ct_eq(t.as_bytes(), token.as_bytes()) => {}
-            _ => {
-                return Err((
-                    RejectReason::TokenInvalid,
-                    format!("token is not valid for service {:?}", b.service),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
-
-    fn b(service: &str) -> BackendReport {
-        BackendReport {
-            service: service.into(),
-            address: "10.0.0.1".into(),
-            port: 80,
-            weight: 1,
-            healthy: true,
-            draining: false,
-            drain_reason: None,
-            last_error: None,
-        }
-    }
-
-    #[test]
-    fn tokens_are_checked_per_service() {
-        let policy = Policy {
-            agent_tokens: BTreeMap::from([
-                ("a.example".to_string(), "ta".to_string()),
-                ("b.example".to_string(), "tb".to_string()),
-            ]),
-            known_services: BTreeSet::from(["a.example".to_string(), "b.example".to_string()]),
-            ..Policy::default()
-        };
-        let reason = |token: &str, list: &[BackendReport]| {
-            check_backends(&policy, token, list).err().map(|e| e.0)
-        };
-        assert_eq!(reason("ta", &[b("a.example")]), None);
-        assert_eq!(
-            reason("ta", &[b("a.example"), b("b.example")]),
-            Some(RejectReason::TokenInvalid)
-        );
-        assert_eq!(
-            reason("tb", &[b("c.example")]),
-            Some(RejectReason::UnknownService)
-        );
-        assert_eq!(reason("tb", &[]), None);
-        assert_eq!(reason("tc", &[]), Some(RejectReason::TokenInvalid));
-        assert_eq!(
-            reason("", &[b("a.example")]),
-            Some(RejectReason::TokenInvalid)
-        );
-    }
 
     #[test]
     fn reason_strings_are_exact() {

@@ -1,0 +1,182 @@
+//! Admission: the checks a registration (and every later state message)
+//! must pass before anything reaches the registry, each failing with the
+//! reason the agent is told and the registry lists.
+
+use super::cert;
+use super::identity::{register_message, rotation_message, verify};
+use super::wire::Register;
+use super::{BackendReport, Policy, RejectReason, ct_eq, fingerprint};
+
+pub(super) struct RegisterOk {
+    pub fingerprint: String,
+    pub not_after: u64,
+    pub pinned_new: bool,
+    pub rotated: bool,
+}
+
+/// Every check of a registration, in the documented order: the proof of
+/// possession first, so that apart from `cert_invalid` no rejection (and
+/// no registry event) can be provoked without the certificate's key. `cached_pin`
+/// is a pin learned since the policy was published.
+pub(super) fn check_register(
+    r: &Register,
+    session: u64,
+    now_ms: u64,
+    policy: &Policy,
+    cached_pin: Option<&String>,
+) -> Result<RegisterOk, (RejectReason, String)> {
+    let info = cert::parse(&r.cert_der).map_err(|e| (RejectReason::CertInvalid, e.to_string()))?;
+    let fp = fingerprint(&r.cert_der);
+    let msg = register_message(
+        &r.challenge,
+        &r.agent_id,
+        session,
+        &r.region,
+        &fp,
+        &r.agent_dh,
+    );
+    if !verify(&info.public_key, &msg, &r.signature) {
+        return Err((
+            RejectReason::CertInvalid,
+            "proof of possession does not verify".into(),
+        ));
+    }
+    // Everything below is said to someone who holds the certificate's key.
+    if info.not_after <= now_ms / 1000 {
+        let when = crate::timefmt::rfc3339(info.not_after);
+        return Err((
+            RejectReason::CertExpired,
+            format!("certificate expired at {when}"),
+        ));
+    }
+    if policy.revoked.contains(&r.agent_id) {
+        return Err((
+            RejectReason::Revoked,
+            format!("agent id {} is revoked", r.agent_id),
+        ));
+    }
+    check_backends(policy, &r.token, &r.backends)?;
+    let pinned = cached_pin.or_else(|| policy.pins.get(&r.agent_id));
+    let (pinned_new, rotated) = match pinned {
+        None => (true, false),
+        Some(p) if *p == fp => (false, false),
+        Some(p) => {
+            if !rotation_ok(r, p, &fp) {
+                return Err((
+                    RejectReason::PinMismatch,
+                    format!("agent id {} is pinned to another certificate", r.agent_id),
+                ));
+            }
+            (false, true)
+        }
+    };
+    Ok(RegisterOk {
+        fingerprint: fp,
+        not_after: info.not_after,
+        pinned_new,
+        rotated,
+    })
+}
+
+/// The old (pinned) certificate signed the new fingerprint.
+fn rotation_ok(r: &Register, pinned: &str, new_fp: &str) -> bool {
+    let Some((old_der, sig)) = &r.rotation else {
+        return false;
+    };
+    if fingerprint(old_der) != pinned {
+        return false;
+    }
+    match cert::parse(old_der) {
+        Ok(old) => verify(&old.public_key, &rotation_message(&r.agent_id, new_fp), sig),
+        Err(_) => false,
+    }
+}
+
+/// Every backend must name a configured service whose token the agent
+/// holds; an agent with no backends must still hold some valid token.
+pub(super) fn check_backends(
+    policy: &Policy,
+    token: &str,
+    backends: &[BackendReport],
+) -> Result<(), (RejectReason, String)> {
+    if backends.is_empty() {
+        if policy
+            .agent_tokens
+            .values()
+            .any(|t| ct_eq(t.as_bytes(), token.as_bytes()))
+        {
+            return Ok(());
+        }
+        return Err((
+            RejectReason::TokenInvalid,
+            "token matches no service".into(),
+        ));
+    }
+    for b in backends {
+        if !policy.known_services.contains(&b.service) {
+            return Err((
+                RejectReason::UnknownService,
+                format!("service {:?} is not a configured domain", b.service),
+            ));
+        }
+        match policy.agent_tokens.get(&b.service) {
+            Some(t) if ct_eq(t.as_bytes(), token.as_bytes()) => {}
+            _ => {
+                return Err((
+                    RejectReason::TokenInvalid,
+                    format!("token is not valid for service {:?}", b.service),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn b(service: &str) -> BackendReport {
+        BackendReport {
+            service: service.into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+            weight: 1,
+            healthy: true,
+            draining: false,
+            drain_reason: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_per_service() {
+        let policy = Policy {
+            agent_tokens: BTreeMap::from([
+                ("a.example".to_string(), "ta".to_string()),
+                ("b.example".to_string(), "tb".to_string()),
+            ]),
+            known_services: BTreeSet::from(["a.example".to_string(), "b.example".to_string()]),
+            ..Policy::default()
+        };
+        let reason = |token: &str, list: &[BackendReport]| {
+            check_backends(&policy, token, list).err().map(|e| e.0)
+        };
+        assert_eq!(reason("ta", &[b("a.example")]), None);
+        assert_eq!(
+            reason("ta", &[b("a.example"), b("b.example")]),
+            Some(RejectReason::TokenInvalid)
+        );
+        assert_eq!(
+            reason("tb", &[b("c.example")]),
+            Some(RejectReason::UnknownService)
+        );
+        assert_eq!(reason("tb", &[]), None);
+        assert_eq!(reason("tc", &[]), Some(RejectReason::TokenInvalid));
+        assert_eq!(
+            reason("", &[b("a.example")]),
+            Some(RejectReason::TokenInvalid)
+        );
+    }
+}
