@@ -6,7 +6,7 @@
 //! goes away) does not lift another (an operator's `drain on`).
 
 use crate::config::AgentBackend;
-use serde::Serialize;
+use crate::gossip::BackendReport;
 use std::net::IpAddr;
 
 /// One local backend and what our checks say about it.
@@ -21,19 +21,6 @@ pub struct LocalBackend {
     pub checked: bool,
     pub last_error: Option<String>,
     pub last_check: Option<u64>,
-}
-
-/// What the agent tells every Overwatch about one backend.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Report {
-    pub service: String,
-    pub address: IpAddr,
-    pub port: u16,
-    pub weight: u32,
-    pub healthy: bool,
-    pub draining: bool,
-    pub drain_reason: Option<String>,
-    pub last_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -104,13 +91,14 @@ impl AgentState {
             .then(|| ("shutdown", "agent shutting down".to_string()))
     }
 
-    pub fn reports(&self) -> Vec<Report> {
+    /// What the agent tells every Overwatch, in the gossip wire's own type.
+    pub fn reports(&self) -> Vec<BackendReport> {
         let drain = self.drain().map(|(_, r)| r);
         self.backends
             .iter()
-            .map(|b| Report {
+            .map(|b| BackendReport {
                 service: b.service.clone(),
-                address: b.address,
+                address: b.address.to_string(),
                 port: b.port,
                 weight: b.weight,
                 healthy: b.healthy,

@@ -417,21 +417,7 @@ impl AgentLoop {
 
     /// Sends the current reports to every Overwatch when they changed.
     fn push(&mut self, client: &gossip::client::GossipClient) {
-        let reports: Vec<BackendReport> = self
-            .state
-            .reports()
-            .into_iter()
-            .map(|r| BackendReport {
-                service: r.service,
-                address: r.address.to_string(),
-                port: r.port,
-                weight: r.weight,
-                healthy: r.healthy,
-                draining: r.draining,
-                drain_reason: r.drain_reason,
-                last_error: r.last_error,
-            })
-            .collect();
+        let reports = self.state.reports();
         if reports != self.last_reports {
             client.set_backends(reports.clone());
             self.last_reports = reports;
