@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod clock;
 pub mod cli;
 pub mod config;
 pub mod daemon;
