@@ -26,7 +26,10 @@ impl Mono {
     /// `self + d`, saturating (a deadline derived from a configured duration
     /// must not overflow whatever the operator wrote).
     pub fn after(self, d: Duration) -> Mono {
-        Mono(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Mono(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Time elapsed from `earlier` to `self`; zero when `earlier` is later.
@@ -74,13 +77,17 @@ impl Now {
     /// seen from this reading: for showing "last seen" to an operator
     /// without keeping a second, steppable stamp.
     pub fn wall_of(&self, then: Mono) -> u64 {
-        self.wall_ms.saturating_sub(self.mono.0.saturating_sub(then.0))
+        self.wall_ms
+            .saturating_sub(self.mono.0.saturating_sub(then.0))
     }
 
     /// This reading advanced by `d` on both clocks (simulations).
     pub fn advanced(&self, d: Duration) -> Now {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Now::at(self.mono.0.saturating_add(ms), self.wall_ms.saturating_add(ms))
+        Now::at(
+            self.mono.0.saturating_add(ms),
+            self.wall_ms.saturating_add(ms),
+        )
     }
 }
 

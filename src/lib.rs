@@ -9,8 +9,9 @@
 
 pub mod agent;
 pub mod api;
-pub mod clock;
+pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dns;

@@ -116,10 +116,7 @@ pub fn is_dns_name(name: &str) -> bool {
         })
 }
 
-/// Lower-cased name without the trailing dot, for comparisons.
-pub fn normalize_name(name: &str) -> String {
-    name.trim().trim_end_matches('.').to_ascii_lowercase()
-}
+pub use crate::backend::normalize_name;
 
 /// Whether `name` is `zone` or below it.
 pub fn in_zone(name: &str, zone: &str) -> bool {

@@ -7,41 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
-/// A backend is one (service, address, port); the service is the lowercase
-/// DNS name it answers for. Static servers and agent reports with the same
-/// key are the same backend.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct BackendKey {
-    pub service: String,
-    pub address: IpAddr,
-    pub port: u16,
-}
-
-impl BackendKey {
-    pub fn new(service: &str, address: IpAddr, port: u16) -> Self {
-        BackendKey {
-            service: normalize_name(service),
-            address,
-            port,
-        }
-    }
-}
-
-impl std::fmt::Display for BackendKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            self.service,
-            SocketAddr::new(self.address, self.port)
-        )
-    }
-}
-
-/// Lowercase, without the trailing dot: the form names are compared in.
-pub fn normalize_name(name: &str) -> String {
-    name.trim().trim_end_matches('.').to_ascii_lowercase()
-}
+pub use crate::backend::{BackendKey, normalize_name};
 
 /// What an agent last reported about one of its backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
