@@ -19,6 +19,7 @@ pub mod exit;
 pub mod gossip;
 pub mod health;
 pub mod metrics;
+pub mod netio;
 pub mod overwatch;
 pub mod persist;
 pub mod snapshot;
