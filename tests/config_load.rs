@@ -103,8 +103,8 @@ fn v11_file_loads_unchanged_with_warnings() {
     assert_eq!(cfg.domains.len(), 3);
     assert_eq!(cfg.api.address, ":9090");
     assert_eq!(
-        config::parse_listen(&cfg.api.address, 9090).unwrap(),
-        "0.0.0.0:9090".parse().unwrap()
+        config::Listener::Api.parse(&cfg.api.address).unwrap(),
+        "[::]:9090".parse().unwrap()
     );
     assert_eq!(cfg.logging.format, config::LogFormat::Json);
     for key in [

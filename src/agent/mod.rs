@@ -5,4 +5,5 @@ pub mod api;
 pub mod drain_file;
 pub mod metrics;
 pub mod predictive;
+pub mod runtime;
 pub mod state;

@@ -27,11 +27,11 @@ use super::read;
 use super::routes::{Route, RouteError, route};
 use super::view::OverwatchView;
 use super::write;
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, Listener};
 use crate::snapshot::SnapshotCell;
 use serde_json::Value;
 use std::io::{self, Read};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -72,22 +72,6 @@ pub struct ApiServer {
     stopping: Arc<AtomicBool>,
 }
 
-/// `127.0.0.1:9090`, `:9090` (every IPv4 address), `[::1]:9090`, `host:9090`.
-pub fn parse_listen(address: &str) -> io::Result<SocketAddr> {
-    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
-    let text = match address.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => address.to_string(),
-    };
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    text.to_socket_addrs()
-        .map_err(|e| invalid(format!("api.address {address:?}: {e}")))?
-        .next()
-        .ok_or_else(|| invalid(format!("api.address {address:?} resolves to nothing")))
-}
-
 /// Binds `cfg.address` and starts the workers; returns once listening.
 pub fn start(
     cfg: &ApiConfig,
@@ -97,7 +81,9 @@ pub fn start(
 ) -> io::Result<ApiServer> {
     let access = Access::new(&cfg.allowed_networks, cfg.trust_proxy_headers, &cfg.tokens)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let wanted = parse_listen(&cfg.address)?;
+    let wanted = Listener::Api
+        .parse(&cfg.address)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("api.address: {e}")))?;
     let server = tiny_http::Server::http(wanted).map_err(|e| {
         io::Error::new(
             io::ErrorKind::AddrInUse,
@@ -422,21 +408,5 @@ fn respond_error(request: tiny_http::Request, err: &ApiError, extra: &[(&str, &s
 fn send<R: Read>(request: tiny_http::Request, response: tiny_http::Response<R>) {
     if let Err(e) = request.respond(response) {
         log::debug!("API: client went away before the answer: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_address_forms() {
-        assert_eq!(
-            parse_listen("127.0.0.1:9090").ok(),
-            "127.0.0.1:9090".parse().ok()
-        );
-        assert_eq!(parse_listen(":9090").ok(), "0.0.0.0:9090".parse().ok());
-        assert_eq!(parse_listen("[::1]:9090").ok(), "[::1]:9090".parse().ok());
-        assert!(parse_listen("nonsense").is_err());
     }
 }

@@ -6,9 +6,10 @@
 //! a file and line.
 
 use super::duration::Dur;
+use super::listen::Listener;
 use super::schema::*;
 use super::values::{
-    decode_key, in_zone, is_dns_name, normalize_name, parse_host_port, parse_listen, parse_network,
+    decode_key, in_zone, is_dns_name, normalize_name, parse_host_port, parse_network,
 };
 use std::collections::HashMap;
 
@@ -37,6 +38,13 @@ impl Report {
     }
 }
 
+/// A listen address, through the one parser the daemon binds with.
+fn listen(r: &mut Report, listener: Listener, text: &str) {
+    if let Err(e) = listener.parse(text) {
+        r.err(listener.key(), e.to_string());
+    }
+}
+
 pub fn validate(cfg: &Config, mode: Mode) -> Report {
     let mut r = Report::default();
     if !LOG_LEVELS.contains(&cfg.logging.level.to_ascii_lowercase().as_str()) {
@@ -50,7 +58,7 @@ pub fn validate(cfg: &Config, mode: Mode) -> Report {
         );
     }
     if let Some(addr) = &cfg.metrics.address {
-        r.check("metrics.address", parse_listen(addr, 9091));
+        listen(&mut r, Listener::Metrics, addr);
     }
     match mode {
         Mode::Overwatch => overwatch(cfg, &mut r),
@@ -98,7 +106,7 @@ fn keyring(
 
 fn overwatch(cfg: &Config, r: &mut Report) {
     let dns = &cfg.dns;
-    r.check("dns.listen_address", parse_listen(&dns.listen_address, 53));
+    listen(r, Listener::Dns, &dns.listen_address);
     for (i, zone) in dns.zones.iter().enumerate() {
         if !is_dns_name(zone) {
             r.err(
@@ -132,10 +140,7 @@ fn overwatch(cfg: &Config, r: &mut Report) {
     }
 
     let ow = &cfg.overwatch;
-    r.check(
-        "overwatch.gossip.bind_address",
-        parse_listen(&ow.gossip.bind_address, 7946),
-    );
+    listen(r, Listener::Gossip, &ow.gossip.bind_address);
     keyring(
         r,
         "overwatch.gossip",
@@ -268,7 +273,7 @@ fn overwatch(cfg: &Config, r: &mut Report) {
         }
     }
 
-    r.check("api.address", parse_listen(&cfg.api.address, 9090));
+    listen(r, Listener::Api, &cfg.api.address);
     for (i, net) in cfg.api.allowed_networks.iter().enumerate() {
         r.check(format!("api.allowed_networks[{i}]"), parse_network(net));
     }
@@ -425,5 +430,5 @@ fn agent_checks(agent: &AgentConfig, r: &mut Report) {
     {
         r.err("agent.drain_file", "must not be empty when set");
     }
-    r.check("agent.api.address", parse_listen(&agent.api.address, 9100));
+    listen(r, Listener::AgentApi, &agent.api.address);
 }

@@ -1,44 +1,12 @@
-//! Parsers for the value formats used in the configuration: listen
-//! addresses, `host:port` peers, networks, DNS names and gossip keys.
+//! Parsers for the value formats used in the configuration: `host:port`
+//! peers, networks, DNS names and gossip keys (listen addresses have their
+//! own module, `listen`).
 //! Other modules use these too, so a value accepted by `--check` is
 //! exactly the value the daemon will use.
 
 use base64::Engine;
 use ipnet::IpNet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-/// Parses a listen address: `:53` (every IPv4 interface), `127.0.0.1:53`,
-/// `[::1]:53`, or a bare IP (`::1`, `127.0.0.1`) which takes
-/// `default_port`. `localhost` means 127.0.0.1.
-pub fn parse_listen(s: &str, default_port: u16) -> Result<SocketAddr, String> {
-    let s = s.trim();
-    if let Some(port) = s.strip_prefix(':').filter(|p| !p.contains(':')) {
-        let port = parse_port(port, s)?;
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
-    }
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if let Ok(ip) = s
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Ok(SocketAddr::new(ip, default_port));
-    }
-    if let Some(port) = s.strip_prefix("localhost:") {
-        return Ok(SocketAddr::new(
-            Ipv4Addr::LOCALHOST.into(),
-            parse_port(port, s)?,
-        ));
-    }
-    if s == "localhost" {
-        return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), default_port));
-    }
-    Err(format!(
-        "invalid listen address {s:?}: expected IP:PORT, [IPv6]:PORT or :PORT"
-    ))
-}
+use std::net::{IpAddr, SocketAddr};
 
 fn parse_port(port: &str, whole: &str) -> Result<u16, String> {
     match port.parse::<u16>() {
@@ -128,30 +96,6 @@ pub fn in_zone(name: &str, zone: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_forms() {
-        assert_eq!(
-            parse_listen(":53", 1).unwrap(),
-            "0.0.0.0:53".parse().unwrap()
-        );
-        assert_eq!(
-            parse_listen("[::1]:53", 1).unwrap(),
-            "[::1]:53".parse().unwrap()
-        );
-        assert_eq!(
-            parse_listen("127.0.0.1:53", 1).unwrap(),
-            "127.0.0.1:53".parse().unwrap()
-        );
-        assert_eq!(parse_listen("::1", 9).unwrap(), "[::1]:9".parse().unwrap());
-        assert_eq!(
-            parse_listen("localhost:9090", 9).unwrap(),
-            "127.0.0.1:9090".parse().unwrap()
-        );
-        for bad in ["", ":", ":0", ":99999", "host:53", "1.2.3.4:x", "1.2.3.4:"] {
-            assert!(parse_listen(bad, 53).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn host_port() {

@@ -1,12 +1,16 @@
 //! The `opengslb` daemon: flags, signals, systemd notification, logging,
-//! and the start-up of either mode.
+//! and the wiring of either mode. The loops themselves live in their
+//! subsystems (`overwatch::runtime`, `agent::runtime`, `dns`, `gossip`);
+//! this folder starts their threads and supervises them (`supervise`).
 
 pub mod agent;
 pub mod args;
+pub mod listen;
 pub mod logging;
 pub mod notify;
 pub mod overwatch;
 pub mod signals;
+pub mod supervise;
 
 use crate::config::{self, Mode};
 use crate::exit;
@@ -57,9 +61,16 @@ pub fn main<I: IntoIterator<Item = String>>(argv: I) -> i32 {
     signals::block();
     abort_on_panic();
     logging::init(&loaded.config.logging);
-    match loaded.mode {
+    let outcome = match loaded.mode {
         Mode::Overwatch => overwatch::run(loaded, &args.config),
         Mode::Agent => agent::run(loaded, &args.config),
+    };
+    match outcome {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            log::error!("{e}");
+            e.code()
+        }
     }
 }
 

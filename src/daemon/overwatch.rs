@@ -1,47 +1,36 @@
-//! Starting and running an Overwatch: binds DNS, gossip and the API before
-//! telling systemd READY=1, then serves until SIGTERM, re-reading the
-//! configuration on SIGHUP.
+//! Wiring an Overwatch: opens the state, binds DNS, gossip, the API and
+//! the metrics listener before telling systemd READY=1, then runs the
+//! `registry` thread (`crate::overwatch::runtime`) under the supervision
+//! loop until SIGTERM, re-reading the configuration on SIGHUP.
 
-use super::notify::{notify, watchdog_interval};
-use super::signals::{self, Signal};
+use super::listen;
+use super::notify::notify;
+use super::supervise::Supervisor;
 use crate::api;
-use crate::config::{self, Config, Loaded, Mode};
+use crate::clock::Liveness;
+use crate::config::{self, Listener, Loaded, Mode};
 use crate::dns::{self, DnsStats, DnsTable};
-use crate::exit;
-use crate::gossip;
+use crate::exit::ExitError;
+use crate::gossip::overwatch_side::OverwatchEvent;
+use crate::gossip::{self, server::GossipServer};
 use crate::health::{DEFAULT_WORKERS, HealthChecker};
 use crate::metrics::TextWriter;
-use crate::metrics::server::MetricsServer;
 use crate::overwatch::metrics::OverwatchCounters;
 use crate::overwatch::runtime::{Channels, Control, Inputs, Published, Runtime};
-use crate::persist::AuditLog;
-use crate::persist::Store;
+use crate::persist::{AuditLog, Store};
 use crate::snapshot::SnapshotCell;
+use crossbeam_channel::Sender;
 use log::{error, info, warn};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
+pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     let config = loaded.config.clone();
     for w in &loaded.warnings {
         warn!("{w}");
     }
-    let store = match Store::open(&config.overwatch.data_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("{e}");
-            return exit::STATE;
-        }
-    };
-    let audit = match AuditLog::open(&config.overwatch.data_dir) {
-        Ok(a) => a,
-        Err(e) => {
-            error!("{e}");
-            return exit::STATE;
-        }
-    };
+    let store = Store::open(&config.overwatch.data_dir).map_err(ExitError::state)?;
+    let audit = AuditLog::open(&config.overwatch.data_dir).map_err(ExitError::state)?;
     let ch = Channels::default();
     let dns_stats = Arc::new(DnsStats::new());
     let published = Published {
@@ -50,7 +39,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         policy: Arc::new(SnapshotCell::new(Default::default())),
         dns_stats: Arc::clone(&dns_stats),
         counters: Arc::new(OverwatchCounters::default()),
-        heartbeat: Arc::new(AtomicU64::new(0)),
+        heartbeat: Arc::new(Liveness::new()),
     };
     let (dns_cell, view_cell, policy_cell) = (
         Arc::clone(&published.dns),
@@ -60,22 +49,11 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
     let counters = Arc::clone(&published.counters);
     let registry_beat = Arc::clone(&published.heartbeat);
     let checker = HealthChecker::start(DEFAULT_WORKERS, ch.checks.0.clone());
-    let mut runtime = match Runtime::new(&config, store, audit, checker, published) {
-        Ok(r) => r,
-        Err(e) => {
-            error!("cannot start: {e}");
-            return exit::STATE;
-        }
-    };
+    let mut runtime = Runtime::new(&config, store, audit, checker, published)
+        .map_err(|e| ExitError::state(format!("cannot start: {e}")))?;
 
     // Sockets: everything is bound before READY=1.
-    let listen = match dns::parse_listen(&config.dns.listen_address) {
-        Ok(a) => a,
-        Err(e) => {
-            error!("dns.listen_address: {e}");
-            return exit::CONFIG;
-        }
-    };
+    let listen = listen::required(&config, Mode::Overwatch, Listener::Dns)?;
     let dns_cfg = dns::server::ServerConfig {
         listen,
         threads: config.dns.threads.max(1),
@@ -83,45 +61,14 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         tcp_max_connections: config.dns.tcp_max_connections,
         max_udp_size: config.dns.max_udp_size,
     };
-    let dns_server =
-        match dns::server::start(&dns_cfg, Arc::clone(&dns_cell), Arc::clone(&dns_stats)) {
-            Ok(s) => s,
-            Err(e) => {
-                error!("cannot serve DNS on {listen}: {e}");
-                return exit::FAILURE;
-            }
-        };
+    let dns_server = dns::server::start(&dns_cfg, Arc::clone(&dns_cell), Arc::clone(&dns_stats))
+        .map_err(|e| ExitError::failure(format!("cannot serve DNS on {listen}: {e}")))?;
     info!(
         "DNS listening on {} (udp+tcp, {} thread(s))",
         dns_server.local_addr(),
         dns_cfg.threads
     );
-    // Without a key nothing could be decrypted: a static-only Overwatch
-    // (v1.1 files) runs without the gossip listener.
-    let gossip_server = if loaded.secrets.gossip_keys.is_empty() {
-        warn!("no overwatch.gossip.encryption_key: gossip is off, only static servers are served");
-        None
-    } else {
-        let gossip_bind =
-            match config::parse_listen(&config.overwatch.gossip.bind_address, gossip::DEFAULT_PORT)
-            {
-                Ok(a) => a,
-                Err(e) => {
-                    error!("overwatch.gossip.bind_address: {e}");
-                    return exit::CONFIG;
-                }
-            };
-        match gossip::server::start(gossip_bind, Arc::clone(&policy_cell), ch.gossip.0.clone()) {
-            Ok(s) => {
-                info!("gossip listening on {}", s.local_addr());
-                Some(Arc::new(Mutex::new(s)))
-            }
-            Err(e) => {
-                error!("cannot listen for gossip on {gossip_bind}: {e}");
-                return exit::FAILURE;
-            }
-        }
-    };
+    let gossip_server = start_gossip(&loaded, policy_cell, ch.gossip.0.clone())?;
     runtime.set_gossip(gossip_server.clone());
     let render = {
         let (view_cell, counters, dns_stats, gossip) = (
@@ -141,29 +88,19 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
             w.finish()
         }) as api::server::MetricsFn
     };
-    let mut api_server = if config.api.enabled {
-        match api::server::start(
-            &config.api,
-            Arc::clone(&view_cell),
-            ch.api.0.clone(),
-            Arc::clone(&render),
-        ) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                error!("cannot start the API: {e}");
-                return exit::FAILURE;
-            }
-        }
-    } else {
-        None
+    let mut api_server = match listen::address(&config, Mode::Overwatch, Listener::Api)? {
+        Some(_) => Some(
+            api::server::start(
+                &config.api,
+                Arc::clone(&view_cell),
+                ch.api.0.clone(),
+                Arc::clone(&render),
+            )
+            .map_err(|e| ExitError::failure(format!("cannot start the API: {e}")))?,
+        ),
+        None => None,
     };
-    let mut metrics_server = match metrics_listener(&config, Arc::clone(&render)) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot start the metrics listener: {e}");
-            return exit::FAILURE;
-        }
-    };
+    let mut metrics_server = listen::start_metrics(&config, Mode::Overwatch, render)?;
 
     runtime.set_ready();
     let inputs = Inputs {
@@ -172,47 +109,20 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         api: ch.api.1.clone(),
         control: ch.control.1.clone(),
     };
-    let registry = match std::thread::Builder::new()
-        .name("registry".into())
-        .spawn(move || runtime.run(inputs))
-    {
-        Ok(h) => h,
-        Err(e) => {
-            error!("cannot start the registry thread: {e}");
-            return exit::FAILURE;
-        }
-    };
+    let mut sup = Supervisor::new();
+    sup.watch("registry", registry_beat);
+    sup.probe("dns", || dns_server.alive());
+    if let Some(g) = gossip_server.clone() {
+        sup.probe("gossip", move || lock(&g).alive());
+    }
+    sup.spawn("registry", move || {
+        runtime.run(inputs);
+        Ok(())
+    })?;
     notify("READY=1");
     info!("overwatch ready (config {})", config_path.display());
+    let outcome = sup.run(|| reload(config_path, &ch.control.0, &counters));
 
-    let watchdog = watchdog_interval();
-    let mut last_watchdog = Instant::now();
-    let code = loop {
-        match signals::wait(Duration::from_millis(500)) {
-            Some(Signal::Terminate) => break exit::OK,
-            Some(Signal::Reload) => reload(config_path, &ch.control.0, &counters),
-            None => {}
-        }
-        if registry.is_finished() {
-            error!("the registry thread stopped");
-            break exit::FAILURE;
-        }
-        if let Some(every) = watchdog
-            && last_watchdog.elapsed() >= every
-        {
-            let beat = registry_beat.load(Ordering::Relaxed);
-            let now = crate::overwatch::clock::Clock::new().now_ms();
-            if dns_server.alive()
-                && gossip_server.as_ref().is_none_or(|g| lock(g).alive())
-                && now.saturating_sub(beat) < 5_000
-            {
-                notify("WATCHDOG=1");
-            } else {
-                warn!("a loop looks stuck; not feeding the watchdog");
-            }
-            last_watchdog = Instant::now();
-        }
-    };
     notify("STOPPING=1");
     info!("stopping");
     if let Some(api) = api_server.as_mut() {
@@ -222,17 +132,37 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         m.stop();
     }
     let _ = ch.control.0.send(Control::Stop);
-    let _ = registry.join();
+    sup.join();
     if let Some(g) = &gossip_server {
         lock(g).stop();
     }
     dns_server.stop();
     info!("stopped");
-    code
+    outcome
 }
 
-fn reload(path: &Path, control: &crossbeam_channel::Sender<Control>, counters: &OverwatchCounters) {
-    notify("RELOADING=1");
+/// The gossip listener, unless no key is configured: without a key nothing
+/// could be decrypted, so a static-only Overwatch (v1.1 files) runs
+/// without it.
+fn start_gossip(
+    loaded: &Loaded,
+    policy: Arc<SnapshotCell<gossip::Policy>>,
+    events: Sender<OverwatchEvent>,
+) -> Result<Option<Arc<Mutex<GossipServer>>>, ExitError> {
+    if loaded.secrets.gossip_keys.is_empty() {
+        warn!("no overwatch.gossip.encryption_key: gossip is off, only static servers are served");
+        return Ok(None);
+    }
+    let bind = listen::required(&loaded.config, Mode::Overwatch, Listener::Gossip)?;
+    let server = gossip::server::start(bind, policy, events)
+        .map_err(|e| ExitError::failure(format!("cannot listen for gossip on {bind}: {e}")))?;
+    info!("gossip listening on {}", server.local_addr());
+    Ok(Some(Arc::new(Mutex::new(server))))
+}
+
+/// SIGHUP: a valid file goes to the registry; an invalid one is logged,
+/// counted, and the old configuration keeps serving.
+fn reload(path: &Path, control: &Sender<Control>, counters: &OverwatchCounters) {
     match config::load(path, Some(Mode::Overwatch)) {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -250,34 +180,6 @@ fn reload(path: &Path, control: &crossbeam_channel::Sender<Control>, counters: &
             );
         }
     }
-    notify("READY=1");
-}
-
-/// The optional extra `/metrics` listener (`metrics.address`).
-fn metrics_listener(
-    config: &Config,
-    render: api::server::MetricsFn,
-) -> std::io::Result<Option<MetricsServer>> {
-    let Some(address) = config
-        .metrics
-        .address
-        .as_ref()
-        .filter(|_| config.metrics.enabled)
-    else {
-        return Ok(None);
-    };
-    let addr = config::parse_listen(address, 9091).map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("metrics.address: {e}"),
-        )
-    })?;
-    let server = MetricsServer::start(addr, render)?;
-    info!(
-        "metrics listening on http://{}/metrics",
-        server.local_addr()
-    );
-    Ok(Some(server))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -14,6 +14,6 @@ mod tcp;
 mod udp_batch;
 
 pub use responder::{Responder, Transport};
-pub use server::{DnsServer, ServerConfig, parse_listen, start};
+pub use server::{DnsServer, ServerConfig, start};
 pub use stats::DnsStats;
 pub use table::{DnsTable, DomainSpec, TableSpec, Target, ZoneSpec};

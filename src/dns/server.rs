@@ -17,7 +17,7 @@ use crate::snapshot::SnapshotCell;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,19 +39,6 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub max_udp_size: u16,
-}
-
-/// `dns.listen_address` to a socket address: `host:port`, `[v6]:port`, or
-/// `:port` for every interface (IPv6 any, dual-stack).
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    if let Some(port) = text.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("invalid port in listen address {text:?}"))?;
-        return Ok(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port));
-    }
-    text.parse()
-        .map_err(|_| format!("invalid listen address {text:?} (want host:port or :port)"))
 }
 
 /// Shared between a loop and the handle: stop flag, heartbeat, waker.
@@ -384,25 +371,5 @@ impl UdpLoop {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_address_forms() {
-        assert_eq!(parse_listen(":53").unwrap(), "[::]:53".parse().unwrap());
-        assert_eq!(
-            parse_listen("127.0.0.1:5353").unwrap(),
-            "127.0.0.1:5353".parse().unwrap()
-        );
-        assert_eq!(
-            parse_listen("[::1]:53").unwrap(),
-            "[::1]:53".parse().unwrap()
-        );
-        assert!(parse_listen(":x").is_err());
-        assert!(parse_listen("localhost").is_err());
     }
 }

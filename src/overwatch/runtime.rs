@@ -16,6 +16,7 @@ use super::targets::{self, CheckPlan, TargetIds};
 use super::{dns_spec, persisted, view};
 use crate::api::command::CommandRequest;
 use crate::api::view::{AuditEntry, OverwatchView};
+use crate::clock::Liveness;
 use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
 use crate::gossip::overwatch_side::OverwatchEvent;
@@ -28,7 +29,6 @@ use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,8 +54,8 @@ pub struct Published {
     pub policy: Arc<SnapshotCell<Policy>>,
     pub dns_stats: Arc<DnsStats>,
     pub counters: Arc<OverwatchCounters>,
-    /// Milliseconds of the last loop iteration, for the watchdog.
-    pub heartbeat: Arc<AtomicU64>,
+    /// Beaten with `Now.mono` every loop turn, for the watchdog.
+    pub heartbeat: Arc<Liveness>,
 }
 
 pub struct Inputs {
@@ -144,7 +144,7 @@ impl Runtime {
     pub fn run(mut self, inputs: Inputs) {
         loop {
             let now = self.clock.now_ms();
-            self.out.heartbeat.store(now, Ordering::Relaxed);
+            self.out.heartbeat.beat(crate::clock::Now::read().mono);
             let wait = self
                 .next_deadline
                 .map(|d| Duration::from_millis(d.saturating_sub(now)))
