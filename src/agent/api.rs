@@ -3,16 +3,16 @@
 //! `GET /metrics`. Reads come from the snapshot the agent runtime
 //! publishes; drain commands go to the runtime, which owns the state.
 
+use crate::httpserve::{self, HttpServer, Reply};
+use crate::metrics::Render;
 use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Sender, bounded};
 use serde::Serialize;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Method, Request};
 
 const MAX_BODY: usize = 16 * 1024;
 
@@ -54,78 +54,36 @@ pub struct OverwatchStatus {
 /// A drain command: `Some(reason)` drains, `None` lifts the operator drain.
 pub type DrainCommand = (Option<String>, Sender<()>);
 
-pub struct AgentApi {
-    server: Arc<Server>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
+/// Binds `address` and serves the agent API on the `agent-api` thread.
+pub fn start(
+    address: SocketAddr,
+    view: Arc<SnapshotCell<AgentStatusView>>,
+    drains: Sender<DrainCommand>,
+    metrics: Render,
+) -> std::io::Result<HttpServer> {
+    HttpServer::start("agent-api", address, move |req| {
+        route(req, &view, &drains, &*metrics)
+    })
 }
 
-impl AgentApi {
-    pub fn start(
-        address: SocketAddr,
-        view: Arc<SnapshotCell<AgentStatusView>>,
-        drains: Sender<DrainCommand>,
-        metrics: Arc<dyn Fn() -> String + Send + Sync>,
-    ) -> std::io::Result<AgentApi> {
-        let server =
-            Server::http(address).map_err(|e| std::io::Error::other(format!("{address}: {e}")))?;
-        let addr = server.server_addr().to_ip().unwrap_or(address);
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (srv, flag) = (Arc::clone(&server), Arc::clone(&stop));
-        let thread = std::thread::Builder::new()
-            .name("agent-api".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    match srv.recv_timeout(Duration::from_millis(500)) {
-                        Ok(Some(req)) => handle(req, &view, &drains, &*metrics),
-                        Ok(None) => {}
-                        Err(_) => break,
-                    }
-                }
-            })?;
-        Ok(AgentApi {
-            server,
-            stop,
-            thread: Some(thread),
-            addr,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn json<T: Serialize>(code: u16, body: &T) -> Response<std::io::Cursor<Vec<u8>>> {
+fn json<T: Serialize>(code: u16, body: &T) -> Reply {
     let bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
-    Response::from_data(bytes)
-        .with_status_code(code)
-        .with_header(Header::from_bytes("Content-Type", "application/json").expect("static header"))
+    httpserve::reply(code, "application/json", bytes)
 }
 
-fn error(code: u16, msg: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+fn error(code: u16, msg: &str) -> Reply {
     json(code, &serde_json::json!({"error": msg, "code": code}))
 }
 
-fn handle(
-    mut req: Request,
+fn route(
+    req: &mut Request,
     view: &SnapshotCell<AgentStatusView>,
     drains: &Sender<DrainCommand>,
     metrics: &(dyn Fn() -> String + Send + Sync),
-) {
-    let path = req.url().split('?').next().unwrap_or("").to_string();
+) -> Reply {
+    let path = httpserve::path(req).to_string();
     let method = req.method().clone();
-    let resp = match (path.as_str(), &method) {
+    match (path.as_str(), &method) {
         ("/api/v1/agent/status", Method::Get) => json(200, &*view.load()),
         ("/api/v1/agent/drain", Method::Post) => {
             let mut body = Vec::new();
@@ -145,14 +103,11 @@ fn handle(
             }
         }
         ("/api/v1/agent/drain", Method::Delete) => send_drain(drains, None, view),
-        ("/metrics", Method::Get) => Response::from_string(metrics()).with_header(
-            Header::from_bytes("Content-Type", "text/plain; version=0.0.4").expect("static header"),
-        ),
+        ("/metrics", Method::Get) => httpserve::metrics(metrics()),
         ("/api/v1/agent/status" | "/metrics", _) => error(405, "method not allowed"),
         ("/api/v1/agent/drain", _) => error(405, "method not allowed"),
         _ => error(404, "not found"),
-    };
-    let _ = req.respond(resp);
+    }
 }
 
 /// `{"reason": "..."}`, or an empty body for the default reason.
@@ -175,7 +130,7 @@ fn send_drain(
     drains: &Sender<DrainCommand>,
     reason: Option<String>,
     view: &SnapshotCell<AgentStatusView>,
-) -> Response<std::io::Cursor<Vec<u8>>> {
+) -> Reply {
     let (tx, rx) = bounded(1);
     if drains.send((reason, tx)).is_err() || rx.recv_timeout(Duration::from_secs(5)).is_err() {
         return error(503, "agent is shutting down");

@@ -51,7 +51,7 @@ pub const PREBUFFERED: usize = 1024;
 pub const MAX_WRITERS: usize = 16;
 
 /// Renders the `/metrics` text.
-pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+pub type MetricsFn = crate::metrics::Render;
 
 struct Shared {
     access: Access,

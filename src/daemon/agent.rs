@@ -5,7 +5,7 @@
 
 use super::listen;
 use super::supervise::Supervisor;
-use crate::agent::api::{AgentApi, AgentStatusView, DrainCommand};
+use crate::agent::api::{self, AgentStatusView, DrainCommand};
 use crate::agent::drain_file::DrainWatcher;
 use crate::agent::metrics::{AgentCounters, render};
 use crate::agent::runtime::{Control, Counters, Inputs, Runtime};
@@ -13,7 +13,7 @@ use crate::config::{self, Listener, Loaded, Mode};
 use crate::exit::ExitError;
 use crate::gossip;
 use crate::health::{self, HealthChecker};
-use crate::metrics::server::Render;
+use crate::metrics::Render;
 use crate::snapshot::SnapshotCell;
 use crate::timefmt;
 use crossbeam_channel::Sender;
@@ -93,10 +93,10 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         })
     };
     let (api_tx, api_rx) = crossbeam_channel::bounded::<DrainCommand>(16);
-    let api = match listen::address(&loaded.config, Mode::Agent, Listener::AgentApi)? {
+    let mut agent_api = match listen::address(&loaded.config, Mode::Agent, Listener::AgentApi)? {
         Some(addr) => {
-            let a = AgentApi::start(addr, Arc::clone(&view), api_tx, Arc::clone(&metrics))
-                .map_err(|e| {
+            let a =
+                api::start(addr, Arc::clone(&view), api_tx, Arc::clone(&metrics)).map_err(|e| {
                     ExitError::failure(format!("cannot start the agent API on {addr}: {e}"))
                 })?;
             info!("agent API listening on http://{}", a.local_addr());
@@ -128,7 +128,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     info!("stopping: telling every Overwatch that this agent leaves");
     let _ = ctl_tx.send(Control::Stop);
     sup.join();
-    if let Some(a) = api {
+    if let Some(a) = agent_api.as_mut() {
         a.stop();
     }
     if let Some(m) = metrics_server.as_mut() {

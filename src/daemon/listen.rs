@@ -5,7 +5,8 @@
 
 use crate::config::{Config, Listener, Mode};
 use crate::exit::ExitError;
-use crate::metrics::server::{MetricsServer, Render};
+use crate::httpserve::HttpServer;
+use crate::metrics::{Render, server};
 use std::net::SocketAddr;
 
 /// The text of `listener`'s key, when that listener runs in `mode` with
@@ -55,11 +56,11 @@ pub fn start_metrics(
     cfg: &Config,
     mode: Mode,
     render: Render,
-) -> Result<Option<MetricsServer>, ExitError> {
+) -> Result<Option<HttpServer>, ExitError> {
     let Some(addr) = address(cfg, mode, Listener::Metrics)? else {
         return Ok(None);
     };
-    let server = MetricsServer::start(addr, render).map_err(|e| {
+    let server = server::start(addr, render).map_err(|e| {
         ExitError::failure(format!("cannot start the metrics listener on {addr}: {e}"))
     })?;
     log::info!(

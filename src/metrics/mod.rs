@@ -7,6 +7,10 @@
 pub mod server;
 
 use std::fmt::Write;
+use std::sync::Arc;
+
+/// Renders the `/metrics` text at scrape time.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 pub struct TextWriter {
     out: String,

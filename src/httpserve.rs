@@ -1,0 +1,135 @@
+//! One small HTTP server on tiny_http for the daemon's little listeners:
+//! the agent's local API and the extra metrics listener. One named thread
+//! takes requests from tiny_http's queue and answers each with a router
+//! function; `stop` unblocks and joins it. Requests are few and cheap
+//! (status, drain, scrapes), so one thread is enough; the Overwatch API,
+//! with its writers and ACL, has its own server (`api::server`).
+
+use std::io::{self, Cursor};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tiny_http::{Header, Request, Response, Server};
+
+/// An answer built in memory.
+pub type Reply = Response<Cursor<Vec<u8>>>;
+
+/// A running server; `stop()` (or drop) ends its thread.
+pub struct HttpServer {
+    server: Arc<Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl HttpServer {
+    /// Binds `address` and answers every request with `route` on a thread
+    /// named `name`. `route` may read the request's body.
+    pub fn start(
+        name: &str,
+        address: SocketAddr,
+        route: impl Fn(&mut Request) -> Reply + Send + 'static,
+    ) -> io::Result<HttpServer> {
+        let server =
+            Server::http(address).map_err(|e| io::Error::other(format!("{address}: {e}")))?;
+        let addr = server.server_addr().to_ip().unwrap_or(address);
+        let server = Arc::new(server);
+        let srv = Arc::clone(&server);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                // `recv` fails once `stop` unblocks it (or the listener
+                // broke); either way this server is done.
+                while let Ok(mut req) = srv.recv() {
+                    let reply = route(&mut req);
+                    if let Err(e) = req.respond(reply) {
+                        log::debug!("http: answer not sent: {e}");
+                    }
+                }
+            })?;
+        Ok(HttpServer {
+            server,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// The bound address (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Answers the requests already queued, then ends the thread.
+    pub fn stop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.server.unblock();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The request's path, without the query string.
+pub fn path(req: &Request) -> &str {
+    req.url().split('?').next().unwrap_or("")
+}
+
+/// `body` as `content_type` with status `code`.
+pub fn reply(code: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+    let header = Header::from_bytes("Content-Type", content_type).expect("static header");
+    Response::from_data(body)
+        .with_status_code(code)
+        .with_header(header)
+}
+
+/// A Prometheus scrape answer.
+pub fn metrics(text: String) -> Reply {
+    reply(200, "text/plain; version=0.0.4", text.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn routes_requests_and_stops() {
+        let mut server =
+            HttpServer::start(
+                "http-test",
+                "127.0.0.1:0".parse().unwrap(),
+                |req| match path(req) {
+                    "/metrics" => metrics("up 1\n".into()),
+                    other => reply(404, "text/plain", format!("no {other}\n").into_bytes()),
+                },
+            )
+            .unwrap();
+        let addr = server.local_addr();
+        let ok = get(addr, "/metrics?x=1");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(
+            ok.contains("text/plain; version=0.0.4") && ok.ends_with("up 1\n"),
+            "{ok}"
+        );
+        let missing = get(addr, "/nope");
+        assert!(missing.starts_with("HTTP/1.1 404") && missing.ends_with("no /nope\n"));
+        server.stop();
+        assert!(server.thread.is_none());
+    }
+}
