@@ -13,6 +13,7 @@
 
 use opengslb::api::routes::{self, BackendKey as RouteKey, Route};
 use opengslb::api::write;
+use opengslb::clock::Now;
 use opengslb::config::{self, Mode, RoutingAlgorithm, SoaConfig};
 use opengslb::dns::{
     DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
@@ -152,6 +153,11 @@ fn gossip() -> &'static Gossip {
     })
 }
 
+/// The fuzz targets drive both clocks together (no step).
+fn at(ms: u64) -> Now {
+    Now::at(ms, ms)
+}
+
 fn agent_session(now: u64) -> AgentSession {
     let g = gossip();
     AgentSession::new(
@@ -165,7 +171,7 @@ fn agent_session(now: u64) -> AgentSession {
             missed_threshold: 3,
             time_window_ms: 60_000,
         },
-        now,
+        at(now),
     )
 }
 
@@ -187,12 +193,12 @@ pub fn gossip_frame_raw(data: &[u8]) -> usize {
     }
     let mut accepted = 0;
     for p in &packets {
-        let out = ow.on_packet(p, src(), DEFAULT_NOW, &g.policy);
+        let out = ow.on_packet(p, src(), at(DEFAULT_NOW), &g.policy);
         accepted += out.replies.len() + out.events.len();
-        accepted += agent.on_datagram(p, DEFAULT_NOW).len();
-        let _ = agent.tick(DEFAULT_NOW);
+        accepted += agent.on_datagram(p, at(DEFAULT_NOW)).len();
+        let _ = agent.tick(at(DEFAULT_NOW));
     }
-    ow.expire(DEFAULT_NOW + 1, &g.policy);
+    ow.expire(at(DEFAULT_NOW + 1), &g.policy);
     accepted
 }
 
@@ -282,13 +288,13 @@ pub fn gossip_frame_decrypted(data: &[u8]) -> usize {
         let Some(packet) = sealer.seal(session, i as u64 + 1, plain) else {
             return accepted;
         };
-        let out = ow.on_packet(&packet, src(), now, &g.policy);
+        let out = ow.on_packet(&packet, src(), at(now), &g.policy);
         for reply in &out.replies {
-            let _ = agent.on_datagram(reply, now);
+            let _ = agent.on_datagram(reply, at(now));
         }
-        let _ = agent.on_datagram(&packet, now);
-        let _ = agent.tick(now);
-        ow.expire(now, &g.policy);
+        let _ = agent.on_datagram(&packet, at(now));
+        let _ = agent.tick(at(now));
+        ow.expire(at(now), &g.policy);
     }
     accepted
 }

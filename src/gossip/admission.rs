@@ -21,7 +21,7 @@ pub(super) struct RegisterOk {
 pub(super) fn check_register(
     r: &Register,
     session: u64,
-    now_ms: u64,
+    now_wall_ms: u64,
     policy: &Policy,
     cached_pin: Option<&String>,
 ) -> Result<RegisterOk, (RejectReason, String)> {
@@ -42,7 +42,8 @@ pub(super) fn check_register(
         ));
     }
     // Everything below is said to someone who holds the certificate's key.
-    if info.not_after <= now_ms / 1000 {
+    // Certificate validity is wall-clock time by nature.
+    if info.not_after <= now_wall_ms / 1000 {
         let when = crate::timefmt::rfc3339(info.not_after);
         return Err((
             RejectReason::CertExpired,

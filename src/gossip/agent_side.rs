@@ -6,13 +6,18 @@
 //! state deltas, each retransmitted (100 ms, doubling, capped at 2 s) until
 //! acknowledged. Without an answer it keeps retrying registration with a
 //! backoff capped at 5 s, forever. Drive it with `tick` at `next_deadline`
-//! and after every `on_datagram`; every call takes the time in unix ms.
+//! and after every `on_datagram`; every call takes the loop turn's `Now`.
+//! Deadlines, retransmits, backoff and the connected/re-register windows
+//! run on `now.mono`, so a wall-clock step neither stalls heartbeats nor
+//! makes the session give up; only message stamps and the replay window
+//! use `now.wall_ms`.
 
 use super::identity::{Identity, register_message};
 use super::replay::ReplayTable;
 use super::session::{self, DhOffer, SessionKey};
 use super::wire::{MAX_DATAGRAM, Message, Payload, Register, StateMsg, is_tagged, split_tag};
 use super::{BackendKey, BackendReport, Keyring, RejectReason};
+use crate::clock::{Mono, Now};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +33,17 @@ const MAX_PENDING: usize = 32;
 /// loss three lost heartbeats in a row (stale after 1 s × 3) happened
 /// about once in 17 minutes per node; with two retries it needs nine.
 const HEARTBEAT_RETRIES: u32 = 2;
+/// Wall stamps of recent packets and when (monotonic) they left, to turn
+/// an echoed stamp into a round-trip time that a clock step cannot skew.
+const SENT_STAMPS: usize = 16;
+const NEVER: Mono = Mono(u64::MAX);
 
 fn cfg_interval_ms(d: &Duration) -> u64 {
     d.as_millis().clamp(1, u64::MAX as u128) as u64
+}
+
+fn plus(t: Mono, ms: u64) -> Mono {
+    Mono(t.0.saturating_add(ms))
 }
 
 #[derive(Clone, Debug)]
@@ -61,7 +74,8 @@ pub enum SessionEvent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeStatus {
     pub connected: bool,
-    /// Unix milliseconds.
+    /// Unix milliseconds (for operators; deadlines use the monotonic
+    /// time of the same ack).
     pub last_ack: Option<u64>,
     pub rtt: Option<Duration>,
     pub last_error: Option<String>,
@@ -98,16 +112,16 @@ enum Phase {
 struct Pending {
     msg: Message,
     seq: u64,
-    next_send: u64,
+    next_send: Mono,
     interval: u64,
 }
 
 impl Pending {
-    fn new(msg: Message, seq: u64, now: u64) -> Self {
+    fn new(msg: Message, seq: u64, now: Now) -> Self {
         Pending {
             msg,
             seq,
-            next_send: now,
+            next_send: now.mono,
             interval: RETRANSMIT_FIRST_MS,
         }
     }
@@ -118,26 +132,32 @@ pub struct AgentSession {
     session_id: u64,
     counter: u64,
     phase: Phase,
-    next_attempt: u64,
+    next_attempt: Mono,
     backoff: u64,
     backends: BTreeMap<BackendKey, BackendReport>,
     seq: u64,
     pending: VecDeque<Pending>,
-    next_heartbeat: u64,
+    next_heartbeat: Mono,
     heartbeat_outstanding: bool,
     /// While not registered, each heartbeat interval that passes counts as
     /// a failed heartbeat, so the failure counter keeps moving while a node
     /// is down (an alert on its rate must not clear during an outage).
-    next_missed: u64,
+    next_missed: Mono,
     /// When to resend an unacknowledged heartbeat, and how many resends
     /// this interval has left.
-    heartbeat_retry_at: u64,
+    heartbeat_retry_at: Mono,
     heartbeat_retries_left: u32,
     leave: Option<Pending>,
+    /// The lowest wall stamp any of our leave messages carried: an ack
+    /// echoing one at or after it answers the leave (the lowest, so a
+    /// backward step while leaving does not hide the answer).
     leave_started: Option<u64>,
     left: bool,
     replay: ReplayTable,
     status: NodeStatus,
+    /// The monotonic time of `status.last_ack`.
+    last_ack_mono: Option<Mono>,
+    sent_stamps: VecDeque<(u64, Mono)>,
     counters: SessionCounters,
     /// Our ephemeral key share for the registration in progress.
     dh: Option<DhOffer>,
@@ -146,7 +166,7 @@ pub struct AgentSession {
 }
 
 impl AgentSession {
-    pub fn new(cfg: SessionConfig, now: u64) -> Self {
+    pub fn new(cfg: SessionConfig, now: Now) -> Self {
         let cfg_hb = cfg.heartbeat_interval;
         AgentSession {
             replay: ReplayTable::new(cfg.time_window_ms, 16),
@@ -154,20 +174,22 @@ impl AgentSession {
             session_id: super::crypto::random_session_id(),
             counter: 0,
             phase: Phase::Hello,
-            next_attempt: now,
+            next_attempt: now.mono,
             backoff: RETRANSMIT_FIRST_MS,
             backends: BTreeMap::new(),
             seq: 0,
             pending: VecDeque::new(),
-            next_heartbeat: u64::MAX,
+            next_heartbeat: NEVER,
             heartbeat_outstanding: false,
-            next_missed: now.saturating_add(cfg_interval_ms(&cfg_hb)),
-            heartbeat_retry_at: u64::MAX,
+            next_missed: plus(now.mono, cfg_interval_ms(&cfg_hb)),
+            heartbeat_retry_at: NEVER,
             heartbeat_retries_left: 0,
             leave: None,
             leave_started: None,
             left: false,
             status: NodeStatus::default(),
+            last_ack_mono: None,
+            sent_stamps: VecDeque::with_capacity(SENT_STAMPS),
             counters: SessionCounters::default(),
             dh: None,
             key: None,
@@ -202,11 +224,11 @@ impl AgentSession {
     }
 
     /// When `tick` next has something to do.
-    pub fn next_deadline(&self) -> u64 {
+    pub fn next_deadline(&self) -> Mono {
         if self.left {
-            return u64::MAX;
+            return NEVER;
         }
-        let mut d = self.leave.as_ref().map_or(u64::MAX, |p| p.next_send);
+        let mut d = self.leave.as_ref().map_or(NEVER, |p| p.next_send);
         if self.leave.is_some() {
             return d;
         }
@@ -235,25 +257,24 @@ impl AgentSession {
             .saturating_mul(self.cfg.missed_threshold.max(1) as u64)
     }
 
-    fn connected_until(&self) -> u64 {
-        let last = self.status.last_ack.unwrap_or(0);
-        last.saturating_add(self.missed_window()).saturating_add(1)
+    fn connected_until(&self) -> Mono {
+        let last = self.last_ack_mono.unwrap_or_default();
+        plus(last, self.missed_window().saturating_add(1))
     }
 
     /// After this long without any ack the session is given up and the
     /// agent registers again: three missed windows, at least 30 s, so
     /// heavy loss alone does not churn registrations.
-    fn reregister_at(&self) -> u64 {
+    fn reregister_at(&self) -> Mono {
         let silence = self
             .missed_window()
             .saturating_mul(3)
             .max(REREGISTER_SILENCE_MIN_MS);
-        let last = self.status.last_ack.unwrap_or(0);
-        last.saturating_add(silence)
+        plus(self.last_ack_mono.unwrap_or_default(), silence)
     }
 
     /// Replaces the reported backend set; the change goes out at once.
-    pub fn set_state(&mut self, backends: &[BackendReport], now: u64) -> Vec<Outgoing> {
+    pub fn set_state(&mut self, backends: &[BackendReport], now: Now) -> Vec<Outgoing> {
         let new: BTreeMap<BackendKey, BackendReport> =
             backends.iter().map(|b| (b.key(), b.clone())).collect();
         let upserts: Vec<BackendReport> = new
@@ -289,13 +310,13 @@ impl AgentSession {
             }
         } else if self.phase != Phase::Registered {
             // The registration carries the whole state; resend it now.
-            self.next_attempt = self.next_attempt.min(now);
+            self.next_attempt = self.next_attempt.min(now.mono);
         }
         self.tick(now)
     }
 
     /// Starts a graceful leave; `has_left` turns true once acknowledged.
-    pub fn leave(&mut self, now: u64) -> Vec<Outgoing> {
+    pub fn leave(&mut self, now: Now) -> Vec<Outgoing> {
         if self.phase != Phase::Registered {
             self.left = true;
             return Vec::new();
@@ -305,7 +326,7 @@ impl AgentSession {
                 agent_id: self.cfg.agent_id.clone(),
             };
             self.leave = Some(Pending::new(msg, 0, now));
-            self.leave_started = Some(now);
+            self.leave_started = Some(now.wall_ms);
             self.pending.clear();
         }
         self.tick(now)
@@ -321,11 +342,21 @@ impl AgentSession {
         })
     }
 
-    fn seal(&mut self, message: Message, now: u64, out: &mut Vec<Outgoing>) {
+    fn seal(&mut self, message: Message, now: Now, out: &mut Vec<Outgoing>) {
         self.counter += 1;
         let tagged = is_tagged(&message);
+        if matches!(message, Message::Leave { .. }) {
+            self.leave_started = Some(
+                self.leave_started
+                    .map_or(now.wall_ms, |s| s.min(now.wall_ms)),
+            );
+        }
+        if self.sent_stamps.len() >= SENT_STAMPS {
+            self.sent_stamps.pop_front();
+        }
+        self.sent_stamps.push_back((now.wall_ms, now.mono));
         let payload = Payload {
-            timestamp_ms: now,
+            timestamp_ms: now.wall_ms,
             message,
         };
         let mut plain = payload.encode();
@@ -385,30 +416,31 @@ impl AgentSession {
     }
 
     /// Everything due at `now`.
-    pub fn tick(&mut self, now: u64) -> Vec<Outgoing> {
+    pub fn tick(&mut self, now: Now) -> Vec<Outgoing> {
         let mut out = Vec::new();
         if self.left {
             return out;
         }
         if let Some(p) = self.leave.as_mut() {
-            if p.next_send <= now {
-                p.next_send = now + p.interval;
+            if p.next_send <= now.mono {
+                p.next_send = plus(now.mono, p.interval);
                 p.interval = (p.interval * 2).min(RETRANSMIT_CAP_MS);
                 let msg = p.msg.clone();
                 self.seal(msg, now, &mut out);
             }
             return out;
         }
+        let interval = cfg_interval_ms(&self.cfg.heartbeat_interval);
         if matches!(self.phase, Phase::Registered) {
-            self.next_missed = now.saturating_add(cfg_interval_ms(&self.cfg.heartbeat_interval));
-        } else if now >= self.next_missed {
+            self.next_missed = plus(now.mono, interval);
+        } else if now.mono >= self.next_missed {
             self.counters.heartbeat_failures += 1;
-            self.next_missed = now.saturating_add(cfg_interval_ms(&self.cfg.heartbeat_interval));
+            self.next_missed = plus(now.mono, interval);
         }
         match self.phase.clone() {
             Phase::Registered => self.tick_registered(now, &mut out),
-            phase if now >= self.next_attempt => {
-                self.next_attempt = now + self.backoff;
+            phase if now.mono >= self.next_attempt => {
+                self.next_attempt = plus(now.mono, self.backoff);
                 self.backoff = (self.backoff * 2).min(REGISTER_BACKOFF_CAP_MS);
                 match phase {
                     Phase::Register(challenge) => {
@@ -430,13 +462,14 @@ impl AgentSession {
         out
     }
 
-    fn tick_registered(&mut self, now: u64, out: &mut Vec<Outgoing>) {
-        if self.status.connected && now >= self.connected_until() {
+    fn tick_registered(&mut self, now: Now, out: &mut Vec<Outgoing>) {
+        let t = now.mono;
+        if self.status.connected && t >= self.connected_until() {
             self.status.connected = false;
             self.status.last_error =
                 Some("no acknowledgement within the missed-heartbeat window".into());
         }
-        if now >= self.reregister_at() {
+        if t >= self.reregister_at() {
             // Start over: the node may have lost our session, and the
             // registration carries the full state anyway.
             self.reset_registration(now);
@@ -444,15 +477,15 @@ impl AgentSession {
             return;
         }
         let interval = self.cfg.heartbeat_interval.as_millis().max(1) as u64;
-        if now >= self.next_heartbeat {
+        if t >= self.next_heartbeat {
             if self.heartbeat_outstanding {
                 self.counters.heartbeat_failures += 1;
             }
             self.heartbeat_outstanding = true;
             self.counters.heartbeats_sent += 1;
-            self.next_heartbeat = now + interval;
+            self.next_heartbeat = plus(t, interval);
             self.heartbeat_retries_left = HEARTBEAT_RETRIES;
-            self.heartbeat_retry_at = now + (interval / 4).max(1);
+            self.heartbeat_retry_at = plus(t, (interval / 4).max(1));
             let m = Message::Heartbeat {
                 agent_id: self.cfg.agent_id.clone(),
                 state_seq: self.seq,
@@ -460,11 +493,11 @@ impl AgentSession {
             self.seal(m, now, out);
         } else if self.heartbeat_outstanding
             && self.heartbeat_retries_left > 0
-            && now >= self.heartbeat_retry_at
+            && t >= self.heartbeat_retry_at
         {
             // A fresh packet (new counter), so the replay window takes it.
             self.heartbeat_retries_left -= 1;
-            self.heartbeat_retry_at = now + (interval / 4).max(1);
+            self.heartbeat_retry_at = plus(t, (interval / 4).max(1));
             let m = Message::Heartbeat {
                 agent_id: self.cfg.agent_id.clone(),
                 state_seq: self.seq,
@@ -472,8 +505,8 @@ impl AgentSession {
             self.seal(m, now, out);
         }
         let mut due = Vec::new();
-        for p in self.pending.iter_mut().filter(|p| p.next_send <= now) {
-            p.next_send = now + p.interval;
+        for p in self.pending.iter_mut().filter(|p| p.next_send <= t) {
+            p.next_send = plus(t, p.interval);
             p.interval = (p.interval * 2).min(RETRANSMIT_CAP_MS);
             due.push(p.msg.clone());
         }
@@ -482,13 +515,13 @@ impl AgentSession {
         }
     }
 
-    fn reset_registration(&mut self, now: u64) {
-        self.next_missed = now.saturating_add(cfg_interval_ms(&self.cfg.heartbeat_interval));
+    fn reset_registration(&mut self, now: Now) {
+        self.next_missed = plus(now.mono, cfg_interval_ms(&self.cfg.heartbeat_interval));
         self.phase = Phase::Hello;
-        self.next_attempt = now;
+        self.next_attempt = now.mono;
         self.backoff = RETRANSMIT_FIRST_MS;
         self.pending.clear();
-        self.next_heartbeat = u64::MAX;
+        self.next_heartbeat = NEVER;
         self.heartbeat_outstanding = false;
         self.status.connected = false;
         self.dh = None;
@@ -496,7 +529,7 @@ impl AgentSession {
     }
 
     /// Handles one datagram or frame from the node; call `tick` after it.
-    pub fn on_datagram(&mut self, bytes: &[u8], now: u64) -> Vec<SessionEvent> {
+    pub fn on_datagram(&mut self, bytes: &[u8], now: Now) -> Vec<SessionEvent> {
         let mut events = Vec::new();
         let Ok((header, plain)) = self.cfg.keyring.open(bytes) else {
             self.counters.decrypt_failures += 1;
@@ -532,7 +565,7 @@ impl AgentSession {
                 if agent_session == self.session_id && waiting && self.leave.is_none() {
                     self.phase = Phase::Register(nonce);
                     self.dh = None;
-                    self.next_attempt = now;
+                    self.next_attempt = now.mono;
                     self.backoff = RETRANSMIT_FIRST_MS;
                 }
             }
@@ -559,7 +592,7 @@ impl AgentSession {
                             .push_back(Pending::new(self.full_state(), self.seq, now));
                     }
                     self.next_heartbeat =
-                        now + self.cfg.heartbeat_interval.as_millis().max(1) as u64;
+                        plus(now.mono, cfg_interval_ms(&self.cfg.heartbeat_interval));
                     self.heartbeat_outstanding = false;
                     self.acked(now, echo_ts);
                     self.status.last_error = None;
@@ -569,7 +602,7 @@ impl AgentSession {
             Message::Rejected { reason, detail } => {
                 self.reset_registration(now);
                 self.phase = Phase::Rejected;
-                self.next_attempt = now + REGISTER_BACKOFF_CAP_MS;
+                self.next_attempt = plus(now.mono, REGISTER_BACKOFF_CAP_MS);
                 self.status.last_error = Some(format!("{reason}: {detail}"));
                 if self.leave.is_some() {
                     self.left = true;
@@ -622,10 +655,18 @@ impl AgentSession {
         events
     }
 
-    fn acked(&mut self, now: u64, echo_ts: u64) -> Duration {
-        let rtt = Duration::from_millis(now.saturating_sub(echo_ts));
+    fn acked(&mut self, now: Now, echo_ts: u64) -> Duration {
+        // The echoed stamp is our own wall time; the monotonic time we
+        // sent it at gives an RTT a wall step between send and ack cannot
+        // skew. An echo we no longer remember falls back to the wall.
+        let sent = self.sent_stamps.iter().rev().find(|(w, _)| *w == echo_ts);
+        let rtt = match sent {
+            Some((_, mono)) => now.mono.since(*mono),
+            None => Duration::from_millis(now.wall_ms.saturating_sub(echo_ts)),
+        };
         self.status.connected = true;
-        self.status.last_ack = Some(now);
+        self.status.last_ack = Some(now.wall_ms);
+        self.last_ack_mono = Some(now.mono);
         self.status.rtt = Some(rtt);
         rtt
     }
@@ -640,6 +681,11 @@ mod tests {
 
     const T0: u64 = 1_800_000_000_000;
 
+    /// No clock step in these tests: both clocks read the same.
+    fn at(ms: u64) -> Now {
+        Now::at(ms, ms)
+    }
+
     fn session(heartbeat_secs: u64) -> AgentSession {
         let identity = Identity::generate("eu-a", T0 / 1000, 86_400).expect("identity");
         let cfg = SessionConfig {
@@ -652,7 +698,7 @@ mod tests {
             missed_threshold: 3,
             time_window_ms: 60_000,
         };
-        AgentSession::new(cfg, T0)
+        AgentSession::new(cfg, at(T0))
     }
 
     /// Times (ms after T0) at which `tick` sent something over `span`.
@@ -660,10 +706,10 @@ mod tests {
         let mut times = Vec::new();
         let mut now = from;
         while now < from + span {
-            if !s.tick(now).is_empty() {
+            if !s.tick(at(now)).is_empty() {
                 times.push(now - T0);
             }
-            now = s.next_deadline().max(now + 1);
+            now = s.next_deadline().0.max(now + 1);
         }
         times
     }
@@ -706,9 +752,9 @@ mod tests {
         // register over a perfect link
         let mut now = T0;
         for _ in 0..4 {
-            for o in s.tick(now) {
-                for r in ow.on_packet(&o.bytes, src, now, &policy).replies {
-                    s.on_datagram(&r, now);
+            for o in s.tick(at(now)) {
+                for r in ow.on_packet(&o.bytes, src, at(now), &policy).replies {
+                    s.on_datagram(&r, at(now));
                 }
             }
             now += 1;
@@ -727,31 +773,31 @@ mod tests {
             last_error: None,
         };
         let start = now;
-        let first = s.set_state(std::slice::from_ref(&b), now);
+        let first = s.set_state(std::slice::from_ref(&b), at(now));
         assert_eq!(first.len(), 1, "sent at once");
         let mut state_times = Vec::new();
         while now < start + 9_000 {
-            for o in s.tick(now) {
+            for o in s.tick(at(now)) {
                 let (_, plain) = policy.keyring.open(&o.bytes).expect("open");
                 if plain.first() == Some(&6) {
                     state_times.push(now - start);
                 }
             }
-            now = s.next_deadline().max(now + 1);
+            now = s.next_deadline().0.max(now + 1);
         }
         assert_eq!(&state_times[..5], &[100, 300, 700, 1500, 3100]);
         assert_eq!(state_times[5] - state_times[4], 2000);
         assert_eq!(s.unacked(), 1);
         while now < start + 31_000 {
-            s.tick(now);
-            now = s.next_deadline().max(now + 1);
+            s.tick(at(now));
+            now = s.next_deadline().0.max(now + 1);
         }
         assert!(!s.status().connected, "past the missed-heartbeat window");
         assert!(s.is_registered());
         // after three missed windows (90 s) it registers again
         while now < start + 91_000 {
-            s.tick(now);
-            now = s.next_deadline().max(now + 1);
+            s.tick(at(now));
+            now = s.next_deadline().0.max(now + 1);
         }
         assert!(!s.is_registered());
         assert_eq!(s.unacked(), 0, "the registration carries the state now");
@@ -770,9 +816,9 @@ mod tests {
         let src = "192.0.2.1:5000".parse().expect("addr");
         let mut now = T0;
         for _ in 0..4 {
-            for o in s.tick(now) {
-                for r in ow.on_packet(&o.bytes, src, now, &policy).replies {
-                    s.on_datagram(&r, now);
+            for o in s.tick(at(now)) {
+                for r in ow.on_packet(&o.bytes, src, at(now), &policy).replies {
+                    s.on_datagram(&r, at(now));
                 }
             }
             now += 1;
@@ -783,10 +829,10 @@ mod tests {
         let start = now;
         let mut times = Vec::new();
         while now < start + 2_500 {
-            if !s.tick(now).is_empty() {
+            if !s.tick(at(now)).is_empty() {
                 times.push(now - T0);
             }
-            now = s.next_deadline().max(now + 1);
+            now = s.next_deadline().0.max(now + 1);
         }
         assert_eq!(times, [1001, 1251, 1501, 2001, 2251, 2501]);
         assert_eq!(

@@ -6,12 +6,17 @@
 //! Node names are resolved with the system resolver at start and again
 //! while a node is unreachable (at most every 5 s, or every 30 s while it
 //! does not answer), so a node whose address changes is found again.
+//!
+//! The loop reads `Now` once per turn and passes it to the sessions; it
+//! beats an `Arc<Liveness>` with `now.mono` every turn (at least once a
+//! second).
 
 use super::agent_side::{AgentSession, NodeStatus, Outgoing, SessionConfig, SessionEvent};
 use super::identity::Identity;
 use super::server::flush_stream;
 use super::wire::{MAX_FRAME, frame, take_frames};
-use super::{BackendReport, Keyring, RejectReason, now_ms};
+use super::{BackendReport, Keyring, RejectReason};
+use crate::clock::{Liveness, Mono, Now};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -27,6 +32,8 @@ const RESOLVE_RETRY_MS: u64 = 5_000;
 const RESOLVE_REFRESH_MS: u64 = 30_000;
 /// How long `leave_and_stop` waits for the nodes to acknowledge.
 pub const LEAVE_WAIT_MS: u64 = 500;
+/// `alive()` is false when the loop has not turned for this long.
+pub const ALIVE_WITHIN: Duration = Duration::from_secs(10);
 
 /// What the client needs; the daemon fills it from `agent.*`.
 #[derive(Clone, Debug)]
@@ -72,6 +79,7 @@ enum Command {
 struct Shared {
     status: Mutex<Vec<(String, NodeStatus)>>,
     heartbeats_sent: Mutex<(u64, u64)>,
+    liveness: Arc<Liveness>,
     exited: AtomicBool,
 }
 
@@ -87,7 +95,7 @@ pub fn start(cfg: ClientConfig, events: Sender<AgentEvent>) -> io::Result<Gossip
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared::default());
-    let now = now_ms();
+    let now = Now::read();
     let session_cfg = SessionConfig {
         agent_id: cfg.agent_id.clone(),
         region: cfg.region.clone(),
@@ -104,7 +112,7 @@ pub fn start(cfg: ClientConfig, events: Sender<AgentEvent>) -> io::Result<Gossip
         .map(|name| Node {
             name: name.clone(),
             addr: None,
-            resolved_at: 0,
+            resolved_at: now.mono,
             udp: None,
             tcp: None,
             session: AgentSession::new(session_cfg.clone(), now),
@@ -194,8 +202,15 @@ impl GossipClient {
         self.shared.heartbeats_sent.lock().map(|c| c.1).unwrap_or(0)
     }
 
+    /// Beaten with `now.mono` every loop turn (at least once a second).
+    pub fn liveness(&self) -> Arc<Liveness> {
+        Arc::clone(&self.shared.liveness)
+    }
+
+    /// The loop thread runs and turned within `ALIVE_WITHIN` (monotonic).
     pub fn alive(&self) -> bool {
         !self.shared.exited.load(Ordering::Relaxed)
+            && self.shared.liveness.fresh(Now::read().mono, ALIVE_WITHIN)
     }
 }
 
@@ -216,7 +231,7 @@ struct Tcp {
 struct Node {
     name: String,
     addr: Option<SocketAddr>,
-    resolved_at: u64,
+    resolved_at: Mono,
     udp: Option<UdpSocket>,
     tcp: Option<Tcp>,
     session: AgentSession,
@@ -231,7 +246,7 @@ struct Loop {
     events: Sender<AgentEvent>,
     shared: Arc<Shared>,
     buf: Vec<u8>,
-    leave_deadline: Option<u64>,
+    leave_deadline: Option<Mono>,
 }
 
 fn udp_token(i: usize) -> Token {
@@ -255,8 +270,27 @@ fn local_for(peer: SocketAddr) -> SocketAddr {
 impl Loop {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(64);
+        let mut timeout = Duration::ZERO;
         loop {
-            let now = now_ms();
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                Err(e) => return Err(e),
+            }
+            // One reading per turn, passed down to everything it does.
+            let now = Now::read();
+            self.shared.liveness.beat(now.mono);
+            for event in events.iter() {
+                let t = event.token().0;
+                if event.token() == WAKER || t / 2 >= self.nodes.len() {
+                    continue;
+                }
+                if t % 2 == 0 {
+                    self.read_udp(t / 2, now);
+                } else {
+                    self.tcp_ready(t / 2, event.is_readable(), now);
+                }
+            }
             while let Ok(cmd) = self.commands.try_recv() {
                 match cmd {
                     Command::Stop => return Ok(()),
@@ -268,63 +302,48 @@ impl Loop {
                     Command::SetBackends(b) => {
                         for i in 0..self.nodes.len() {
                             let outs = self.nodes[i].session.set_state(&b, now);
-                            self.send(i, outs);
+                            self.send(i, outs, now);
                         }
                     }
                     Command::LeaveAndStop => {
-                        self.leave_deadline.get_or_insert(now + LEAVE_WAIT_MS);
+                        self.leave_deadline
+                            .get_or_insert(now.mono.after(Duration::from_millis(LEAVE_WAIT_MS)));
                         for i in 0..self.nodes.len() {
                             let outs = self.nodes[i].session.leave(now);
-                            self.send(i, outs);
+                            self.send(i, outs, now);
                         }
                     }
                 }
             }
             if let Some(d) = self.leave_deadline
-                && (now >= d || self.nodes.iter().all(|n| n.session.has_left()))
+                && (now.mono >= d || self.nodes.iter().all(|n| n.session.has_left()))
             {
                 self.publish();
                 return Ok(());
             }
-            let mut deadline = self.leave_deadline.unwrap_or(u64::MAX);
+            let mut deadline = self.leave_deadline.unwrap_or(Mono(u64::MAX));
             for i in 0..self.nodes.len() {
-                if self.nodes[i].session.next_deadline() <= now {
+                if self.nodes[i].session.next_deadline() <= now.mono {
                     self.maybe_resolve(i, now);
                     let outs = self.nodes[i].session.tick(now);
-                    self.send(i, outs);
+                    self.send(i, outs, now);
                 }
                 deadline = deadline.min(self.nodes[i].session.next_deadline());
             }
             self.publish();
-            let timeout = deadline.saturating_sub(now).clamp(1, 1_000);
-            match self
-                .poll
-                .poll(&mut events, Some(Duration::from_millis(timeout)))
-            {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            for event in events.iter() {
-                let t = event.token().0;
-                if event.token() == WAKER || t / 2 >= self.nodes.len() {
-                    continue;
-                }
-                if t % 2 == 0 {
-                    self.read_udp(t / 2);
-                } else {
-                    self.tcp_ready(t / 2, event.is_readable());
-                }
-            }
+            timeout = now
+                .mono
+                .until(deadline)
+                .clamp(Duration::from_millis(1), Duration::from_secs(1));
         }
     }
 
-    fn maybe_resolve(&mut self, i: usize, now: u64) {
+    fn maybe_resolve(&mut self, i: usize, now: Now) {
         let n = &self.nodes[i];
-        let age = now.saturating_sub(n.resolved_at);
+        let age = now.mono.since(n.resolved_at);
         let due = match (n.addr, n.session.is_registered()) {
-            (None, _) => age >= RESOLVE_RETRY_MS,
-            (Some(_), false) => age >= RESOLVE_REFRESH_MS,
+            (None, _) => age >= Duration::from_millis(RESOLVE_RETRY_MS),
+            (Some(_), false) => age >= Duration::from_millis(RESOLVE_REFRESH_MS),
             (Some(_), true) => false,
         };
         if due {
@@ -332,9 +351,9 @@ impl Loop {
         }
     }
 
-    fn resolve(&mut self, i: usize, now: u64) {
+    fn resolve(&mut self, i: usize, now: Now) {
         let node = &mut self.nodes[i];
-        node.resolved_at = now;
+        node.resolved_at = now.mono;
         let addr = match node.name.to_socket_addrs() {
             Ok(mut it) => it.next(),
             Err(e) => {
@@ -377,11 +396,11 @@ impl Loop {
         }
     }
 
-    fn send(&mut self, i: usize, outs: Vec<Outgoing>) {
+    fn send(&mut self, i: usize, outs: Vec<Outgoing>, now: Now) {
         for o in outs {
             let node = &mut self.nodes[i];
             if o.tcp {
-                self.send_tcp(i, o.bytes);
+                self.send_tcp(i, o.bytes, now);
                 continue;
             }
             let Some(udp) = node.udp.as_ref() else {
@@ -393,7 +412,7 @@ impl Loop {
         }
     }
 
-    fn send_tcp(&mut self, i: usize, packet: Vec<u8>) {
+    fn send_tcp(&mut self, i: usize, packet: Vec<u8>, now: Now) {
         let node = &mut self.nodes[i];
         let Some(addr) = node.addr else { return };
         if node.tcp.is_none() {
@@ -429,11 +448,10 @@ impl Loop {
         }
         // Writable fires once the connect completes; on an established
         // connection write now.
-        self.tcp_ready(i, false);
+        self.tcp_ready(i, false, now);
     }
 
-    fn tcp_ready(&mut self, i: usize, readable: bool) {
-        let now = now_ms();
+    fn tcp_ready(&mut self, i: usize, readable: bool, now: Now) {
         let Some(mut t) = self.nodes[i].tcp.take() else {
             return;
         };
@@ -465,7 +483,7 @@ impl Loop {
         }
     }
 
-    fn read_udp(&mut self, i: usize) {
+    fn read_udp(&mut self, i: usize, now: Now) {
         loop {
             let Some(udp) = self.nodes[i].udp.as_ref() else {
                 return;
@@ -473,7 +491,7 @@ impl Loop {
             match udp.recv(&mut self.buf) {
                 Ok(n) => {
                     let packet = self.buf.get(..n).unwrap_or_default().to_vec();
-                    self.receive(i, &packet, now_ms());
+                    self.receive(i, &packet, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -486,7 +504,7 @@ impl Loop {
         }
     }
 
-    fn receive(&mut self, i: usize, packet: &[u8], now: u64) {
+    fn receive(&mut self, i: usize, packet: &[u8], now: Now) {
         let node = &mut self.nodes[i];
         for ev in node.session.on_datagram(packet, now) {
             match ev {
@@ -514,7 +532,7 @@ impl Loop {
             }
         }
         let outs = node.session.tick(now);
-        self.send(i, outs);
+        self.send(i, outs, now);
     }
 
     fn publish(&mut self) {

@@ -1,8 +1,10 @@
 //! The encrypted gossip between agents and Overwatch nodes (SPEC §5).
 //!
 //! The protocol logic does no I/O: `overwatch_side::OverwatchProtocol` and
-//! `agent_side::AgentSession` take bytes and the time (unix milliseconds)
-//! and return what to send and what happened, so the deterministic
+//! `agent_side::AgentSession` take bytes and the time (a `crate::clock::Now`
+//! read once per loop turn: deadlines on its monotonic part, message stamps
+//! and the replay window on its wall part) and return what to send and
+//! what happened, so the deterministic
 //! simulated network in `tests/gossip_sim.rs` drives them without sockets.
 //! `server` and `client` are the mio loops that carry those bytes over UDP
 //! and TCP port 7946. The wire format is documented in `docs/gossip.md`.
@@ -18,6 +20,7 @@ pub mod overwatch_side;
 pub mod replay;
 pub mod server;
 pub mod session;
+pub mod sim;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -164,12 +167,4 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Hex SHA-256 of a certificate's DER: the pinned fingerprint.
 pub fn fingerprint(cert_der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref())
-}
-
-/// Wall clock in unix milliseconds: the time the I/O loops pass in.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -6,6 +6,8 @@
 //! did not authenticate under the keyring, pass the replay checks and, for
 //! everything after registration, come from the session that registered.
 //! The Overwatch never speaks first: every packet it sends is a reply.
+//! Challenge and session expiry run on `now.mono`; reply stamps, the
+//! replay window and certificate validity on `now.wall_ms`.
 
 use super::admission::{check_backends, check_register};
 use super::crypto::OpenError;
@@ -13,6 +15,7 @@ use super::replay::{ReplayError, ReplayTable};
 use super::session::{self, SESSION_TAG_LEN, SessionKey};
 use super::wire::{Message, Payload, Register, StateMsg, is_tagged, split_tag};
 use super::{BackendKey, BackendReport, Policy, RejectReason, ct_eq};
+use crate::clock::{Mono, Now};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -73,8 +76,9 @@ pub enum OverwatchEvent {
     },
     Heartbeat {
         agent_id: String,
-        /// Unix milliseconds (our clock).
-        at: u64,
+        /// When it arrived, on both of our clocks (staleness belongs on
+        /// `at.mono`).
+        at: Now,
     },
     Leave {
         agent_id: String,
@@ -122,7 +126,7 @@ struct AgentEntry {
     token: String,
     fingerprint: String,
     applied_seq: u64,
-    last_seen: u64,
+    last_seen: Mono,
     agent_dh: [u8; 32],
     ow_dh: [u8; 32],
     key: SessionKey,
@@ -131,7 +135,7 @@ struct AgentEntry {
 struct Challenge {
     agent_id: String,
     nonce: [u8; 32],
-    expires: u64,
+    expires: Mono,
 }
 
 pub struct OverwatchProtocol {
@@ -145,7 +149,7 @@ pub struct OverwatchProtocol {
     pin_cache: HashMap<String, String>,
     counters: Counters,
     /// The time of the packet being handled.
-    now_ms: u64,
+    now: Now,
     /// The keyring index that opened it; replies use the same key.
     reply_key: usize,
     /// Its counter, the bytes its session tag covers, and the tag.
@@ -165,7 +169,7 @@ impl OverwatchProtocol {
             agents: HashMap::new(),
             pin_cache: HashMap::new(),
             counters: Counters::default(),
-            now_ms: 0,
+            now: Now::at(0, 0),
             reply_key: 0,
             pkt_counter: 0,
             pkt_body: Vec::new(),
@@ -194,12 +198,13 @@ impl OverwatchProtocol {
     }
 
     /// Drops state that aged out; call about once a second.
-    pub fn expire(&mut self, now_ms: u64, policy: &Policy) {
-        self.replay.expire(now_ms);
-        self.challenges.retain(|_, c| c.expires > now_ms);
+    pub fn expire(&mut self, now: Now, policy: &Policy) {
+        let t = now.mono;
+        self.replay.expire(t);
+        self.challenges.retain(|_, c| c.expires > t);
         let idle = self.cfg.session_idle_ms;
         self.agents
-            .retain(|_, a| now_ms.saturating_sub(a.last_seen) <= idle);
+            .retain(|_, a| t.0.saturating_sub(a.last_seen.0) <= idle);
         // Once the registry persisted a pin, the policy is authoritative.
         self.pin_cache.retain(|id, _| !policy.pins.contains_key(id));
     }
@@ -208,11 +213,11 @@ impl OverwatchProtocol {
         &mut self,
         packet: &[u8],
         src: SocketAddr,
-        now_ms: u64,
+        now: Now,
         policy: &Policy,
     ) -> Output {
         let mut out = Output::default();
-        self.now_ms = now_ms;
+        self.now = now;
         let (header, plain) = match policy.keyring.open_indexed(packet) {
             Ok((h, p, key)) => {
                 self.reply_key = key;
@@ -235,12 +240,10 @@ impl OverwatchProtocol {
             self.counters.malformed += 1;
             return out;
         };
-        match self.replay.check(
-            header.session_id,
-            header.counter,
-            payload.timestamp_ms,
-            now_ms,
-        ) {
+        match self
+            .replay
+            .check(header.session_id, header.counter, payload.timestamp_ms, now)
+        {
             Ok(()) => {}
             Err(ReplayError::TableFull) => {
                 self.counters.malformed += 1;
@@ -264,27 +267,23 @@ impl OverwatchProtocol {
         self.pkt_body.extend_from_slice(body);
         match payload.message {
             Message::Hello { agent_id } => {
-                self.on_hello(agent_id, session, now_ms, policy, &mut out)
+                self.on_hello(agent_id, session, now.mono, policy, &mut out)
             }
-            Message::Register(r) => {
-                self.on_register(*r, session, src, ts, now_ms, policy, &mut out)
-            }
-            Message::State(s) => self.on_state(s, session, src, ts, now_ms, policy, &mut out),
+            Message::Register(r) => self.on_register(*r, session, src, ts, now, policy, &mut out),
+            Message::State(s) => self.on_state(s, session, src, ts, now.mono, policy, &mut out),
             Message::Heartbeat { agent_id, .. } => {
                 if let Some((applied, key)) =
-                    self.session_of(&agent_id, session, src, now_ms, policy, &mut out)
+                    self.session_of(&agent_id, session, src, now.mono, policy, &mut out)
                 {
                     self.counters.heartbeats += 1;
-                    out.events.push(OverwatchEvent::Heartbeat {
-                        agent_id,
-                        at: now_ms,
-                    });
+                    out.events
+                        .push(OverwatchEvent::Heartbeat { agent_id, at: now });
                     self.reply_to(policy, ack(applied, ts, false), Some(&key), &mut out);
                 }
             }
             Message::Leave { agent_id } => {
                 if let Some((applied, key)) =
-                    self.session_of(&agent_id, session, src, now_ms, policy, &mut out)
+                    self.session_of(&agent_id, session, src, now.mono, policy, &mut out)
                 {
                     self.agents.remove(&agent_id);
                     out.events.push(OverwatchEvent::Leave { agent_id });
@@ -329,7 +328,7 @@ impl OverwatchProtocol {
         self.counter += 1;
         let tagged = is_tagged(&message);
         let payload = Payload {
-            timestamp_ms: self.now_ms,
+            timestamp_ms: self.now.wall_ms,
             message,
         };
         let mut plain = payload.encode();
@@ -375,20 +374,20 @@ impl OverwatchProtocol {
         &mut self,
         agent_id: String,
         session: u64,
-        now_ms: u64,
+        now: Mono,
         policy: &Policy,
         out: &mut Output,
     ) {
         let reuse = self
             .challenges
             .get(&session)
-            .filter(|c| c.agent_id == agent_id && c.expires > now_ms)
+            .filter(|c| c.agent_id == agent_id && c.expires > now)
             .map(|c| c.nonce);
         let nonce = match reuse {
             Some(n) => n,
             None => {
                 if self.challenges.len() >= self.cfg.max_sessions {
-                    self.challenges.retain(|_, c| c.expires > now_ms);
+                    self.challenges.retain(|_, c| c.expires > now);
                     if self.challenges.len() >= self.cfg.max_sessions {
                         return;
                     }
@@ -399,7 +398,7 @@ impl OverwatchProtocol {
                     Challenge {
                         agent_id,
                         nonce,
-                        expires: now_ms + self.cfg.challenge_ttl_ms,
+                        expires: Mono(now.0.saturating_add(self.cfg.challenge_ttl_ms)),
                     },
                 );
                 nonce
@@ -419,21 +418,22 @@ impl OverwatchProtocol {
         session: u64,
         src: SocketAddr,
         ts: u64,
-        now_ms: u64,
+        now: Now,
         policy: &Policy,
         out: &mut Output,
     ) {
         let answered = self.challenges.get(&session).is_some_and(|c| {
-            c.agent_id == r.agent_id && c.expires > now_ms && ct_eq(&c.nonce, &r.challenge)
+            c.agent_id == r.agent_id && c.expires > now.mono && ct_eq(&c.nonce, &r.challenge)
         });
         if !answered {
             // A lost or stale challenge: issue a fresh one instead.
             self.challenges.remove(&session);
-            self.on_hello(r.agent_id, session, now_ms, policy, out);
+            self.on_hello(r.agent_id, session, now.mono, policy, out);
             return;
         }
         let id = r.agent_id.clone();
-        match check_register(&r, session, now_ms, policy, self.pin_cache.get(&r.agent_id)) {
+        let pin = self.pin_cache.get(&r.agent_id);
+        match check_register(&r, session, now.wall_ms, policy, pin) {
             Err((reason, detail)) => self.reject(Some(id), src, reason, detail, policy, out),
             Ok(ok) => {
                 // The same registration again (same session and key share):
@@ -452,7 +452,7 @@ impl OverwatchProtocol {
                     // never move the state back; apply a newer one in full
                     if r.state_seq > a.applied_seq {
                         a.applied_seq = r.state_seq;
-                        a.last_seen = now_ms;
+                        a.last_seen = now.mono;
                         out.events.push(OverwatchEvent::State {
                             agent_id: id.clone(),
                             backends: r.backends,
@@ -489,7 +489,7 @@ impl OverwatchProtocol {
                             token: r.token.clone(),
                             fingerprint: ok.fingerprint.clone(),
                             applied_seq: r.state_seq,
-                            last_seen: now_ms,
+                            last_seen: now.mono,
                             agent_dh: r.agent_dh,
                             ow_dh,
                             key,
@@ -529,7 +529,7 @@ impl OverwatchProtocol {
         agent_id: &str,
         session: u64,
         src: SocketAddr,
-        now_ms: u64,
+        now: Mono,
         policy: &Policy,
         out: &mut Output,
     ) -> Option<(u64, SessionKey)> {
@@ -551,7 +551,7 @@ impl OverwatchProtocol {
             self.counters.session_auth_failures += 1;
             return None;
         }
-        entry.last_seen = now_ms;
+        entry.last_seen = now;
         let applied = entry.applied_seq;
         let key = entry.key.clone();
         if policy.revoked.contains(agent_id) {
@@ -577,11 +577,11 @@ impl OverwatchProtocol {
         session: u64,
         src: SocketAddr,
         ts: u64,
-        now_ms: u64,
+        now: Mono,
         policy: &Policy,
         out: &mut Output,
     ) {
-        let Some((applied, key)) = self.session_of(&s.agent_id, session, src, now_ms, policy, out)
+        let Some((applied, key)) = self.session_of(&s.agent_id, session, src, now, policy, out)
         else {
             return;
         };
@@ -661,7 +661,7 @@ mod tests {
         let packet = other.seal(1, 1, b"x").expect("seal");
         for i in 0..(MAX_TRACKED_SOURCES as u32 + 10) {
             let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 7946));
-            let out = ow.on_packet(&packet, src, 0, &policy);
+            let out = ow.on_packet(&packet, src, Now::at(0, 0), &policy);
             assert!(out.replies.is_empty() && out.events.is_empty());
         }
         let c = ow.counters();

@@ -6,10 +6,15 @@
 //! TCP carries the same sealed packets as UDP, each prefixed with its u32
 //! length, for what does not fit a datagram. Counters are published to a
 //! shared snapshot after each batch so metrics never touch the loop.
+//!
+//! The loop reads `Now` once per turn and passes it down; it beats an
+//! `Arc<Liveness>` with `now.mono` every turn, and stops through a
+//! `StopHandle`, so the daemon needs no lock on the server to supervise it.
 
 use super::overwatch_side::{Counters, OverwatchConfig, OverwatchEvent, OverwatchProtocol};
 use super::wire::{MAX_FRAME, MAX_RECV_DATAGRAM, frame, take_frames};
-use super::{Policy, RejectReason, now_ms};
+use super::{Policy, RejectReason};
+use crate::clock::{Liveness, Mono, Now};
 use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -17,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,7 +35,7 @@ const MAX_CONNS: usize = 1024;
 const CONN_IDLE_MS: u64 = 60_000;
 const HOUSEKEEPING_MS: u64 = 1_000;
 /// `alive()` is false when the loop has not turned for this long.
-const ALIVE_MS: u64 = 10_000;
+pub const ALIVE_WITHIN: Duration = Duration::from_secs(10);
 
 enum Command {
     Forget(String),
@@ -40,7 +45,7 @@ enum Command {
 #[derive(Default)]
 struct Shared {
     counters: Mutex<Counters>,
-    last_turn: AtomicU64,
+    liveness: Arc<Liveness>,
     exited: AtomicBool,
 }
 
@@ -48,9 +53,31 @@ struct Shared {
 pub struct GossipServer {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    stopper: StopHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Asks the loop to stop (or to forget an agent) from any thread, without
+/// a lock on the `GossipServer`. Cheap to clone.
+#[derive(Clone)]
+pub struct StopHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
-    thread: Option<JoinHandle<()>>,
+}
+
+impl StopHandle {
+    /// Asks the loop to return; `GossipServer::stop` (or drop) joins it.
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+        let _ = self.waker.wake();
+    }
+
+    /// Drops the agent's session and locally learned pin (after the
+    /// operator forgot it in the registry).
+    pub fn forget(&self, agent_id: &str) {
+        let _ = self.commands.send(Command::Forget(agent_id.to_string()));
+        let _ = self.waker.wake();
+    }
 }
 
 /// Binds UDP and TCP on `bind` (port 0 picks one free port for both) and
@@ -75,7 +102,6 @@ pub fn start_with(
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared::default());
-    shared.last_turn.store(now_ms(), Ordering::Relaxed);
     let mut lp = Loop {
         poll,
         udp: UdpSocket::from_std(udp),
@@ -109,8 +135,10 @@ pub fn start_with(
     Ok(GossipServer {
         local_addr,
         shared,
-        commands: tx,
-        waker,
+        stopper: StopHandle {
+            commands: tx,
+            waker,
+        },
         thread: Some(thread),
     })
 }
@@ -142,24 +170,33 @@ impl GossipServer {
 
     /// Stops the loop and joins the thread.
     pub fn stop(&mut self) {
-        let _ = self.commands.send(Command::Stop);
-        let _ = self.waker.wake();
+        self.stopper.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 
+    /// A handle that stops the loop (or forgets an agent) from any thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stopper.clone()
+    }
+
     /// Drops the agent's session and locally learned pin (after the
     /// operator forgot it in the registry).
     pub fn forget(&self, agent_id: &str) {
-        let _ = self.commands.send(Command::Forget(agent_id.to_string()));
-        let _ = self.waker.wake();
+        self.stopper.forget(agent_id);
     }
 
-    /// The loop thread runs and turned recently.
+    /// Beaten with `now.mono` every loop turn (at least once a second).
+    pub fn liveness(&self) -> Arc<Liveness> {
+        Arc::clone(&self.shared.liveness)
+    }
+
+    /// The loop thread runs and turned within `ALIVE_WITHIN`, both on the
+    /// monotonic clock.
     pub fn alive(&self) -> bool {
         !self.shared.exited.load(Ordering::Relaxed)
-            && now_ms().saturating_sub(self.shared.last_turn.load(Ordering::Relaxed)) < ALIVE_MS
+            && self.shared.liveness.fresh(Now::read().mono, ALIVE_WITHIN)
     }
 
     pub fn counters(&self) -> Counters {
@@ -214,7 +251,7 @@ struct Conn {
     peer: SocketAddr,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
-    last_active: u64,
+    last_active: Mono,
     writable: bool,
 }
 
@@ -235,33 +272,24 @@ struct Loop {
     /// as it catches up, so an overloaded registry never stalls this
     /// thread into dropping datagrams (which would make agents register
     /// again and feed the overload).
-    pending_heartbeats: HashMap<String, u64>,
+    pending_heartbeats: HashMap<String, Now>,
 }
 
 impl Loop {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         let mut policy = self.policy.reader();
-        let mut next_housekeeping = now_ms() + HOUSEKEEPING_MS;
+        let mut next_housekeeping = Now::read().mono;
+        let mut timeout = Duration::ZERO;
         loop {
-            let now = now_ms();
-            self.shared.last_turn.store(now, Ordering::Relaxed);
-            if now >= next_housekeeping {
-                self.proto.expire(now, policy.get());
-                self.close_idle(now);
-                next_housekeeping = now + HOUSEKEEPING_MS;
-            }
-            self.flush_heartbeats();
-            let mut timeout = Duration::from_millis(next_housekeeping.saturating_sub(now));
-            if !self.pending_heartbeats.is_empty() {
-                // Come back soon to hand them over once the registry has room.
-                timeout = timeout.min(Duration::from_millis(20));
-            }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
                 Err(e) => return Err(e),
             }
+            // One reading per turn, passed down to everything it does.
+            let now = Now::read();
+            self.shared.liveness.beat(now.mono);
             let before = self.proto.counters().clone();
             for event in events.iter() {
                 match event.token() {
@@ -273,16 +301,23 @@ impl Loop {
                             }
                         }
                     }
-                    UDP => self.read_udp(policy.get()),
-                    LISTENER => self.accept(),
+                    UDP => self.read_udp(policy.get(), now),
+                    LISTENER => self.accept(now),
                     token => self.conn_ready(
                         token,
                         event.is_readable(),
                         event.is_writable(),
                         policy.get(),
+                        now,
                     ),
                 }
             }
+            if now.mono >= next_housekeeping {
+                self.proto.expire(now, policy.get());
+                self.close_idle(now.mono);
+                next_housekeeping = now.mono.after(Duration::from_millis(HOUSEKEEPING_MS));
+            }
+            self.flush_heartbeats();
             if *self.proto.counters() != before {
                 let mut c = self
                     .shared
@@ -290,6 +325,11 @@ impl Loop {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
                 *c = self.proto.counters().clone();
+            }
+            timeout = now.mono.until(next_housekeeping);
+            if !self.pending_heartbeats.is_empty() {
+                // Come back soon to hand them over once the registry has room.
+                timeout = timeout.min(Duration::from_millis(20));
             }
         }
     }
@@ -351,7 +391,7 @@ impl Loop {
         }
     }
 
-    fn read_udp(&mut self, policy: &Policy) {
+    fn read_udp(&mut self, policy: &Policy, now: Now) {
         loop {
             let (n, src) = match self.udp.recv_from(&mut self.buf) {
                 Ok(x) => x,
@@ -369,7 +409,7 @@ impl Loop {
             let Some(packet) = self.buf.get(..n) else {
                 continue;
             };
-            let out = self.proto.on_packet(packet, src, now_ms(), policy);
+            let out = self.proto.on_packet(packet, src, now, policy);
             for reply in &out.replies {
                 if let Err(e) = self.udp.send_to(reply, src) {
                     log::debug!("gossip: udp send to {src}: {e}");
@@ -379,7 +419,7 @@ impl Loop {
         }
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, now: Now) {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
@@ -402,7 +442,7 @@ impl Loop {
                                 peer,
                                 rbuf: Vec::new(),
                                 wbuf: Vec::new(),
-                                last_active: now_ms(),
+                                last_active: now.mono,
                                 writable: false,
                             },
                         );
@@ -418,13 +458,20 @@ impl Loop {
         }
     }
 
-    fn conn_ready(&mut self, token: Token, readable: bool, writable: bool, policy: &Policy) {
+    fn conn_ready(
+        &mut self,
+        token: Token,
+        readable: bool,
+        writable: bool,
+        policy: &Policy,
+        now: Now,
+    ) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
         let mut open = true;
         if readable {
-            open = self.read_conn(&mut conn, policy);
+            open = self.read_conn(&mut conn, policy, now);
         }
         if open && (writable || !conn.wbuf.is_empty()) {
             open = flush(&mut conn);
@@ -453,12 +500,12 @@ impl Loop {
     }
 
     /// Reads what is there and handles complete frames; false to close.
-    fn read_conn(&mut self, conn: &mut Conn, policy: &Policy) -> bool {
+    fn read_conn(&mut self, conn: &mut Conn, policy: &Policy, now: Now) -> bool {
         loop {
             match conn.stream.read(&mut self.buf) {
                 Ok(0) => return false,
                 Ok(n) => {
-                    conn.last_active = now_ms();
+                    conn.last_active = now.mono;
                     conn.rbuf
                         .extend_from_slice(self.buf.get(..n).unwrap_or_default());
                     let Ok(frames) = take_frames(&mut conn.rbuf) else {
@@ -466,7 +513,7 @@ impl Loop {
                         return false;
                     };
                     for f in frames {
-                        let out = self.proto.on_packet(&f, conn.peer, now_ms(), policy);
+                        let out = self.proto.on_packet(&f, conn.peer, now, policy);
                         for reply in &out.replies {
                             frame(reply, &mut conn.wbuf);
                         }
@@ -483,11 +530,11 @@ impl Loop {
         }
     }
 
-    fn close_idle(&mut self, now: u64) {
+    fn close_idle(&mut self, now: Mono) {
         let idle: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| now.saturating_sub(c.last_active) > CONN_IDLE_MS)
+            .filter(|(_, c)| now.since(c.last_active) > Duration::from_millis(CONN_IDLE_MS))
             .map(|(t, _)| *t)
             .collect();
         for t in idle {
