@@ -3,9 +3,11 @@
 //! UDP socket, plus a TCP connection opened on demand for packets that do
 //! not fit a datagram.
 //!
-//! Node names are resolved with the system resolver at start and again
-//! while a node is unreachable (at most every 5 s, or every 30 s while it
-//! does not answer), so a node whose address changes is found again.
+//! Node names are resolved at start and again while a node is unreachable
+//! (at most every 5 s, or every 30 s while it does not answer), so a node
+//! whose address changes is found again. Lookups run on thread
+//! `gossip-resolve` (`resolve.rs`), never in this loop: a slow DNS server
+//! must not stall heartbeats to the other nodes.
 //!
 //! The loop reads `Now` once per turn and passes it to the sessions; it
 //! beats an `Arc<Liveness>` with `now.mono` every turn (at least once a
@@ -13,6 +15,7 @@
 
 use super::agent_side::{AgentSession, NodeStatus, Outgoing, SessionConfig, SessionEvent};
 use super::identity::Identity;
+use super::resolve::{self, Answer, ResolveFn, Resolver};
 use super::server::flush_stream;
 use super::wire::{MAX_FRAME, frame, take_frames};
 use super::{BackendReport, Keyring, RejectReason};
@@ -21,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -90,7 +93,18 @@ pub struct GossipClient {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Starts thread `gossip-client` (and `gossip-resolve`) with the system
+/// resolver.
 pub fn start(cfg: ClientConfig, events: Sender<AgentEvent>) -> io::Result<GossipClient> {
+    start_with_resolver(cfg, events, resolve::system())
+}
+
+/// `start` with another lookup function (tests make it hang).
+pub fn start_with_resolver(
+    cfg: ClientConfig,
+    events: Sender<AgentEvent>,
+    resolve: ResolveFn,
+) -> io::Result<GossipClient> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -113,6 +127,7 @@ pub fn start(cfg: ClientConfig, events: Sender<AgentEvent>) -> io::Result<Gossip
             name: name.clone(),
             addr: None,
             resolved_at: now.mono,
+            resolving: false,
             udp: None,
             tcp: None,
             session: AgentSession::new(session_cfg.clone(), now),
@@ -120,8 +135,10 @@ pub fn start(cfg: ClientConfig, events: Sender<AgentEvent>) -> io::Result<Gossip
             was_connected: false,
         })
         .collect();
+    let resolver = Resolver::start(resolve, Arc::clone(&waker))?;
     let mut lp = Loop {
         poll,
+        resolver,
         nodes,
         commands: rx,
         events,
@@ -130,7 +147,7 @@ pub fn start(cfg: ClientConfig, events: Sender<AgentEvent>) -> io::Result<Gossip
         leave_deadline: None,
     };
     for i in 0..lp.nodes.len() {
-        lp.resolve(i, now);
+        lp.request_address(i, now);
     }
     let thread_shared = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
@@ -232,6 +249,8 @@ struct Node {
     name: String,
     addr: Option<SocketAddr>,
     resolved_at: Mono,
+    /// A lookup is on the resolver thread; no second one is asked for.
+    resolving: bool,
     udp: Option<UdpSocket>,
     tcp: Option<Tcp>,
     session: AgentSession,
@@ -241,6 +260,7 @@ struct Node {
 
 struct Loop {
     poll: Poll,
+    resolver: Resolver,
     nodes: Vec<Node>,
     commands: Receiver<Command>,
     events: Sender<AgentEvent>,
@@ -280,6 +300,10 @@ impl Loop {
             // One reading per turn, passed down to everything it does.
             let now = Now::read();
             self.shared.liveness.beat(now.mono);
+            let answers: Vec<Answer> = self.resolver.answers().collect();
+            for a in answers {
+                self.apply_address(a);
+            }
             for event in events.iter() {
                 let t = event.token().0;
                 if event.token() == WAKER || t / 2 >= self.nodes.len() {
@@ -347,25 +371,39 @@ impl Loop {
             (Some(_), true) => false,
         };
         if due {
-            self.resolve(i, now);
+            self.request_address(i, now);
         }
     }
 
-    fn resolve(&mut self, i: usize, now: Now) {
+    /// Asks the resolver thread (a literal address is answered at once).
+    fn request_address(&mut self, i: usize, now: Now) {
         let node = &mut self.nodes[i];
-        node.resolved_at = now.mono;
-        let addr = match node.name.to_socket_addrs() {
-            Ok(mut it) => it.next(),
-            Err(e) => {
-                node.io_error = Some(format!("resolving {}: {e}", node.name));
-                None
-            }
-        };
-        let Some(addr) = addr else {
-            if node.addr.is_none() {
-                log::warn!("gossip: cannot resolve overwatch node {}", node.name);
-            }
+        if node.resolving {
             return;
+        }
+        node.resolved_at = now.mono;
+        match self.resolver.request(i, &node.name) {
+            Some(answer) => self.apply_address(answer),
+            None => node.resolving = true,
+        }
+    }
+
+    /// Takes a lookup's answer: a new address gets a fresh socket.
+    fn apply_address(&mut self, answer: Answer) {
+        let i = answer.node;
+        let Some(node) = self.nodes.get_mut(i) else {
+            return;
+        };
+        node.resolving = false;
+        let addr = match answer.result {
+            Ok(addr) => addr,
+            Err(e) => {
+                if node.addr.is_none() {
+                    log::warn!("gossip: cannot resolve overwatch node {}: {e}", node.name);
+                }
+                node.io_error = Some(e);
+                return;
+            }
         };
         if node.addr == Some(addr) && node.udp.is_some() {
             return;
@@ -561,5 +599,79 @@ impl Loop {
             .heartbeats_sent
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = (sent, failed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::overwatch_side::OverwatchEvent;
+    use crate::gossip::{Policy, server};
+    use crate::snapshot::SnapshotCell;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Regression (issue 9, bug 4): node names were resolved with the
+    /// blocking resolver inside the poll loop, so one lookup that hung
+    /// stalled heartbeats to every node. Here the lookup of the first
+    /// node never returns while the test runs; the second node, an IP
+    /// literal, must still register and get heartbeats.
+    #[test]
+    fn a_hanging_lookup_does_not_stall_heartbeats_to_other_nodes() {
+        let policy = Policy {
+            keyring: Keyring::from_raw(&[[3; 32]]),
+            agent_tokens: BTreeMap::from([("app.example.com".to_string(), "tok".to_string())]),
+            known_services: BTreeSet::from(["app.example.com".to_string()]),
+            ..Policy::default()
+        };
+        let (etx, erx) = crossbeam_channel::unbounded();
+        let cell = Arc::new(SnapshotCell::new(policy));
+        let mut srv =
+            server::start("127.0.0.1:0".parse().expect("addr"), cell, etx).expect("server");
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+        let (asked_tx, asked_rx) = crossbeam_channel::unbounded::<String>();
+        let hang: ResolveFn = Arc::new(move |name: &str| {
+            let _ = asked_tx.send(name.to_string());
+            // blocks until the test ends (the sender is dropped)
+            let _ = gate_rx.recv();
+            Err(io::Error::other("gave up"))
+        });
+        let now = Now::read();
+        let cfg = ClientConfig {
+            nodes: vec![
+                "overwatch-slow.invalid:7946".into(),
+                format!("127.0.0.1:{}", srv.local_addr().port()),
+            ],
+            identity: Arc::new(Identity::generate("eu-a", now.wall_secs(), 86_400).expect("id")),
+            keyring: Keyring::from_raw(&[[3; 32]]),
+            token: "tok".into(),
+            region: "eu".into(),
+            agent_id: "eu-a".into(),
+            heartbeat_interval: Duration::from_millis(50),
+            missed_threshold: 3,
+            time_window_ms: 60_000,
+        };
+        let (atx, _arx) = crossbeam_channel::unbounded();
+        let mut cl = start_with_resolver(cfg, atx, hang).expect("client");
+        let asked = asked_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the slow name went to the resolver");
+        assert_eq!(asked, "overwatch-slow.invalid:7946");
+        // Count heartbeats from the literal node while the lookup hangs.
+        let mut heartbeats = 0;
+        while heartbeats < 5 {
+            match erx.recv_timeout(Duration::from_secs(10)) {
+                Ok(OverwatchEvent::Heartbeat { .. }) => heartbeats += 1,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        assert_eq!(heartbeats, 5, "heartbeats stalled behind the lookup");
+        assert!(cl.alive());
+        let status = cl.node_status();
+        assert!(status[1].1.connected, "{status:?}");
+        assert!(!status[0].1.connected);
+        cl.stop();
+        srv.stop();
+        drop(gate_tx);
     }
 }

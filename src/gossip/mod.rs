@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod identity;
 pub mod overwatch_side;
 pub mod replay;
+pub mod resolve;
 pub mod server;
 pub mod session;
 pub mod sim;
