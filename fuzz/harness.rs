@@ -18,9 +18,9 @@ use opengslb::config::{self, Mode, RoutingAlgorithm, SoaConfig};
 use opengslb::dns::{
     DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
 };
-use opengslb::gossip::agent_side::{AgentSession, SessionConfig};
+use opengslb::gossip::agent::{AgentSession, SessionConfig};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchProtocol};
+use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchProtocol};
 use opengslb::gossip::wire::{self, Message, Payload};
 use opengslb::gossip::{Keyring, Policy, cert};
 use std::net::SocketAddr;

@@ -20,7 +20,7 @@
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use opengslb::clock::Now;
-use opengslb::gossip::agent_side::{AgentSession, Outgoing, SessionConfig, SessionEvent};
+use opengslb::gossip::agent::{AgentSession, Outgoing, SessionConfig, SessionEvent};
 use opengslb::gossip::identity::Identity;
 use opengslb::gossip::{BackendReport, Keyring};
 

@@ -7,9 +7,9 @@
 //! then `stale` 3 s later, then back. Pure protocol objects, no sockets.
 
 use opengslb::clock::Now;
-use opengslb::gossip::agent_side::{AgentSession, Outgoing, SessionConfig};
+use opengslb::gossip::agent::{AgentSession, Outgoing, SessionConfig};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
+use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
 use opengslb::gossip::{BackendReport, Keyring, Policy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

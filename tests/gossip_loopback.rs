@@ -3,10 +3,11 @@
 //! status, decrypt failures by source, and a graceful leave.
 
 use crossbeam_channel::{Receiver, unbounded};
-use opengslb::gossip::client::{self, AgentEvent, ClientConfig};
+use opengslb::gossip::agent::client::{self, AgentEvent, ClientConfig};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::overwatch_side::OverwatchEvent;
-use opengslb::gossip::{BackendReport, Keyring, Policy, RejectReason, server};
+use opengslb::gossip::overwatch::OverwatchEvent;
+use opengslb::gossip::overwatch::server;
+use opengslb::gossip::{BackendReport, Keyring, Policy, RejectReason};
 use opengslb::snapshot::SnapshotCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

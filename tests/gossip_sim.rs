@@ -3,7 +3,7 @@
 //! keys, rejections, pins, leaves, TCP fallback and restarts.
 
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
+use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
 use opengslb::gossip::sim::{
     CLEAN, Faults, LOSSY, Rng, Sim, T0, backend, config, identity, keyring,
 };

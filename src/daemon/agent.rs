@@ -12,7 +12,7 @@ use crate::agent::predictive::{self, CpuTimes, Predictor};
 use crate::agent::state::AgentState;
 use crate::config::{self, AgentConfig, Loaded, Mode};
 use crate::exit;
-use crate::gossip::{self, BackendReport, client::AgentEvent, identity::Identity};
+use crate::gossip::{self, BackendReport, agent::client::AgentEvent, identity::Identity};
 use crate::health::{self, CheckResult, HealthChecker};
 use crate::snapshot::SnapshotCell;
 use crate::timefmt;
@@ -68,8 +68,8 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
     let keyring = gossip::Keyring::from_raw(&loaded.secrets.gossip_keys);
 
     let (event_tx, event_rx) = crossbeam_channel::bounded(1024);
-    let mut client = match gossip::client::start(
-        gossip::client::ClientConfig {
+    let mut client = match gossip::agent::client::start(
+        gossip::agent::client::ClientConfig {
             nodes: cfg.gossip.overwatch_nodes.clone(),
             identity: Arc::clone(&identity),
             keyring,
@@ -271,7 +271,7 @@ impl AgentLoop {
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
-        client: &mut gossip::client::GossipClient,
+        client: &mut gossip::agent::client::GossipClient,
         checker: &HealthChecker,
         checks: Receiver<CheckResult>,
         drains: Receiver<Option<String>>,
@@ -416,7 +416,7 @@ impl AgentLoop {
     }
 
     /// Sends the current reports to every Overwatch when they changed.
-    fn push(&mut self, client: &gossip::client::GossipClient) {
+    fn push(&mut self, client: &gossip::agent::client::GossipClient) {
         let reports = self.state.reports();
         if reports != self.last_reports {
             client.set_backends(reports.clone());
@@ -424,7 +424,7 @@ impl AgentLoop {
         }
     }
 
-    fn publish(&mut self, client: &gossip::client::GossipClient) {
+    fn publish(&mut self, client: &gossip::agent::client::GossipClient) {
         self.counters
             .0
             .store(client.heartbeats_sent(), Ordering::Relaxed);

@@ -111,7 +111,11 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
                     return exit::CONFIG;
                 }
             };
-        match gossip::server::start(gossip_bind, Arc::clone(&policy_cell), ch.gossip.0.clone()) {
+        match gossip::overwatch::server::start(
+            gossip_bind,
+            Arc::clone(&policy_cell),
+            ch.gossip.0.clone(),
+        ) {
             Ok(s) => {
                 info!("gossip listening on {}", s.local_addr());
                 Some(Arc::new(Mutex::new(s)))

@@ -10,16 +10,13 @@
 //! and TCP port 7946. The wire format is documented in `docs/gossip.md`.
 //! This file holds the types shared by both sides.
 
-pub mod admission;
-pub mod agent_side;
+pub mod agent;
 pub mod cert;
-pub mod client;
 pub mod crypto;
 pub mod identity;
-pub mod overwatch_side;
+pub mod io;
+pub mod overwatch;
 pub mod replay;
-pub mod resolve;
-pub mod server;
 pub mod session;
 pub mod sim;
 pub mod wire;

@@ -5,9 +5,9 @@
 //! both sides; every datagram toward the Overwatch is captured so tests
 //! can replay it. No sockets, no threads, no real time.
 
-use super::agent_side::{AgentSession, Outgoing, SessionConfig, SessionEvent};
+use super::agent::{AgentSession, Outgoing, SessionConfig, SessionEvent};
 use super::identity::Identity;
-use super::overwatch_side::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
+use super::overwatch::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
 use super::{BackendReport, Keyring, Policy, RejectReason};
 use crate::clock::Now;
 use std::cmp::Reverse;

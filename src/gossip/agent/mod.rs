@@ -12,12 +12,18 @@
 //! makes the session give up; only message stamps and the replay window
 //! use `now.wall_ms`.
 
-use super::identity::{Identity, register_message};
-use super::replay::ReplayTable;
-use super::session::{self, DhOffer, SessionKey};
-use super::wire::{MAX_DATAGRAM, Message, Payload, Register, StateMsg, is_tagged, split_tag};
-use super::{BackendKey, BackendReport, Keyring, RejectReason};
+use crate::gossip::identity::{Identity, register_message};
+use crate::gossip::replay::ReplayTable;
+use crate::gossip::session::{self, DhOffer, SessionKey};
+
+pub mod client;
+pub mod resolve;
+
 use crate::clock::{Mono, Now};
+use crate::gossip::wire::{
+    MAX_DATAGRAM, Message, Payload, Register, StateMsg, is_tagged, split_tag,
+};
+use crate::gossip::{BackendKey, BackendReport, Keyring, RejectReason};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,7 +177,7 @@ impl AgentSession {
         AgentSession {
             replay: ReplayTable::new(cfg.time_window_ms, 16),
             cfg,
-            session_id: super::crypto::random_session_id(),
+            session_id: crate::gossip::crypto::random_session_id(),
             counter: 0,
             phase: Phase::Hello,
             next_attempt: now.mono,
@@ -676,7 +682,7 @@ impl AgentSession {
 mod tests {
     use super::*;
     use crate::gossip::Policy;
-    use crate::gossip::overwatch_side::{OverwatchConfig, OverwatchProtocol};
+    use crate::gossip::overwatch::{OverwatchConfig, OverwatchProtocol};
     use std::collections::{BTreeMap, BTreeSet};
 
     const T0: u64 = 1_800_000_000_000;

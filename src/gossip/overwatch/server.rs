@@ -11,10 +11,10 @@
 //! `Arc<Liveness>` with `now.mono` every turn, and stops through a
 //! `StopHandle`, so the daemon needs no lock on the server to supervise it.
 
-use super::overwatch_side::{Counters, OverwatchConfig, OverwatchEvent, OverwatchProtocol};
-use super::wire::{MAX_FRAME, MAX_RECV_DATAGRAM, frame, take_frames};
-use super::{Policy, RejectReason};
+use super::{Counters, OverwatchConfig, OverwatchEvent, OverwatchProtocol};
 use crate::clock::{Liveness, Mono, Now};
+use crate::gossip::wire::{MAX_FRAME, MAX_RECV_DATAGRAM, frame, take_frames};
+use crate::gossip::{Policy, RejectReason};
 use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::{TcpListener, TcpStream, UdpSocket};

@@ -9,13 +9,16 @@
 //! Challenge and session expiry run on `now.mono`; reply stamps, the
 //! replay window and certificate validity on `now.wall_ms`.
 
-use super::admission::{check_backends, check_register};
-use super::crypto::OpenError;
-use super::replay::{ReplayError, ReplayTable};
-use super::session::{self, SESSION_TAG_LEN, SessionKey};
-use super::wire::{Message, Payload, Register, StateMsg, is_tagged, split_tag};
-use super::{BackendKey, BackendReport, Policy, RejectReason, ct_eq};
+mod admission;
+pub mod server;
+
 use crate::clock::{Mono, Now};
+use crate::gossip::crypto::OpenError;
+use crate::gossip::replay::{ReplayError, ReplayTable};
+use crate::gossip::session::{self, SESSION_TAG_LEN, SessionKey};
+use crate::gossip::wire::{Message, Payload, Register, StateMsg, is_tagged, split_tag};
+use crate::gossip::{BackendKey, BackendReport, Policy, RejectReason, ct_eq};
+use admission::{check_backends, check_register};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -163,7 +166,7 @@ impl OverwatchProtocol {
         OverwatchProtocol {
             replay: ReplayTable::new(cfg.time_window_ms, cfg.max_sessions),
             cfg,
-            session_id: super::crypto::random_session_id(),
+            session_id: crate::gossip::crypto::random_session_id(),
             counter: 0,
             challenges: HashMap::new(),
             agents: HashMap::new(),
@@ -392,7 +395,7 @@ impl OverwatchProtocol {
                         return;
                     }
                 }
-                let nonce = super::crypto::random_bytes::<32>();
+                let nonce = crate::gossip::crypto::random_bytes::<32>();
                 self.challenges.insert(
                     session,
                     Challenge {

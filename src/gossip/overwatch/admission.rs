@@ -2,10 +2,10 @@
 //! must pass before anything reaches the registry, each failing with the
 //! reason the agent is told and the registry lists.
 
-use super::cert;
-use super::identity::{register_message, rotation_message, verify};
-use super::wire::Register;
-use super::{BackendReport, Policy, RejectReason, ct_eq, fingerprint};
+use crate::gossip::cert;
+use crate::gossip::identity::{register_message, rotation_message, verify};
+use crate::gossip::wire::Register;
+use crate::gossip::{BackendReport, Policy, RejectReason, ct_eq, fingerprint};
 
 pub(super) struct RegisterOk {
     pub fingerprint: String,

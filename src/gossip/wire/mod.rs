@@ -6,8 +6,8 @@
 //! read returns `None` past the end, so no input can panic, and lists never
 //! preallocate from a count that came off the wire. See `docs/gossip.md`.
 
-use super::session::SESSION_TAG_LEN;
-use super::{BackendKey, BackendReport, RejectReason};
+use crate::gossip::session::SESSION_TAG_LEN;
+use crate::gossip::{BackendKey, BackendReport, RejectReason};
 
 pub const MAGIC: [u8; 2] = *b"OG";
 pub const VERSION: u8 = 1;

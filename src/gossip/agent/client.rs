@@ -13,13 +13,13 @@
 //! beats an `Arc<Liveness>` with `now.mono` every turn (at least once a
 //! second).
 
-use super::agent_side::{AgentSession, NodeStatus, Outgoing, SessionConfig, SessionEvent};
-use super::identity::Identity;
 use super::resolve::{self, Answer, ResolveFn, Resolver};
-use super::server::flush_stream;
-use super::wire::{MAX_FRAME, frame, take_frames};
-use super::{BackendReport, Keyring, RejectReason};
+use super::{AgentSession, NodeStatus, Outgoing, SessionConfig, SessionEvent};
 use crate::clock::{Liveness, Mono, Now};
+use crate::gossip::identity::Identity;
+use crate::gossip::overwatch::server::flush_stream;
+use crate::gossip::wire::{MAX_FRAME, frame, take_frames};
+use crate::gossip::{BackendReport, Keyring, RejectReason};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -605,8 +605,8 @@ impl Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::overwatch_side::OverwatchEvent;
-    use crate::gossip::{Policy, server};
+    use crate::gossip::Policy;
+    use crate::gossip::overwatch::{OverwatchEvent, server};
     use crate::snapshot::SnapshotCell;
     use std::collections::{BTreeMap, BTreeSet};
 
