@@ -20,6 +20,7 @@ use opengslb::dns::{
 };
 use opengslb::gossip::agent::{AgentSession, SessionConfig};
 use opengslb::gossip::identity::Identity;
+use opengslb::gossip::io::{FrameReader, MAX_FRAME};
 use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchProtocol};
 use opengslb::gossip::wire::{self, Message, Payload};
 use opengslb::gossip::{Keyring, Policy, cert};
@@ -187,10 +188,9 @@ pub fn gossip_frame_raw(data: &[u8]) -> usize {
     let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
     let mut agent = agent_session(DEFAULT_NOW);
     let mut packets = vec![data.to_vec()];
-    let mut stream = data.to_vec();
-    if let Ok(frames) = wire::take_frames(&mut stream) {
-        packets.extend(frames);
-    }
+    // Frames before an oversized announcement still count, as in the
+    // listener (which then closes the connection).
+    let _ = FrameReader::new().feed(data, MAX_FRAME, &mut packets);
     let mut accepted = 0;
     for p in &packets {
         let out = ow.on_packet(p, src(), at(DEFAULT_NOW), &g.policy);
@@ -273,11 +273,11 @@ pub fn gossip_frame_decrypted(data: &[u8]) -> usize {
     for (i, plain) in split_plaintexts(rest).into_iter().enumerate() {
         let now = claimed_time(plain);
         let agent = agent.get_or_insert_with(|| agent_session(now));
-        if let Some((body, _tag)) = wire::split_tag(plain)
-            && let Some(p) = Payload::decode(body)
+        if let Ok((body, _tag)) = wire::split_tag(plain)
+            && let Ok(p) = Payload::decode(body)
         {
             accepted += 1;
-            assert_eq!(Payload::decode(&p.encode()).as_ref(), Some(&p));
+            assert_eq!(Payload::decode(&p.encode()).as_ref(), Ok(&p));
             if let Message::Register(r) = &p.message {
                 let _ = cert::parse(&r.cert_der);
                 if let Some((old, _)) = &r.rotation {

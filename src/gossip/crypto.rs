@@ -150,7 +150,7 @@ impl Keyring {
 
     /// Like `open`, also returning the index of the key that opened it.
     pub fn open_indexed(&self, packet: &[u8]) -> Result<(Header, Vec<u8>, usize), OpenError> {
-        let header = Header::parse(packet).ok_or(OpenError::Malformed)?;
+        let header = Header::parse(packet).map_err(|_| OpenError::Malformed)?;
         let (aad, sealed) = packet.split_at(HEADER_LEN);
         if sealed.len() < TAG_LEN {
             return Err(OpenError::Malformed);

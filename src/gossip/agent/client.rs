@@ -17,9 +17,9 @@ use super::resolve::{self, Answer, ResolveFn, Resolver};
 use super::{AgentSession, NodeStatus, Outgoing, SessionConfig, SessionEvent};
 use crate::clock::{Liveness, Mono, Now};
 use crate::gossip::identity::Identity;
-use crate::gossip::overwatch::server::flush_stream;
-use crate::gossip::wire::{MAX_FRAME, frame, take_frames};
+use crate::gossip::io::{FrameReader, MAX_FRAME, flush_stream, frame};
 use crate::gossip::{BackendReport, Keyring, RejectReason};
+use crate::netio::{interrupted, would_block};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -241,7 +241,7 @@ impl Drop for GossipClient {
 
 struct Tcp {
     stream: TcpStream,
-    rbuf: Vec<u8>,
+    frames: FrameReader,
     wbuf: Vec<u8>,
 }
 
@@ -294,7 +294,7 @@ impl Loop {
         loop {
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                Err(e) if interrupted(&e) => events.clear(),
                 Err(e) => return Err(e),
             }
             // One reading per turn, passed down to everything it does.
@@ -467,7 +467,7 @@ impl Loop {
                     }
                     node.tcp = Some(Tcp {
                         stream,
-                        rbuf: Vec::new(),
+                        frames: FrameReader::new(),
                         wbuf: Vec::new(),
                     });
                 }
@@ -499,15 +499,14 @@ impl Loop {
             match t.stream.read(&mut self.buf) {
                 Ok(0) => open = false,
                 Ok(n) => {
-                    t.rbuf
-                        .extend_from_slice(self.buf.get(..n).unwrap_or_default());
-                    match take_frames(&mut t.rbuf) {
-                        Ok(f) => frames.extend(f),
-                        Err(_) => open = false,
+                    let bytes = self.buf.get(..n).unwrap_or_default();
+                    if let Err(e) = t.frames.feed(bytes, MAX_FRAME, &mut frames) {
+                        self.nodes[i].io_error = Some(format!("{}: {e}", self.nodes[i].name));
+                        open = false;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if would_block(&e) => break,
+                Err(e) if interrupted(&e) => continue,
                 Err(_) => open = false,
             }
         }
@@ -531,8 +530,8 @@ impl Loop {
                     let packet = self.buf.get(..n).unwrap_or_default().to_vec();
                     self.receive(i, &packet, now);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
                 Err(e) => {
                     // e.g. ICMP port unreachable on the connected socket
                     self.nodes[i].io_error = Some(format!("{}: {e}", self.nodes[i].name));

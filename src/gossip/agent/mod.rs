@@ -541,13 +541,15 @@ impl AgentSession {
             self.counters.decrypt_failures += 1;
             return events;
         };
-        let Some((body, tag)) = split_tag(&plain) else {
-            self.counters.malformed += 1;
-            return events;
-        };
-        let Some(payload) = Payload::decode(body) else {
-            self.counters.malformed += 1;
-            return events;
+        let decoded =
+            split_tag(&plain).and_then(|(body, tag)| Ok((body, tag, Payload::decode(body)?)));
+        let (body, tag, payload) = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                log::debug!("gossip: undecodable reply: {e}");
+                self.counters.malformed += 1;
+                return events;
+            }
         };
         if self
             .replay

@@ -10,6 +10,7 @@
 //! replay window and certificate validity on `now.wall_ms`.
 
 mod admission;
+pub mod coalesce;
 pub mod server;
 
 use crate::clock::{Mono, Now};
@@ -122,6 +123,9 @@ pub struct Counters {
 pub struct Output {
     pub replies: Vec<Vec<u8>>,
     pub events: Vec<OverwatchEvent>,
+    /// The packet decrypted under the keyring (its sender holds a key),
+    /// whatever came of it after: a TCP connection stops being pre-auth.
+    pub authentic: bool,
 }
 
 struct AgentEntry {
@@ -235,13 +239,17 @@ impl OverwatchProtocol {
                 return out;
             }
         };
-        let Some((body, tag)) = split_tag(&plain) else {
-            self.counters.malformed += 1;
-            return out;
-        };
-        let Some(payload) = Payload::decode(body) else {
-            self.counters.malformed += 1;
-            return out;
+        // From here on the sender holds a key of the ring.
+        out.authentic = true;
+        let decoded =
+            split_tag(&plain).and_then(|(body, tag)| Ok((body, tag, Payload::decode(body)?)));
+        let (body, tag, payload) = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                log::debug!("gossip: undecodable packet from {src}: {e}");
+                self.counters.malformed += 1;
+                return out;
+            }
         };
         match self
             .replay

@@ -3,24 +3,34 @@
 //! datagram and frame to `OverwatchProtocol`, sends the replies back the
 //! way the request came, and hands events to the registry channel.
 //!
-//! TCP carries the same sealed packets as UDP, each prefixed with its u32
-//! length, for what does not fit a datagram. Counters are published to a
-//! shared snapshot after each batch so metrics never touch the loop.
+//! TCP carries the same sealed packets as UDP, framed by `gossip::io`, for
+//! what does not fit a datagram. A connection on which nothing decrypted
+//! yet is pre-auth: it reads under a smaller frame limit and within the
+//! `PreAuthBudget` (per-source and total connection and byte caps), so
+//! peers without the key cannot make this loop hold more than a few MiB.
+//! Heartbeats the registry has no room for are coalesced (`coalesce.rs`).
+//! Counters are published to a shared snapshot after each batch so metrics
+//! never touch the loop. This loop does I/O only; the protocol decides.
 //!
 //! The loop reads `Now` once per turn and passes it down; it beats an
 //! `Arc<Liveness>` with `now.mono` every turn, and stops through a
 //! `StopHandle`, so the daemon needs no lock on the server to supervise it.
 
+use super::coalesce::{Coalescer, Sent};
 use super::{Counters, OverwatchConfig, OverwatchEvent, OverwatchProtocol};
 use crate::clock::{Liveness, Mono, Now};
-use crate::gossip::wire::{MAX_FRAME, MAX_RECV_DATAGRAM, frame, take_frames};
+use crate::gossip::io::{
+    FrameReader, MAX_FRAME, MAX_PREAUTH_FRAME, PreAuthBudget, PreAuthLimits, flush_stream, frame,
+};
+use crate::gossip::wire::MAX_RECV_DATAGRAM;
 use crate::gossip::{Policy, RejectReason};
+use crate::netio::{interrupted, would_block};
 use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +55,8 @@ enum Command {
 #[derive(Default)]
 struct Shared {
     counters: Mutex<Counters>,
+    /// Pre-auth TCP connections and the bytes they hold, after each turn.
+    preauth: Mutex<(usize, usize)>,
     liveness: Arc<Liveness>,
     exited: AtomicBool,
 }
@@ -114,7 +126,8 @@ pub fn start_with(
         commands: rx,
         shared: Arc::clone(&shared),
         buf: vec![0u8; 65_536],
-        pending_heartbeats: HashMap::new(),
+        heartbeats: Coalescer::new(),
+        preauth: PreAuthBudget::new(PreAuthLimits::default()),
     };
     lp.poll
         .registry()
@@ -207,6 +220,16 @@ impl GossipServer {
             .clone()
     }
 
+    /// TCP connections on which nothing decrypted yet, and the bytes they
+    /// hold (bounded by `PreAuthLimits`), as of the loop's last turn.
+    pub fn preauth_in_use(&self) -> (usize, usize) {
+        *self
+            .shared
+            .preauth
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Datagrams and frames that no key opened, by source address.
     pub fn decrypt_failures(&self) -> Vec<(IpAddr, u64)> {
         let mut v: Vec<(IpAddr, u64)> = self
@@ -249,10 +272,12 @@ impl Drop for GossipServer {
 struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
-    rbuf: Vec<u8>,
+    frames: FrameReader,
     wbuf: Vec<u8>,
     last_active: Mono,
     writable: bool,
+    /// Nothing on it decrypted yet: it counts against the budget.
+    preauth: bool,
 }
 
 struct Loop {
@@ -267,12 +292,9 @@ struct Loop {
     commands: Receiver<Command>,
     shared: Arc<Shared>,
     buf: Vec<u8>,
-    /// Heartbeats the registry had no room for, newest per agent. The
-    /// acks went out already; the registry gets the latest time as soon
-    /// as it catches up, so an overloaded registry never stalls this
-    /// thread into dropping datagrams (which would make agents register
-    /// again and feed the overload).
-    pending_heartbeats: HashMap<String, Now>,
+    /// Heartbeats the registry had no room for, newest per agent.
+    heartbeats: Coalescer,
+    preauth: PreAuthBudget,
 }
 
 impl Loop {
@@ -284,7 +306,7 @@ impl Loop {
         loop {
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                Err(e) if interrupted(&e) => events.clear(),
                 Err(e) => return Err(e),
             }
             // One reading per turn, passed down to everything it does.
@@ -318,6 +340,11 @@ impl Loop {
                 next_housekeeping = now.mono.after(Duration::from_millis(HOUSEKEEPING_MS));
             }
             self.flush_heartbeats();
+            *self
+                .shared
+                .preauth
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = self.preauth.in_use();
             if *self.proto.counters() != before {
                 let mut c = self
                     .shared
@@ -327,7 +354,7 @@ impl Loop {
                 *c = self.proto.counters().clone();
             }
             timeout = now.mono.until(next_housekeeping);
-            if !self.pending_heartbeats.is_empty() {
+            if !self.heartbeats.is_empty() {
                 // Come back soon to hand them over once the registry has room.
                 timeout = timeout.min(Duration::from_millis(20));
             }
@@ -335,29 +362,17 @@ impl Loop {
     }
 
     fn emit(&mut self, events: Vec<OverwatchEvent>) {
-        self.flush_heartbeats();
+        let tx = &self.events;
+        let mut sink = |agent_id: &str, at: Now| heartbeat_to(tx, agent_id, at);
         for e in events {
             match e {
                 OverwatchEvent::Heartbeat { agent_id, at } => {
-                    if !self.pending_heartbeats.is_empty() {
-                        self.pending_heartbeats.insert(agent_id, at);
-                        continue;
-                    }
-                    match self
-                        .events
-                        .try_send(OverwatchEvent::Heartbeat { agent_id, at })
-                    {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(OverwatchEvent::Heartbeat { agent_id, at })) => {
-                            self.pending_heartbeats.insert(agent_id, at);
-                        }
-                        Err(_) => log::debug!("gossip: registry channel closed, event dropped"),
-                    }
+                    self.heartbeats.offer(agent_id, at, &mut sink)
                 }
                 // State, registrations, leaves and rejections are never
                 // dropped: they wait for room.
                 other => {
-                    if self.events.send(other).is_err() {
+                    if tx.send(other).is_err() {
                         log::debug!("gossip: registry channel closed, event dropped");
                     }
                 }
@@ -367,36 +382,17 @@ impl Loop {
 
     /// Hands coalesced heartbeats to the registry while it has room.
     fn flush_heartbeats(&mut self) {
-        if self.pending_heartbeats.is_empty() {
-            return;
-        }
-        let ids: Vec<String> = self.pending_heartbeats.keys().cloned().collect();
-        for agent_id in ids {
-            let Some(at) = self.pending_heartbeats.get(&agent_id).copied() else {
-                continue;
-            };
-            match self.events.try_send(OverwatchEvent::Heartbeat {
-                agent_id: agent_id.clone(),
-                at,
-            }) {
-                Ok(()) => {
-                    self.pending_heartbeats.remove(&agent_id);
-                }
-                Err(TrySendError::Full(_)) => return,
-                Err(TrySendError::Disconnected(_)) => {
-                    self.pending_heartbeats.clear();
-                    return;
-                }
-            }
-        }
+        let tx = &self.events;
+        self.heartbeats
+            .flush(&mut |agent_id: &str, at: Now| heartbeat_to(tx, agent_id, at));
     }
 
     fn read_udp(&mut self, policy: &Policy, now: Now) {
         loop {
             let (n, src) = match self.udp.recv_from(&mut self.buf) {
                 Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
                 Err(e) => {
                     log::debug!("gossip: udp receive: {e}");
                     continue;
@@ -427,6 +423,11 @@ impl Loop {
                         log::debug!("gossip: too many tcp connections, refusing {peer}");
                         continue;
                     }
+                    if !self.preauth.admit(peer.ip()) {
+                        log::debug!("gossip: pre-auth connection cap reached, refusing {peer}");
+                        self.proto.count_oversized();
+                        continue;
+                    }
                     let token = Token(self.next_token);
                     self.next_token = self.next_token.wrapping_add(1).max(FIRST_CONN);
                     if self
@@ -440,16 +441,19 @@ impl Loop {
                             Conn {
                                 stream,
                                 peer,
-                                rbuf: Vec::new(),
+                                frames: FrameReader::new(),
                                 wbuf: Vec::new(),
                                 last_active: now.mono,
                                 writable: false,
+                                preauth: true,
                             },
                         );
+                    } else {
+                        self.preauth.release(peer.ip(), 0);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
                 Err(e) => {
                     log::debug!("gossip: accept: {e}");
                     return;
@@ -474,7 +478,7 @@ impl Loop {
             open = self.read_conn(&mut conn, policy, now);
         }
         if open && (writable || !conn.wbuf.is_empty()) {
-            open = flush(&mut conn);
+            open = flush_stream(&mut conn.stream, &mut conn.wbuf);
         }
         if open {
             let want_write = !conn.wbuf.is_empty();
@@ -495,25 +499,59 @@ impl Loop {
         if open {
             self.conns.insert(token, conn);
         } else {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.close(conn);
         }
     }
 
+    fn close(&mut self, mut conn: Conn) {
+        if conn.preauth {
+            self.preauth.release(conn.peer.ip(), conn.frames.buffered());
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+    }
+
     /// Reads what is there and handles complete frames; false to close.
+    /// A pre-auth connection reads no more than its budget has room for.
     fn read_conn(&mut self, conn: &mut Conn, policy: &Policy, now: Now) -> bool {
+        let ip = conn.peer.ip();
         loop {
-            match conn.stream.read(&mut self.buf) {
+            let (limit, room) = if conn.preauth {
+                (MAX_PREAUTH_FRAME, self.preauth.room(ip))
+            } else {
+                (MAX_FRAME, self.buf.len())
+            };
+            let want = conn.frames.wants().min(room).min(self.buf.len());
+            if want == 0 {
+                log::debug!("gossip: pre-auth memory cap reached, closing {}", conn.peer);
+                self.proto.count_oversized();
+                return false;
+            }
+            let Some(chunk) = self.buf.get_mut(..want) else {
+                return false;
+            };
+            match conn.stream.read(chunk) {
                 Ok(0) => return false,
                 Ok(n) => {
                     conn.last_active = now.mono;
-                    conn.rbuf
-                        .extend_from_slice(self.buf.get(..n).unwrap_or_default());
-                    let Ok(frames) = take_frames(&mut conn.rbuf) else {
+                    let before = conn.frames.buffered();
+                    let mut frames = Vec::new();
+                    let fed =
+                        conn.frames
+                            .feed(self.buf.get(..n).unwrap_or_default(), limit, &mut frames);
+                    if conn.preauth {
+                        self.preauth.rebuffer(ip, before, conn.frames.buffered());
+                    }
+                    if let Err(e) = fed {
+                        log::debug!("gossip: {} from {}", e, conn.peer);
                         self.proto.count_oversized();
                         return false;
-                    };
+                    }
                     for f in frames {
                         let out = self.proto.on_packet(&f, conn.peer, now, policy);
+                        if out.authentic && conn.preauth {
+                            conn.preauth = false;
+                            self.preauth.release(ip, conn.frames.buffered());
+                        }
                         for reply in &out.replies {
                             frame(reply, &mut conn.wbuf);
                         }
@@ -523,8 +561,8 @@ impl Loop {
                         return false;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if would_block(&e) => return true,
+                Err(e) if interrupted(&e) => continue,
                 Err(_) => return false,
             }
         }
@@ -538,29 +576,115 @@ impl Loop {
             .map(|(t, _)| *t)
             .collect();
         for t in idle {
-            if let Some(mut c) = self.conns.remove(&t) {
-                let _ = self.poll.registry().deregister(&mut c.stream);
+            if let Some(c) = self.conns.remove(&t) {
+                self.close(c);
             }
         }
     }
 }
 
-/// Writes what the socket takes; false on error.
-pub(crate) fn flush_stream(stream: &mut TcpStream, wbuf: &mut Vec<u8>) -> bool {
-    while !wbuf.is_empty() {
-        match stream.write(wbuf) {
-            Ok(0) => return false,
-            Ok(n) => {
-                wbuf.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
+/// Offers one heartbeat to the registry channel without blocking.
+fn heartbeat_to(tx: &Sender<OverwatchEvent>, agent_id: &str, at: Now) -> Sent {
+    let e = OverwatchEvent::Heartbeat {
+        agent_id: agent_id.to_string(),
+        at,
+    };
+    match tx.try_send(e) {
+        Ok(()) => Sent::Taken,
+        Err(TrySendError::Full(_)) => Sent::Full,
+        Err(TrySendError::Disconnected(_)) => Sent::Closed,
     }
-    true
 }
 
-fn flush(conn: &mut Conn) -> bool {
-    flush_stream(&mut conn.stream, &mut conn.wbuf)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::Keyring;
+    use std::io::Write;
+    use std::net::TcpStream as StdTcp;
+    use std::time::Instant;
+
+    /// Polls a condition the loop thread makes true, for up to 10 s.
+    fn eventually(mut f: impl FnMut() -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        f()
+    }
+
+    /// The server closed the connection (EOF or reset), as seen by a read.
+    fn closed(c: &mut StdTcp) -> bool {
+        c.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let mut b = [0u8; 1];
+        match std::io::Read::read(c, &mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+        }
+    }
+
+    /// Regression: a peer without the key could make the listener buffer
+    /// about 1024 connections × 4 MiB. Now pre-auth connections are
+    /// capped per source, their frames at 1 MiB, their bytes at 1 MiB per
+    /// source (and 4 MiB in total).
+    #[test]
+    fn peers_without_the_key_cannot_make_the_listener_hold_much() {
+        let policy = Policy {
+            keyring: Keyring::from_raw(&[[5; 32]]),
+            ..Policy::default()
+        };
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let cell = Arc::new(SnapshotCell::new(policy));
+        let mut srv = start("127.0.0.1:0".parse().expect("addr"), cell, tx).expect("start");
+        let addr = srv.local_addr();
+        let limits = PreAuthLimits::default();
+        let mut conns: Vec<StdTcp> = (0..limits.conns_per_source)
+            .map(|_| StdTcp::connect(addr).expect("connect"))
+            .collect();
+        assert!(eventually(|| srv.preauth_in_use().0 == 8));
+        let mut ninth = StdTcp::connect(addr).expect("connect");
+        assert!(eventually(|| srv.counters().oversized == 1));
+        assert!(
+            closed(&mut ninth),
+            "the ninth connection of a source is refused"
+        );
+
+        // 256 KiB bodies of announced 1 MiB frames: three fit the 1 MiB
+        // per-source budget, the fourth runs it out and is closed.
+        let chunk = vec![0u8; 256 << 10];
+        let held = |k: usize| k * (chunk.len() + 4);
+        for (k, c) in conns.iter_mut().take(3).enumerate() {
+            c.write_all(&(MAX_PREAUTH_FRAME as u32).to_be_bytes())
+                .expect("head");
+            c.write_all(&chunk).expect("body");
+            assert!(eventually(|| srv.preauth_in_use().1 == held(k + 1)));
+        }
+        let c = &mut conns[3];
+        c.write_all(&(MAX_PREAUTH_FRAME as u32).to_be_bytes())
+            .expect("head");
+        let _ = c.write_all(&chunk); // the server may close mid-write
+        assert!(eventually(|| srv.counters().oversized == 2));
+        assert!(closed(&mut conns[3]));
+        assert_eq!(srv.preauth_in_use(), (7, held(3)));
+        assert!(held(3) <= limits.bytes_per_source);
+
+        // a frame announced over the pre-auth limit closes at once,
+        // before any of its body is kept
+        let c = &mut conns[4];
+        c.write_all(&((MAX_PREAUTH_FRAME + 1) as u32).to_be_bytes())
+            .expect("head");
+        assert!(eventually(|| srv.counters().oversized == 3));
+        assert!(closed(&mut conns[4]));
+        assert_eq!(srv.preauth_in_use(), (6, held(3)));
+        assert!(srv.alive());
+        srv.stop();
+    }
 }
