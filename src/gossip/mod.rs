@@ -1,14 +1,30 @@
 //! The encrypted gossip between agents and Overwatch nodes (SPEC §5).
 //!
-//! The protocol logic does no I/O: `overwatch_side::OverwatchProtocol` and
-//! `agent_side::AgentSession` take bytes and the time (a `crate::clock::Now`
-//! read once per loop turn: deadlines on its monotonic part, message stamps
-//! and the replay window on its wall part) and return what to send and
-//! what happened, so the deterministic
-//! simulated network in `tests/gossip_sim.rs` drives them without sockets.
-//! `server` and `client` are the mio loops that carry those bytes over UDP
-//! and TCP port 7946. The wire format is documented in `docs/gossip.md`.
-//! This file holds the types shared by both sides.
+//! Laid out by role:
+//! - `wire/`: the codec (header, messages, session tag); decoding fails
+//!   with a typed `DecodeError`.
+//! - `io/`: the one TCP framing layer both loops use, with the frame limit
+//!   checked before buffering and the pre-auth memory budget.
+//! - `agent/`: the agent's protocol (`AgentSession`, split along
+//!   handshake / heartbeat / retransmit), its mio loop and the resolver
+//!   thread.
+//! - `overwatch/`: the Overwatch's protocol (`OverwatchProtocol`, split
+//!   along registration / sessions / admission), its mio loop and the
+//!   heartbeat coalescing in front of the registry.
+//! - `sim`: a deterministic simulated network for tests.
+//! - `crypto` (AEAD keyring), `session` (per-session keys), `replay`,
+//!   `identity` and `cert` stay here at the top: both roles use them (the
+//!   agent seals, signs and checks replays; the Overwatch opens, verifies
+//!   and checks replays), so under either role folder they would be
+//!   reached across from the other, and a `security/` folder would only
+//!   rename the paths the daemon and the fuzz targets already use.
+//!
+//! The protocol objects do no I/O: they take bytes and the time, a
+//! `crate::clock::Now` read once per loop turn (deadlines, retransmits,
+//! backoff and session expiry on its monotonic part; message stamps and
+//! the replay window on its wall part), and return what to send and what
+//! happened. The mio loops only move bytes. The wire format is documented
+//! in `docs/gossip.md`. This file holds the types shared by both sides.
 
 pub mod agent;
 pub mod cert;

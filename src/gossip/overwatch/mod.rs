@@ -11,15 +11,19 @@
 
 mod admission;
 pub mod coalesce;
+mod registration;
 pub mod server;
+mod server_loop;
+#[cfg(test)]
+mod server_tests;
+mod sessions;
 
 use crate::clock::{Mono, Now};
 use crate::gossip::crypto::OpenError;
 use crate::gossip::replay::{ReplayError, ReplayTable};
-use crate::gossip::session::{self, SESSION_TAG_LEN, SessionKey};
-use crate::gossip::wire::{Message, Payload, Register, StateMsg, is_tagged, split_tag};
-use crate::gossip::{BackendKey, BackendReport, Policy, RejectReason, ct_eq};
-use admission::{check_backends, check_register};
+use crate::gossip::session::{SESSION_TAG_LEN, SessionKey};
+use crate::gossip::wire::{Message, Payload, is_tagged, split_tag};
+use crate::gossip::{BackendKey, BackendReport, Policy, RejectReason};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -283,23 +287,10 @@ impl OverwatchProtocol {
             Message::Register(r) => self.on_register(*r, session, src, ts, now, policy, &mut out),
             Message::State(s) => self.on_state(s, session, src, ts, now.mono, policy, &mut out),
             Message::Heartbeat { agent_id, .. } => {
-                if let Some((applied, key)) =
-                    self.session_of(&agent_id, session, src, now.mono, policy, &mut out)
-                {
-                    self.counters.heartbeats += 1;
-                    out.events
-                        .push(OverwatchEvent::Heartbeat { agent_id, at: now });
-                    self.reply_to(policy, ack(applied, ts, false), Some(&key), &mut out);
-                }
+                self.on_heartbeat(agent_id, session, src, ts, now, policy, &mut out)
             }
             Message::Leave { agent_id } => {
-                if let Some((applied, key)) =
-                    self.session_of(&agent_id, session, src, now.mono, policy, &mut out)
-                {
-                    self.agents.remove(&agent_id);
-                    out.events.push(OverwatchEvent::Leave { agent_id });
-                    self.reply_to(policy, ack(applied, ts, false), Some(&key), &mut out);
-                }
+                self.on_leave(agent_id, session, src, ts, now.mono, policy, &mut out)
             }
             // Messages only an Overwatch sends.
             Message::Challenge { .. }
@@ -311,7 +302,7 @@ impl OverwatchProtocol {
         out
     }
 
-    fn count_decrypt_failure(&mut self, ip: IpAddr) {
+    pub(super) fn count_decrypt_failure(&mut self, ip: IpAddr) {
         let c = &mut self.counters;
         c.decrypt_failures += 1;
         let tracked = c.decrypt_failures_by_source.len();
@@ -322,12 +313,12 @@ impl OverwatchProtocol {
         }
     }
 
-    fn reply(&mut self, policy: &Policy, message: Message, out: &mut Output) {
+    pub(super) fn reply(&mut self, policy: &Policy, message: Message, out: &mut Output) {
         self.reply_to(policy, message, None, out);
     }
 
     /// Seals a reply; messages of a session carry the session tag.
-    fn reply_to(
+    pub(super) fn reply_to(
         &mut self,
         policy: &Policy,
         message: Message,
@@ -360,7 +351,7 @@ impl OverwatchProtocol {
         }
     }
 
-    fn reject(
+    pub(super) fn reject(
         &mut self,
         agent_id: Option<String>,
         src: SocketAddr,
@@ -377,261 +368,6 @@ impl OverwatchProtocol {
             reason,
         });
         self.reply(policy, Message::Rejected { reason, detail }, out);
-    }
-
-    /// Hands out a challenge; revocation and everything else is checked
-    /// once the agent proved its key.
-    fn on_hello(
-        &mut self,
-        agent_id: String,
-        session: u64,
-        now: Mono,
-        policy: &Policy,
-        out: &mut Output,
-    ) {
-        let reuse = self
-            .challenges
-            .get(&session)
-            .filter(|c| c.agent_id == agent_id && c.expires > now)
-            .map(|c| c.nonce);
-        let nonce = match reuse {
-            Some(n) => n,
-            None => {
-                if self.challenges.len() >= self.cfg.max_sessions {
-                    self.challenges.retain(|_, c| c.expires > now);
-                    if self.challenges.len() >= self.cfg.max_sessions {
-                        return;
-                    }
-                }
-                let nonce = crate::gossip::crypto::random_bytes::<32>();
-                self.challenges.insert(
-                    session,
-                    Challenge {
-                        agent_id,
-                        nonce,
-                        expires: Mono(now.0.saturating_add(self.cfg.challenge_ttl_ms)),
-                    },
-                );
-                nonce
-            }
-        };
-        let m = Message::Challenge {
-            agent_session: session,
-            nonce,
-        };
-        self.reply(policy, m, out);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_register(
-        &mut self,
-        r: Register,
-        session: u64,
-        src: SocketAddr,
-        ts: u64,
-        now: Now,
-        policy: &Policy,
-        out: &mut Output,
-    ) {
-        let answered = self.challenges.get(&session).is_some_and(|c| {
-            c.agent_id == r.agent_id && c.expires > now.mono && ct_eq(&c.nonce, &r.challenge)
-        });
-        if !answered {
-            // A lost or stale challenge: issue a fresh one instead.
-            self.challenges.remove(&session);
-            self.on_hello(r.agent_id, session, now.mono, policy, out);
-            return;
-        }
-        let id = r.agent_id.clone();
-        let pin = self.pin_cache.get(&r.agent_id);
-        match check_register(&r, session, now.wall_ms, policy, pin) {
-            Err((reason, detail)) => self.reject(Some(id), src, reason, detail, policy, out),
-            Ok(ok) => {
-                // The same registration again (same session and key share):
-                // a retransmit, or a resend carrying newer state because the
-                // state changed before our answer arrived. It keeps the
-                // session key already derived: the agent may have taken our
-                // first answer, and a second key would make every later
-                // message of the session fail its tag (the agent then went
-                // stale and re-registered after the missed-heartbeat window).
-                let same_offer = self.agents.get_mut(&id).filter(|a| {
-                    a.session == session
-                        && a.fingerprint == ok.fingerprint
-                        && a.agent_dh == r.agent_dh
-                });
-                let ow_dh = if let Some(a) = same_offer {
-                    // never move the state back; apply a newer one in full
-                    if r.state_seq > a.applied_seq {
-                        a.applied_seq = r.state_seq;
-                        a.last_seen = now.mono;
-                        out.events.push(OverwatchEvent::State {
-                            agent_id: id.clone(),
-                            backends: r.backends,
-                            removed: Vec::new(),
-                            full: true,
-                        });
-                    }
-                    a.ow_dh
-                } else {
-                    let Some(mine) = session::offer() else {
-                        return;
-                    };
-                    let ow_dh = mine.public;
-                    let Some(key) = session::derive(mine, &r.agent_dh, &r.challenge, session)
-                    else {
-                        let detail = "invalid session key share".to_string();
-                        self.reject(
-                            Some(id),
-                            src,
-                            RejectReason::CertInvalid,
-                            detail,
-                            policy,
-                            out,
-                        );
-                        return;
-                    };
-                    if ok.pinned_new || ok.rotated {
-                        self.pin_cache.insert(id.clone(), ok.fingerprint.clone());
-                    }
-                    self.agents.insert(
-                        id.clone(),
-                        AgentEntry {
-                            session,
-                            token: r.token.clone(),
-                            fingerprint: ok.fingerprint.clone(),
-                            applied_seq: r.state_seq,
-                            last_seen: now.mono,
-                            agent_dh: r.agent_dh,
-                            ow_dh,
-                            key,
-                        },
-                    );
-                    out.events.push(OverwatchEvent::Registered {
-                        agent_id: id,
-                        region: r.region,
-                        addr: src,
-                        fingerprint: ok.fingerprint,
-                        cert_not_after: ok.not_after,
-                        heartbeat_interval: Duration::from_millis(r.heartbeat_interval_ms as u64),
-                        missed_threshold: r.missed_threshold,
-                        backends: r.backends,
-                        pinned_new: ok.pinned_new,
-                        rotated: ok.rotated,
-                    });
-                    ow_dh
-                };
-                let m = Message::Registered {
-                    state_seq: r.state_seq,
-                    echo_ts: ts,
-                    agent_dh: r.agent_dh,
-                    ow_dh,
-                };
-                self.reply(policy, m, out);
-            }
-        }
-    }
-
-    /// The registered session's applied state sequence and key, when the
-    /// message comes from the session that registered `agent_id` and its
-    /// session tag verifies (else the agent is told to register again, or
-    /// that it is revoked; a bad tag is dropped and counted).
-    fn session_of(
-        &mut self,
-        agent_id: &str,
-        session: u64,
-        src: SocketAddr,
-        now: Mono,
-        policy: &Policy,
-        out: &mut Output,
-    ) -> Option<(u64, SessionKey)> {
-        let Some(entry) = self
-            .agents
-            .get_mut(agent_id)
-            .filter(|a| a.session == session)
-        else {
-            self.counters.unknown_session += 1;
-            self.reply(policy, Message::Reregister, out);
-            return None;
-        };
-        let authentic = self.pkt_tag.is_some_and(|t| {
-            entry
-                .key
-                .verify(session, self.pkt_counter, &self.pkt_body, &t)
-        });
-        if !authentic {
-            self.counters.session_auth_failures += 1;
-            return None;
-        }
-        entry.last_seen = now;
-        let applied = entry.applied_seq;
-        let key = entry.key.clone();
-        if policy.revoked.contains(agent_id) {
-            self.agents.remove(agent_id);
-            let detail = format!("agent id {agent_id} is revoked");
-            self.reject(
-                Some(agent_id.to_string()),
-                src,
-                RejectReason::Revoked,
-                detail,
-                policy,
-                out,
-            );
-            return None;
-        }
-        Some((applied, key))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_state(
-        &mut self,
-        s: StateMsg,
-        session: u64,
-        src: SocketAddr,
-        ts: u64,
-        now: Mono,
-        policy: &Policy,
-        out: &mut Output,
-    ) {
-        let Some((applied, key)) = self.session_of(&s.agent_id, session, src, now, policy, out)
-        else {
-            return;
-        };
-        if s.seq <= applied {
-            self.reply_to(policy, ack(applied, ts, false), Some(&key), out);
-            return;
-        }
-        if !s.full && applied.checked_add(1) != Some(s.seq) {
-            self.reply_to(policy, ack(applied, ts, true), Some(&key), out);
-            return;
-        }
-        let token = self
-            .agents
-            .get(&s.agent_id)
-            .map(|a| a.token.clone())
-            .unwrap_or_default();
-        if let Err((reason, detail)) = check_backends(policy, &token, &s.upserts) {
-            self.agents.remove(&s.agent_id);
-            self.reject(Some(s.agent_id), src, reason, detail, policy, out);
-            return;
-        }
-        if let Some(a) = self.agents.get_mut(&s.agent_id) {
-            a.applied_seq = s.seq;
-        }
-        out.events.push(OverwatchEvent::State {
-            agent_id: s.agent_id,
-            backends: s.upserts,
-            removed: if s.full { Vec::new() } else { s.removals },
-            full: s.full,
-        });
-        self.reply_to(policy, ack(s.seq, ts, false), Some(&key), out);
-    }
-}
-
-fn ack(acked_seq: u64, echo_ts: u64, need_full: bool) -> Message {
-    Message::Ack {
-        acked_seq,
-        echo_ts,
-        need_full,
     }
 }
 
