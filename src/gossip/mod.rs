@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod cert;
 pub mod crypto;
+pub mod entropy;
 pub mod identity;
 pub mod io;
 pub mod overwatch;

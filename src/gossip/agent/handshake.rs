@@ -8,7 +8,7 @@ use super::{AgentSession, NEVER, Outgoing, Pending, Phase, cfg_interval_ms, plus
 use super::{REGISTER_BACKOFF_CAP_MS, RETRANSMIT_FIRST_MS};
 use crate::clock::Now;
 use crate::gossip::RejectReason;
-use crate::gossip::identity::register_message;
+use crate::gossip::identity::{register_message, sign_with};
 use crate::gossip::session;
 use crate::gossip::wire::{Message, Register};
 
@@ -38,7 +38,7 @@ impl AgentSession {
 
     pub(super) fn register_message(&mut self, challenge: [u8; 32]) -> Option<Message> {
         if self.dh.is_none() {
-            self.dh = session::offer();
+            self.dh = self.entropy.with_ring_rng(session::offer_with);
         }
         let agent_dh = self.dh.as_ref()?.public;
         let id = &self.cfg.identity;
@@ -50,7 +50,11 @@ impl AgentSession {
             &id.fingerprint,
             &agent_dh,
         );
-        let signature = match id.sign(&to_sign) {
+        let key = &id.key_pkcs8;
+        let signed = self
+            .entropy
+            .with_ring_rng(|rng| sign_with(key, &to_sign, rng));
+        let signature = match signed {
             Ok(s) => s,
             Err(e) => {
                 log::error!("gossip: cannot sign registration: {e}");

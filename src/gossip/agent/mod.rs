@@ -12,6 +12,7 @@
 //! makes the session give up; only message stamps and the replay window
 //! use `now.wall_ms`.
 
+use crate::gossip::entropy::Entropy;
 use crate::gossip::identity::Identity;
 use crate::gossip::replay::ReplayTable;
 use crate::gossip::session::{DhOffer, SessionKey};
@@ -157,15 +158,22 @@ pub struct AgentSession {
     dh: Option<DhOffer>,
     /// The session key once registered.
     key: Option<SessionKey>,
+    entropy: Entropy,
 }
 
 impl AgentSession {
     pub fn new(cfg: SessionConfig, now: Now) -> Self {
+        Self::with_entropy(cfg, now, Entropy::System)
+    }
+
+    /// `new` with another source of randomness (seeded in simulations).
+    pub fn with_entropy(cfg: SessionConfig, now: Now, mut entropy: Entropy) -> Self {
         let cfg_hb = cfg.heartbeat_interval;
         AgentSession {
             replay: ReplayTable::new(cfg.time_window_ms, 16),
             cfg,
-            session_id: crate::gossip::crypto::random_session_id(),
+            session_id: entropy.session_id(),
+            entropy,
             counter: 0,
             phase: Phase::Hello,
             next_attempt: now.mono,
@@ -268,7 +276,12 @@ impl AgentSession {
             let tag = key.tag(self.session_id, self.counter, &plain);
             plain.extend_from_slice(&tag);
         }
-        if let Some(bytes) = self.cfg.keyring.seal(self.session_id, self.counter, &plain) {
+        let nonce = self.entropy.bytes();
+        let sealed =
+            self.cfg
+                .keyring
+                .seal_with_nonce(0, self.session_id, self.counter, nonce, &plain);
+        if let Some(bytes) = sealed {
             let tcp = bytes.len() > MAX_DATAGRAM;
             out.push(Outgoing { bytes, tcp });
         }

@@ -20,6 +20,7 @@ mod sessions;
 
 use crate::clock::{Mono, Now};
 use crate::gossip::crypto::OpenError;
+use crate::gossip::entropy::Entropy;
 use crate::gossip::replay::{ReplayError, ReplayTable};
 use crate::gossip::session::{SESSION_TAG_LEN, SessionKey};
 use crate::gossip::wire::{Message, Payload, is_tagged, split_tag};
@@ -167,14 +168,21 @@ pub struct OverwatchProtocol {
     pkt_counter: u64,
     pkt_body: Vec<u8>,
     pkt_tag: Option<[u8; SESSION_TAG_LEN]>,
+    entropy: Entropy,
 }
 
 impl OverwatchProtocol {
     pub fn new(cfg: OverwatchConfig) -> Self {
+        Self::with_entropy(cfg, Entropy::System)
+    }
+
+    /// `new` with another source of randomness (seeded in simulations).
+    pub fn with_entropy(cfg: OverwatchConfig, mut entropy: Entropy) -> Self {
         OverwatchProtocol {
             replay: ReplayTable::new(cfg.time_window_ms, cfg.max_sessions),
             cfg,
-            session_id: crate::gossip::crypto::random_session_id(),
+            session_id: entropy.session_id(),
+            entropy,
             counter: 0,
             challenges: HashMap::new(),
             agents: HashMap::new(),
@@ -342,11 +350,14 @@ impl OverwatchProtocol {
             }
             (true, None) => return,
         }
-        if let Some(p) =
-            policy
-                .keyring
-                .seal_with(self.reply_key, self.session_id, self.counter, &plain)
-        {
+        let nonce = self.entropy.bytes();
+        if let Some(p) = policy.keyring.seal_with_nonce(
+            self.reply_key,
+            self.session_id,
+            self.counter,
+            nonce,
+            &plain,
+        ) {
             out.replies.push(p);
         }
     }

@@ -38,7 +38,7 @@ impl OverwatchProtocol {
                         return;
                     }
                 }
-                let nonce = crate::gossip::crypto::random_bytes::<32>();
+                let nonce = self.entropy.bytes::<32>();
                 self.challenges.insert(
                     session,
                     Challenge {
@@ -108,7 +108,7 @@ impl OverwatchProtocol {
                     }
                     a.ow_dh
                 } else {
-                    let Some(mine) = session::offer() else {
+                    let Some(mine) = self.entropy.with_ring_rng(session::offer_with) else {
                         return;
                     };
                     let ow_dh = mine.public;
