@@ -19,10 +19,11 @@
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
+use opengslb::backend::{BackendKey, BackendReport};
 use opengslb::clock::Now;
+use opengslb::gossip::Keyring;
 use opengslb::gossip::agent::{AgentSession, Outgoing, SessionConfig, SessionEvent};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::{BackendReport, Keyring};
 
 /// The bench schedules on the monotonic clock; the sessions also get the
 /// wall clock for their message stamps.
@@ -90,12 +91,10 @@ struct Totals {
 fn backends_of(i: u64, per_agent: u64) -> Vec<BackendReport> {
     // One host per agent (10.a.b.c, unique), one backend per service.
     let n = i + 1;
-    let address = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
+    let address = std::net::Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8).into();
     (0..per_agent)
         .map(|k| BackendReport {
-            service: format!("svc{k}.bench.test"),
-            address: address.clone(),
-            port: 8080,
+            key: BackendKey::new(&format!("svc{k}.bench.test"), address, 8080),
             weight: 1,
             healthy: true,
             draining: false,

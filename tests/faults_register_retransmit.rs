@@ -6,11 +6,12 @@
 //! missed-heartbeat window. On a restart that looked like: registered,
 //! then `stale` 3 s later, then back. Pure protocol objects, no sockets.
 
+use opengslb::backend::{BackendKey, BackendReport};
 use opengslb::clock::Now;
 use opengslb::gossip::agent::{AgentSession, Outgoing, SessionConfig};
 use opengslb::gossip::identity::Identity;
 use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
-use opengslb::gossip::{BackendReport, Keyring, Policy};
+use opengslb::gossip::{Keyring, Policy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,9 +53,7 @@ fn agent() -> AgentSession {
 
 fn backend(healthy: bool) -> BackendReport {
     BackendReport {
-        service: SERVICE.into(),
-        address: "127.0.0.80".into(),
-        port: 8080,
+        key: BackendKey::new(SERVICE, [127, 0, 0, 80].into(), 8080),
         weight: 1,
         healthy,
         draining: false,

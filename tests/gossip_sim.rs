@@ -2,12 +2,13 @@
 //! `opengslb::gossip::sim`: loss, reordering, duplication, replays, wrong
 //! keys, rejections, pins, leaves, TCP fallback and restarts.
 
+use opengslb::backend::{BackendKey, BackendReport};
 use opengslb::gossip::identity::Identity;
 use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
 use opengslb::gossip::sim::{
     CLEAN, Faults, LOSSY, Rng, Sim, T0, backend, config, identity, keyring,
 };
-use opengslb::gossip::{BackendKey, BackendReport, Keyring, RejectReason};
+use opengslb::gossip::{Keyring, RejectReason};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,10 @@ fn registration_completes_despite_loss() {
 fn apply(view: &mut BTreeMap<BackendKey, BackendReport>, e: &OverwatchEvent) -> bool {
     match e {
         OverwatchEvent::Registered { backends, .. } => {
-            *view = backends.iter().map(|b| (b.key(), b.clone())).collect();
+            *view = backends
+                .iter()
+                .map(|b| (b.key.clone(), b.clone()))
+                .collect();
         }
         OverwatchEvent::State {
             backends,
@@ -76,7 +80,7 @@ fn apply(view: &mut BTreeMap<BackendKey, BackendReport>, e: &OverwatchEvent) -> 
                 view.remove(k);
             }
             for b in backends {
-                view.insert(b.key(), b.clone());
+                view.insert(b.key.clone(), b.clone());
             }
         }
         _ => return false,
@@ -104,7 +108,7 @@ fn deltas_take_effect_exactly_once_and_in_order() {
             }
             let list: Vec<BackendReport> = current.iter().map(|(i, h)| backend(*i, *h)).collect();
             sim.set_state(a, &list);
-            history.push(list.iter().map(|b| (b.key(), b.clone())).collect());
+            history.push(list.iter().map(|b| (b.key.clone(), b.clone())).collect());
             let pause = 1 + sim.rng.below(400);
             sim.run(pause);
         }
@@ -231,7 +235,7 @@ fn unknown_service_is_refused() {
     let mut sim = Sim::new(7, CLEAN);
     let a = sim.add_agent(config("eu-a", identity()));
     let mut b = backend(1, true);
-    b.service = "nope.example.com".into();
+    b.key.service = "nope.example.com".into();
     sim.set_state(a, &[b]);
     rejected_with(&mut sim, a, RejectReason::UnknownService);
 }
@@ -472,7 +476,7 @@ fn random_and_mutated_bytes_never_panic_or_leak() {
 
 #[test]
 fn another_key_holder_cannot_forge_session_messages() {
-    use opengslb::gossip::wire::{Message, Payload, split_tag};
+    use opengslb::gossip::wire::{Message, Payload, WireBackend, split_tag};
     let mut sim = Sim::new(18, CLEAN);
     let a = sim.add_agent(config("eu-a", identity()));
     sim.set_state(a, &[backend(1, true)]);
@@ -494,7 +498,7 @@ fn another_key_holder_cannot_forge_session_messages() {
         panic!("not state")
     };
     s.seq += 1;
-    s.upserts = vec![backend(1, true)];
+    s.upserts = vec![WireBackend::from(&backend(1, true))];
     forged.timestamp_ms = sim.clock().wall_ms;
     // same session, fresh counter; keep the old tag or drop it
     let before = sim.events.len();

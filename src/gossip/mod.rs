@@ -46,37 +46,6 @@ pub use crypto::{KeyError, Keyring};
 /// The default gossip port, UDP and TCP.
 pub const DEFAULT_PORT: u16 = 7946;
 
-/// One backend as an agent reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BackendReport {
-    pub service: String,
-    pub address: String,
-    pub port: u16,
-    pub weight: u32,
-    pub healthy: bool,
-    pub draining: bool,
-    pub drain_reason: Option<String>,
-    pub last_error: Option<String>,
-}
-
-impl BackendReport {
-    pub fn key(&self) -> BackendKey {
-        BackendKey {
-            service: self.service.clone(),
-            address: self.address.clone(),
-            port: self.port,
-        }
-    }
-}
-
-/// What names one backend of one agent.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BackendKey {
-    pub service: String,
-    pub address: String,
-    pub port: u16,
-}
-
 /// Why an Overwatch refused an agent or a message. The strings are the
 /// `reason` label of `opengslb_overwatch_agent_auth_failures_total` and
 /// what the API shows for a rejected agent.
@@ -92,10 +61,12 @@ pub enum RejectReason {
     /// The certificate does not parse or the proof of possession (or the
     /// rotation proof) does not verify.
     CertInvalid,
+    /// A reported backend's address is not an IP address.
+    InvalidBackend,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::TokenInvalid,
         RejectReason::PinMismatch,
         RejectReason::CertExpired,
@@ -104,6 +75,7 @@ impl RejectReason {
         RejectReason::Replay,
         RejectReason::UnknownService,
         RejectReason::CertInvalid,
+        RejectReason::InvalidBackend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +88,7 @@ impl RejectReason {
             RejectReason::Replay => "replay",
             RejectReason::UnknownService => "unknown_service",
             RejectReason::CertInvalid => "cert_invalid",
+            RejectReason::InvalidBackend => "invalid_backend",
         }
     }
 
@@ -130,6 +103,7 @@ impl RejectReason {
             RejectReason::Replay => 6,
             RejectReason::UnknownService => 7,
             RejectReason::CertInvalid => 8,
+            RejectReason::InvalidBackend => 9,
         }
     }
 

@@ -14,7 +14,8 @@ use super::agent::{AgentSession, Outgoing, SessionConfig, SessionEvent};
 use super::entropy::Entropy;
 use super::identity::Identity;
 use super::overwatch::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
-use super::{BackendReport, Keyring, Policy, RejectReason};
+use super::{Keyring, Policy, RejectReason};
+use crate::backend::{BackendKey, BackendReport};
 use crate::clock::Now;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -133,10 +134,9 @@ pub fn config(agent_id: &str, identity: Arc<Identity>) -> SessionConfig {
 }
 
 pub fn backend(i: u32, healthy: bool) -> BackendReport {
+    let address = std::net::Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
     BackendReport {
-        service: SERVICE.into(),
-        address: format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255),
-        port: 8080,
+        key: BackendKey::new(SERVICE, address.into(), 8080),
         weight: 100,
         healthy,
         draining: !healthy && i.is_multiple_of(2),
@@ -328,6 +328,72 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 9): an address that did not parse was
+    /// acknowledged and then dropped silently by the registry glue. Now
+    /// admission refuses the report and the agent is told why.
+    #[test]
+    fn a_backend_address_that_does_not_parse_is_refused_with_the_reason() {
+        use crate::gossip::wire::{Message, Payload};
+        let mut sim = Sim::new(22, CLEAN);
+        let a = sim.add_agent(config("eu-a", identity()));
+        let now = sim.clock();
+        let src = sim.addrs[a];
+        let ring = keyring(7);
+        let mut outs = sim.agents[a].set_state(&[backend(1, true)], now);
+        // Hello and challenge by hand, then catch the Register.
+        let mut register = None;
+        for _ in 0..3 {
+            for o in std::mem::take(&mut outs) {
+                let (header, plain) = ring.open(&o.bytes).expect("open");
+                if plain.first() == Some(&3) {
+                    register = Some((header, plain));
+                    continue;
+                }
+                for r in sim.ow.on_packet(&o.bytes, src, now, &sim.policy).replies {
+                    sim.agents[a].on_datagram(&r, now);
+                }
+            }
+            outs = sim.agents[a].tick(now);
+        }
+        let (header, plain) = register.expect("a registration");
+        let mut p = Payload::decode(&plain).expect("decode");
+        let Message::Register(r) = &mut p.message else {
+            panic!("not a registration")
+        };
+        // The signature covers the challenge, not the backends, so this
+        // reaches admission.
+        r.backends[0].key.address = "app-1.internal".into();
+        let forged = ring
+            .seal(header.session_id, header.counter + 100, &p.encode())
+            .expect("seal");
+        let out = sim.ow.on_packet(&forged, src, now, &sim.policy);
+        assert!(
+            out.events.iter().all(|e| !matches!(
+                e,
+                OverwatchEvent::Registered { .. } | OverwatchEvent::State { .. }
+            )),
+            "{:?}",
+            out.events
+        );
+        assert!(out.events.iter().any(|e| matches!(
+            e,
+            OverwatchEvent::Rejected {
+                reason: RejectReason::InvalidBackend,
+                ..
+            }
+        )));
+        let mut told = Vec::new();
+        for reply in &out.replies {
+            told.extend(sim.agents[a].on_datagram(reply, now));
+        }
+        let Some(SessionEvent::Rejected { reason, detail }) = told.first() else {
+            panic!("the agent was not told: {told:?}");
+        };
+        assert_eq!(*reason, RejectReason::InvalidBackend);
+        assert!(detail.contains("app-1.internal"), "{detail}");
+        assert!(!sim.agents[a].is_registered());
+    }
 
     #[test]
     fn a_seed_replays_byte_for_byte() {

@@ -16,9 +16,10 @@
 use super::client_loop::{Loop, Node};
 use super::resolve::{self, ResolveFn, Resolver};
 use super::{AgentSession, NodeStatus, SessionConfig};
+use crate::backend::BackendReport;
 use crate::clock::{Liveness, Now};
 use crate::gossip::identity::Identity;
-use crate::gossip::{BackendReport, Keyring, RejectReason};
+use crate::gossip::{Keyring, RejectReason};
 use crossbeam_channel::Sender;
 use mio::{Poll, Token, Waker};
 use std::io;

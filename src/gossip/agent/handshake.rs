@@ -10,7 +10,7 @@ use crate::clock::Now;
 use crate::gossip::RejectReason;
 use crate::gossip::identity::{register_message, sign_with};
 use crate::gossip::session;
-use crate::gossip::wire::{Message, Register};
+use crate::gossip::wire::{Message, Register, WireBackend};
 
 impl AgentSession {
     /// Hello or Register again once the backoff has passed.
@@ -80,7 +80,7 @@ impl AgentSession {
                 .as_ref()
                 .map(|r| (r.old_cert_der.clone(), r.signature.clone())),
             state_seq: self.seq,
-            backends: self.backends.values().cloned().collect(),
+            backends: self.backends.values().map(WireBackend::from).collect(),
         })))
     }
 

@@ -28,9 +28,10 @@ mod retransmit;
 
 use retransmit::Pending;
 
+use crate::backend::{BackendKey, BackendReport};
 use crate::clock::{Mono, Now};
 use crate::gossip::wire::{MAX_DATAGRAM, Message, Payload, is_tagged, split_tag};
-use crate::gossip::{BackendKey, BackendReport, Keyring, RejectReason};
+use crate::gossip::{Keyring, RejectReason};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,9 +5,10 @@
 use super::{
     AgentSession, MAX_PENDING, Outgoing, Phase, RETRANSMIT_CAP_MS, RETRANSMIT_FIRST_MS, plus,
 };
+use crate::backend::{BackendKey, BackendReport};
 use crate::clock::{Mono, Now};
 use crate::gossip::wire::{Message, StateMsg};
-use crate::gossip::{BackendKey, BackendReport};
+use crate::gossip::wire::{WireBackend, WireKey};
 use std::collections::BTreeMap;
 
 /// A message waiting for its ack, with its retransmit schedule.
@@ -32,18 +33,20 @@ impl Pending {
 impl AgentSession {
     /// Replaces the reported backend set; the change goes out at once.
     pub fn set_state(&mut self, backends: &[BackendReport], now: Now) -> Vec<Outgoing> {
-        let new: BTreeMap<BackendKey, BackendReport> =
-            backends.iter().map(|b| (b.key(), b.clone())).collect();
-        let upserts: Vec<BackendReport> = new
+        let new: BTreeMap<BackendKey, BackendReport> = backends
+            .iter()
+            .map(|b| (b.key.clone(), b.clone()))
+            .collect();
+        let upserts: Vec<WireBackend> = new
             .iter()
             .filter(|(k, v)| self.backends.get(*k) != Some(*v))
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| WireBackend::from(v))
             .collect();
-        let removals: Vec<BackendKey> = self
+        let removals: Vec<WireKey> = self
             .backends
             .keys()
             .filter(|k| !new.contains_key(*k))
-            .cloned()
+            .map(WireKey::from)
             .collect();
         if upserts.is_empty() && removals.is_empty() {
             return Vec::new();
@@ -94,7 +97,7 @@ impl AgentSession {
             agent_id: self.cfg.agent_id.clone(),
             seq: self.seq,
             full: true,
-            upserts: self.backends.values().cloned().collect(),
+            upserts: self.backends.values().map(WireBackend::from).collect(),
             removals: Vec::new(),
         })
     }

@@ -89,10 +89,8 @@ fn unacked_state_is_retransmitted_with_capped_backoff() {
     assert!(s.is_registered());
     // now the link drops everything: the delta goes out at once and
     // again after 100, 200, 400 … 2000 ms
-    let b = crate::gossip::BackendReport {
-        service: "svc".into(),
-        address: "10.0.0.1".into(),
-        port: 80,
+    let b = crate::backend::BackendReport {
+        key: crate::backend::BackendKey::new("svc", [10, 0, 0, 1].into(), 80),
         weight: 1,
         healthy: false,
         draining: false,

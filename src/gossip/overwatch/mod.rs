@@ -18,13 +18,14 @@ mod server_loop;
 mod server_tests;
 mod sessions;
 
+use crate::backend::{BackendKey, BackendReport};
 use crate::clock::{Mono, Now};
 use crate::gossip::crypto::OpenError;
 use crate::gossip::entropy::Entropy;
 use crate::gossip::replay::{ReplayError, ReplayTable};
 use crate::gossip::session::{SESSION_TAG_LEN, SessionKey};
 use crate::gossip::wire::{Message, Payload, is_tagged, split_tag};
-use crate::gossip::{BackendKey, BackendReport, Policy, RejectReason};
+use crate::gossip::{Policy, RejectReason};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -67,7 +68,8 @@ pub enum OverwatchEvent {
         cert_not_after: u64,
         heartbeat_interval: Duration,
         missed_threshold: u32,
-        /// The agent's complete backend set.
+        /// The agent's complete backend set, addresses parsed and service
+        /// names normalised at admission.
         backends: Vec<BackendReport>,
         /// The fingerprint was pinned now (first use).
         pinned_new: bool,
@@ -399,7 +401,8 @@ mod tests {
                 "decrypt_failed",
                 "replay",
                 "unknown_service",
-                "cert_invalid"
+                "cert_invalid",
+                "invalid_backend"
             ]
         );
         for r in RejectReason::ALL {

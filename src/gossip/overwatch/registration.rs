@@ -81,7 +81,7 @@ impl OverwatchProtocol {
         let pin = self.pin_cache.get(&r.agent_id);
         match check_register(&r, session, now.wall_ms, policy, pin) {
             Err((reason, detail)) => self.reject(Some(id), src, reason, detail, policy, out),
-            Ok(ok) => {
+            Ok(mut ok) => {
                 // The same registration again (same session and key share):
                 // a retransmit, or a resend carrying newer state because the
                 // state changed before our answer arrived. It keeps the
@@ -101,7 +101,7 @@ impl OverwatchProtocol {
                         a.last_seen = now.mono;
                         out.events.push(OverwatchEvent::State {
                             agent_id: id.clone(),
-                            backends: r.backends,
+                            backends: std::mem::take(&mut ok.backends),
                             removed: Vec::new(),
                             full: true,
                         });
@@ -149,7 +149,7 @@ impl OverwatchProtocol {
                         cert_not_after: ok.not_after,
                         heartbeat_interval: Duration::from_millis(r.heartbeat_interval_ms as u64),
                         missed_threshold: r.missed_threshold,
-                        backends: r.backends,
+                        backends: ok.backends,
                         pinned_new: ok.pinned_new,
                         rotated: ok.rotated,
                     });

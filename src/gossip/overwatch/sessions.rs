@@ -3,7 +3,7 @@
 //! must come from the session that registered and carry a valid session
 //! tag; anything else is told to register again, or dropped and counted.
 
-use super::admission::check_backends;
+use super::admission::{check_backends, parse_key};
 use super::{Output, OverwatchEvent, OverwatchProtocol};
 use crate::clock::{Mono, Now};
 use crate::gossip::session::SessionKey;
@@ -131,18 +131,27 @@ impl OverwatchProtocol {
             .get(&s.agent_id)
             .map(|a| a.token.clone())
             .unwrap_or_default();
-        if let Err((reason, detail)) = check_backends(policy, &token, &s.upserts) {
-            self.agents.remove(&s.agent_id);
-            self.reject(Some(s.agent_id), src, reason, detail, policy, out);
-            return;
-        }
+        // Nothing of a state with one bad backend is applied (or acked):
+        // the agent is told why and registers again.
+        let admitted = check_backends(policy, &token, &s.upserts).and_then(|b| {
+            let removed: Result<Vec<_>, _> = s.removals.iter().map(parse_key).collect();
+            Ok((b, removed?))
+        });
+        let (backends, removed) = match admitted {
+            Ok(a) => a,
+            Err((reason, detail)) => {
+                self.agents.remove(&s.agent_id);
+                self.reject(Some(s.agent_id), src, reason, detail, policy, out);
+                return;
+            }
+        };
         if let Some(a) = self.agents.get_mut(&s.agent_id) {
             a.applied_seq = s.seq;
         }
         out.events.push(OverwatchEvent::State {
             agent_id: s.agent_id,
-            backends: s.upserts,
-            removed: if s.full { Vec::new() } else { s.removals },
+            backends,
+            removed: if s.full { Vec::new() } else { removed },
             full: s.full,
         });
         self.reply_to(policy, ack(s.seq, ts, false), Some(&key), out);

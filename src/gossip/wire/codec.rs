@@ -3,8 +3,8 @@
 //! the order `docs/gossip.md` lists them.
 
 use super::reader::{DecodeError, Reader, Writer};
-use super::{Message, Payload, Register, StateMsg, type_code};
-use crate::gossip::{BackendKey, BackendReport, RejectReason};
+use super::{Message, Payload, Register, StateMsg, WireBackend, WireKey, type_code};
+use crate::gossip::RejectReason;
 
 impl Payload {
     pub fn encode(&self) -> Vec<u8> {
@@ -142,7 +142,7 @@ impl Payload {
                 let n = r.u32("removal count")?;
                 let mut removals = Vec::new();
                 for _ in 0..n {
-                    removals.push(BackendKey {
+                    removals.push(WireKey {
                         service: r.str("service")?,
                         address: r.str("address")?,
                         port: r.u16("port")?,
@@ -179,12 +179,12 @@ impl Payload {
     }
 }
 
-fn write_backends(w: &mut Writer, list: &[BackendReport]) {
+fn write_backends(w: &mut Writer, list: &[WireBackend]) {
     w.u32(list.len() as u32);
     for b in list {
-        w.str(&b.service);
-        w.str(&b.address);
-        w.u16(b.port);
+        w.str(&b.key.service);
+        w.str(&b.key.address);
+        w.u16(b.key.port);
         w.u32(b.weight);
         w.u8(b.healthy as u8 | (b.draining as u8) << 1);
         w.opt_str(&b.drain_reason);
@@ -192,7 +192,7 @@ fn write_backends(w: &mut Writer, list: &[BackendReport]) {
     }
 }
 
-fn read_backends(r: &mut Reader<'_>) -> Result<Vec<BackendReport>, DecodeError> {
+fn read_backends(r: &mut Reader<'_>) -> Result<Vec<WireBackend>, DecodeError> {
     let n = r.u32("backend count")?;
     let mut out = Vec::new();
     for _ in 0..n {
@@ -209,10 +209,12 @@ fn read_backends(r: &mut Reader<'_>) -> Result<Vec<BackendReport>, DecodeError> 
                 value: flags,
             });
         }
-        out.push(BackendReport {
-            service,
-            address,
-            port,
+        out.push(WireBackend {
+            key: WireKey {
+                service,
+                address,
+                port,
+            },
             weight,
             healthy: flags & 1 != 0,
             draining: flags & 2 != 0,

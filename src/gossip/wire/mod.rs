@@ -14,8 +14,9 @@ mod reader;
 
 pub use reader::{DecodeError, Reader, Writer};
 
+use crate::backend::{BackendKey, BackendReport};
+use crate::gossip::RejectReason;
 use crate::gossip::session::SESSION_TAG_LEN;
-use crate::gossip::{BackendKey, BackendReport, RejectReason};
 
 pub const MAGIC: [u8; 2] = *b"OG";
 pub const VERSION: u8 = 1;
@@ -116,7 +117,7 @@ pub struct Register {
     /// fingerprint)
     pub rotation: Option<(Vec<u8>, Vec<u8>)>,
     pub state_seq: u64,
-    pub backends: Vec<BackendReport>,
+    pub backends: Vec<WireBackend>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,8 +125,52 @@ pub struct StateMsg {
     pub agent_id: String,
     pub seq: u64,
     pub full: bool,
-    pub upserts: Vec<BackendReport>,
-    pub removals: Vec<BackendKey>,
+    pub upserts: Vec<WireBackend>,
+    pub removals: Vec<WireKey>,
+}
+
+/// One backend as it travels: the address still text. The Overwatch
+/// parses it at admission (`overwatch::admission`), so a report that does
+/// not parse is refused with a reason instead of dropped after an ack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireBackend {
+    pub key: WireKey,
+    pub weight: u32,
+    pub healthy: bool,
+    pub draining: bool,
+    pub drain_reason: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A backend's (service, address, port) as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WireKey {
+    pub service: String,
+    pub address: String,
+    pub port: u16,
+}
+
+impl From<&BackendKey> for WireKey {
+    fn from(k: &BackendKey) -> Self {
+        WireKey {
+            service: k.service.clone(),
+            address: k.address.to_string(),
+            port: k.port,
+        }
+    }
+}
+
+impl From<&BackendReport> for WireBackend {
+    fn from(b: &BackendReport) -> Self {
+        WireBackend {
+            key: WireKey::from(&b.key),
+            weight: b.weight,
+            healthy: b.healthy,
+            draining: b.draining,
+            drain_reason: b.drain_reason.clone(),
+            last_error: b.last_error.clone(),
+        }
+    }
 }
 
 /// A decoded payload.

@@ -3,11 +3,13 @@
 
 use super::*;
 
-pub(crate) fn backend(i: u16) -> BackendReport {
-    BackendReport {
-        service: "app.example.com".into(),
-        address: format!("10.0.{}.{}", i / 256, i % 256),
-        port: 8080,
+pub(crate) fn backend(i: u16) -> WireBackend {
+    WireBackend {
+        key: WireKey {
+            service: "app.example.com".into(),
+            address: format!("10.0.{}.{}", i / 256, i % 256),
+            port: 8080,
+        },
         weight: 100,
         healthy: i.is_multiple_of(2),
         draining: i.is_multiple_of(3),
@@ -82,7 +84,7 @@ fn every_message_roundtrips() {
             seq: 4,
             full: false,
             upserts: vec![backend(3)],
-            removals: vec![backend(4).key()],
+            removals: vec![backend(4).key],
         }),
         Message::Heartbeat {
             agent_id: "a".into(),
@@ -167,7 +169,7 @@ fn random_and_mutated_payloads_never_panic() {
             seq: 4,
             full: false,
             upserts: vec![backend(3), backend(4)],
-            removals: vec![backend(5).key()],
+            removals: vec![backend(5).key],
         }),
     }
     .encode();
