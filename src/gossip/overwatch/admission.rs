@@ -246,9 +246,8 @@ mod tests {
         assert_eq!(ok[0].key.to_string(), "a.example 10.0.0.1:80");
         let mut bad = b("a.example");
         bad.key.address = "app-1.internal".into();
-        let (reason, detail) = check_backends(&policy, "ta", &[b("a.example"), bad])
-            .err()
-            .expect("refused");
+        let (reason, detail) =
+            check_backends(&policy, "ta", &[b("a.example"), bad]).expect_err("refused");
         assert_eq!(reason, RejectReason::InvalidBackend);
         assert!(detail.contains("\"app-1.internal\""), "{detail}");
     }
