@@ -132,6 +132,12 @@ pub struct Policy {
     /// persisted by the registry.
     pub pins: HashMap<String, String>,
     pub revoked: HashSet<String>,
+    /// agent id → when the operator forgot it, as a number the registry
+    /// only ever increases (a counter). The listener drops the agent's
+    /// session and locally learned pin once for each new number it sees
+    /// (within a second), so the registry reaches gossip through this
+    /// snapshot alone, without a handle on the listener.
+    pub forgotten: BTreeMap<String, u64>,
 }
 
 /// Compares secrets without an early exit on the first differing byte.

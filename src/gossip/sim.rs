@@ -395,6 +395,37 @@ mod tests {
         assert!(!sim.agents[a].is_registered());
     }
 
+    /// The registry forgets an agent through the published policy alone:
+    /// the listener drops the session and the pin it learned, once, and
+    /// the agent registers again as on first use.
+    #[test]
+    fn a_forget_published_in_the_policy_is_applied_once() {
+        let mut sim = Sim::new(23, CLEAN);
+        let a = sim.add_agent(config("eu-a", identity()));
+        sim.run(3_000);
+        assert!(sim.agents[a].is_registered());
+        assert_eq!(registrations(&sim), 1);
+        sim.policy.forgotten.insert("eu-a".into(), 1);
+        sim.run(5_000);
+        assert_eq!(registrations(&sim), 2, "registered again after the forget");
+        let first_use_again = sim.events.iter().rev().any(|e| {
+            matches!(
+                e,
+                OverwatchEvent::Registered {
+                    pinned_new: true,
+                    ..
+                }
+            )
+        });
+        assert!(first_use_again);
+        sim.run(10_000);
+        assert_eq!(registrations(&sim), 2, "the same forget is applied once");
+        sim.policy.forgotten.insert("eu-a".into(), 2);
+        sim.run(5_000);
+        assert_eq!(registrations(&sim), 3, "a newer forget is applied");
+        assert!(sim.agents[a].is_registered());
+    }
+
     #[test]
     fn a_seed_replays_byte_for_byte() {
         let ids = [identity(), identity()];

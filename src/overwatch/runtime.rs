@@ -422,6 +422,7 @@ impl Runtime {
             known_services: self.reg.cfg.services.iter().cloned().collect(),
             pins: old.pins.clone(),
             revoked: old.revoked.clone(),
+            forgotten: old.forgotten.clone(),
         };
         self.out.policy.publish(policy);
         self.publish_policy_now();

@@ -161,6 +161,8 @@ pub struct OverwatchProtocol {
     agents: HashMap<String, AgentEntry>,
     /// Pins learned here that the policy may not carry yet.
     pin_cache: HashMap<String, String>,
+    /// The `Policy::forgotten` numbers already acted on.
+    forgets_applied: HashMap<String, u64>,
     counters: Counters,
     /// The time of the packet being handled.
     now: Now,
@@ -189,6 +191,7 @@ impl OverwatchProtocol {
             challenges: HashMap::new(),
             agents: HashMap::new(),
             pin_cache: HashMap::new(),
+            forgets_applied: HashMap::new(),
             counters: Counters::default(),
             now: Now::at(0, 0),
             reply_key: 0,
@@ -228,6 +231,21 @@ impl OverwatchProtocol {
             .retain(|_, a| t.0.saturating_sub(a.last_seen.0) <= idle);
         // Once the registry persisted a pin, the policy is authoritative.
         self.pin_cache.retain(|id, _| !policy.pins.contains_key(id));
+        self.apply_forgets(policy);
+    }
+
+    /// Forgets each agent the policy lists with a number not acted on yet.
+    fn apply_forgets(&mut self, policy: &Policy) {
+        for (id, n) in &policy.forgotten {
+            if self.forgets_applied.get(id).is_none_or(|seen| seen < n) {
+                self.forget(id);
+                self.forgets_applied.insert(id.clone(), *n);
+            }
+        }
+        if self.forgets_applied.len() > policy.forgotten.len() {
+            self.forgets_applied
+                .retain(|id, _| policy.forgotten.contains_key(id));
+        }
     }
 
     pub fn on_packet(

@@ -94,3 +94,22 @@ fn peers_without_the_key_cannot_make_the_listener_hold_much() {
     assert!(srv.alive());
     srv.stop();
 }
+
+/// The daemon supervises and stops the listener without a lock on it: a
+/// liveness stamp beaten every turn and a stop handle for any thread.
+#[test]
+fn liveness_and_stop_need_no_lock_on_the_server() {
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let cell = Arc::new(SnapshotCell::new(Policy::default()));
+    let mut srv = start("127.0.0.1:0".parse().expect("addr"), cell, tx).expect("start");
+    let live = srv.liveness();
+    let before = live.last();
+    assert!(eventually(|| live.last() > before), "the loop beats");
+    assert!(live.fresh(crate::clock::Now::read().mono, ALIVE_WITHIN));
+    let stop = srv.stop_handle();
+    std::thread::spawn(move || stop.stop())
+        .join()
+        .expect("stopper");
+    assert!(eventually(|| !srv.alive()), "stopped from another thread");
+    srv.stop(); // joins; a second stop is harmless
+}
