@@ -1,12 +1,14 @@
-//! The agent gossip client: one mio loop on thread `gossip-client` that
-//! drives an `AgentSession` per Overwatch node, each over its own connected
-//! UDP socket, plus a TCP connection opened on demand for packets that do
-//! not fit a datagram.
+//! The agent gossip client as the daemon sees it: `start` (or
+//! `start_with_resolver`) spawns the loop (`client_loop.rs`, thread
+//! `gossip-client`) that drives an `AgentSession` per Overwatch node, and
+//! returns a `GossipClient` handle that sends it commands (backends,
+//! keyring, leave, stop) through a channel and its `Waker`, and reads what
+//! the loop published (node status, heartbeat counters, liveness).
 //!
 //! Node names are resolved at start and again while a node is unreachable
 //! (at most every 5 s, or every 30 s while it does not answer), so a node
 //! whose address changes is found again. Lookups run on thread
-//! `gossip-resolve` (`resolve.rs`), never in this loop: a slow DNS server
+//! `gossip-resolve` (`resolve.rs`), never in the loop: a slow DNS server
 //! must not stall heartbeats to the other nodes.
 //!
 //! The loop reads `Now` once per turn and passes it to the sessions; it

@@ -11,6 +11,11 @@
 //! run on `now.mono`, so a wall-clock step neither stalls heartbeats nor
 //! makes the session give up; only message stamps and the replay window
 //! use `now.wall_ms`.
+//!
+//! This file holds the session's state and its two entry points (`tick`,
+//! `on_datagram`); the protocol is split along `handshake.rs`,
+//! `heartbeat.rs` and `retransmit.rs`. Randomness comes from an `Entropy`
+//! (seeded in the simulator).
 
 use crate::gossip::entropy::Entropy;
 use crate::gossip::identity::Identity;

@@ -8,6 +8,11 @@
 //! The Overwatch never speaks first: every packet it sends is a reply.
 //! Challenge and session expiry run on `now.mono`; reply stamps, the
 //! replay window and certificate validity on `now.wall_ms`.
+//!
+//! This file opens, decodes and replay-checks a packet and dispatches it;
+//! `registration.rs` (Hello, Register), `sessions.rs` (State, Heartbeat,
+//! Leave) and `admission.rs` (the checks, and backends into the one
+//! `crate::backend` model) do the rest.
 
 mod admission;
 pub mod coalesce;

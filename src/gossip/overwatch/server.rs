@@ -1,7 +1,8 @@
-//! The Overwatch gossip listener: one mio loop on a named thread that owns
-//! the UDP socket and the TCP listener on the same port, feeds every
-//! datagram and frame to `OverwatchProtocol`, sends the replies back the
-//! way the request came, and hands events to the registry channel.
+//! The Overwatch gossip listener as the daemon sees it: `start` binds UDP
+//! and TCP on one port and spawns the loop (`server_loop.rs`, thread
+//! `gossip-server`) that feeds every datagram and frame to
+//! `OverwatchProtocol`, sends the replies back the way the request came,
+//! and hands events to the registry channel; `GossipServer` is the handle.
 //!
 //! TCP carries the same sealed packets as UDP, framed by `gossip::io`, for
 //! what does not fit a datagram. A connection on which nothing decrypted
