@@ -28,6 +28,32 @@ fn session(heartbeat_secs: u64) -> AgentSession {
     AgentSession::new(cfg, at(T0))
 }
 
+fn policy() -> Policy {
+    Policy {
+        keyring: Keyring::from_raw(&[[1; 32]]),
+        agent_tokens: BTreeMap::from([("svc".to_string(), "t".to_string())]),
+        known_services: BTreeSet::from(["svc".to_string()]),
+        ..Policy::default()
+    }
+}
+
+/// Registers `s` over a perfect link; the time after it.
+fn register(s: &mut AgentSession) -> u64 {
+    let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
+    let (policy, src) = (policy(), "192.0.2.1:5000".parse().expect("addr"));
+    let mut now = T0;
+    for _ in 0..4 {
+        for o in s.tick(at(now)) {
+            for r in ow.on_packet(&o.bytes, src, at(now), &policy).replies {
+                s.on_datagram(&r, at(now));
+            }
+        }
+        now += 1;
+    }
+    assert!(s.is_registered());
+    now
+}
+
 /// Times (ms after T0) at which `tick` sent something over `span`.
 fn send_times(s: &mut AgentSession, from: u64, span: u64) -> Vec<u64> {
     let mut times = Vec::new();
@@ -68,25 +94,7 @@ fn heartbeat_failures_keep_counting_while_no_node_answers() {
 fn unacked_state_is_retransmitted_with_capped_backoff() {
     // heartbeats every 10 s: 30 s before the agent gives up the session
     let mut s = session(10);
-    let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
-    let policy = Policy {
-        keyring: Keyring::from_raw(&[[1; 32]]),
-        agent_tokens: BTreeMap::from([("svc".to_string(), "t".to_string())]),
-        known_services: BTreeSet::from(["svc".to_string()]),
-        ..Policy::default()
-    };
-    let src = "192.0.2.1:5000".parse().expect("addr");
-    // register over a perfect link
-    let mut now = T0;
-    for _ in 0..4 {
-        for o in s.tick(at(now)) {
-            for r in ow.on_packet(&o.bytes, src, at(now), &policy).replies {
-                s.on_datagram(&r, at(now));
-            }
-        }
-        now += 1;
-    }
-    assert!(s.is_registered());
+    let (policy, mut now) = (policy(), register(&mut s));
     // now the link drops everything: the delta goes out at once and
     // again after 100, 200, 400 … 2000 ms
     let b = crate::backend::BackendReport {
@@ -131,24 +139,7 @@ fn unacked_state_is_retransmitted_with_capped_backoff() {
 #[test]
 fn unacked_heartbeat_is_resent_twice_per_interval() {
     let mut s = session(1);
-    let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
-    let policy = Policy {
-        keyring: Keyring::from_raw(&[[1; 32]]),
-        agent_tokens: BTreeMap::from([("svc".to_string(), "t".to_string())]),
-        known_services: BTreeSet::from(["svc".to_string()]),
-        ..Policy::default()
-    };
-    let src = "192.0.2.1:5000".parse().expect("addr");
-    let mut now = T0;
-    for _ in 0..4 {
-        for o in s.tick(at(now)) {
-            for r in ow.on_packet(&o.bytes, src, at(now), &policy).replies {
-                s.on_datagram(&r, at(now));
-            }
-        }
-        now += 1;
-    }
-    assert!(s.is_registered());
+    let mut now = register(&mut s);
     // Nothing comes back from here on: each heartbeat goes out at the
     // interval and twice more, a quarter interval apart.
     let start = now;

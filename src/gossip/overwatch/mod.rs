@@ -130,6 +130,18 @@ pub struct Counters {
     pub heartbeats: u64,
 }
 
+/// What the handlers need to know about the packet being handled.
+#[derive(Clone, Copy)]
+struct Pkt<'a> {
+    /// The sender's session id (from the header).
+    session: u64,
+    src: SocketAddr,
+    /// The sender's stamp, echoed in acks.
+    ts: u64,
+    now: Now,
+    policy: &'a Policy,
+}
+
 /// Replies for the packet's source, and events for the registry.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -313,18 +325,21 @@ impl OverwatchProtocol {
         self.pkt_tag = tag;
         self.pkt_body.clear();
         self.pkt_body.extend_from_slice(body);
+        let pkt = Pkt {
+            session,
+            src,
+            ts,
+            now,
+            policy,
+        };
         match payload.message {
             Message::Hello { agent_id } => {
                 self.on_hello(agent_id, session, now.mono, policy, &mut out)
             }
-            Message::Register(r) => self.on_register(*r, session, src, ts, now, policy, &mut out),
-            Message::State(s) => self.on_state(s, session, src, ts, now.mono, policy, &mut out),
-            Message::Heartbeat { agent_id, .. } => {
-                self.on_heartbeat(agent_id, session, src, ts, now, policy, &mut out)
-            }
-            Message::Leave { agent_id } => {
-                self.on_leave(agent_id, session, src, ts, now.mono, policy, &mut out)
-            }
+            Message::Register(r) => self.on_register(*r, pkt, &mut out),
+            Message::State(s) => self.on_state(s, pkt, &mut out),
+            Message::Heartbeat { agent_id, .. } => self.on_heartbeat(agent_id, pkt, &mut out),
+            Message::Leave { agent_id } => self.on_leave(agent_id, pkt, &mut out),
             // Messages only an Overwatch sends.
             Message::Challenge { .. }
             | Message::Registered { .. }

@@ -5,12 +5,11 @@
 //! share keeps the key already derived and at most applies newer state.
 
 use super::admission::check_register;
-use super::{AgentEntry, Challenge, Output, OverwatchEvent, OverwatchProtocol};
-use crate::clock::{Mono, Now};
+use super::{AgentEntry, Challenge, Output, OverwatchEvent, OverwatchProtocol, Pkt};
+use crate::clock::Mono;
 use crate::gossip::session;
 use crate::gossip::wire::{Message, Register};
 use crate::gossip::{Policy, RejectReason, ct_eq};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 impl OverwatchProtocol {
@@ -57,17 +56,14 @@ impl OverwatchProtocol {
         self.reply(policy, m, out);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_register(
-        &mut self,
-        r: Register,
-        session: u64,
-        src: SocketAddr,
-        ts: u64,
-        now: Now,
-        policy: &Policy,
-        out: &mut Output,
-    ) {
+    pub(super) fn on_register(&mut self, r: Register, pkt: Pkt<'_>, out: &mut Output) {
+        let Pkt {
+            session,
+            src,
+            ts,
+            now,
+            policy,
+        } = pkt;
         let answered = self.challenges.get(&session).is_some_and(|c| {
             c.agent_id == r.agent_id && c.expires > now.mono && ct_eq(&c.nonce, &r.challenge)
         });

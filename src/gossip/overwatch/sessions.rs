@@ -4,8 +4,8 @@
 //! tag; anything else is told to register again, or dropped and counted.
 
 use super::admission::{check_backends, parse_key};
-use super::{Output, OverwatchEvent, OverwatchProtocol};
-use crate::clock::{Mono, Now};
+use super::{Output, OverwatchEvent, OverwatchProtocol, Pkt};
+use crate::clock::Mono;
 use crate::gossip::session::SessionKey;
 use crate::gossip::wire::{Message, StateMsg};
 use crate::gossip::{Policy, RejectReason};
@@ -13,17 +13,14 @@ use std::net::SocketAddr;
 
 impl OverwatchProtocol {
     /// Alive: tell the registry, acknowledge with the applied sequence.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_heartbeat(
-        &mut self,
-        agent_id: String,
-        session: u64,
-        src: SocketAddr,
-        ts: u64,
-        now: Now,
-        policy: &Policy,
-        out: &mut Output,
-    ) {
+    pub(super) fn on_heartbeat(&mut self, agent_id: String, pkt: Pkt<'_>, out: &mut Output) {
+        let Pkt {
+            session,
+            src,
+            ts,
+            now,
+            policy,
+        } = pkt;
         if let Some((applied, key)) =
             self.session_of(&agent_id, session, src, now.mono, policy, out)
         {
@@ -35,17 +32,15 @@ impl OverwatchProtocol {
     }
 
     /// A graceful leave ends the session.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_leave(
-        &mut self,
-        agent_id: String,
-        session: u64,
-        src: SocketAddr,
-        ts: u64,
-        now: Mono,
-        policy: &Policy,
-        out: &mut Output,
-    ) {
+    pub(super) fn on_leave(&mut self, agent_id: String, pkt: Pkt<'_>, out: &mut Output) {
+        let Pkt {
+            session,
+            src,
+            ts,
+            now,
+            policy,
+        } = pkt;
+        let now = now.mono;
         if let Some((applied, key)) = self.session_of(&agent_id, session, src, now, policy, out) {
             self.agents.remove(&agent_id);
             out.events.push(OverwatchEvent::Leave { agent_id });
@@ -103,17 +98,15 @@ impl OverwatchProtocol {
         Some((applied, key))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_state(
-        &mut self,
-        s: StateMsg,
-        session: u64,
-        src: SocketAddr,
-        ts: u64,
-        now: Mono,
-        policy: &Policy,
-        out: &mut Output,
-    ) {
+    pub(super) fn on_state(&mut self, s: StateMsg, pkt: Pkt<'_>, out: &mut Output) {
+        let Pkt {
+            session,
+            src,
+            ts,
+            now,
+            policy,
+        } = pkt;
+        let now = now.mono;
         let Some((applied, key)) = self.session_of(&s.agent_id, session, src, now, policy, out)
         else {
             return;
