@@ -7,7 +7,7 @@
 //!
 //! Node names are resolved at start and again while a node is unreachable
 //! (at most every 5 s, or every 30 s while it does not answer), so a node
-//! whose address changes is found again. Lookups run on thread
+//! whose address changes is found again. Lookups run on threads
 //! `gossip-resolve` (`resolve.rs`), never in the loop: a slow DNS server
 //! must not stall heartbeats to the other nodes.
 //!
@@ -94,8 +94,8 @@ pub struct GossipClient {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts thread `gossip-client` (and `gossip-resolve`) with the system
-/// resolver.
+/// Starts thread `gossip-client` with the system resolver (lookups on
+/// `gossip-resolve` threads).
 pub fn start(cfg: ClientConfig, events: Sender<AgentEvent>) -> io::Result<GossipClient> {
     start_with_resolver(cfg, events, resolve::system())
 }
@@ -136,7 +136,7 @@ pub fn start_with_resolver(
             was_connected: false,
         })
         .collect();
-    let resolver = Resolver::start(resolve, Arc::clone(&waker))?;
+    let resolver = Resolver::new(resolve, Arc::clone(&waker));
     let mut lp = Loop {
         poll,
         resolver,
