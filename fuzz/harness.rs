@@ -13,13 +13,15 @@
 
 use opengslb::api::routes::{self, BackendKey as RouteKey, Route};
 use opengslb::api::write;
+use opengslb::clock::Now;
 use opengslb::config::{self, Mode, RoutingAlgorithm, SoaConfig};
 use opengslb::dns::{
     DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
 };
-use opengslb::gossip::agent_side::{AgentSession, SessionConfig};
+use opengslb::gossip::agent::{AgentSession, SessionConfig};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchProtocol};
+use opengslb::gossip::io::{FrameReader, MAX_FRAME};
+use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchProtocol};
 use opengslb::gossip::wire::{self, Message, Payload};
 use opengslb::gossip::{Keyring, Policy, cert};
 use std::net::SocketAddr;
@@ -152,6 +154,11 @@ fn gossip() -> &'static Gossip {
     })
 }
 
+/// The fuzz targets drive both clocks together (no step).
+fn at(ms: u64) -> Now {
+    Now::at(ms, ms)
+}
+
 fn agent_session(now: u64) -> AgentSession {
     let g = gossip();
     AgentSession::new(
@@ -165,7 +172,7 @@ fn agent_session(now: u64) -> AgentSession {
             missed_threshold: 3,
             time_window_ms: 60_000,
         },
-        now,
+        at(now),
     )
 }
 
@@ -181,18 +188,17 @@ pub fn gossip_frame_raw(data: &[u8]) -> usize {
     let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
     let mut agent = agent_session(DEFAULT_NOW);
     let mut packets = vec![data.to_vec()];
-    let mut stream = data.to_vec();
-    if let Ok(frames) = wire::take_frames(&mut stream) {
-        packets.extend(frames);
-    }
+    // Frames before an oversized announcement still count, as in the
+    // listener (which then closes the connection).
+    let _ = FrameReader::new().feed(data, MAX_FRAME, &mut packets);
     let mut accepted = 0;
     for p in &packets {
-        let out = ow.on_packet(p, src(), DEFAULT_NOW, &g.policy);
+        let out = ow.on_packet(p, src(), at(DEFAULT_NOW), &g.policy);
         accepted += out.replies.len() + out.events.len();
-        accepted += agent.on_datagram(p, DEFAULT_NOW).len();
-        let _ = agent.tick(DEFAULT_NOW);
+        accepted += agent.on_datagram(p, at(DEFAULT_NOW)).len();
+        let _ = agent.tick(at(DEFAULT_NOW));
     }
-    ow.expire(DEFAULT_NOW + 1, &g.policy);
+    ow.expire(at(DEFAULT_NOW + 1), &g.policy);
     accepted
 }
 
@@ -267,11 +273,11 @@ pub fn gossip_frame_decrypted(data: &[u8]) -> usize {
     for (i, plain) in split_plaintexts(rest).into_iter().enumerate() {
         let now = claimed_time(plain);
         let agent = agent.get_or_insert_with(|| agent_session(now));
-        if let Some((body, _tag)) = wire::split_tag(plain)
-            && let Some(p) = Payload::decode(body)
+        if let Ok((body, _tag)) = wire::split_tag(plain)
+            && let Ok(p) = Payload::decode(body)
         {
             accepted += 1;
-            assert_eq!(Payload::decode(&p.encode()).as_ref(), Some(&p));
+            assert_eq!(Payload::decode(&p.encode()).as_ref(), Ok(&p));
             if let Message::Register(r) = &p.message {
                 let _ = cert::parse(&r.cert_der);
                 if let Some((old, _)) = &r.rotation {
@@ -282,13 +288,13 @@ pub fn gossip_frame_decrypted(data: &[u8]) -> usize {
         let Some(packet) = sealer.seal(session, i as u64 + 1, plain) else {
             return accepted;
         };
-        let out = ow.on_packet(&packet, src(), now, &g.policy);
+        let out = ow.on_packet(&packet, src(), at(now), &g.policy);
         for reply in &out.replies {
-            let _ = agent.on_datagram(reply, now);
+            let _ = agent.on_datagram(reply, at(now));
         }
-        let _ = agent.on_datagram(&packet, now);
-        let _ = agent.tick(now);
-        ow.expire(now, &g.policy);
+        let _ = agent.on_datagram(&packet, at(now));
+        let _ = agent.tick(at(now));
+        ow.expire(at(now), &g.policy);
     }
     accepted
 }

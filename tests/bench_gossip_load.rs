@@ -19,9 +19,17 @@
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
-use opengslb::gossip::agent_side::{AgentSession, Outgoing, SessionConfig, SessionEvent};
+use opengslb::backend::{BackendKey, BackendReport};
+use opengslb::clock::Now;
+use opengslb::gossip::Keyring;
+use opengslb::gossip::agent::{AgentSession, Outgoing, SessionConfig, SessionEvent};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::{BackendReport, Keyring, now_ms};
+
+/// The bench schedules on the monotonic clock; the sessions also get the
+/// wall clock for their message stamps.
+fn now_ms() -> u64 {
+    Now::read().mono.0
+}
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::ErrorKind;
@@ -83,12 +91,10 @@ struct Totals {
 fn backends_of(i: u64, per_agent: u64) -> Vec<BackendReport> {
     // One host per agent (10.a.b.c, unique), one backend per service.
     let n = i + 1;
-    let address = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
+    let address = std::net::Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8).into();
     (0..per_agent)
         .map(|k| BackendReport {
-            service: format!("svc{k}.bench.test"),
-            address: address.clone(),
-            port: 8080,
+            key: BackendKey::new(&format!("svc{k}.bench.test"), address, 8080),
             weight: 1,
             healthy: true,
             draining: false,
@@ -113,7 +119,7 @@ fn send(sim: &Sim, out: Vec<Outgoing>, t: &mut Totals) {
 }
 
 fn reschedule(sim: &mut Sim, i: usize, heap: &mut BinaryHeap<Reverse<(u64, usize)>>) {
-    let d = sim.session.next_deadline();
+    let d = sim.session.next_deadline().0;
     if d != sim.scheduled {
         sim.scheduled = d;
         if d != u64::MAX {
@@ -136,8 +142,9 @@ fn gossip_load() {
     raise_nofile(agents + 64);
 
     let start = now_ms();
-    let identity =
-        Arc::new(Identity::generate("bench-load", start / 1000, 30 * 86_400).expect("identity"));
+    let identity = Arc::new(
+        Identity::generate("bench-load", Now::read().wall_secs(), 30 * 86_400).expect("identity"),
+    );
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(1024);
     let mut sims: Vec<Sim> = Vec::with_capacity(agents as usize);
@@ -171,13 +178,13 @@ fn gossip_load() {
                 .register(&mut sock, Token(i), Interest::READABLE)
                 .expect("register socket");
             let mut sim = Sim {
-                session: AgentSession::new(cfg, now),
+                session: AgentSession::new(cfg, Now::read()),
                 sock,
                 scheduled: u64::MAX,
             };
             let out = sim
                 .session
-                .set_state(&backends_of(i as u64, per_agent), now);
+                .set_state(&backends_of(i as u64, per_agent), Now::read());
             send(&sim, out, &mut t);
             reschedule(&mut sim, i, &mut heap);
             sims.push(sim);
@@ -193,7 +200,7 @@ fn gossip_load() {
                 continue;
             }
             sim.scheduled = u64::MAX;
-            let out = sim.session.tick(now);
+            let out = sim.session.tick(Now::read());
             send(sim, out, &mut t);
             reschedule(sim, i, &mut heap);
         }
@@ -233,7 +240,6 @@ fn gossip_load() {
             assert_eq!(e.kind(), ErrorKind::Interrupted, "poll: {e}");
             continue;
         }
-        let now = now_ms();
         for ev in events.iter() {
             let i = ev.token().0;
             let Some(sim) = sims.get_mut(i) else { continue };
@@ -241,7 +247,7 @@ fn gossip_load() {
                 match sim.sock.recv(&mut buf) {
                     Ok(n) => {
                         t.received += 1;
-                        for e in sim.session.on_datagram(&buf[..n], now) {
+                        for e in sim.session.on_datagram(&buf[..n], Now::read()) {
                             match e {
                                 SessionEvent::Registered => t.registered_events += 1,
                                 SessionEvent::Rejected { reason, detail } => {
@@ -260,7 +266,7 @@ fn gossip_load() {
                     Err(_) => break,
                 }
             }
-            let out = sim.session.tick(now);
+            let out = sim.session.tick(Now::read());
             send(sim, out, &mut t);
             reschedule(sim, i, &mut heap);
         }

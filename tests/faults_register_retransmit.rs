@@ -6,10 +6,12 @@
 //! missed-heartbeat window. On a restart that looked like: registered,
 //! then `stale` 3 s later, then back. Pure protocol objects, no sockets.
 
-use opengslb::gossip::agent_side::{AgentSession, Outgoing, SessionConfig};
+use opengslb::backend::{BackendKey, BackendReport};
+use opengslb::clock::Now;
+use opengslb::gossip::agent::{AgentSession, Outgoing, SessionConfig};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
-use opengslb::gossip::{BackendReport, Keyring, Policy};
+use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
+use opengslb::gossip::{Keyring, Policy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,11 @@ use std::time::Duration;
 
 const T0: u64 = 1_800_000_000_000;
 const SERVICE: &str = "app.gslb.test";
+
+/// No clock steps here: both clocks read the same.
+fn at(ms: u64) -> Now {
+    Now::at(ms, ms)
+}
 
 fn policy() -> Policy {
     Policy {
@@ -40,15 +47,13 @@ fn agent() -> AgentSession {
             missed_threshold: 3,
             time_window_ms: 60_000,
         },
-        T0,
+        at(T0),
     )
 }
 
 fn backend(healthy: bool) -> BackendReport {
     BackendReport {
-        service: SERVICE.into(),
-        address: "127.0.0.80".into(),
-        port: 8080,
+        key: BackendKey::new(SERVICE, [127, 0, 0, 80].into(), 8080),
         weight: 1,
         healthy,
         draining: false,
@@ -66,7 +71,7 @@ fn to_ow(
     let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let (mut replies, mut events) = (Vec::new(), Vec::new());
     for p in packets {
-        let out = ow.on_packet(&p.bytes, src, now, &policy());
+        let out = ow.on_packet(&p.bytes, src, at(now), &policy());
         replies.extend(out.replies);
         events.extend(out.events);
     }
@@ -76,15 +81,15 @@ fn to_ow(
 fn run(deliver_second_answer_first: bool) {
     let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
     let mut ag = agent();
-    let mut hello = ag.set_state(&[backend(false)], T0);
-    hello.extend(ag.tick(T0));
+    let mut hello = ag.set_state(&[backend(false)], at(T0));
+    hello.extend(ag.tick(at(T0)));
     let (challenge, _) = to_ow(&mut ow, hello, T0);
     assert_eq!(challenge.len(), 1, "a challenge");
-    ag.on_datagram(&challenge[0], T0 + 1);
-    let (first, _) = to_ow(&mut ow, ag.tick(T0 + 1), T0 + 1);
+    ag.on_datagram(&challenge[0], at(T0 + 1));
+    let (first, _) = to_ow(&mut ow, ag.tick(at(T0 + 1)), T0 + 1);
     // The first health check passes before the answer arrives: the agent
     // resends its registration with the newer state at once.
-    let resend = ag.set_state(&[backend(true)], T0 + 2);
+    let resend = ag.set_state(&[backend(true)], at(T0 + 2));
     assert!(
         !resend.is_empty(),
         "the registration is resent with the new state"
@@ -110,24 +115,24 @@ fn run(deliver_second_answer_first: bool) {
         (&first, &second)
     };
     for r in a.iter().chain(b.iter()) {
-        ag.on_datagram(r, T0 + 3);
+        ag.on_datagram(r, at(T0 + 3));
     }
     assert!(ag.is_registered());
     // Heartbeats of the session must authenticate at the Overwatch.
     let mut now = T0 + 3;
     let mut heartbeats = 0;
     for _ in 0..50 {
-        now = ag.next_deadline().max(now + 1);
+        now = ag.next_deadline().0.max(now + 1);
         if now > T0 + 5_000 {
             break;
         }
-        let (replies, events) = to_ow(&mut ow, ag.tick(now), now);
+        let (replies, events) = to_ow(&mut ow, ag.tick(at(now)), now);
         heartbeats += events
             .iter()
             .filter(|e| matches!(e, OverwatchEvent::Heartbeat { .. }))
             .count();
         for r in replies {
-            ag.on_datagram(&r, now);
+            ag.on_datagram(&r, at(now));
         }
     }
     assert!(

@@ -3,10 +3,12 @@
 //! status, decrypt failures by source, and a graceful leave.
 
 use crossbeam_channel::{Receiver, unbounded};
-use opengslb::gossip::client::{self, AgentEvent, ClientConfig};
+use opengslb::backend::{BackendKey, BackendReport};
+use opengslb::gossip::agent::client::{self, AgentEvent, ClientConfig};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::overwatch_side::OverwatchEvent;
-use opengslb::gossip::{BackendReport, Keyring, Policy, RejectReason, server};
+use opengslb::gossip::overwatch::OverwatchEvent;
+use opengslb::gossip::overwatch::server;
+use opengslb::gossip::{Keyring, Policy, RejectReason};
 use opengslb::snapshot::SnapshotCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,9 +18,11 @@ const SERVICE: &str = "app.example.com";
 
 fn backend(i: u32, healthy: bool) -> BackendReport {
     BackendReport {
-        service: SERVICE.into(),
-        address: format!("10.1.{}.{}", i / 256, i % 256),
-        port: 443,
+        key: BackendKey::new(
+            SERVICE,
+            [10, 1, (i / 256) as u8, (i % 256) as u8].into(),
+            443,
+        ),
         weight: 10,
         healthy,
         draining: false,

@@ -1,267 +1,17 @@
-//! A deterministic simulated network between agent sessions and one
-//! Overwatch protocol object: a seeded PRNG decides loss, delay (and so
-//! reordering) and duplication; a fake clock drives both sides; every
-//! datagram toward the Overwatch is captured so tests can replay it.
+//! The gossip protocol over the deterministic simulated network of
+//! `opengslb::gossip::sim`: loss, reordering, duplication, replays, wrong
+//! keys, rejections, pins, leaves, TCP fallback and restarts.
 
-use opengslb::gossip::agent_side::{AgentSession, Outgoing, SessionConfig, SessionEvent};
+use opengslb::backend::{BackendKey, BackendReport};
 use opengslb::gossip::identity::Identity;
-use opengslb::gossip::overwatch_side::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
-use opengslb::gossip::{BackendKey, BackendReport, Keyring, Policy, RejectReason};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::net::SocketAddr;
+use opengslb::gossip::overwatch::{OverwatchConfig, OverwatchEvent, OverwatchProtocol};
+use opengslb::gossip::sim::{
+    CLEAN, Faults, LOSSY, Rng, Sim, T0, backend, config, identity, keyring,
+};
+use opengslb::gossip::{Keyring, RejectReason};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-const T0: u64 = 1_800_000_000_000;
-const SERVICE: &str = "app.example.com";
-const TOKEN: &str = "s3cret";
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, permille: u64) -> bool {
-        self.below(1000) < permille
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Faults {
-    loss: u64,
-    dup: u64,
-    delay_min: u64,
-    delay_max: u64,
-}
-
-const CLEAN: Faults = Faults {
-    loss: 0,
-    dup: 0,
-    delay_min: 1,
-    delay_max: 2,
-};
-const LOSSY: Faults = Faults {
-    loss: 250,
-    dup: 50,
-    delay_min: 2,
-    delay_max: 120,
-};
-
-/// (deliver at, tie-break, to agent index or None for the Overwatch, bytes)
-type InFlight = Reverse<(u64, u64, Option<usize>, Vec<u8>)>;
-
-struct Sim {
-    now: u64,
-    rng: Rng,
-    faults: Faults,
-    ow: OverwatchProtocol,
-    policy: Policy,
-    agents: Vec<AgentSession>,
-    addrs: Vec<SocketAddr>,
-    queue: BinaryHeap<InFlight>,
-    tie: u64,
-    events: Vec<OverwatchEvent>,
-    agent_events: Vec<Vec<SessionEvent>>,
-    captured: Vec<(usize, Vec<u8>)>,
-    tcp_sent: usize,
-}
-
-fn keyring(b: u8) -> Keyring {
-    Keyring::from_raw(&[[b; 32]])
-}
-
-fn policy() -> Policy {
-    Policy {
-        keyring: keyring(7),
-        agent_tokens: BTreeMap::from([(SERVICE.to_string(), TOKEN.to_string())]),
-        known_services: BTreeSet::from([SERVICE.to_string(), "other.example.com".to_string()]),
-        ..Policy::default()
-    }
-}
-
-fn identity() -> Arc<Identity> {
-    Arc::new(Identity::generate("eu-a", T0 / 1000, 365 * 86_400).expect("identity"))
-}
-
-fn config(agent_id: &str, identity: Arc<Identity>) -> SessionConfig {
-    SessionConfig {
-        agent_id: agent_id.into(),
-        region: "eu".into(),
-        token: TOKEN.into(),
-        identity,
-        keyring: keyring(7),
-        heartbeat_interval: Duration::from_secs(1),
-        missed_threshold: 3,
-        time_window_ms: 60_000,
-    }
-}
-
-fn backend(i: u32, healthy: bool) -> BackendReport {
-    BackendReport {
-        service: SERVICE.into(),
-        address: format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255),
-        port: 8080,
-        weight: 100,
-        healthy,
-        draining: !healthy && i.is_multiple_of(2),
-        drain_reason: (!healthy && i.is_multiple_of(2)).then(|| "drain file".into()),
-        last_error: (!healthy).then(|| "connection refused".into()),
-    }
-}
-
-impl Sim {
-    fn new(seed: u64, faults: Faults) -> Sim {
-        Sim {
-            now: T0,
-            rng: Rng(seed.max(1)),
-            faults,
-            ow: OverwatchProtocol::new(OverwatchConfig::default()),
-            policy: policy(),
-            agents: Vec::new(),
-            addrs: Vec::new(),
-            queue: BinaryHeap::new(),
-            tie: 0,
-            events: Vec::new(),
-            agent_events: Vec::new(),
-            captured: Vec::new(),
-            tcp_sent: 0,
-        }
-    }
-
-    fn add_agent(&mut self, cfg: SessionConfig) -> usize {
-        let i = self.agents.len();
-        self.agents.push(AgentSession::new(cfg, self.now));
-        self.addrs
-            .push(SocketAddr::from(([192, 0, 2, 10 + i as u8], 40_000)));
-        self.agent_events.push(Vec::new());
-        i
-    }
-
-    fn push(&mut self, to: Option<usize>, bytes: Vec<u8>, reliable: bool) {
-        let f = if reliable { CLEAN } else { self.faults };
-        let copies = if !reliable && self.rng.chance(f.dup) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            if !reliable && self.rng.chance(f.loss) {
-                continue;
-            }
-            let at = self.now + f.delay_min + self.rng.below(f.delay_max - f.delay_min + 1);
-            self.tie += 1;
-            self.queue.push(Reverse((at, self.tie, to, bytes.clone())));
-        }
-    }
-
-    fn send_from(&mut self, i: usize, outs: Vec<Outgoing>) {
-        for o in outs {
-            self.tcp_sent += o.tcp as usize;
-            self.captured.push((i, o.bytes.clone()));
-            self.push(None, o.bytes, o.tcp);
-        }
-    }
-
-    /// Feeds a raw packet to the Overwatch as if from agent `i`.
-    fn inject(&mut self, i: usize, bytes: &[u8]) {
-        let out = self
-            .ow
-            .on_packet(bytes, self.addrs[i], self.now, &self.policy);
-        self.events.extend(out.events);
-        for r in out.replies {
-            self.push(Some(i), r, false);
-        }
-    }
-
-    fn run(&mut self, ms: u64) {
-        let end = self.now + ms;
-        while self.now < end {
-            while let Some(Reverse((at, ..))) = self.queue.peek() {
-                if *at > self.now {
-                    break;
-                }
-                let Some(Reverse((_, _, to, bytes))) = self.queue.pop() else {
-                    break;
-                };
-                match to {
-                    None => {
-                        let from = self
-                            .captured
-                            .iter()
-                            .rev()
-                            .find(|(_, b)| *b == bytes)
-                            .map_or(0, |c| c.0);
-                        let out =
-                            self.ow
-                                .on_packet(&bytes, self.addrs[from], self.now, &self.policy);
-                        self.events.extend(out.events);
-                        for r in out.replies {
-                            let reliable = r.len() > 1400;
-                            self.push(Some(from), r, reliable);
-                        }
-                    }
-                    Some(i) => {
-                        let evs = self.agents[i].on_datagram(&bytes, self.now);
-                        self.agent_events[i].extend(evs);
-                        let outs = self.agents[i].tick(self.now);
-                        self.send_from(i, outs);
-                    }
-                }
-            }
-            for i in 0..self.agents.len() {
-                if self.agents[i].next_deadline() <= self.now {
-                    let outs = self.agents[i].tick(self.now);
-                    self.send_from(i, outs);
-                }
-            }
-            if self.now.is_multiple_of(1000) {
-                self.ow.expire(self.now, &self.policy);
-            }
-            self.now += 5;
-        }
-    }
-
-    fn set_state(&mut self, i: usize, backends: &[BackendReport]) {
-        let outs = self.agents[i].set_state(backends, self.now);
-        self.send_from(i, outs);
-    }
-
-    fn registered(&self) -> Vec<&OverwatchEvent> {
-        self.events
-            .iter()
-            .filter(|e| matches!(e, OverwatchEvent::Registered { .. }))
-            .collect()
-    }
-
-    fn rejections(&self) -> Vec<RejectReason> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                OverwatchEvent::Rejected { reason, .. } => Some(*reason),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn agent_rejections(&self, i: usize) -> Vec<RejectReason> {
-        self.agent_events[i]
-            .iter()
-            .filter_map(|e| match e {
-                SessionEvent::Rejected { reason, .. } => Some(*reason),
-                _ => None,
-            })
-            .collect()
-    }
-}
 
 #[test]
 fn registration_completes_despite_loss() {
@@ -312,7 +62,10 @@ fn registration_completes_despite_loss() {
 fn apply(view: &mut BTreeMap<BackendKey, BackendReport>, e: &OverwatchEvent) -> bool {
     match e {
         OverwatchEvent::Registered { backends, .. } => {
-            *view = backends.iter().map(|b| (b.key(), b.clone())).collect();
+            *view = backends
+                .iter()
+                .map(|b| (b.key.clone(), b.clone()))
+                .collect();
         }
         OverwatchEvent::State {
             backends,
@@ -327,7 +80,7 @@ fn apply(view: &mut BTreeMap<BackendKey, BackendReport>, e: &OverwatchEvent) -> 
                 view.remove(k);
             }
             for b in backends {
-                view.insert(b.key(), b.clone());
+                view.insert(b.key.clone(), b.clone());
             }
         }
         _ => return false,
@@ -355,7 +108,7 @@ fn deltas_take_effect_exactly_once_and_in_order() {
             }
             let list: Vec<BackendReport> = current.iter().map(|(i, h)| backend(*i, *h)).collect();
             sim.set_state(a, &list);
-            history.push(list.iter().map(|b| (b.key(), b.clone())).collect());
+            history.push(list.iter().map(|b| (b.key.clone(), b.clone())).collect());
             let pause = 1 + sim.rng.below(400);
             sim.run(pause);
         }
@@ -482,7 +235,7 @@ fn unknown_service_is_refused() {
     let mut sim = Sim::new(7, CLEAN);
     let a = sim.add_agent(config("eu-a", identity()));
     let mut b = backend(1, true);
-    b.service = "nope.example.com".into();
+    b.key.service = "nope.example.com".into();
     sim.set_state(a, &[b]);
     rejected_with(&mut sim, a, RejectReason::UnknownService);
 }
@@ -565,8 +318,7 @@ fn leave_is_reported() {
     let a = sim.add_agent(config("eu-a", identity()));
     sim.run(30_000);
     assert!(sim.agents[a].is_registered());
-    let outs = sim.agents[a].leave(sim.now);
-    sim.send_from(a, outs);
+    sim.leave(a);
     sim.run(10_000);
     assert!(sim.agents[a].has_left());
     let leaves = sim
@@ -656,7 +408,7 @@ fn random_and_mutated_bytes_never_panic_or_leak() {
     sim.run(2_000);
     let captured = sim.captured.clone();
     let before = sim.events.len();
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     for n in 0..20_000 {
         let bytes: Vec<u8> = if n % 2 == 0 {
             let len = rng.below(200) as usize;
@@ -679,7 +431,8 @@ fn random_and_mutated_bytes_never_panic_or_leak() {
             b
         };
         sim.inject(a, &bytes);
-        sim.agents[a].on_datagram(&bytes, sim.now);
+        let now = sim.clock();
+        sim.agents[a].on_datagram(&bytes, now);
     }
     assert_eq!(sim.events.len(), before, "garbage reached the events");
     {
@@ -699,11 +452,12 @@ fn random_and_mutated_bytes_never_panic_or_leak() {
             *t = (*t % 11) + 1;
         }
         if plain.len() >= 9 {
-            plain[1..9].copy_from_slice(&sim.now.to_be_bytes());
+            plain[1..9].copy_from_slice(&sim.clock().wall_ms.to_be_bytes());
         }
         let packet = ring.seal(0xabc, n + 1, &plain).expect("seal");
         sim.inject(a, &packet);
-        sim.agents[a].on_datagram(&packet, sim.now);
+        let now = sim.clock();
+        sim.agents[a].on_datagram(&packet, now);
     }
     assert!(sim.ow.counters().malformed > malformed + 4_000);
     assert!(
@@ -722,7 +476,7 @@ fn random_and_mutated_bytes_never_panic_or_leak() {
 
 #[test]
 fn another_key_holder_cannot_forge_session_messages() {
-    use opengslb::gossip::wire::{Message, Payload, split_tag};
+    use opengslb::gossip::wire::{Message, Payload, WireBackend, split_tag};
     let mut sim = Sim::new(18, CLEAN);
     let a = sim.add_agent(config("eu-a", identity()));
     sim.set_state(a, &[backend(1, true)]);
@@ -744,8 +498,8 @@ fn another_key_holder_cannot_forge_session_messages() {
         panic!("not state")
     };
     s.seq += 1;
-    s.upserts = vec![backend(1, true)];
-    forged.timestamp_ms = sim.now;
+    s.upserts = vec![WireBackend::from(&backend(1, true))];
+    forged.timestamp_ms = sim.clock().wall_ms;
     // same session, fresh counter; keep the old tag or drop it
     let before = sim.events.len();
     for with_tag in [true, false] {

@@ -9,10 +9,11 @@
 use super::api::{AgentStatusView, BackendStatus, DrainCommand, OverwatchStatus};
 use super::predictive::{self, CpuTimes, Predictor};
 use super::state::AgentState;
+use crate::backend::BackendReport;
 use crate::clock::{Liveness, Mono, Now};
 use crate::config::AgentConfig;
-use crate::gossip::client::{AgentEvent, GossipClient};
-use crate::gossip::{self, BackendReport, identity::Identity};
+use crate::gossip::agent::client::{AgentEvent, GossipClient};
+use crate::gossip::{self, identity::Identity};
 use crate::health::{self, CheckResult, HealthChecker};
 use crate::snapshot::SnapshotCell;
 use crate::timefmt;

@@ -5,8 +5,8 @@
 //! reports to send. Drain sources are kept apart so lifting one (the file
 //! goes away) does not lift another (an operator's `drain on`).
 
+use crate::backend::{BackendKey, BackendReport};
 use crate::config::AgentBackend;
-use crate::gossip::BackendReport;
 use std::net::IpAddr;
 
 /// One local backend and what our checks say about it.
@@ -97,9 +97,7 @@ impl AgentState {
         self.backends
             .iter()
             .map(|b| BackendReport {
-                service: b.service.clone(),
-                address: b.address.to_string(),
-                port: b.port,
+                key: BackendKey::new(&b.service, b.address, b.port),
                 weight: b.weight,
                 healthy: b.healthy,
                 draining: drain.is_some(),

@@ -50,8 +50,8 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     );
 
     let (event_tx, events) = crossbeam_channel::bounded(1024);
-    let client = gossip::client::start(
-        gossip::client::ClientConfig {
+    let client = gossip::agent::client::start(
+        gossip::agent::client::ClientConfig {
             nodes: cfg.gossip.overwatch_nodes.clone(),
             identity: Arc::clone(&identity),
             keyring: gossip::Keyring::from_raw(&loaded.secrets.gossip_keys),
@@ -117,6 +117,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     };
     let mut sup = Supervisor::new();
     sup.watch("agent", runtime.liveness());
+    sup.watch("gossip", client.liveness());
     sup.spawn("agent", move || {
         runtime.run(client, checker, inputs);
         Ok(())

@@ -11,8 +11,8 @@ use crate::clock::Liveness;
 use crate::config::{self, Listener, Loaded, Mode};
 use crate::dns::{self, DnsStats, DnsTable};
 use crate::exit::ExitError;
-use crate::gossip::overwatch_side::OverwatchEvent;
-use crate::gossip::{self, server::GossipServer};
+use crate::gossip::overwatch::OverwatchEvent;
+use crate::gossip::{self, overwatch::server::GossipServer};
 use crate::health::{DEFAULT_WORKERS, HealthChecker};
 use crate::metrics::TextWriter;
 use crate::overwatch::metrics::OverwatchCounters;
@@ -113,7 +113,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     sup.watch("registry", registry_beat);
     sup.probe("dns", || dns_server.alive());
     if let Some(g) = gossip_server.clone() {
-        sup.probe("gossip", move || lock(&g).alive());
+        sup.watch("gossip", lock(&g).liveness());
     }
     sup.spawn("registry", move || {
         runtime.run(inputs);
@@ -154,7 +154,7 @@ fn start_gossip(
         return Ok(None);
     }
     let bind = listen::required(&loaded.config, Mode::Overwatch, Listener::Gossip)?;
-    let server = gossip::server::start(bind, policy, events)
+    let server = gossip::overwatch::server::start(bind, policy, events)
         .map_err(|e| ExitError::failure(format!("cannot listen for gossip on {bind}: {e}")))?;
     info!("gossip listening on {}", server.local_addr());
     Ok(Some(Arc::new(Mutex::new(server))))

@@ -118,9 +118,23 @@ impl Keyring {
         counter: u64,
         plaintext: &[u8],
     ) -> Option<Vec<u8>> {
-        let key = self.keys.get(index).or(self.keys.first())?;
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).ok()?;
+        self.seal_with_nonce(index, session_id, counter, nonce, plaintext)
+    }
+
+    /// Seals with a nonce the caller drew (the protocol objects draw it
+    /// from their `Entropy`, so a simulation replays byte for byte). The
+    /// nonce must never repeat under a key.
+    pub fn seal_with_nonce(
+        &self,
+        index: usize,
+        session_id: u64,
+        counter: u64,
+        nonce: [u8; NONCE_LEN],
+        plaintext: &[u8],
+    ) -> Option<Vec<u8>> {
+        let key = self.keys.get(index).or(self.keys.first())?;
         let header = Header {
             key_id: key.id,
             session_id,
@@ -150,7 +164,7 @@ impl Keyring {
 
     /// Like `open`, also returning the index of the key that opened it.
     pub fn open_indexed(&self, packet: &[u8]) -> Result<(Header, Vec<u8>, usize), OpenError> {
-        let header = Header::parse(packet).ok_or(OpenError::Malformed)?;
+        let header = Header::parse(packet).map_err(|_| OpenError::Malformed)?;
         let (aad, sealed) = packet.split_at(HEADER_LEN);
         if sealed.len() < TAG_LEN {
             return Err(OpenError::Malformed);
@@ -177,20 +191,6 @@ pub enum OpenError {
     Malformed,
     /// No key of the ring authenticates it.
     Decrypt,
-}
-
-/// A fresh random 32-byte value (challenges) or 8-byte session id.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    // SystemRandom only fails when the OS has no entropy source at all;
-    // then a zero value is still unique per counter within a session.
-    let _ = SystemRandom::new().fill(&mut b);
-    b
-}
-
-/// A random non-zero session id.
-pub fn random_session_id() -> u64 {
-    u64::from_be_bytes(random_bytes::<8>()).max(1)
 }
 
 // The header parser rejects anything else; keep the constants referenced

@@ -10,7 +10,7 @@
 
 use super::cert;
 use base64::Engine;
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
     UnparsedPublicKey,
@@ -91,10 +91,14 @@ impl Identity {
 }
 
 pub fn sign(key_pkcs8: &[u8], msg: &[u8]) -> Result<Vec<u8>, String> {
-    let rng = SystemRandom::new();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, key_pkcs8, &rng)
+    sign_with(key_pkcs8, msg, &SystemRandom::new())
+}
+
+/// `sign` with the caller's RNG (see `gossip::entropy`).
+pub fn sign_with(key_pkcs8: &[u8], msg: &[u8], rng: &dyn SecureRandom) -> Result<Vec<u8>, String> {
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, key_pkcs8, rng)
         .map_err(|e| format!("loading private key: {e}"))?;
-    let sig = pair.sign(&rng, msg).map_err(|e| format!("signing: {e}"))?;
+    let sig = pair.sign(rng, msg).map_err(|e| format!("signing: {e}"))?;
     Ok(sig.as_ref().to_vec())
 }
 

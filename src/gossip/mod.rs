@@ -1,23 +1,41 @@
 //! The encrypted gossip between agents and Overwatch nodes (SPEC §5).
 //!
-//! The protocol logic does no I/O: `overwatch_side::OverwatchProtocol` and
-//! `agent_side::AgentSession` take bytes and the time (unix milliseconds)
-//! and return what to send and what happened, so the deterministic
-//! simulated network in `tests/gossip_sim.rs` drives them without sockets.
-//! `server` and `client` are the mio loops that carry those bytes over UDP
-//! and TCP port 7946. The wire format is documented in `docs/gossip.md`.
-//! This file holds the types shared by both sides.
+//! Laid out by role:
+//! - `wire/`: the codec (header, messages, session tag); decoding fails
+//!   with a typed `DecodeError`.
+//! - `io/`: the one TCP framing layer both loops use, with the frame limit
+//!   checked before buffering and the pre-auth memory budget.
+//! - `agent/`: the agent's protocol (`AgentSession`, split along
+//!   handshake / heartbeat / retransmit), its mio loop and the resolver
+//!   thread.
+//! - `overwatch/`: the Overwatch's protocol (`OverwatchProtocol`, split
+//!   along registration / sessions / admission), its mio loop and the
+//!   heartbeat coalescing in front of the registry.
+//! - `sim`: a deterministic simulated network for tests.
+//! - `crypto` (AEAD keyring), `session` (per-session keys), `replay`,
+//!   `identity` and `cert` stay here at the top: both roles use them (the
+//!   agent seals, signs and checks replays; the Overwatch opens, verifies
+//!   and checks replays), so under either role folder they would be
+//!   reached across from the other, and a `security/` folder would only
+//!   rename the paths the daemon and the fuzz targets already use.
+//!
+//! The protocol objects do no I/O: they take bytes and the time, a
+//! `crate::clock::Now` read once per loop turn (deadlines, retransmits,
+//! backoff and session expiry on its monotonic part; message stamps and
+//! the replay window on its wall part), and return what to send and what
+//! happened. The mio loops only move bytes. The wire format is documented
+//! in `docs/gossip.md`. This file holds the types shared by both sides.
 
-pub mod admission;
-pub mod agent_side;
+pub mod agent;
 pub mod cert;
-pub mod client;
 pub mod crypto;
+pub mod entropy;
 pub mod identity;
-pub mod overwatch_side;
+pub mod io;
+pub mod overwatch;
 pub mod replay;
-pub mod server;
 pub mod session;
+pub mod sim;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -27,37 +45,6 @@ pub use crypto::{KeyError, Keyring};
 
 /// The default gossip port, UDP and TCP.
 pub const DEFAULT_PORT: u16 = 7946;
-
-/// One backend as an agent reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BackendReport {
-    pub service: String,
-    pub address: String,
-    pub port: u16,
-    pub weight: u32,
-    pub healthy: bool,
-    pub draining: bool,
-    pub drain_reason: Option<String>,
-    pub last_error: Option<String>,
-}
-
-impl BackendReport {
-    pub fn key(&self) -> BackendKey {
-        BackendKey {
-            service: self.service.clone(),
-            address: self.address.clone(),
-            port: self.port,
-        }
-    }
-}
-
-/// What names one backend of one agent.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BackendKey {
-    pub service: String,
-    pub address: String,
-    pub port: u16,
-}
 
 /// Why an Overwatch refused an agent or a message. The strings are the
 /// `reason` label of `opengslb_overwatch_agent_auth_failures_total` and
@@ -74,10 +61,12 @@ pub enum RejectReason {
     /// The certificate does not parse or the proof of possession (or the
     /// rotation proof) does not verify.
     CertInvalid,
+    /// A reported backend's address is not an IP address.
+    InvalidBackend,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::TokenInvalid,
         RejectReason::PinMismatch,
         RejectReason::CertExpired,
@@ -86,6 +75,7 @@ impl RejectReason {
         RejectReason::Replay,
         RejectReason::UnknownService,
         RejectReason::CertInvalid,
+        RejectReason::InvalidBackend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +88,7 @@ impl RejectReason {
             RejectReason::Replay => "replay",
             RejectReason::UnknownService => "unknown_service",
             RejectReason::CertInvalid => "cert_invalid",
+            RejectReason::InvalidBackend => "invalid_backend",
         }
     }
 
@@ -112,6 +103,7 @@ impl RejectReason {
             RejectReason::Replay => 6,
             RejectReason::UnknownService => 7,
             RejectReason::CertInvalid => 8,
+            RejectReason::InvalidBackend => 9,
         }
     }
 
@@ -140,6 +132,12 @@ pub struct Policy {
     /// persisted by the registry.
     pub pins: HashMap<String, String>,
     pub revoked: HashSet<String>,
+    /// agent id → when the operator forgot it, as a number the registry
+    /// only ever increases (a counter). The listener drops the agent's
+    /// session and locally learned pin once for each new number it sees
+    /// (within a second), so the registry reaches gossip through this
+    /// snapshot alone, without a handle on the listener.
+    pub forgotten: BTreeMap<String, u64>,
 }
 
 /// Compares secrets without an early exit on the first differing byte.
@@ -164,12 +162,4 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Hex SHA-256 of a certificate's DER: the pinned fingerprint.
 pub fn fingerprint(cert_der: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref())
-}
-
-/// Wall clock in unix milliseconds: the time the I/O loops pass in.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

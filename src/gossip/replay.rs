@@ -1,12 +1,18 @@
 //! Replay protection: a 1024-message sliding window per sender session plus
 //! a wall-clock window on the message timestamp.
 //!
+//! The time window compares the sender's wall stamp with our wall clock
+//! (`now.wall_ms`); when a session was last seen is kept on the monotonic
+//! clock, so a wall step does not make the table forget live sessions (or
+//! keep dead ones).
+//!
 //! A session's window is kept until twice the time window has passed since
 //! its last accepted message; after that any replay of its packets is
 //! outside the time window anyway, so forgetting it opens no hole. Windows
 //! are created only after a packet authenticated, so only key holders can
 //! make the table grow, and it is capped regardless.
 
+use crate::clock::{Mono, Now};
 use std::collections::HashMap;
 
 pub const WINDOW_BITS: u64 = 1024;
@@ -93,7 +99,7 @@ pub enum ReplayError {
 pub struct ReplayTable {
     time_window_ms: u64,
     max_sessions: usize,
-    sessions: HashMap<u64, (ReplayWindow, u64)>,
+    sessions: HashMap<u64, (ReplayWindow, Mono)>,
 }
 
 impl ReplayTable {
@@ -115,13 +121,13 @@ impl ReplayTable {
         session: u64,
         counter: u64,
         timestamp_ms: u64,
-        now_ms: u64,
+        now: Now,
     ) -> Result<(), ReplayError> {
-        if timestamp_ms.abs_diff(now_ms) > self.time_window_ms {
+        if timestamp_ms.abs_diff(now.wall_ms) > self.time_window_ms {
             return Err(ReplayError::OutOfTime);
         }
         if !self.sessions.contains_key(&session) && self.sessions.len() >= self.max_sessions {
-            self.expire(now_ms);
+            self.expire(now.mono);
             if self.sessions.len() >= self.max_sessions {
                 return Err(ReplayError::TableFull);
             }
@@ -130,15 +136,15 @@ impl ReplayTable {
         if !entry.0.accept(counter) {
             return Err(ReplayError::Duplicate);
         }
-        entry.1 = now_ms;
+        entry.1 = now.mono;
         Ok(())
     }
 
-    /// Forgets sessions idle for more than twice the time window.
-    pub fn expire(&mut self, now_ms: u64) {
+    /// Forgets sessions idle (monotonic) for more than twice the time window.
+    pub fn expire(&mut self, now: Mono) {
         let keep = self.time_window_ms.saturating_mul(2);
         self.sessions
-            .retain(|_, (_, last)| now_ms.saturating_sub(*last) <= keep);
+            .retain(|_, (_, last)| now.0.saturating_sub(last.0) <= keep);
     }
 
     pub fn len(&self) -> usize {
@@ -198,17 +204,40 @@ mod tests {
 
     #[test]
     fn table_time_window_and_expiry() {
+        // mono and wall equal, as when no clock stepped
+        let at = |ms: u64| Now::at(ms, ms);
         let mut t = ReplayTable::new(60_000, 2);
-        assert_eq!(t.check(1, 1, 0, 60_001), Err(ReplayError::OutOfTime));
-        assert_eq!(t.check(1, 1, 100_000, 100_000 - 60_000), Ok(()));
-        assert_eq!(t.check(1, 1, 40_000, 40_000), Err(ReplayError::Duplicate));
-        assert_eq!(t.check(2, 1, 40_000, 40_000), Ok(()));
-        assert_eq!(t.check(3, 1, 40_000, 40_000), Err(ReplayError::TableFull));
+        assert_eq!(t.check(1, 1, 0, at(60_001)), Err(ReplayError::OutOfTime));
+        assert_eq!(t.check(1, 1, 100_000, at(100_000 - 60_000)), Ok(()));
         assert_eq!(
-            t.check(3, 1, 400_000, 400_000),
+            t.check(1, 1, 40_000, at(40_000)),
+            Err(ReplayError::Duplicate)
+        );
+        assert_eq!(t.check(2, 1, 40_000, at(40_000)), Ok(()));
+        assert_eq!(
+            t.check(3, 1, 40_000, at(40_000)),
+            Err(ReplayError::TableFull)
+        );
+        assert_eq!(
+            t.check(3, 1, 400_000, at(400_000)),
             Ok(()),
             "old sessions expired"
         );
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn expiry_follows_the_monotonic_clock_not_the_wall() {
+        let mut t = ReplayTable::new(60_000, 2);
+        assert_eq!(t.check(1, 1, 1_000_000, Now::at(10, 1_000_000)), Ok(()));
+        // the wall jumps an hour ahead; a second later (monotonic) the
+        // session is still live and its old counter still a duplicate
+        let later = Now::at(1_010, 1_000_000 + 3_600_000);
+        t.expire(later.mono);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.check(1, 1, later.wall_ms, later),
+            Err(ReplayError::Duplicate)
+        );
     }
 }

@@ -11,7 +11,7 @@
 
 use super::ct_eq;
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom, SystemRandom};
 use ring::{hkdf, hmac};
 use std::fmt;
 
@@ -31,7 +31,12 @@ impl fmt::Debug for DhOffer {
 
 /// A fresh ephemeral X25519 key; `None` only without an entropy source.
 pub fn offer() -> Option<DhOffer> {
-    let private = EphemeralPrivateKey::generate(&X25519, &SystemRandom::new()).ok()?;
+    offer_with(&SystemRandom::new())
+}
+
+/// `offer` with the caller's RNG (see `gossip::entropy`).
+pub fn offer_with(rng: &dyn SecureRandom) -> Option<DhOffer> {
+    let private = EphemeralPrivateKey::generate(&X25519, rng).ok()?;
     let public = private
         .compute_public_key()
         .ok()?

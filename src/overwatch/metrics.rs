@@ -5,7 +5,7 @@
 
 use crate::api::view::{AgentStatus, BackendStatus, OverwatchView};
 use crate::gossip::RejectReason;
-use crate::gossip::overwatch_side::Counters as GossipCounters;
+use crate::gossip::overwatch::Counters as GossipCounters;
 use crate::metrics::{Kind, TextWriter};
 use std::sync::atomic::{AtomicU64, Ordering};
 

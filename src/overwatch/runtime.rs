@@ -19,8 +19,8 @@ use crate::api::view::{AuditEntry, OverwatchView};
 use crate::clock::Liveness;
 use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
-use crate::gossip::overwatch_side::OverwatchEvent;
-use crate::gossip::server::GossipServer;
+use crate::gossip::overwatch::OverwatchEvent;
+use crate::gossip::overwatch::server::GossipServer;
 use crate::gossip::{self, Policy};
 use crate::health::{self, CheckResult, HealthChecker};
 use crate::persist::AuditLog;
@@ -270,7 +270,7 @@ impl Runtime {
                 }
                 let stale_after = (heartbeat_interval.as_millis().min(u64::MAX as u128) as u64)
                     .saturating_mul(missed_threshold.max(1) as u64);
-                let reports = backends.into_iter().filter_map(report).collect();
+                let reports = backends.into_iter().map(report).collect();
                 self.reg.agent_registered(
                     &agent_id,
                     &region,
@@ -295,14 +295,9 @@ impl Runtime {
                 removed,
                 full,
             } => {
-                let removed: Vec<BackendKey> = removed
-                    .into_iter()
-                    .filter_map(|k| {
-                        Some(BackendKey::new(&k.service, k.address.parse().ok()?, k.port))
-                    })
-                    .collect();
+                // Addresses were parsed at gossip admission.
                 self.reg.agent_removed(&agent_id, &removed);
-                let reports = backends.into_iter().filter_map(report).collect();
+                let reports = backends.into_iter().map(report).collect();
                 self.reg.agent_state(&agent_id, reports, full, now);
                 true
             }
@@ -427,6 +422,7 @@ impl Runtime {
             known_services: self.reg.cfg.services.iter().cloned().collect(),
             pins: old.pins.clone(),
             revoked: old.revoked.clone(),
+            forgotten: old.forgotten.clone(),
         };
         self.out.policy.publish(policy);
         self.publish_policy_now();
@@ -452,22 +448,17 @@ impl Runtime {
     }
 }
 
-fn report(b: gossip::BackendReport) -> Option<AgentReport> {
-    Some(AgentReport {
-        service: b.service,
-        address: b
-            .address
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()?,
-        port: b.port,
+fn report(b: crate::backend::BackendReport) -> AgentReport {
+    AgentReport {
+        service: b.key.service,
+        address: b.key.address,
+        port: b.key.port,
         weight: b.weight,
         healthy: b.healthy,
         draining: b.draining,
         drain_reason: b.drain_reason,
         last_error: b.last_error,
-    })
+    }
 }
 
 pub fn node_id(config: &Config) -> String {

@@ -1,17 +1,30 @@
 //! Admission: the checks a registration (and every later state message)
 //! must pass before anything reaches the registry, each failing with the
 //! reason the agent is told and the registry lists.
+//!
+//! This is also where a reported backend becomes the process's one model,
+//! `crate::backend::BackendReport`: the service name is normalised and the
+//! address parsed here, once; a report whose address does not parse is
+//! refused (`invalid_backend`) with the offending text in the detail, not
+//! acknowledged and then dropped.
 
-use super::cert;
-use super::identity::{register_message, rotation_message, verify};
-use super::wire::Register;
-use super::{BackendReport, Policy, RejectReason, ct_eq, fingerprint};
+use crate::backend::{BackendKey, BackendReport};
+use crate::gossip::cert;
+use crate::gossip::identity::{register_message, rotation_message, verify};
+use crate::gossip::wire::{Register, WireBackend, WireKey};
+use crate::gossip::{Policy, RejectReason, ct_eq, fingerprint};
+use std::net::IpAddr;
+
+/// Why admission refused: the reason code and the detail the agent is told.
+pub(super) type Refusal = (RejectReason, String);
 
 pub(super) struct RegisterOk {
     pub fingerprint: String,
     pub not_after: u64,
     pub pinned_new: bool,
     pub rotated: bool,
+    /// The registration's backends, admitted.
+    pub backends: Vec<BackendReport>,
 }
 
 /// Every check of a registration, in the documented order: the proof of
@@ -21,10 +34,10 @@ pub(super) struct RegisterOk {
 pub(super) fn check_register(
     r: &Register,
     session: u64,
-    now_ms: u64,
+    now_wall_ms: u64,
     policy: &Policy,
     cached_pin: Option<&String>,
-) -> Result<RegisterOk, (RejectReason, String)> {
+) -> Result<RegisterOk, Refusal> {
     let info = cert::parse(&r.cert_der).map_err(|e| (RejectReason::CertInvalid, e.to_string()))?;
     let fp = fingerprint(&r.cert_der);
     let msg = register_message(
@@ -42,7 +55,8 @@ pub(super) fn check_register(
         ));
     }
     // Everything below is said to someone who holds the certificate's key.
-    if info.not_after <= now_ms / 1000 {
+    // Certificate validity is wall-clock time by nature.
+    if info.not_after <= now_wall_ms / 1000 {
         let when = crate::timefmt::rfc3339(info.not_after);
         return Err((
             RejectReason::CertExpired,
@@ -55,7 +69,7 @@ pub(super) fn check_register(
             format!("agent id {} is revoked", r.agent_id),
         ));
     }
-    check_backends(policy, &r.token, &r.backends)?;
+    let backends = check_backends(policy, &r.token, &r.backends)?;
     let pinned = cached_pin.or_else(|| policy.pins.get(&r.agent_id));
     let (pinned_new, rotated) = match pinned {
         None => (true, false),
@@ -75,6 +89,7 @@ pub(super) fn check_register(
         not_after: info.not_after,
         pinned_new,
         rotated,
+        backends,
     })
 }
 
@@ -93,43 +108,74 @@ fn rotation_ok(r: &Register, pinned: &str, new_fp: &str) -> bool {
 }
 
 /// Every backend must name a configured service whose token the agent
-/// holds; an agent with no backends must still hold some valid token.
+/// holds and an address that parses; an agent with no backends must still
+/// hold some valid token. Returns the backends in the one model.
 pub(super) fn check_backends(
     policy: &Policy,
     token: &str,
-    backends: &[BackendReport],
-) -> Result<(), (RejectReason, String)> {
+    backends: &[WireBackend],
+) -> Result<Vec<BackendReport>, Refusal> {
     if backends.is_empty() {
         if policy
             .agent_tokens
             .values()
             .any(|t| ct_eq(t.as_bytes(), token.as_bytes()))
         {
-            return Ok(());
+            return Ok(Vec::new());
         }
         return Err((
             RejectReason::TokenInvalid,
             "token matches no service".into(),
         ));
     }
+    let mut out = Vec::with_capacity(backends.len());
     for b in backends {
-        if !policy.known_services.contains(&b.service) {
+        let key = parse_key(&b.key)?;
+        if !policy.known_services.contains(&key.service) {
             return Err((
                 RejectReason::UnknownService,
-                format!("service {:?} is not a configured domain", b.service),
+                format!("service {:?} is not a configured domain", b.key.service),
             ));
         }
-        match policy.agent_tokens.get(&b.service) {
+        match policy.agent_tokens.get(&key.service) {
             Some(t) if ct_eq(t.as_bytes(), token.as_bytes()) => {}
             _ => {
                 return Err((
                     RejectReason::TokenInvalid,
-                    format!("token is not valid for service {:?}", b.service),
+                    format!("token is not valid for service {:?}", b.key.service),
                 ));
             }
         }
+        out.push(BackendReport {
+            key,
+            weight: b.weight,
+            healthy: b.healthy,
+            draining: b.draining,
+            drain_reason: b.drain_reason.clone(),
+            last_error: b.last_error.clone(),
+        });
     }
-    Ok(())
+    Ok(out)
+}
+
+/// A key as it came off the wire, in the one model: the service name
+/// normalised, the address parsed (an IPv6 address may come in brackets).
+pub(super) fn parse_key(k: &WireKey) -> Result<BackendKey, Refusal> {
+    let text = k.address.trim();
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    let address: IpAddr = bare.parse().map_err(|_| {
+        (
+            RejectReason::InvalidBackend,
+            format!(
+                "backend {:?} port {}: address {:?} is not an IP address",
+                k.service, k.port, k.address
+            ),
+        )
+    })?;
+    Ok(BackendKey::new(&k.service, address, k.port))
 }
 
 #[cfg(test)]
@@ -137,11 +183,13 @@ mod tests {
     use super::*;
     use std::collections::{BTreeMap, BTreeSet};
 
-    fn b(service: &str) -> BackendReport {
-        BackendReport {
-            service: service.into(),
-            address: "10.0.0.1".into(),
-            port: 80,
+    fn b(service: &str) -> WireBackend {
+        WireBackend {
+            key: WireKey {
+                service: service.into(),
+                address: "10.0.0.1".into(),
+                port: 80,
+            },
             weight: 1,
             healthy: true,
             draining: false,
@@ -160,7 +208,7 @@ mod tests {
             known_services: BTreeSet::from(["a.example".to_string(), "b.example".to_string()]),
             ..Policy::default()
         };
-        let reason = |token: &str, list: &[BackendReport]| {
+        let reason = |token: &str, list: &[WireBackend]| {
             check_backends(&policy, token, list).err().map(|e| e.0)
         };
         assert_eq!(reason("ta", &[b("a.example")]), None);
@@ -178,5 +226,29 @@ mod tests {
             reason("", &[b("a.example")]),
             Some(RejectReason::TokenInvalid)
         );
+    }
+
+    #[test]
+    fn addresses_are_parsed_and_names_normalised_at_admission() {
+        let policy = Policy {
+            agent_tokens: BTreeMap::from([("a.example".to_string(), "ta".to_string())]),
+            known_services: BTreeSet::from(["a.example".to_string()]),
+            ..Policy::default()
+        };
+        let mut v6 = b("A.Example.");
+        v6.key.address = "[2001:db8::1]".into();
+        let ok = check_backends(&policy, "ta", &[b("a.example"), v6]).expect("admitted");
+        assert_eq!(ok[1].key.service, "a.example");
+        assert_eq!(
+            ok[1].key.address,
+            "2001:db8::1".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(ok[0].key.to_string(), "a.example 10.0.0.1:80");
+        let mut bad = b("a.example");
+        bad.key.address = "app-1.internal".into();
+        let (reason, detail) =
+            check_backends(&policy, "ta", &[b("a.example"), bad]).expect_err("refused");
+        assert_eq!(reason, RejectReason::InvalidBackend);
+        assert!(detail.contains("\"app-1.internal\""), "{detail}");
     }
 }
