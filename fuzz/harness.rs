@@ -1,6 +1,6 @@
 //! The fuzz entry points, one function per target, shared by the
 //! cargo-fuzz binaries (`fuzz/fuzz_targets/*.rs`) and the corpus replay
-//! test (`tests/fuzz_corpus.rs`) through `#[path]`, so `cargo test` runs
+//! test (`tests/it/fuzz_corpus.rs`) through `#[path]`, so `cargo test` runs
 //! every corpus file through exactly the code the fuzzer exercised.
 //!
 //! Each function takes arbitrary bytes, must never panic, asserts the
