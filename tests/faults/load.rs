@@ -1,8 +1,9 @@
 //! One Overwatch under a DNS flood (issue 6): while `dnsperf` sends
 //! queries as fast as it can for 20 s, three agents with the default
-//! heartbeat (1 s × 3) must never go stale and the API must keep
-//! answering within a second. Prints the figures; asserts only the 1 s
-//! API bound and "no stale". Skipped when dnsperf is not installed.
+//! heartbeat (1 s × 3) must never go stale and the API must answer every
+//! poll. Prints the figures; asserts counts ("no stale", "every poll
+//! answered"). The 1 s API latency bound is printed as a `BOUND` line that
+//! scripts/bench/timing.sh checks. Reported `SKIPPED:` without dnsperf.
 
 use crate::util::*;
 use std::process::{Command, Stdio};
@@ -202,9 +203,12 @@ fn dns_flood_does_not_starve_heartbeats_or_the_api() {
         "the API was polled through the flood: {polls}"
     );
     assert_eq!(failed, 0, "every API poll answered");
-    assert_eq!(
-        slow, 0,
-        "API latency stayed under 1 s (max {max_latency:?})"
+    // The 1 s latency bound is a benchmark figure, not an assertion here:
+    // scripts/bench/timing.sh runs this test and checks the line.
+    println!(
+        "BOUND api_latency_under_dns_flood: {:.1} ms, bound [0, 1000) ms: {}",
+        max_latency.as_secs_f64() * 1e3,
+        if slow == 0 { "ok" } else { "EXCEEDED" }
     );
     assert_eq!(max_stale, 0, "no agent went stale during the flood");
 }

@@ -4,16 +4,15 @@
 //! after each row the daemon must still answer correctly and its state
 //! (backends, agents, overrides, audit log) must be what it was.
 
-mod site;
 mod wire;
 
 use crate::util::dnsclient::{self, A, Query};
+use crate::util::site::{Site, noise, raw_http, run_bin, site};
 use crate::util::*;
-use site::{Site, noise, raw_http, run_bin, site};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wire::*;
 
 #[test]
@@ -86,20 +85,29 @@ fn dns_over_udp_and_tcp() {
     );
     s.assert_unchanged(&before, "TCP 64 KiB garbage");
     // Slowloris: one byte, then silence. Others are served meanwhile and
-    // the idle connection is closed after dns.tcp_idle_timeout (1 s).
+    // the server closes the idle connection (after dns.tcp_idle_timeout,
+    // 1 s: that bound is measured by scripts/bench/timing.sh, slowloris).
+    // The read timeout only stops a hung test; running into it is a fail.
     let mut slow = TcpStream::connect(s.dns).unwrap();
     slow.write_all(&[0x00]).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let t0 = Instant::now();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     assert!(s.serving(), "others are served while one connection stalls");
     let mut buf = [0u8; 16];
-    let closed = matches!(slow.read(&mut buf), Ok(0) | Err(_));
-    let held = t0.elapsed();
-    eprintln!("FIGURES slowloris connection closed by the server after {held:?}");
+    let outcome = slow.read(&mut buf);
+    let closed = match &outcome {
+        Ok(0) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        Ok(_) => false,
+    };
     assert!(
-        closed && held < Duration::from_secs(4),
-        "slow connection closed after the idle timeout: {held:?}"
+        closed,
+        "the server closes the stalled connection: {outcome:?}"
     );
+    assert!(s.serving(), "still serving after closing the stalled one");
     s.assert_unchanged(&before, "TCP slowloris");
     let q = s.metric("opengslb_dns_queries_total");
     assert!(q > 0.0);
@@ -319,17 +327,14 @@ fn api_requests() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-    // A declared body far over the 64 KiB limit is refused before reading.
-    let t = Instant::now();
+    // A declared body far over the 64 KiB limit is refused before reading:
+    // only "{" of it is ever sent, so a 413 means the server did not wait
+    // for the body (how fast is measured by scripts/bench/timing.sh).
     let (code, reply) = raw_http(
         &s.api,
         format!("POST {ov} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{{").as_bytes(),
     );
     assert_eq!(code, 413, "{reply}");
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "413 without waiting for the body"
-    );
     s.assert_unchanged(&before, "huge Content-Length");
     // A body really sent, 200 KB of JSON.
     let big = format!(

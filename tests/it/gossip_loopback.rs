@@ -155,9 +155,10 @@ fn server_and_client_over_loopback() {
         .find(|(r, _)| *r == RejectReason::DecryptFailed);
     assert_eq!(decrypt.map(|(_, n)| n), Some(srv.decrypt_failures_total()));
 
-    let t = Instant::now();
+    // The unreachable second node must not hold the leave up: how long
+    // leave_and_stop takes is a bound measured by scripts/bench/timing.sh
+    // (gossip_leave); here the leave has to arrive.
     cl.leave_and_stop();
-    assert!(t.elapsed() < Duration::from_millis(900));
     wait_for(
         &erx,
         "leave",

@@ -3,109 +3,14 @@
 //! rcgen self-signed certificate. Probes are exercised directly and through
 //! the `HealthChecker` threads.
 
-use crossbeam_channel::Receiver;
-use opengslb::config::{CheckType, Dur, HealthCheck};
-use opengslb::health::{CheckResult, HealthChecker, ProbeSpec, Prober, Target, TargetId, probe};
+use crate::util::health::*;
+use opengslb::config::{CheckType, Dur};
+use opengslb::health::{HealthChecker, ProbeSpec, Prober, probe};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-// ------------------------------------------------------------- backends
-
-/// An HTTP backend whose status can be switched while it runs. With
-/// `required_host` it answers 404 unless the Host header matches.
-struct Backend {
-    server: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-    status: Arc<AtomicU16>,
-    hits: Arc<AtomicUsize>,
-    last_host: Arc<Mutex<Option<String>>>,
-}
-
-impl Backend {
-    fn start(bind: &str, required_host: Option<&str>) -> Option<Backend> {
-        let server = Arc::new(tiny_http::Server::http(bind).ok()?);
-        let addr = server.server_addr().to_ip()?;
-        let status = Arc::new(AtomicU16::new(200));
-        let hits = Arc::new(AtomicUsize::new(0));
-        let last_host = Arc::new(Mutex::new(None));
-        let required = required_host.map(str::to_string);
-        let (s, st, h, lh) = (
-            server.clone(),
-            status.clone(),
-            hits.clone(),
-            last_host.clone(),
-        );
-        std::thread::Builder::new()
-            .name(format!("test-backend-{addr}"))
-            .spawn(move || {
-                for req in s.incoming_requests() {
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let host = req
-                        .headers()
-                        .iter()
-                        .find(|hd| hd.field.equiv("Host"))
-                        .map(|hd| hd.value.as_str().to_string());
-                    *lh.lock().unwrap() = host.clone();
-                    let code = match &required {
-                        Some(want) if host.as_deref() != Some(want.as_str()) => 404,
-                        _ => st.load(Ordering::SeqCst),
-                    };
-                    let mut resp = tiny_http::Response::from_string("ok").with_status_code(code);
-                    if code == 301 {
-                        let loc = "Location: http://127.0.0.1:1/moved".parse::<tiny_http::Header>();
-                        resp = resp.with_header(loc.unwrap());
-                    }
-                    let _ = req.respond(resp);
-                }
-            })
-            .unwrap();
-        Some(Backend {
-            server,
-            addr,
-            status,
-            hits,
-            last_host,
-        })
-    }
-
-    fn set_status(&self, code: u16) {
-        self.status.store(code, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.server.unblock();
-    }
-}
-
-/// A port on `ip` that nobody listens on.
-fn closed_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Accepts connections and never answers.
-fn black_hole(ip: &str) -> SocketAddr {
-    let listener = TcpListener::bind((ip, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::Builder::new()
-        .name("test-black-hole".into())
-        .spawn(move || {
-            let mut held = Vec::new();
-            for conn in listener.incoming() {
-                held.push(conn);
-            }
-        })
-        .unwrap();
-    addr
-}
 
 type Shared<T> = Arc<Mutex<T>>;
 
@@ -166,44 +71,6 @@ fn tls_backend(ip: &str) -> (SocketAddr, Shared<Option<String>>, Shared<String>)
         })
         .unwrap();
     (addr, sni, request)
-}
-
-// ------------------------------------------------------------- helpers
-
-fn check(kind: CheckType) -> HealthCheck {
-    HealthCheck {
-        kind,
-        path: "/health".into(),
-        timeout: Dur::secs(1),
-        ..HealthCheck::default()
-    }
-}
-
-fn spec_at(hc: &HealthCheck, addr: SocketAddr) -> ProbeSpec {
-    ProbeSpec::new(hc, addr).unwrap()
-}
-
-fn target(id: TargetId, spec: ProbeSpec, interval_ms: u64, fail: u32, rise: u32) -> Target {
-    Target {
-        id,
-        spec,
-        interval: Duration::from_millis(interval_ms),
-        failure_threshold: fail,
-        success_threshold: rise,
-    }
-}
-
-/// Next result for `id`, skipping others; panics after `within`.
-fn next_for(rx: &Receiver<CheckResult>, id: TargetId, within: Duration) -> CheckResult {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = rx
-            .recv_deadline(deadline)
-            .unwrap_or_else(|_| panic!("no result for target {id} within {within:?}"));
-        if r.id == id {
-            return r;
-        }
-    }
 }
 
 // ------------------------------------------------------------- probes
@@ -303,15 +170,11 @@ fn silent_server_times_out() {
     let addr = black_hole("127.0.0.5");
     let mut hc = check(CheckType::Http);
     hc.timeout = Dur::millis(300);
-    let start = Instant::now();
+    // How long the probe takes is a bound measured by
+    // scripts/bench/timing.sh (probe_timeout), not asserted here.
     assert_eq!(
         probe(&spec_at(&hc, addr)),
         Err("timeout after 300ms".to_string())
-    );
-    let took = start.elapsed();
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
-        "{took:?}"
     );
 }
 
@@ -357,7 +220,6 @@ fn thresholds_drive_the_verdict_through_the_checker() {
     assert!(first.healthy && first.changed && first.probe_ok && first.latency.is_some());
 
     b.set_status(503);
-    let switched = Instant::now();
     let mut failures = 0;
     loop {
         let r = next_for(&rx, 7, wait);
@@ -372,11 +234,8 @@ fn thresholds_drive_the_verdict_through_the_checker() {
         assert!(r.healthy);
     }
     assert_eq!(failures, 3, "down after exactly failure_threshold failures");
-    // Bound: interval × (failure_threshold + 1) with +10 % jitter is 440 ms;
-    // the assertion leaves room for a loaded machine.
-    let took = switched.elapsed();
-    eprintln!("503 to unhealthy verdict (100ms interval, 3 failures): {took:?}");
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // How long 503 → unhealthy takes is a bound measured by
+    // scripts/bench/timing.sh (verdict_after_failures).
 
     b.set_status(200);
     let mut successes = 0;
@@ -408,16 +267,17 @@ fn several_targets_reload_and_removal() {
         target(2, spec_at(&hc, b.addr), 150, 2, 2),
         target(3, spec_at(&hc, c.addr), 200, 2, 2),
     ]);
+    // Every target keeps being probed, each result healthy (counts, not a
+    // time window: the deadline only stops a hung checker).
     let mut counts = [0usize; 4];
-    let until = Instant::now() + Duration::from_millis(1500);
-    while let Ok(r) = rx.recv_deadline(until) {
+    let until = Instant::now() + Duration::from_secs(15);
+    while !(counts[1] >= 4 && counts[2] >= 3 && counts[3] >= 2) {
+        let r = rx
+            .recv_deadline(until)
+            .unwrap_or_else(|_| panic!("targets stopped reporting: {counts:?}"));
         assert!(r.healthy && r.probe_ok, "{r:?}");
         counts[r.id as usize] += 1;
     }
-    assert!(
-        counts[1] >= 4 && counts[2] >= 3 && counts[3] >= 2,
-        "{counts:?}"
-    );
 
     // Reload: 1 unchanged (keeps its state), 2 now a TCP check on a closed
     // port (fresh state), 3 removed.
@@ -441,16 +301,19 @@ fn several_targets_reload_and_removal() {
     );
     assert_eq!(marker.error.as_deref(), Some("connect: connection refused"));
     let hits_c = c.hits.load(Ordering::SeqCst);
-    let until = Instant::now() + Duration::from_millis(800);
+    // The remaining targets report again and again; target 3 never does.
+    let until = Instant::now() + Duration::from_secs(15);
     let mut after = [0usize; 4];
-    while let Ok(r) = rx.recv_deadline(until) {
+    while !(after[1] >= 4 && after[2] >= 3) {
+        let r = rx
+            .recv_deadline(until)
+            .unwrap_or_else(|_| panic!("targets stopped reporting: {after:?}"));
         assert_ne!(r.id, 3, "removed target still reported");
         if r.id == 1 {
             assert!(r.healthy && !r.changed, "target 1 lost its state: {r:?}");
         }
         after[r.id as usize] += 1;
     }
-    assert!(after[1] >= 4 && after[2] >= 3, "{after:?}");
     assert!(
         c.hits.load(Ordering::SeqCst) <= hits_c + 1,
         "removed target still probed"
@@ -469,28 +332,26 @@ fn check_now_runs_every_target_at_once() {
         target(1, spec_at(&hc, a.addr), 60_000, 3, 2),
         target(2, spec_at(&hc, b.addr), 60_000, 3, 2),
     ]);
-    // First probes are spread over at most one second.
-    let start = Instant::now();
-    next_for(&rx, 1, Duration::from_secs(2));
-    next_for(&rx, 2, Duration::from_secs(2));
-    assert!(start.elapsed() < Duration::from_millis(1500));
+    // First probes are spread over at most one second (the spread is a
+    // bound measured by scripts/bench/timing.sh, check_now): one each.
+    next_for(&rx, 1, Duration::from_secs(5));
+    next_for(&rx, 2, Duration::from_secs(5));
     // Nothing more for a while: the interval is a minute.
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    assert_eq!(a.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(b.hits.load(Ordering::SeqCst), 1);
 
-    let asked = Instant::now();
+    // With a one-minute interval, any second result of a target is the
+    // one check_now asked for.
     checker.check_now();
-    let mut seen = [false; 3];
-    while !(seen[1] && seen[2]) {
+    let mut seen = [0usize; 3];
+    while seen[1] == 0 || seen[2] == 0 {
         let r = rx
-            .recv_timeout(Duration::from_secs(2))
+            .recv_timeout(Duration::from_secs(10))
             .expect("check_now gave no result");
-        seen[r.id as usize] = true;
+        seen[r.id as usize] += 1;
     }
-    assert!(
-        asked.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        asked.elapsed()
-    );
+    assert_eq!(seen, [0, 1, 1], "one result per target, no more");
     assert_eq!(a.hits.load(Ordering::SeqCst), 2);
     assert_eq!(b.hits.load(Ordering::SeqCst), 2);
     checker.stop();
@@ -508,18 +369,21 @@ fn slow_probe_does_not_delay_other_targets() {
         target(1, spec_at(&slow_hc, hole), 100, 1, 1),
         target(2, spec_at(&check(CheckType::Http), fast.addr), 100, 1, 1),
     ]);
-    let until = Instant::now() + Duration::from_millis(1500);
+    // Order, not a time window: six results of the fast target arrive
+    // while the hung one is still in its first (2 s) probe.
+    let until = Instant::now() + Duration::from_secs(15);
     let (mut slow, mut quick) = (0, 0);
-    while let Ok(r) = rx.recv_deadline(until) {
+    while quick < 6 {
+        let r = rx
+            .recv_deadline(until)
+            .unwrap_or_else(|_| panic!("fast target starved: {quick}"));
         match r.id {
             1 => slow += 1,
             _ => quick += 1,
         }
+        assert_eq!(slow, 0, "the hung probe ended before 6 fast results");
     }
-    // The hung target is still in its first probe; the other kept going.
-    assert_eq!(slow, 0);
-    assert!(quick >= 6, "fast target starved: {quick}");
-    let r = next_for(&rx, 1, Duration::from_secs(3));
+    let r = next_for(&rx, 1, Duration::from_secs(10));
     assert_eq!(r.error.as_deref(), Some("timeout after 2s"));
     assert!(!r.healthy && r.changed);
     checker.stop();

@@ -11,7 +11,9 @@
 pub mod api;
 pub mod appliance;
 pub mod dnsclient;
+pub mod health;
 pub mod ops;
+pub mod site;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -1,7 +1,7 @@
 //! Raw DNS and gossip packets for the bad-input tables, and how the
 //! server answered them (no reply, an RCODE, a closed connection).
 
-use super::site::KEY;
+use crate::util::site::KEY;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;

@@ -1,9 +1,10 @@
-//! The daemons every bad-input table runs against (one Overwatch, one
+//! The site of the bad-input tables (tests/it/bad_input.rs) and the timing
+//! harness (tests/bench/timing.rs). The daemons every bad-input table runs against (one Overwatch, one
 //! agent with a real HTTP backend), the checks that nothing changed, and
 //! raw helpers: HTTP over a bare socket, running a binary, noise bytes.
 
-use crate::util::dnsclient::{self, A, Query};
-use crate::util::*;
+use super::dnsclient::{self, A, Query};
+use super::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
