@@ -5,10 +5,7 @@
 use domain::base::iana::Rtype;
 use domain::base::opt::ClientSubnet;
 use domain::base::{MessageBuilder, Name};
-use opengslb::config::{RoutingAlgorithm, SoaConfig};
-use opengslb::dns::{
-    DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
-};
+use opengslb::dns::{DnsStats, Responder, Transport, sample};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::str::FromStr;
@@ -49,24 +46,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn dom(name: &str, alg: RoutingAlgorithm, addrs: &[&str]) -> DomainSpec {
-    DomainSpec {
-        name: name.into(),
-        ttl: 30,
-        algorithm: alg,
-        max_records: None,
-        targets: addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| Target {
-                ip: a.parse().unwrap(),
-                weight: 1 + i as u32,
-            })
-            .collect(),
-        last_healthy: None,
-    }
-}
-
 fn query(name: &str, qtype: Rtype, edns: bool, ecs: bool) -> Vec<u8> {
     let mut b = MessageBuilder::new_vec();
     b.header_mut().set_id(99);
@@ -89,53 +68,22 @@ fn query(name: &str, qtype: Rtype, edns: bool, ecs: bool) -> Vec<u8> {
 
 #[test]
 fn answered_udp_queries_do_not_allocate() {
+    // The shared sample table: round-robin, weighted and failover names, a
+    // name with 100 addresses that truncates, one without any (SERVFAIL),
+    // one served from its last healthy set, an IPv6-only one.
     let stats = DnsStats::new();
-    let mut down = dom("down.example.com", RoutingAlgorithm::RoundRobin, &[]);
-    down.last_healthy = Some(vec![Target {
-        ip: "192.0.2.1".parse().unwrap(),
-        weight: 1,
-    }]);
-    let many: Vec<String> = (1..=60).map(|i| format!("10.2.0.{i}")).collect();
-    let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    let spec = TableSpec {
-        zones: vec![ZoneSpec {
-            apex: "example.com".into(),
-            soa: SoaConfig::default(),
-            nameservers: vec!["ns1.example.com".into(), "ns2.example.com".into()],
-        }],
-        domains: vec![
-            dom(
-                "rr.example.com",
-                RoutingAlgorithm::RoundRobin,
-                &["10.0.0.1", "10.0.0.2", "2001:db8::1"],
-            ),
-            dom(
-                "w.example.com",
-                RoutingAlgorithm::Weighted,
-                &["10.0.0.3", "10.0.0.4", "10.0.0.5"],
-            ),
-            dom(
-                "fo.example.com",
-                RoutingAlgorithm::Failover,
-                &["10.0.0.6", "10.0.0.7"],
-            ),
-            dom("big.example.com", RoutingAlgorithm::RoundRobin, &many),
-            dom("dead.example.com", RoutingAlgorithm::Failover, &[]),
-            down,
-        ],
-        serial: 1,
-    };
-    let table = DnsTable::build(&spec, &stats);
+    let table = sample::table(&stats);
     let names = [
-        "rr.example.com.",
-        "RR.Example.COM.",
+        "app.example.com.",
+        "APP.Example.COM.",
         "w.example.com.",
         "fo.example.com.",
         "big.example.com.",
         "nope.example.com.",
         "example.com.",
-        "dead.example.com.",
         "down.example.com.",
+        "last.example.com.",
+        "v6.example.com.",
         "x.y.example.com.",
         "other.org.",
     ];

@@ -3,10 +3,8 @@
 
 use domain::base::iana::{OptRcode, Rcode, Rtype};
 use domain::base::{Message, MessageBuilder, Name};
-use opengslb::config::{RoutingAlgorithm, SoaConfig};
-use opengslb::dns::{
-    self, DnsStats, DnsTable, DomainSpec, ServerConfig, TableSpec, Target, ZoneSpec,
-};
+use opengslb::config::RoutingAlgorithm;
+use opengslb::dns::{self, DnsStats, DnsTable, ServerConfig, TableSpec, Target, sample};
 use opengslb::snapshot::SnapshotCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -14,49 +12,26 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The shared sample table (`dns::sample`) with app.example.com serving
+/// `addrs`, and big.example.com grown to 200 addresses: a 3 KB answer, to
+/// fill socket buffers over TCP.
 fn spec(addrs: &[&str]) -> TableSpec {
-    TableSpec {
-        zones: vec![ZoneSpec {
-            apex: "example.com".into(),
-            soa: SoaConfig::default(),
-            nameservers: vec![],
-        }],
-        domains: vec![
-            DomainSpec {
-                name: "app.example.com".into(),
-                ttl: 30,
-                algorithm: RoutingAlgorithm::RoundRobin,
-                max_records: None,
-                targets: addrs
-                    .iter()
-                    .map(|a| Target {
-                        ip: a.parse().unwrap(),
+    let mut s = sample::spec();
+    for d in &mut s.domains {
+        match d.name.as_str() {
+            "app.example.com" => *d = sample::domain(&d.name, RoutingAlgorithm::RoundRobin, addrs),
+            "big.example.com" => {
+                d.targets = (0..200u32)
+                    .map(|i| Target {
+                        ip: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
                         weight: 1,
                     })
-                    .collect(),
-                last_healthy: None,
-            },
-            big(),
-        ],
-        serial: 1,
+                    .collect()
+            }
+            _ => {}
+        }
     }
-}
-
-/// 200 addresses: a 3 KB answer, to fill socket buffers over TCP.
-fn big() -> DomainSpec {
-    DomainSpec {
-        name: "big.example.com".into(),
-        ttl: 30,
-        algorithm: RoutingAlgorithm::RoundRobin,
-        max_records: None,
-        targets: (0..200u32)
-            .map(|i| Target {
-                ip: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
-                weight: 1,
-            })
-            .collect(),
-        last_healthy: None,
-    }
+    s
 }
 
 struct Fixture {
