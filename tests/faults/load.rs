@@ -5,11 +5,11 @@
 //! answered"). The 1 s API latency bound is printed as a `BOUND` line that
 //! scripts/bench/timing.sh checks. Reported `SKIPPED:` without dnsperf.
 
+use crate::util::ops::{KEY, OwOptions, overwatch_yaml};
 use crate::util::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
 const FLOOD_SECS: u64 = 20;
 
 fn overwatch(dir: &TempDir) -> (Daemon, u16, String, String) {
@@ -18,26 +18,18 @@ fn overwatch(dir: &TempDir) -> (Daemon, u16, String, String) {
         free_port("127.0.0.1"),
         free_port("127.0.0.1"),
     );
-    let yaml = format!(
-        r#"mode: overwatch
-dns:
-  listen_address: "127.0.0.1:{dns_port}"
-  zones: [gslb.test]
-overwatch:
-  identity: {{ node_id: ow1 }}
-  agent_tokens: {{ app.gslb.test: "app-token" }}
-  gossip: {{ bind_address: "127.0.0.1:{gossip_port}", encryption_key: "{KEY}" }}
-  validation: {{ enabled: false }}
-  data_dir: "{data}"
-regions:
-  - name: east
-domains:
-  - {{ name: app.gslb.test, routing_algorithm: round-robin, regions: [east] }}
-api:
-  address: "127.0.0.1:{api_port}"
-logging: {{ level: warn }}
-"#,
-        data = dir.path().join("data").display()
+    let opts = OwOptions {
+        tail: "logging: { level: warn }\n",
+        ..OwOptions::default()
+    };
+    let data = dir.path().join("data");
+    let yaml = overwatch_yaml(
+        "ow1",
+        dns_port,
+        api_port,
+        gossip_port,
+        &data.to_string_lossy(),
+        &opts,
     );
     let d = Daemon::start(dir, "ow1", &yaml, "overwatch");
     let api = format!("http://127.0.0.1:{api_port}");

@@ -22,6 +22,10 @@ pub struct OwOptions {
     /// `overwatch.validation` with 200 ms checks, and static servers.
     pub validation: bool,
     pub static_servers: Vec<SocketAddr>,
+    /// Lines added to the `dns:` section (indented two spaces).
+    pub dns_extra: &'static str,
+    /// Lines added at the end of the file.
+    pub tail: &'static str,
 }
 
 impl Default for OwOptions {
@@ -31,6 +35,8 @@ impl Default for OwOptions {
             stale_threshold: None,
             validation: false,
             static_servers: Vec::new(),
+            dns_extra: "",
+            tail: "",
         }
     }
 }
@@ -82,7 +88,7 @@ pub fn overwatch_yaml(
 dns:
   listen_address: "127.0.0.1:{dns_port}"
   zones: [gslb.test]
-overwatch:
+{dns_extra}overwatch:
   identity: {{ node_id: {name} }}
   agent_tokens: {{ {SERVICE}: "app-token" }}
   gossip: {{ bind_address: "127.0.0.1:{gossip_port}", encryption_key: "{KEY}" }}
@@ -94,7 +100,9 @@ regions:
   - {{ name: {SERVICE}, routing_algorithm: round-robin, regions: [east] }}
 api:
   address: "127.0.0.1:{api_port}"
-"#,
+{tail}"#,
+        dns_extra = o.dns_extra,
+        tail = o.tail,
         validation = o.validation,
         remove_after = o.remove_after,
     )

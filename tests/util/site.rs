@@ -4,13 +4,14 @@
 //! raw helpers: HTTP over a bare socket, running a binary, noise bytes.
 
 use super::dnsclient::{self, A, Query};
+use super::ops::{OwOptions, overwatch_yaml};
 use super::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-pub const KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+pub use super::ops::KEY;
 
 pub struct Site {
     pub ow: Daemon,
@@ -33,26 +34,17 @@ pub fn site(tag: &str, ip: &str) -> Site {
         free_port("127.0.0.1"),
     );
     let data = dir.path().join("data");
-    let yaml = format!(
-        r#"mode: overwatch
-dns:
-  listen_address: "127.0.0.1:{dns_port}"
-  zones: [gslb.test]
-  tcp_idle_timeout: 1s
-overwatch:
-  identity: {{ node_id: ow1 }}
-  agent_tokens: {{ app.gslb.test: "app-token" }}
-  gossip: {{ bind_address: "127.0.0.1:{gossip_port}", encryption_key: "{KEY}" }}
-  validation: {{ enabled: false }}
-  data_dir: "{data}"
-regions:
-  - name: east
-domains:
-  - {{ name: app.gslb.test, routing_algorithm: round-robin, regions: [east] }}
-api:
-  address: "127.0.0.1:{api_port}"
-"#,
-        data = data.display()
+    let opts = OwOptions {
+        dns_extra: "  tcp_idle_timeout: 1s\n",
+        ..OwOptions::default()
+    };
+    let yaml = overwatch_yaml(
+        "ow1",
+        dns_port,
+        api_port,
+        gossip_port,
+        &data.to_string_lossy(),
+        &opts,
     );
     let ow = Daemon::start(&dir, "ow1", &yaml, "overwatch");
     let api = format!("http://127.0.0.1:{api_port}");
@@ -61,6 +53,9 @@ api:
     });
     let web = HttpBackend::start(ip);
     let drain = dir.path().join("web.drain");
+    // The default health thresholds (3 down, 2 up), unlike the operations
+    // tests' agents: a probe that times out on a loaded machine must not
+    // change the state every bad-input row compares.
     let agent_yaml = format!(
         r#"mode: agent
 agent:
