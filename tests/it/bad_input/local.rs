@@ -7,7 +7,7 @@ use crate::util::dnsclient::{self, A, Query};
 use crate::util::site::{Site, noise, run_bin, site};
 use crate::util::*;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[test]
 fn cli_arguments() {
@@ -364,12 +364,19 @@ fn drain_file_contents() {
     ];
     for (what, make, ok) in &cases {
         make(&s.drain);
-        let reason = wait_for(
-            &format!("drain ({what}) seen by the Overwatch"),
-            Duration::from_secs(5),
-            || ow_drain_reason(&s),
+        // fs::write creates the file before it writes it: the agent may
+        // first see it empty ("drain file present") and then whole. Wait
+        // for the settled reason; the last one seen is in the failure.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut reason = None;
+        while Instant::now() < deadline && !reason.as_deref().is_some_and(ok) {
+            std::thread::sleep(Duration::from_millis(25));
+            reason = ow_drain_reason(&s).or(reason);
+        }
+        assert!(
+            reason.as_deref().is_some_and(ok),
+            "{what}: Overwatch shows reason {reason:?}"
         );
-        assert!(ok(&reason), "{what}: Overwatch shows reason {reason:?}");
         let local = drain_reason(&s);
         assert!(
             local.as_deref().is_none_or(ok),
