@@ -12,6 +12,7 @@ mod drain;
 mod e2e;
 mod files;
 mod install;
+mod layout;
 mod rules;
 mod shipped_configs;
 mod systemd_notify;
