@@ -5,38 +5,19 @@
 //! answered"). The 1 s API latency bound is printed as a `BOUND` line that
 //! scripts/bench/timing.sh checks. Reported `SKIPPED:` without dnsperf.
 
-use crate::util::ops::{KEY, OwOptions, overwatch_yaml};
+use crate::util::ops::{KEY, Overwatch, OwOptions};
 use crate::util::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FLOOD_SECS: u64 = 20;
 
-fn overwatch(dir: &TempDir) -> (Daemon, u16, String, String) {
-    let (dns_port, api_port, gossip_port) = (
-        free_port("127.0.0.1"),
-        free_port("127.0.0.1"),
-        free_port("127.0.0.1"),
-    );
+fn overwatch(dir: &TempDir) -> Overwatch {
     let opts = OwOptions {
         tail: "logging: { level: warn }\n",
         ..OwOptions::default()
     };
-    let data = dir.path().join("data");
-    let yaml = overwatch_yaml(
-        "ow1",
-        dns_port,
-        api_port,
-        gossip_port,
-        &data.to_string_lossy(),
-        &opts,
-    );
-    let d = Daemon::start(dir, "ow1", &yaml, "overwatch");
-    let api = format!("http://127.0.0.1:{api_port}");
-    wait_for("API", Duration::from_secs(10), || {
-        http_get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200)
-    });
-    (d, dns_port, api, format!("127.0.0.1:{gossip_port}"))
+    Overwatch::start(dir, "ow1", &opts)
 }
 
 fn agent(dir: &TempDir, name: &str, web: &HttpBackend, gossip: &str) -> Daemon {
@@ -82,7 +63,8 @@ fn dns_flood_does_not_starve_heartbeats_or_the_api() {
         return;
     }
     let dir = TempDir::new("load");
-    let (_ow, dns_port, api, gossip) = overwatch(&dir);
+    let ow = overwatch(&dir);
+    let (dns_port, api, gossip) = (ow.dns.port(), ow.api.clone(), ow.gossip.clone());
     let webs: Vec<HttpBackend> = (0..3)
         .map(|i| HttpBackend::start(&format!("127.0.0.{}", 61 + i)))
         .collect();

@@ -4,7 +4,7 @@
 //! raw helpers: HTTP over a bare socket, running a binary, noise bytes.
 
 use super::dnsclient::{self, A, Query};
-use super::ops::{OwOptions, overwatch_yaml};
+use super::ops::{Overwatch, OwOptions};
 use super::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -27,30 +27,12 @@ pub struct Site {
 
 pub fn site(tag: &str, ip: &str) -> Site {
     let dir = TempDir::new(tag);
-    let (dns_port, api_port, gossip_port, agent_port) = (
-        free_port("127.0.0.1"),
-        free_port("127.0.0.1"),
-        free_port("127.0.0.1"),
-        free_port("127.0.0.1"),
-    );
-    let data = dir.path().join("data");
     let opts = OwOptions {
         dns_extra: "  tcp_idle_timeout: 1s\n",
         ..OwOptions::default()
     };
-    let yaml = overwatch_yaml(
-        "ow1",
-        dns_port,
-        api_port,
-        gossip_port,
-        &data.to_string_lossy(),
-        &opts,
-    );
-    let ow = Daemon::start(&dir, "ow1", &yaml, "overwatch");
-    let api = format!("http://127.0.0.1:{api_port}");
-    wait_for("overwatch API", Duration::from_secs(10), || {
-        http_get(&format!("{api}/api/v1/ready")).filter(|(c, _)| *c == 200)
-    });
+    let ow = Overwatch::start(&dir, "ow1", &opts);
+    let agent_port = free_port("127.0.0.1");
     let web = HttpBackend::start(ip);
     let drain = dir.path().join("web.drain");
     // The default health thresholds (3 down, 2 up), unlike the operations
@@ -72,22 +54,23 @@ agent:
       health_check: {{ type: http, path: /health, interval: 200ms, timeout: 500ms }}
   gossip:
     encryption_key: "{KEY}"
-    overwatch_nodes: ["127.0.0.1:{gossip_port}"]
+    overwatch_nodes: ["{gossip}"]
   heartbeat: {{ interval: 500ms, missed_threshold: 3 }}
   drain_file: "{drain}"
   api: {{ address: "127.0.0.1:{agent_port}" }}
 "#,
         d = dir.path().display(),
+        gossip = ow.gossip,
         port = web.addr.port(),
         drain = drain.display()
     );
     let agent = Daemon::start(&dir, "web1", &agent_yaml, "agent");
     let s = Site {
-        ow,
+        dns: ow.dns,
+        gossip: ow.gossip.parse().expect("gossip address"),
+        api: ow.api,
+        ow: ow.daemon,
         agent,
-        dns: format!("127.0.0.1:{dns_port}").parse().unwrap(),
-        gossip: format!("127.0.0.1:{gossip_port}").parse().unwrap(),
-        api,
         web,
         drain,
         agent_api: format!("http://127.0.0.1:{agent_port}"),
