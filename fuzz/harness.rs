@@ -1,6 +1,6 @@
 //! The fuzz entry points, one function per target, shared by the
 //! cargo-fuzz binaries (`fuzz/fuzz_targets/*.rs`) and the corpus replay
-//! test (`tests/fuzz_corpus.rs`) through `#[path]`, so `cargo test` runs
+//! test (`tests/it/fuzz_corpus.rs`) through `#[path]`, so `cargo test` runs
 //! every corpus file through exactly the code the fuzzer exercised.
 //!
 //! Each function takes arbitrary bytes, must never panic, asserts the
@@ -14,10 +14,8 @@
 use opengslb::api::routes::{self, BackendKey as RouteKey, Route};
 use opengslb::api::write;
 use opengslb::clock::Now;
-use opengslb::config::{self, Mode, RoutingAlgorithm, SoaConfig};
-use opengslb::dns::{
-    DnsStats, DnsTable, DomainSpec, Responder, TableSpec, Target, Transport, ZoneSpec,
-};
+use opengslb::config::{self, Mode};
+use opengslb::dns::{DnsStats, DnsTable, Responder, Transport, sample};
 use opengslb::gossip::agent::{AgentSession, SessionConfig};
 use opengslb::gossip::identity::Identity;
 use opengslb::gossip::io::{FrameReader, MAX_FRAME};
@@ -52,49 +50,13 @@ pub fn run(target: &str, data: &[u8]) -> Option<usize> {
 
 // ---------------------------------------------------------------- DNS
 
+/// The shared sample table (`opengslb::dns::sample`): one name per
+/// responder path, the same table the responder's unit tests use.
 fn dns_table() -> &'static (DnsTable, DnsStats) {
     static T: OnceLock<(DnsTable, DnsStats)> = OnceLock::new();
     T.get_or_init(|| {
         let stats = DnsStats::new();
-        let t = |a: &str| Target {
-            ip: a.parse().expect("literal address"),
-            weight: 2,
-        };
-        let spec = TableSpec {
-            zones: vec![ZoneSpec {
-                apex: "example.com".into(),
-                soa: SoaConfig::default(),
-                nameservers: vec![],
-            }],
-            domains: vec![
-                DomainSpec {
-                    name: "app.example.com".into(),
-                    ttl: 30,
-                    algorithm: RoutingAlgorithm::RoundRobin,
-                    max_records: None,
-                    targets: vec![t("10.0.0.1"), t("10.0.0.2"), t("2001:db8::1")],
-                    last_healthy: None,
-                },
-                DomainSpec {
-                    name: "w.example.com".into(),
-                    ttl: 30,
-                    algorithm: RoutingAlgorithm::Weighted,
-                    max_records: Some(2),
-                    targets: vec![t("10.0.0.3"), t("10.0.0.4")],
-                    last_healthy: None,
-                },
-                DomainSpec {
-                    name: "down.test".into(),
-                    ttl: 30,
-                    algorithm: RoutingAlgorithm::Failover,
-                    max_records: None,
-                    targets: vec![],
-                    last_healthy: None,
-                },
-            ],
-            serial: 1,
-        };
-        (DnsTable::build(&spec, &stats), stats)
+        (sample::table(&stats), stats)
     })
 }
 

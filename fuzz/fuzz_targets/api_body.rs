@@ -1,5 +1,5 @@
 //! Fuzz target: a method, a URL for the API router and a body for every write endpoint's JSON parser.
-//! The logic lives in `fuzz/harness.rs`, shared with tests/fuzz_corpus.rs.
+//! The logic lives in `fuzz/harness.rs`, shared with tests/it/fuzz_corpus.rs.
 #![no_main]
 
 #[path = "../harness.rs"]

@@ -1,5 +1,5 @@
 //! Fuzz target: bytes as the text of a configuration file through config::load_str, in each mode.
-//! The logic lives in `fuzz/harness.rs`, shared with tests/fuzz_corpus.rs.
+//! The logic lives in `fuzz/harness.rs`, shared with tests/it/fuzz_corpus.rs.
 #![no_main]
 
 #[path = "../harness.rs"]

@@ -1,5 +1,5 @@
 //! Fuzz target: arbitrary bytes as a DNS query against a fixed table, over UDP and TCP; any UDP answer fits 1232 bytes.
-//! The logic lives in `fuzz/harness.rs`, shared with tests/fuzz_corpus.rs.
+//! The logic lives in `fuzz/harness.rs`, shared with tests/it/fuzz_corpus.rs.
 #![no_main]
 
 #[path = "../harness.rs"]

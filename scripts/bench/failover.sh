@@ -8,7 +8,7 @@
 # under $CARGO_TARGET_DIR), a
 # python3 http.server on 127.0.0.2 (the agent's backend) and one on
 # 127.0.0.3 (a static server on both nodes, so the name never runs empty),
-# then runs tests/bench_failover.rs, which starts the agent with default
+# then runs tests/bench/failover.rs, which starts the agent with default
 # heartbeat settings, drains it BENCH_DRAINS times through its drain file
 # and SIGKILLs it BENCH_KILLS times, polling both nodes' DNS every 1 ms.
 # Knobs: BENCH_DRAINS (100), BENCH_KILLS (5), BENCH_KEEP=1 keeps the

@@ -7,6 +7,8 @@
 
 pub mod responder;
 pub mod routing;
+#[doc(hidden)]
+pub mod sample;
 pub mod server;
 pub mod stats;
 pub mod table;

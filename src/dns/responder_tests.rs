@@ -1,8 +1,6 @@
 //! Unit tests of the responder rules, with queries built by domain.
 
 use super::*;
-use crate::config::{RoutingAlgorithm, SoaConfig};
-use crate::dns::table::{DomainSpec, TableSpec, Target as T, ZoneSpec};
 use domain::base::Name;
 use domain::base::iana::Rtype;
 use domain::base::opt::{AllOptData, ClientSubnet};
@@ -13,72 +11,9 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn dom(name: &str, alg: RoutingAlgorithm, targets: &[&str]) -> DomainSpec {
-    DomainSpec {
-        name: name.into(),
-        ttl: 42,
-        algorithm: alg,
-        max_records: None,
-        targets: targets
-            .iter()
-            .map(|a| T {
-                ip: ip(a),
-                weight: 1,
-            })
-            .collect(),
-        last_healthy: None,
-    }
-}
-
+/// The shared sample table (`dns::sample`): one name per responder path.
 pub(crate) fn table(stats: &DnsStats) -> DnsTable {
-    let mut v6only = dom(
-        "v6.example.com",
-        RoutingAlgorithm::RoundRobin,
-        &["2001:db8::1"],
-    );
-    v6only.ttl = 10;
-    let mut last = dom("last.example.com", RoutingAlgorithm::Failover, &[]);
-    last.last_healthy = Some(vec![T {
-        ip: ip("192.0.2.9"),
-        weight: 1,
-    }]);
-    let many: Vec<String> = (1..=100).map(|i| format!("10.1.0.{i}")).collect();
-    let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    let spec = TableSpec {
-        zones: vec![ZoneSpec {
-            apex: "example.com".into(),
-            soa: SoaConfig {
-                ttl: 300,
-                minimum: 20,
-                ..SoaConfig::default()
-            },
-            nameservers: vec!["ns1.example.com".into(), "ns2.example.net".into()],
-        }],
-        domains: vec![
-            dom(
-                "app.example.com",
-                RoutingAlgorithm::RoundRobin,
-                &["10.0.0.1", "10.0.0.2", "2001:db8::2"],
-            ),
-            dom(
-                "fo.example.com",
-                RoutingAlgorithm::Failover,
-                &["10.0.0.5", "10.0.0.6"],
-            ),
-            dom(
-                "w.example.com",
-                RoutingAlgorithm::Weighted,
-                &["10.0.0.7", "10.0.0.8"],
-            ),
-            dom("down.example.com", RoutingAlgorithm::RoundRobin, &[]),
-            dom("big.example.com", RoutingAlgorithm::RoundRobin, &many),
-            dom("example.com", RoutingAlgorithm::Failover, &["10.9.9.9"]),
-            v6only,
-            last,
-        ],
-        serial: 2026,
-    };
-    DnsTable::build(&spec, stats)
+    crate::dns::sample::table(stats)
 }
 
 pub(crate) fn query(name: &str, qtype: Rtype, edns: Option<(u16, u8)>) -> Vec<u8> {

@@ -222,7 +222,7 @@ mod tests {
     use super::*;
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn receives_a_batch_and_answers_each_sender() {
@@ -239,10 +239,21 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
         let mut batch = Batch::new(512);
-        // Datagrams may trickle in; gather all three.
+        // Datagrams may trickle in; gather all three. recv does not block
+        // (MSG_DONTWAIT), so the loop needs a deadline of its own: a lost
+        // datagram fails the test instead of spinning forever.
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = 0;
         while seen < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "only {seen} of 3 datagrams arrived within 10 s"
+            );
             let n = batch.recv(server.as_raw_fd()).unwrap();
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
             for i in 0..n {
                 let d = batch.datagram(i).unwrap();
                 assert_eq!(d.peer, Some(client.local_addr().unwrap()));

@@ -1,0 +1,26 @@
+//! The integration tests that need nothing but loopback: configuration,
+//! DNS, API and CLI, gossip, health checks, operations and regressions.
+//! One binary, one module per area (`cargo test --test it dns_server::`
+//! runs one area); helpers live in tests/util.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+mod agent_gossip;
+mod api_contract;
+mod bad_input;
+mod cli_commands;
+mod config_load;
+mod daemon_listen;
+mod dns_alloc;
+mod dns_corpus;
+mod dns_server;
+mod fuzz_corpus;
+mod gossip_loopback;
+mod gossip_sim;
+mod health_checks;
+mod ops_metrics;
+mod ops_restart;
+mod ops_runbook;
+mod overwatch_dns;
+mod regressions;
