@@ -5,9 +5,12 @@
 //! into one answer without I/O or allocation, `server` runs the UDP and TCP
 //! poll loops, `stats` keeps the counters.
 
+mod edns;
+mod query;
 pub mod responder;
 pub mod routing;
 pub mod server;
+mod siphash;
 pub mod stats;
 pub mod table;
 mod tcp;

@@ -7,10 +7,11 @@
 //! buffer (with a `StaticCompressor`), so an answered query does not touch
 //! the heap once the buffer has grown.
 //!
-//! Choices worth knowing:
+//! Choices worth knowing (docs/dns.md has the full list, by RFC):
 //! - packets shorter than a header, and responses (QR=1), are dropped;
-//! - FORMERR and NOTIMP answers carry only the header (no question, no OPT)
-//!   and are counted with qtype `OTHER`;
+//! - FORMERR and NOTIMP answers echo the question when it was readable and
+//!   carry an OPT when the query had one (RFC 6891 §7), and are counted
+//!   with qtype `OTHER`;
 //! - trailing bytes after the last record counted in the header are
 //!   malformed (FORMERR);
 //! - EDNS Client Subnet is echoed with scope prefix 0: answers do not
@@ -19,15 +20,16 @@
 //! - AXFR/IXFR and classes other than IN are REFUSED; ANY and every other
 //!   qtype at a name we serve is NODATA.
 
+use super::edns::{Edns, OptOut};
+use super::query::{self, Parsed, Q};
 use super::routing::Pick;
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
 use super::table::{DnsTable, DomainEntry, Lookup, Node, Serving, WireName, Zone};
-use domain::base::iana::{Class, Opcode, OptRcode, OptionCode, Rcode, Rtype};
+use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
 use domain::base::message_builder::{AnswerBuilder, PushError, StaticCompressor};
 use domain::base::name::ParsedName;
 use domain::base::wire::Composer;
-use domain::base::{Header, Message, MessageBuilder, Question, RecordHeader};
-use domain::dep::octseq::{OctetsBuilder, Parser};
+use domain::base::{Header, MessageBuilder};
 use domain::rdata::{A, Aaaa, Ns};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -43,29 +45,6 @@ pub enum Transport {
     Tcp,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Ecs {
-    family: u16,
-    source: u8,
-    addr: [u8; 16],
-    addr_len: usize,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Edns {
-    udp_size: u16,
-    version: u8,
-    dnssec_ok: bool,
-    ecs: Option<Ecs>,
-}
-
-enum Parsed<'a> {
-    Drop,
-    /// Header-only error answer.
-    Error(Header, Rcode),
-    Query(Header, Question<ParsedName<&'a [u8]>>, Option<Edns>),
-}
-
 /// What goes into the answer.
 enum Plan<'t> {
     Refused,
@@ -76,6 +55,41 @@ enum Plan<'t> {
     Ns(&'t Zone),
     Addrs(&'t DomainEntry, Pick<'t>),
     BadVers,
+    /// FORMERR or NOTIMP.
+    Error(Rcode),
+    /// RFC 7873 §5.4 cookie probe: NOERROR, no question, no records.
+    Probe,
+}
+
+impl Plan<'_> {
+    fn rcode(&self) -> Rcode {
+        match self {
+            Plan::Refused => Rcode::REFUSED,
+            Plan::ServFail => Rcode::SERVFAIL,
+            Plan::NxDomain(_) => Rcode::NXDOMAIN,
+            Plan::Error(r) => *r,
+            _ => Rcode::NOERROR,
+        }
+    }
+
+    fn authoritative(&self) -> bool {
+        !matches!(
+            self,
+            Plan::Refused | Plan::ServFail | Plan::BadVers | Plan::Error(_) | Plan::Probe
+        )
+    }
+
+    fn label(&self) -> RcodeLabel {
+        match self {
+            Plan::Refused => RcodeLabel::Refused,
+            Plan::ServFail => RcodeLabel::ServFail,
+            Plan::NxDomain(_) => RcodeLabel::NxDomain,
+            Plan::BadVers => RcodeLabel::BadVers,
+            Plan::Error(r) if *r == Rcode::NOTIMP => RcodeLabel::NotImp,
+            Plan::Error(_) => RcodeLabel::FormErr,
+            _ => RcodeLabel::NoError,
+        }
+    }
 }
 
 pub struct Responder {
@@ -102,27 +116,25 @@ impl Responder {
         table: &DnsTable,
         stats: &DnsStats,
     ) -> Option<&[u8]> {
-        let (header, question, edns) = match parse(query) {
+        let (header, question, edns, plan) = match query::parse(query) {
             Parsed::Drop => {
                 stats.count_dropped();
                 return None;
             }
-            Parsed::Error(header, rcode) => {
-                let buf = std::mem::take(&mut self.buf);
-                self.buf = compose_error(buf, header, rcode);
-                let label = if rcode == Rcode::NOTIMP {
-                    RcodeLabel::NotImp
-                } else {
-                    RcodeLabel::FormErr
+            Parsed::Error {
+                header,
+                rcode,
+                question,
+                edns,
+            } => (header, question, edns, Plan::Error(rcode)),
+            Parsed::CookieProbe { header, edns } => (header, None, Some(edns), Plan::Probe),
+            Parsed::Query(h, q, e) => {
+                let plan = match e {
+                    Some(e) if e.version > 0 => Plan::BadVers,
+                    _ => plan(&q, table),
                 };
-                stats.count_query(QtypeLabel::Other, label);
-                return Some(&self.buf);
+                (h, Some(q), e, plan)
             }
-            Parsed::Query(h, q, e) => (h, q, e),
-        };
-        let plan = match edns {
-            Some(e) if e.version > 0 => Plan::BadVers,
-            _ => plan(&question, table),
         };
         let limit = match (transport, edns) {
             (Transport::Tcp, _) => TCP_MAX,
@@ -131,144 +143,42 @@ impl Responder {
                 usize::from(e.udp_size.clamp(PLAIN_UDP_MAX as u16, self.max_udp_size))
             }
         };
+        let opt = edns.map(|e| self.opt_out(&e, &plan));
         let buf = std::mem::take(&mut self.buf);
-        let (buf, outcome) = compose(
-            buf,
-            header,
-            &question,
-            edns.as_ref(),
-            &plan,
-            limit,
-            self.max_udp_size,
-        );
+        let (buf, outcome) = compose(buf, header, question.as_ref(), opt.as_ref(), &plan, limit);
         self.buf = buf;
-        let (rcode, counters) = match &plan {
-            Plan::Refused => (RcodeLabel::Refused, None),
-            Plan::ServFail => (RcodeLabel::ServFail, None),
-            Plan::NxDomain(_) => (RcodeLabel::NxDomain, None),
-            Plan::BadVers => (RcodeLabel::BadVers, None),
-            Plan::Addrs(d, _) => (RcodeLabel::NoError, Some(d)),
-            _ => (RcodeLabel::NoError, None),
-        };
         if outcome.truncated {
             stats.count_truncated();
-        } else if let Some(d) = counters {
+        } else if let Plan::Addrs(d, _) = &plan {
             d.counters.answers.fetch_add(1, Ordering::Relaxed);
         }
-        stats.count_query(QtypeLabel::from_code(question.qtype().to_int()), rcode);
+        let qtype = match (&plan, &question) {
+            (Plan::Error(_), _) | (_, None) => QtypeLabel::Other,
+            (_, Some(q)) => QtypeLabel::from_code(q.qtype().to_int()),
+        };
+        stats.count_query(qtype, plan.label());
         Some(&self.buf)
     }
-}
 
-/// Parses the query; nothing here can panic on any input.
-fn parse(query: &[u8]) -> Parsed<'_> {
-    let Ok(msg) = Message::from_octets(query) else {
-        return Parsed::Drop;
-    };
-    let header = msg.header();
-    if header.qr() {
-        return Parsed::Drop;
-    }
-    if header.opcode() != Opcode::QUERY {
-        return Parsed::Error(header, Rcode::NOTIMP);
-    }
-    let formerr = Parsed::Error(header, Rcode::FORMERR);
-    let counts = msg.header_counts();
-    if counts.qdcount() != 1 {
-        return formerr;
-    }
-    let mut parser = Parser::from_ref(query);
-    if parser.advance(12).is_err() {
-        return formerr;
-    }
-    let Ok(question) = Question::parse(&mut parser) else {
-        return formerr;
-    };
-    let skip = u32::from(counts.ancount()) + u32::from(counts.nscount());
-    for _ in 0..skip {
-        let Ok(rh) = RecordHeader::<ParsedName<&[u8]>>::parse_ref(&mut parser) else {
-            return formerr;
+    /// The OPT record answering the query's `edns`.
+    fn opt_out(&self, edns: &Edns, plan: &Plan<'_>) -> OptOut {
+        let rcode = match plan {
+            Plan::BadVers => OptRcode::BADVERS,
+            p => OptRcode::from_rcode(p.rcode()),
         };
-        if parser.advance(usize::from(rh.rdlen())).is_err() {
-            return formerr;
+        OptOut {
+            udp_size: self.max_udp_size,
+            dnssec_ok: edns.dnssec_ok,
+            rcode,
+            ecs: edns.ecs,
+            cookie: None,
+            ede: None,
         }
     }
-    let mut edns = None;
-    for _ in 0..counts.arcount() {
-        let Ok(rh) = RecordHeader::<ParsedName<&[u8]>>::parse_ref(&mut parser) else {
-            return formerr;
-        };
-        let Ok(rdata) = parser.parse_octets(usize::from(rh.rdlen())) else {
-            return formerr;
-        };
-        if rh.rtype() != Rtype::OPT {
-            continue;
-        }
-        if edns.is_some() || !rh.owner().is_root() {
-            return formerr;
-        }
-        let ttl = rh.ttl().as_secs();
-        let Some(ecs) = parse_options(rdata) else {
-            return formerr;
-        };
-        edns = Some(Edns {
-            udp_size: rh.class().to_int(),
-            version: (ttl >> 16) as u8,
-            dnssec_ok: ttl & 0x8000 != 0,
-            ecs,
-        });
-    }
-    if parser.remaining() != 0 {
-        return formerr;
-    }
-    Parsed::Query(header, question, edns)
-}
-
-/// Walks the EDNS options: Some(ecs) when well formed (unknown options
-/// ignored), None when malformed.
-fn parse_options(mut data: &[u8]) -> Option<Option<Ecs>> {
-    let mut ecs = None;
-    while !data.is_empty() {
-        let (head, rest) = data.split_at_checked(4)?;
-        let code = u16::from_be_bytes([*head.first()?, *head.get(1)?]);
-        let len = usize::from(u16::from_be_bytes([*head.get(2)?, *head.get(3)?]));
-        let (body, rest) = rest.split_at_checked(len)?;
-        if code == OptionCode::CLIENT_SUBNET.to_int() {
-            if ecs.is_some() {
-                return None;
-            }
-            ecs = Some(parse_ecs(body)?);
-        }
-        data = rest;
-    }
-    Some(ecs)
-}
-
-/// RFC 7871 §6: family, source prefix, scope prefix, truncated address.
-fn parse_ecs(body: &[u8]) -> Option<Ecs> {
-    let (head, addr) = body.split_at_checked(4)?;
-    let family = u16::from_be_bytes([*head.first()?, *head.get(1)?]);
-    let source = *head.get(2)?;
-    let max_bits = match family {
-        1 => 32,
-        2 => 128,
-        _ => return None,
-    };
-    if source > max_bits || addr.len() != usize::from(source).div_ceil(8) {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    out.get_mut(..addr.len())?.copy_from_slice(addr);
-    Some(Ecs {
-        family,
-        source,
-        addr: out,
-        addr_len: addr.len(),
-    })
 }
 
 /// Decides the answer from the table.
-fn plan<'t>(question: &Question<ParsedName<&[u8]>>, table: &'t DnsTable) -> Plan<'t> {
+fn plan<'t>(question: &Q<'_>, table: &'t DnsTable) -> Plan<'t> {
     let qtype = question.qtype();
     if question.qclass() != Class::IN || qtype == Rtype::AXFR || qtype == Rtype::IXFR {
         return Plan::Refused;
@@ -322,14 +232,6 @@ fn start_header(header: Header, rcode: Rcode) -> Header {
     h
 }
 
-fn compose_error(buf: Vec<u8>, header: Header, rcode: Rcode) -> Vec<u8> {
-    let mut buf = buf;
-    buf.clear();
-    let _ = buf.append_slice(start_header(header, rcode).as_slice());
-    let _ = buf.append_slice(&[0u8; 8]);
-    buf
-}
-
 struct Outcome {
     truncated: bool,
 }
@@ -337,37 +239,34 @@ struct Outcome {
 fn compose(
     buf: Vec<u8>,
     query_header: Header,
-    question: &Question<ParsedName<&[u8]>>,
-    edns: Option<&Edns>,
+    question: Option<&Q<'_>>,
+    opt: Option<&OptOut>,
     plan: &Plan<'_>,
     limit: usize,
-    advertise: u16,
 ) -> (Vec<u8>, Outcome) {
     let mut builder = match MessageBuilder::from_target(StaticCompressor::new(buf)) {
         Ok(b) => b,
         Err(never) => match never {},
     };
-    let (rcode, aa) = match plan {
-        Plan::Refused => (Rcode::REFUSED, false),
-        Plan::ServFail => (Rcode::SERVFAIL, false),
-        Plan::NxDomain(_) => (Rcode::NXDOMAIN, true),
-        Plan::BadVers => (Rcode::NOERROR, false),
-        _ => (Rcode::NOERROR, true),
-    };
-    let mut h = start_header(query_header, rcode);
-    h.set_aa(aa);
+    let mut h = start_header(query_header, plan.rcode());
+    h.set_aa(plan.authoritative());
     *builder.header_mut() = h;
-    let opt_len = edns.map_or(0, |e| 11 + e.ecs.map_or(0, |c| 8 + c.addr_len));
+    let opt_len = opt.map_or(0, OptOut::wire_len);
     // domain refuses a push that reaches the limit, hence the +1.
     builder.set_push_limit(limit.saturating_sub(opt_len) + 1);
     let mut truncated = false;
     let mut q = builder.question();
-    if q.push(question).is_err() {
+    if let Some(question) = question
+        && q.push(question).is_err()
+    {
         // Only a 255-octet name with a big OPT at 512 octets gets here.
         truncated = true;
     }
     let mut answer = q.answer();
-    if !truncated && push_answer(&mut answer, question.qname(), plan).is_err() {
+    if let Some(question) = question
+        && !truncated
+        && push_answer(&mut answer, question.qname(), plan).is_err()
+    {
         truncated = true;
         answer.rewind();
     }
@@ -386,27 +285,8 @@ fn compose(
     }
     let mut additional = authority.additional();
     additional.set_push_limit(limit + 1);
-    if let Some(e) = edns {
-        let ext = if matches!(plan, Plan::BadVers) {
-            OptRcode::BADVERS
-        } else {
-            OptRcode::from_rcode(rcode)
-        };
-        let _ = additional.opt(|o| {
-            o.set_udp_payload_size(advertise);
-            o.set_version(0);
-            o.set_dnssec_ok(e.dnssec_ok);
-            o.set_rcode(ext);
-            if let Some(c) = e.ecs {
-                let body = c.addr.get(..c.addr_len).unwrap_or(&[]);
-                o.push_raw_option(OptionCode::CLIENT_SUBNET, 4 + body.len() as u16, |t| {
-                    t.append_slice(&c.family.to_be_bytes())?;
-                    t.append_slice(&[c.source, 0])?;
-                    t.append_slice(body)
-                })?;
-            }
-            Ok(())
-        });
+    if let Some(o) = opt {
+        let _ = o.push(&mut additional);
     }
     if truncated {
         additional.header_mut().set_tc(true);
@@ -444,3 +324,7 @@ fn push_answer<T: Composer>(
 #[cfg(test)]
 #[path = "responder_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "rfc_tests.rs"]
+mod rfc_tests;

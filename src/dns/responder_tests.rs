@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::{RoutingAlgorithm, SoaConfig};
 use crate::dns::table::{DomainSpec, TableSpec, Target as T, ZoneSpec};
-use domain::base::Name;
+use domain::base::{Message, Name};
 use domain::base::iana::Rtype;
 use domain::base::opt::{AllOptData, ClientSubnet};
 use domain::rdata::AllRecordData;

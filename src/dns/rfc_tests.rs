@@ -1,0 +1,153 @@
+//! Responder tests pinned to RFC clauses (EDNS on errors, ECS, ANY, NS
+//! names, EDE, cookies, RRL). The shared table and query helpers live in
+//! responder_tests.rs; each test names the clause it checks.
+
+use super::tests::{query, table};
+use super::*;
+use domain::base::iana::OptionCode;
+use domain::base::opt::UnknownOptData;
+use domain::dep::octseq::OctetsBuilder;
+use domain::base::{Message, MessageBuilder, Name};
+use domain::rdata::AllRecordData;
+use std::str::FromStr;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A query with an OPT carrying `opts` as raw (code, body) pairs.
+pub(crate) fn query_opts(name: &str, qtype: Rtype, opts: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut b = MessageBuilder::new_vec();
+    b.header_mut().set_id(0x4242);
+    let mut q = b.question();
+    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+        .unwrap();
+    let mut add = q.additional();
+    add.opt(|o| {
+        o.set_udp_payload_size(1232);
+        for (code, body) in opts {
+            o.push_raw_option(OptionCode::from_int(*code), body.len() as u16, |t| {
+                t.append_slice(body)
+            })?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    add.finish()
+}
+
+fn ask(q: &[u8]) -> Message<Vec<u8>> {
+    let stats = DnsStats::new();
+    let t = table(&stats);
+    let mut r = Responder::new(1232);
+    let out = r
+        .respond(q, ip("192.0.2.77"), Transport::Udp, &t, &stats)
+        .expect("answered");
+    Message::from_octets(out.to_vec()).unwrap()
+}
+
+/// Raw option bodies of the answer's OPT, by code.
+fn options(m: &Message<Vec<u8>>, code: u16) -> Vec<Vec<u8>> {
+    let opt = m.opt().expect("OPT in answer");
+    opt.opt()
+        .iter::<UnknownOptData<_>>()
+        .map(|o| o.unwrap())
+        .filter(|o| o.code().to_int() == code)
+        .map(|o| o.data().to_vec())
+        .collect()
+}
+
+fn answers(m: &Message<Vec<u8>>) -> Vec<String> {
+    m.answer()
+        .unwrap()
+        .limit_to::<AllRecordData<_, _>>()
+        .map(|r| r.unwrap().data().to_string())
+        .collect()
+}
+
+fn ecs_body(family: u16, source: u8, addr: &[u8]) -> Vec<u8> {
+    let mut v = family.to_be_bytes().to_vec();
+    v.extend_from_slice(&[source, 0]);
+    v.extend_from_slice(addr);
+    v
+}
+
+// ------------------------------------------------- RFC 6891 on errors
+
+#[test]
+fn rfc6891_s7_formerr_for_malformed_option_carries_opt() {
+    // An option whose length runs past the RDATA.
+    let mut q = query_opts("app.example.com.", Rtype::A, &[(65001, &[1, 2, 3])]);
+    let n = q.len();
+    q[n - 4] = 9; // option length 3 -> 9 (RDLEN unchanged)
+    let m = ask(&q);
+    assert_eq!(m.header().rcode(), Rcode::FORMERR);
+    assert_eq!(m.header().id(), 0x4242);
+    assert!(m.opt().is_some(), "FORMERR to an OPT query must carry OPT");
+    assert_eq!(m.opt_rcode(), OptRcode::FORMERR);
+    assert_eq!(m.sole_question().unwrap().qname().to_string(), "app.example.com");
+}
+
+#[test]
+fn rfc6891_s6_1_1_notimp_and_two_opts_carry_opt() {
+    let mut notify = query("app.example.com.", Rtype::SOA, Some((1232, 0)));
+    notify[2] = (notify[2] & 0x87) | (4 << 3);
+    let m = ask(&notify);
+    assert_eq!(m.header().rcode(), Rcode::NOTIMP);
+    assert_eq!(m.opt().unwrap().udp_payload_size(), 1232);
+    let mut two = query("app.example.com.", Rtype::A, Some((1232, 0)));
+    let opt = two[two.len() - 11..].to_vec();
+    two.extend_from_slice(&opt);
+    two[11] = 2;
+    let m = ask(&two);
+    assert_eq!(m.header().rcode(), Rcode::FORMERR);
+    assert_eq!(m.header_counts().arcount(), 1);
+    assert!(m.opt().is_some());
+    // No question at all, OPT without a cookie: FORMERR with OPT.
+    let mut none = query("app.example.com.", Rtype::A, Some((1232, 0)));
+    none.drain(12..12 + 21);
+    none[5] = 0;
+    let m = ask(&none);
+    assert_eq!(m.header().rcode(), Rcode::FORMERR);
+    assert!(m.opt().is_some());
+    // Without OPT in the query, none in the answer.
+    let mut plain = query("app.example.com.", Rtype::A, None);
+    plain[2] = (plain[2] & 0x87) | (4 << 3);
+    assert!(ask(&plain).opt().is_none());
+}
+
+#[test]
+fn rfc7873_s5_4_cookie_probe_gets_opt() {
+    let mut q = query_opts("app.example.com.", Rtype::A, &[(10, &[1, 2, 3, 4, 5, 6, 7, 8])]);
+    q.drain(12..12 + 21);
+    q[5] = 0;
+    let m = ask(&q);
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert_eq!(m.header_counts().qdcount(), 0);
+    assert_eq!(m.header_counts().ancount(), 0);
+    assert!(m.opt().is_some());
+}
+
+// ------------------------------------------------------- RFC 7871 ECS
+
+#[test]
+fn rfc7871_s6_malformed_ecs_is_formerr_and_not_echoed() {
+    for (what, body) in [
+        ("bits beyond prefix", ecs_body(1, 23, &[198, 51, 101])),
+        ("prefix too long", ecs_body(1, 33, &[1, 2, 3, 4, 5])),
+        ("v6 prefix too long", ecs_body(2, 129, &[0; 17])),
+        ("unknown family", ecs_body(7, 8, &[10])),
+        ("address too long", ecs_body(1, 8, &[10, 0])),
+        ("address too short", ecs_body(1, 24, &[10, 0])),
+        ("no room for prefix", vec![0, 1, 24]),
+    ] {
+        let m = ask(&query_opts("app.example.com.", Rtype::A, &[(8, &body)]));
+        assert_eq!(m.header().rcode(), Rcode::FORMERR, "{what}");
+        assert!(options(&m, 8).is_empty(), "{what}: invalid ECS echoed");
+        assert_eq!(m.header_counts().ancount(), 0, "{what}");
+    }
+    let ok = ecs_body(1, 22, &[198, 51, 100]);
+    let m = ask(&query_opts("app.example.com.", Rtype::A, &[(8, &ok)]));
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert_eq!(options(&m, 8), vec![ecs_body(1, 22, &[198, 51, 100])]);
+}
