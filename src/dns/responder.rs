@@ -17,8 +17,9 @@
 //! - EDNS Client Subnet is echoed with scope prefix 0: answers do not
 //!   depend on the client subnet yet, and scope 0 tells resolvers they may
 //!   cache the answer for every client;
-//! - AXFR/IXFR and classes other than IN are REFUSED; ANY and every other
-//!   qtype at a name we serve is NODATA.
+//! - AXFR/IXFR and classes other than IN are REFUSED; ANY gets the A and
+//!   AAAA the routing chose (RFC 8482 §4.2), or the SOA at a bare apex;
+//!   every other qtype at a name we serve is NODATA.
 
 use super::edns::{Edns, OptOut};
 use super::query::{self, Parsed, Q};
@@ -54,6 +55,8 @@ enum Plan<'t> {
     Soa(&'t Zone),
     Ns(&'t Zone),
     Addrs(&'t DomainEntry, Pick<'t>),
+    /// RFC 8482 §4.2: ANY answered with the A and AAAA the routing chose.
+    Any(&'t DomainEntry, Pick<'t>, Pick<'t>),
     BadVers,
     /// FORMERR or NOTIMP.
     Error(Rcode),
@@ -149,7 +152,7 @@ impl Responder {
         self.buf = buf;
         if outcome.truncated {
             stats.count_truncated();
-        } else if let Plan::Addrs(d, _) = &plan {
+        } else if let Plan::Addrs(d, _) | Plan::Any(d, _, _) = &plan {
             d.counters.answers.fetch_add(1, Ordering::Relaxed);
         }
         let qtype = match (&plan, &question) {
@@ -201,20 +204,33 @@ fn plan<'t>(question: &Q<'_>, table: &'t DnsTable) -> Plan<'t> {
         return Plan::Ns(zone);
     }
     match node {
-        Some(Node::Domain(d)) if qtype == Rtype::A || qtype == Rtype::AAAA => {
+        Some(Node::Domain(d))
+            if qtype == Rtype::A || qtype == Rtype::AAAA || qtype == Rtype::ANY =>
+        {
             if d.serving == Serving::ServFail {
                 d.counters.servfail.fetch_add(1, Ordering::Relaxed);
                 return Plan::ServFail;
             }
-            let pool = if qtype == Rtype::A { &d.v4 } else { &d.v6 };
-            if pool.is_empty() {
+            let any = qtype == Rtype::ANY;
+            let empty = match qtype {
+                Rtype::A => d.v4.is_empty(),
+                Rtype::AAAA => d.v6.is_empty(),
+                _ => d.v4.is_empty() && d.v6.is_empty(),
+            };
+            if empty {
                 return Plan::NoData(zone);
             }
             if d.serving == Serving::LastHealthy {
                 d.counters.last_healthy.fetch_add(1, Ordering::Relaxed);
             }
-            Plan::Addrs(d, pool.pick())
+            match (any, qtype == Rtype::A) {
+                (true, _) => Plan::Any(d, d.v4.pick(), d.v6.pick()),
+                (false, true) => Plan::Addrs(d, d.v4.pick()),
+                (false, false) => Plan::Addrs(d, d.v6.pick()),
+            }
         }
+        // RFC 8482 §4.2: ANY at an apex without addresses gets its SOA.
+        None if at_apex && qtype == Rtype::ANY => Plan::Soa(zone),
         Some(_) => Plan::NoData(zone),
         None if at_apex => Plan::NoData(zone),
         None => Plan::NxDomain(zone),
@@ -308,17 +324,28 @@ fn push_answer<T: Composer>(
             }
             Ok(())
         }
-        Plan::Addrs(d, pick) => {
-            for ip in pick.clone() {
-                match ip {
-                    IpAddr::V4(v4) => answer.push((qname, d.ttl, A::new(v4)))?,
-                    IpAddr::V6(v6) => answer.push((qname, d.ttl, Aaaa::new(v6)))?,
-                }
-            }
-            Ok(())
+        Plan::Addrs(d, pick) => push_addrs(answer, qname, d.ttl, pick.clone()),
+        Plan::Any(d, v4, v6) => {
+            push_addrs(answer, qname, d.ttl, v4.clone())?;
+            push_addrs(answer, qname, d.ttl, v6.clone())
         }
         _ => Ok(()),
     }
+}
+
+fn push_addrs<T: Composer>(
+    answer: &mut AnswerBuilder<T>,
+    qname: &ParsedName<&[u8]>,
+    ttl: u32,
+    pick: Pick<'_>,
+) -> Result<(), PushError> {
+    for ip in pick {
+        match ip {
+            IpAddr::V4(v4) => answer.push((qname, ttl, A::new(v4)))?,
+            IpAddr::V6(v6) => answer.push((qname, ttl, Aaaa::new(v6)))?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -151,3 +151,51 @@ fn rfc7871_s6_malformed_ecs_is_formerr_and_not_echoed() {
     assert_eq!(m.header().rcode(), Rcode::NOERROR);
     assert_eq!(options(&m, 8), vec![ecs_body(1, 22, &[198, 51, 100])]);
 }
+
+// ------------------------------------------------------- RFC 8482 ANY
+
+#[test]
+fn rfc8482_s4_any_returns_the_routed_addresses_never_empty_noerror() {
+    let m = ask(&query("app.example.com.", Rtype::ANY, None));
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert!(m.header().aa());
+    // Round-robin answers every address of each family.
+    assert_eq!(answers(&m), vec!["10.0.0.1", "10.0.0.2", "2001:db8::2"]);
+    let m = ask(&query("fo.example.com.", Rtype::ANY, None));
+    assert_eq!(answers(&m), vec!["10.0.0.5"]);
+    let m = ask(&query("v6.example.com.", Rtype::ANY, None));
+    assert_eq!(answers(&m), vec!["2001:db8::1"]);
+    // The apex has a domain here: its address.
+    let m = ask(&query("example.com.", Rtype::ANY, None));
+    assert_eq!(answers(&m), vec!["10.9.9.9"]);
+    // Nothing healthy: SERVFAIL, as for A.
+    let m = ask(&query("down.example.com.", Rtype::ANY, None));
+    assert_eq!(m.header().rcode(), Rcode::SERVFAIL);
+    // No data at an empty non-terminal stays NODATA; unknown names NXDOMAIN.
+    let m = ask(&query("nope.example.com.", Rtype::ANY, None));
+    assert_eq!(m.header().rcode(), Rcode::NXDOMAIN);
+}
+
+#[test]
+fn rfc8482_s4_any_at_a_bare_apex_returns_its_soa() {
+    let stats = DnsStats::new();
+    let spec = crate::dns::table::TableSpec {
+        zones: vec![crate::dns::table::ZoneSpec {
+            apex: "zone.test".into(),
+            soa: crate::config::SoaConfig::default(),
+            nameservers: vec![],
+        }],
+        ..Default::default()
+    };
+    let t = DnsTable::build(&spec, &stats);
+    let mut r = Responder::new(1232);
+    let q = query("zone.test.", Rtype::ANY, None);
+    let out = r
+        .respond(&q, ip("192.0.2.1"), Transport::Udp, &t, &stats)
+        .unwrap();
+    let m = Message::from_octets(out.to_vec()).unwrap();
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    let a = answers(&m);
+    assert_eq!(a.len(), 1);
+    assert!(a[0].starts_with("ns1.zone.test. hostmaster.zone.test."), "{a:?}");
+}
