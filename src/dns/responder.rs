@@ -21,7 +21,7 @@
 //!   AAAA the routing chose (RFC 8482 §4.2), or the SOA at a bare apex;
 //!   every other qtype at a name we serve is NODATA.
 
-use super::edns::{Edns, OptOut};
+use super::edns::{Ede, Edns, OptOut};
 use super::query::{self, Parsed, Q};
 use super::routing::Pick;
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
@@ -48,7 +48,8 @@ pub enum Transport {
 
 /// What goes into the answer.
 enum Plan<'t> {
-    Refused,
+    /// With the Extended DNS Error saying why (RFC 8914).
+    Refused(Ede),
     ServFail,
     NxDomain(&'t Zone),
     NoData(&'t Zone),
@@ -67,7 +68,7 @@ enum Plan<'t> {
 impl Plan<'_> {
     fn rcode(&self) -> Rcode {
         match self {
-            Plan::Refused => Rcode::REFUSED,
+            Plan::Refused(_) => Rcode::REFUSED,
             Plan::ServFail => Rcode::SERVFAIL,
             Plan::NxDomain(_) => Rcode::NXDOMAIN,
             Plan::Error(r) => *r,
@@ -78,13 +79,13 @@ impl Plan<'_> {
     fn authoritative(&self) -> bool {
         !matches!(
             self,
-            Plan::Refused | Plan::ServFail | Plan::BadVers | Plan::Error(_) | Plan::Probe
+            Plan::Refused(_) | Plan::ServFail | Plan::BadVers | Plan::Error(_) | Plan::Probe
         )
     }
 
     fn label(&self) -> RcodeLabel {
         match self {
-            Plan::Refused => RcodeLabel::Refused,
+            Plan::Refused(_) => RcodeLabel::Refused,
             Plan::ServFail => RcodeLabel::ServFail,
             Plan::NxDomain(_) => RcodeLabel::NxDomain,
             Plan::BadVers => RcodeLabel::BadVers,
@@ -175,7 +176,12 @@ impl Responder {
             rcode,
             ecs: edns.ecs,
             cookie: None,
-            ede: None,
+            // RFC 8914: say why, so an operator sees it in `dig`.
+            ede: match plan {
+                Plan::Refused(e) => Some(*e),
+                Plan::ServFail => Some(Ede::NO_HEALTHY),
+                _ => None,
+            },
         }
     }
 }
@@ -184,10 +190,10 @@ impl Responder {
 fn plan<'t>(question: &Q<'_>, table: &'t DnsTable) -> Plan<'t> {
     let qtype = question.qtype();
     if question.qclass() != Class::IN || qtype == Rtype::AXFR || qtype == Rtype::IXFR {
-        return Plan::Refused;
+        return Plan::Refused(Ede::NOT_SUPPORTED);
     }
     let Some(wire) = WireName::from_labels(question.qname().iter()) else {
-        return Plan::Refused;
+        return Plan::Refused(Ede::NOT_AUTHORITATIVE);
     };
     let Lookup::Found {
         zone,
@@ -195,7 +201,7 @@ fn plan<'t>(question: &Q<'_>, table: &'t DnsTable) -> Plan<'t> {
         node,
     } = table.lookup(wire.as_slice())
     else {
-        return Plan::Refused;
+        return Plan::Refused(Ede::NOT_AUTHORITATIVE);
     };
     if at_apex && qtype == Rtype::SOA {
         return Plan::Soa(zone);

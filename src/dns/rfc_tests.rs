@@ -199,3 +199,32 @@ fn rfc8482_s4_any_at_a_bare_apex_returns_its_soa() {
     assert_eq!(a.len(), 1);
     assert!(a[0].starts_with("ns1.zone.test. hostmaster.zone.test."), "{a:?}");
 }
+
+// ------------------------------------------------------- RFC 8914 EDE
+
+fn ede(m: &Message<Vec<u8>>) -> Option<(u16, String)> {
+    let all = options(m, 15);
+    let body = all.first()?;
+    let code = u16::from_be_bytes([body[0], body[1]]);
+    Some((code, String::from_utf8(body[2..].to_vec()).unwrap()))
+}
+
+#[test]
+fn rfc8914_ede_on_servfail_and_refused_with_opt_only() {
+    let m = ask(&query("down.example.com.", Rtype::A, Some((1232, 0))));
+    assert_eq!(m.header().rcode(), Rcode::SERVFAIL);
+    let (code, text) = ede(&m).expect("EDE on SERVFAIL");
+    assert_eq!(code, 0, "Other, with text");
+    assert!(text.contains("no healthy backend"), "{text}");
+    let m = ask(&query("example.org.", Rtype::A, Some((1232, 0))));
+    assert_eq!(m.header().rcode(), Rcode::REFUSED);
+    assert_eq!(ede(&m).unwrap().0, 20, "Not Authoritative");
+    let m = ask(&query("example.com.", Rtype::AXFR, Some((1232, 0))));
+    assert_eq!(m.header().rcode(), Rcode::REFUSED);
+    assert_eq!(ede(&m).unwrap().0, 21, "Not Supported");
+    // Success carries none; a query without OPT gets no OPT at all.
+    let m = ask(&query("app.example.com.", Rtype::A, Some((1232, 0))));
+    assert!(ede(&m).is_none());
+    let m = ask(&query("down.example.com.", Rtype::A, None));
+    assert!(m.opt().is_none());
+}
