@@ -91,6 +91,7 @@ fn dns_table() -> &'static (DnsTable, DnsStats) {
                 },
             ],
             serial: 1,
+            ..Default::default()
         };
         (DnsTable::build(&spec, &stats), stats)
     })

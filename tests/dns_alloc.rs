@@ -124,6 +124,7 @@ fn answered_udp_queries_do_not_allocate() {
             down,
         ],
         serial: 1,
+        ..Default::default()
     };
     let table = DnsTable::build(&spec, &stats);
     let names = [

@@ -31,6 +31,7 @@ fn corpus_replays_without_panic_and_answers_seeds() {
             last_healthy: None,
         }],
         serial: 1,
+        ..Default::default()
     };
     let table = DnsTable::build(&spec, &stats);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dns_query");

@@ -39,6 +39,7 @@ fn spec(addrs: &[&str]) -> TableSpec {
             big(),
         ],
         serial: 1,
+        ..Default::default()
     }
 }
 

@@ -6,6 +6,7 @@
 //! poll loops, `stats` keeps the counters.
 
 mod edns;
+pub mod nameservers;
 mod query;
 pub mod responder;
 pub mod routing;
@@ -18,5 +19,6 @@ mod udp_batch;
 
 pub use responder::{Responder, Transport};
 pub use server::{DnsServer, ServerConfig, parse_listen, start};
+pub use nameservers::{HostSpec, NameServerSpec};
 pub use stats::DnsStats;
 pub use table::{DnsTable, DomainSpec, TableSpec, Target, ZoneSpec};

@@ -25,7 +25,7 @@ use super::edns::{Ede, Edns, OptOut};
 use super::query::{self, Parsed, Q};
 use super::routing::Pick;
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
-use super::table::{DnsTable, DomainEntry, Lookup, Node, Serving, WireName, Zone};
+use super::table::{DnsTable, DomainEntry, HostEntry, Lookup, Node, Serving, WireName, Zone};
 use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
 use domain::base::message_builder::{AnswerBuilder, PushError, StaticCompressor};
 use domain::base::name::ParsedName;
@@ -58,6 +58,8 @@ enum Plan<'t> {
     Addrs(&'t DomainEntry, Pick<'t>),
     /// RFC 8482 §4.2: ANY answered with the A and AAAA the routing chose.
     Any(&'t DomainEntry, Pick<'t>, Pick<'t>),
+    /// An in-zone NS name: its addresses of the asked family (all for ANY).
+    Host(&'t HostEntry, Rtype),
     BadVers,
     /// FORMERR or NOTIMP.
     Error(Rcode),
@@ -235,11 +237,26 @@ fn plan<'t>(question: &Q<'_>, table: &'t DnsTable) -> Plan<'t> {
                 (false, false) => Plan::Addrs(d, d.v6.pick()),
             }
         }
+        Some(Node::Host(h)) if qtype == Rtype::A || qtype == Rtype::AAAA || qtype == Rtype::ANY => {
+            if h.addrs.iter().any(|a| family_matches(*a, qtype)) {
+                Plan::Host(h, qtype)
+            } else {
+                Plan::NoData(zone)
+            }
+        }
         // RFC 8482 §4.2: ANY at an apex without addresses gets its SOA.
         None if at_apex && qtype == Rtype::ANY => Plan::Soa(zone),
         Some(_) => Plan::NoData(zone),
         None if at_apex => Plan::NoData(zone),
         None => Plan::NxDomain(zone),
+    }
+}
+
+fn family_matches(a: IpAddr, qtype: Rtype) -> bool {
+    match qtype {
+        Rtype::A => a.is_ipv4(),
+        Rtype::AAAA => a.is_ipv6(),
+        _ => true,
     }
 }
 
@@ -306,6 +323,19 @@ fn compose(
         }
     }
     let mut additional = authority.additional();
+    if let (Plan::Ns(z), false) = (plan, truncated) {
+        // Glue for in-zone NS names; optional data, so what does not fit
+        // is left out rather than truncating the answer.
+        for (name, ip) in &z.glue {
+            let pushed = match ip {
+                IpAddr::V4(v4) => additional.push((name, z.soa_ttl, A::new(*v4))),
+                IpAddr::V6(v6) => additional.push((name, z.soa_ttl, Aaaa::new(*v6))),
+            };
+            if pushed.is_err() {
+                break;
+            }
+        }
+    }
     additional.set_push_limit(limit + 1);
     if let Some(o) = opt {
         let _ = o.push(&mut additional);
@@ -334,6 +364,15 @@ fn push_answer<T: Composer>(
         Plan::Any(d, v4, v6) => {
             push_addrs(answer, qname, d.ttl, v4.clone())?;
             push_addrs(answer, qname, d.ttl, v6.clone())
+        }
+        Plan::Host(h, qtype) => {
+            for ip in h.addrs.iter().filter(|a| family_matches(**a, *qtype)) {
+                match ip {
+                    IpAddr::V4(v4) => answer.push((qname, h.ttl, A::new(*v4)))?,
+                    IpAddr::V6(v6) => answer.push((qname, h.ttl, Aaaa::new(*v6)))?,
+                }
+            }
+            Ok(())
         }
         _ => Ok(()),
     }

@@ -77,6 +77,10 @@ pub(crate) fn table(stats: &DnsStats) -> DnsTable {
             last,
         ],
         serial: 2026,
+        nameservers: crate::dns::NameServerSpec {
+            hosts: vec![],
+            self_addrs: vec![ip("192.0.2.53"), ip("2001:db8::53")],
+        },
     };
     DnsTable::build(&spec, stats)
 }

@@ -228,3 +228,94 @@ fn rfc8914_ede_on_servfail_and_refused_with_opt_only() {
     let m = ask(&query("down.example.com.", Rtype::A, None));
     assert!(m.opt().is_none());
 }
+
+// --------------------------------------- apex NS names and their glue
+
+#[test]
+fn rfc1034_ns_names_in_zone_resolve_and_ns_answers_carry_glue() {
+    // ns1.example.com is in the zone and gets this node's addresses;
+    // ns2.example.net is someone else's.
+    let m = ask(&query("ns1.example.com.", Rtype::A, None));
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert!(m.header().aa());
+    assert_eq!(answers(&m), vec!["192.0.2.53"]);
+    let m = ask(&query("NS1.example.com.", Rtype::AAAA, None));
+    assert_eq!(answers(&m), vec!["2001:db8::53"]);
+    let m = ask(&query("ns1.example.com.", Rtype::TXT, None));
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert_eq!(m.header_counts().nscount(), 1, "NODATA with SOA");
+    let m = ask(&query("ns2.example.com.", Rtype::A, None));
+    assert_eq!(m.header().rcode(), Rcode::NXDOMAIN);
+    let m = ask(&query("example.com.", Rtype::NS, Some((1232, 0))));
+    assert_eq!(answers(&m), vec!["ns1.example.com.", "ns2.example.net."]);
+    let glue: Vec<String> = m
+        .additional()
+        .unwrap()
+        .limit_to::<AllRecordData<_, _>>()
+        .map(|r| r.unwrap())
+        .filter(|r| r.rtype() != Rtype::OPT)
+        .map(|r| format!("{} {}", r.owner(), r.data()))
+        .collect();
+    assert_eq!(
+        glue,
+        vec!["ns1.example.com 192.0.2.53", "ns1.example.com 2001:db8::53"]
+    );
+    assert!(m.opt().is_some(), "OPT after the glue");
+}
+
+#[test]
+fn default_ns_of_a_zone_resolves_and_configured_addresses_win() {
+    use crate::dns::nameservers::{HostSpec, NameServerSpec};
+    use crate::dns::table::{DomainSpec, TableSpec, ZoneSpec};
+    let stats = DnsStats::new();
+    let spec = TableSpec {
+        zones: vec![
+            ZoneSpec {
+                apex: "a.test".into(),
+                soa: crate::config::SoaConfig::default(),
+                nameservers: vec![],
+            },
+            ZoneSpec {
+                apex: "b.test".into(),
+                soa: crate::config::SoaConfig::default(),
+                nameservers: vec!["dns.b.test".into(), "x.dns.b.test".into()],
+            },
+        ],
+        domains: vec![DomainSpec {
+            name: "lonely.test".into(),
+            ttl: 5,
+            algorithm: crate::config::RoutingAlgorithm::Failover,
+            max_records: None,
+            targets: vec![],
+            last_healthy: None,
+        }],
+        serial: 1,
+        nameservers: NameServerSpec {
+            hosts: vec![HostSpec {
+                name: "x.dns.b.test".into(),
+                addrs: vec![ip("198.51.100.7")],
+            }],
+            self_addrs: vec![ip("192.0.2.1")],
+        },
+    };
+    let t = DnsTable::build(&spec, &stats);
+    let mut r = Responder::new(1232);
+    let mut get = |name: &str, qtype: Rtype| {
+        let q = query(name, qtype, None);
+        let out = r
+            .respond(&q, ip("192.0.2.9"), Transport::Udp, &t, &stats)
+            .unwrap();
+        Message::from_octets(out.to_vec()).unwrap()
+    };
+    // Today's NXDOMAIN: the default ns1.<zone> now resolves.
+    assert_eq!(answers(&get("ns1.a.test.", Rtype::A)), vec!["192.0.2.1"]);
+    // A domain under no zone is its own apex, with its own ns1.
+    assert_eq!(answers(&get("ns1.lonely.test.", Rtype::A)), vec!["192.0.2.1"]);
+    assert_eq!(answers(&get("dns.b.test.", Rtype::A)), vec!["192.0.2.1"]);
+    assert_eq!(answers(&get("x.dns.b.test.", Rtype::A)), vec!["198.51.100.7"]);
+    // The first configured NS is the SOA MNAME.
+    let soa = answers(&get("b.test.", Rtype::SOA));
+    assert!(soa[0].starts_with("dns.b.test. "), "{soa:?}");
+    let m = get("b.test.", Rtype::NS);
+    assert_eq!(m.header_counts().arcount(), 2);
+}
