@@ -5,11 +5,13 @@
 //! into one answer without I/O or allocation, `server` runs the UDP and TCP
 //! poll loops, `stats` keeps the counters.
 
+mod cookies;
 mod edns;
 pub mod nameservers;
 mod query;
 pub mod responder;
 pub mod routing;
+pub mod rrl;
 pub mod server;
 mod siphash;
 pub mod stats;

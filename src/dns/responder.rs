@@ -21,9 +21,11 @@
 //!   AAAA the routing chose (RFC 8482 §4.2), or the SOA at a bare apex;
 //!   every other qtype at a name we serve is NODATA.
 
+use super::cookies::Verdict;
 use super::edns::{Ede, Edns, OptOut};
 use super::query::{self, Parsed, Q};
 use super::routing::Pick;
+use super::rrl::Class as RrlClass;
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
 use super::table::{DnsTable, DomainEntry, HostEntry, Lookup, Node, Serving, WireName, Zone};
 use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
@@ -32,6 +34,7 @@ use domain::base::name::ParsedName;
 use domain::base::wire::Composer;
 use domain::base::{Header, MessageBuilder};
 use domain::rdata::{A, Aaaa, Ns};
+use crate::clock::Now;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
@@ -65,6 +68,9 @@ enum Plan<'t> {
     Error(Rcode),
     /// RFC 7873 §5.4 cookie probe: NOERROR, no question, no records.
     Probe,
+    /// RFC 7873 §5.2.3: a client that sent a cookie, answered with only a
+    /// fresh server cookie (rate limited, or a probe with a bad cookie).
+    BadCookie,
 }
 
 impl Plan<'_> {
@@ -74,14 +80,32 @@ impl Plan<'_> {
             Plan::ServFail => Rcode::SERVFAIL,
             Plan::NxDomain(_) => Rcode::NXDOMAIN,
             Plan::Error(r) => *r,
+            Plan::BadCookie => OptRcode::BADCOOKIE.rcode(),
             _ => Rcode::NOERROR,
+        }
+    }
+
+    /// The rate-limiting class (rrl.rs).
+    fn class(&self) -> RrlClass {
+        match self {
+            Plan::Soa(_) | Plan::Ns(_) | Plan::Addrs(..) | Plan::Any(..) | Plan::Host(..) => {
+                RrlClass::Answer
+            }
+            Plan::NoData(_) => RrlClass::NoData,
+            Plan::NxDomain(_) => RrlClass::NxDomain,
+            _ => RrlClass::Error,
         }
     }
 
     fn authoritative(&self) -> bool {
         !matches!(
             self,
-            Plan::Refused(_) | Plan::ServFail | Plan::BadVers | Plan::Error(_) | Plan::Probe
+            Plan::Refused(_)
+                | Plan::ServFail
+                | Plan::BadVers
+                | Plan::Error(_)
+                | Plan::Probe
+                | Plan::BadCookie
         )
     }
 
@@ -91,6 +115,7 @@ impl Plan<'_> {
             Plan::ServFail => RcodeLabel::ServFail,
             Plan::NxDomain(_) => RcodeLabel::NxDomain,
             Plan::BadVers => RcodeLabel::BadVers,
+            Plan::BadCookie => RcodeLabel::BadCookie,
             Plan::Error(r) if *r == Rcode::NOTIMP => RcodeLabel::NotImp,
             Plan::Error(_) => RcodeLabel::FormErr,
             _ => RcodeLabel::NoError,
@@ -101,6 +126,10 @@ impl Plan<'_> {
 pub struct Responder {
     buf: Vec<u8>,
     max_udp_size: u16,
+    /// Set by the I/O loop once per turn: cookie timestamps and RRL.
+    now: Now,
+    /// Rate-limited responses so far, to slip every `slip`-th.
+    limited: u32,
 }
 
 impl Responder {
@@ -109,15 +138,22 @@ impl Responder {
         Responder {
             buf: Vec::with_capacity(TCP_MAX + 1),
             max_udp_size: max_udp_size.max(PLAIN_UDP_MAX as u16),
+            now: Now::at(0, 0),
+            limited: 0,
         }
     }
 
+    /// The time of the current loop turn (protocol code reads no clock).
+    pub fn set_now(&mut self, now: Now) {
+        self.now = now;
+    }
+
     /// The answer to `query`, or None when it must be dropped. `client` is
-    /// the source address (kept for routing policies that use it).
+    /// the source address (cookies, rate limiting).
     pub fn respond(
         &mut self,
         query: &[u8],
-        _client: IpAddr,
+        client: IpAddr,
         transport: Transport,
         table: &DnsTable,
         stats: &DnsStats,
@@ -142,6 +178,41 @@ impl Responder {
                 (h, Some(q), e, plan)
             }
         };
+        let (mut plan, mut slip) = (plan, false);
+        // RFC 7873: check the client's cookie and make ours.
+        let wall = u32::try_from(self.now.wall_secs()).unwrap_or(u32::MAX);
+        let cookie = edns
+            .and_then(|e| e.cookie)
+            .map(|c| (c.server_len > 0, stats.cookies.answer(&c, client, wall)));
+        if let (Plan::Probe, Some((true, (Verdict::Unproven, _)))) = (&plan, cookie) {
+            plan = Plan::BadCookie;
+        }
+        let proven = matches!(cookie, Some((_, (Verdict::Valid, _))));
+        if let (Transport::Udp, Some(rl), false) = (transport, &table.rate_limit, proven) {
+            let wire = question.as_ref().and_then(|q| WireName::from_labels(q.qname().iter()));
+            let name = match (&plan, &wire) {
+                (Plan::NxDomain(z), _) => z.apex.as_slice(),
+                (_, Some(w)) => w.as_slice(),
+                (_, None) => &[],
+            };
+            if stats
+                .rrl
+                .limited(rl, plan.class(), name, client, self.now.mono.ms())
+            {
+                self.limited = self.limited.wrapping_add(1);
+                if rl.slip == 0 || !self.limited.is_multiple_of(rl.slip) {
+                    stats.rrl.count_dropped();
+                    return None;
+                }
+                stats.rrl.count_slipped();
+                // A cookie client learns the cookie that exempts it.
+                if cookie.is_some() {
+                    plan = Plan::BadCookie;
+                } else {
+                    slip = true;
+                }
+            }
+        }
         let limit = match (transport, edns) {
             (Transport::Tcp, _) => TCP_MAX,
             (Transport::Udp, None) => PLAIN_UDP_MAX,
@@ -149,11 +220,24 @@ impl Responder {
                 usize::from(e.udp_size.clamp(PLAIN_UDP_MAX as u16, self.max_udp_size))
             }
         };
-        let opt = edns.map(|e| self.opt_out(&e, &plan));
+        let mut opt = edns.map(|e| self.opt_out(&e, &plan));
+        if let (Some(o), Some((_, (_, c)))) = (opt.as_mut(), cookie) {
+            o.cookie = Some(c);
+        }
         let buf = std::mem::take(&mut self.buf);
-        let (buf, outcome) = compose(buf, header, question.as_ref(), opt.as_ref(), &plan, limit);
+        let (buf, outcome) = compose(
+            buf,
+            header,
+            question.as_ref(),
+            opt.as_ref(),
+            &plan,
+            limit,
+            slip,
+        );
         self.buf = buf;
-        if outcome.truncated {
+        if slip {
+            // Counted as slipped above, not as "did not fit".
+        } else if outcome.truncated {
             stats.count_truncated();
         } else if let Plan::Addrs(d, _) | Plan::Any(d, _, _) = &plan {
             d.counters.answers.fetch_add(1, Ordering::Relaxed);
@@ -170,6 +254,7 @@ impl Responder {
     fn opt_out(&self, edns: &Edns, plan: &Plan<'_>) -> OptOut {
         let rcode = match plan {
             Plan::BadVers => OptRcode::BADVERS,
+            Plan::BadCookie => OptRcode::BADCOOKIE,
             p => OptRcode::from_rcode(p.rcode()),
         };
         OptOut {
@@ -282,6 +367,7 @@ fn compose(
     opt: Option<&OptOut>,
     plan: &Plan<'_>,
     limit: usize,
+    slip: bool,
 ) -> (Vec<u8>, Outcome) {
     let mut builder = match MessageBuilder::from_target(StaticCompressor::new(buf)) {
         Ok(b) => b,
@@ -293,7 +379,8 @@ fn compose(
     let opt_len = opt.map_or(0, OptOut::wire_len);
     // domain refuses a push that reaches the limit, hence the +1.
     builder.set_push_limit(limit.saturating_sub(opt_len) + 1);
-    let mut truncated = false;
+    // A rate-limit slip: the question and TC=1, so the client asks by TCP.
+    let mut truncated = slip;
     let mut q = builder.question();
     if let Some(question) = question
         && q.push(question).is_err()

@@ -31,6 +31,10 @@ fn dom(name: &str, alg: RoutingAlgorithm, targets: &[&str]) -> DomainSpec {
 }
 
 pub(crate) fn table(stats: &DnsStats) -> DnsTable {
+    DnsTable::build(&spec(), stats)
+}
+
+pub(crate) fn spec() -> TableSpec {
     let mut v6only = dom(
         "v6.example.com",
         RoutingAlgorithm::RoundRobin,
@@ -44,7 +48,7 @@ pub(crate) fn table(stats: &DnsStats) -> DnsTable {
     }]);
     let many: Vec<String> = (1..=100).map(|i| format!("10.1.0.{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    let spec = TableSpec {
+    TableSpec {
         zones: vec![ZoneSpec {
             apex: "example.com".into(),
             soa: SoaConfig {
@@ -81,8 +85,8 @@ pub(crate) fn table(stats: &DnsStats) -> DnsTable {
             hosts: vec![],
             self_addrs: vec![ip("192.0.2.53"), ip("2001:db8::53")],
         },
-    };
-    DnsTable::build(&spec, stats)
+        rate_limit: None,
+    }
 }
 
 pub(crate) fn query(name: &str, qtype: Rtype, edns: Option<(u16, u8)>) -> Vec<u8> {

@@ -2,7 +2,7 @@
 //! names, EDE, cookies, RRL). The shared table and query helpers live in
 //! responder_tests.rs; each test names the clause it checks.
 
-use super::tests::{query, table};
+use super::tests::{query, spec, table};
 use super::*;
 use domain::base::iana::OptionCode;
 use domain::base::opt::UnknownOptData;
@@ -297,6 +297,7 @@ fn default_ns_of_a_zone_resolves_and_configured_addresses_win() {
             }],
             self_addrs: vec![ip("192.0.2.1")],
         },
+        rate_limit: None,
     };
     let t = DnsTable::build(&spec, &stats);
     let mut r = Responder::new(1232);
@@ -318,4 +319,173 @@ fn default_ns_of_a_zone_resolves_and_configured_addresses_win() {
     assert!(soa[0].starts_with("dns.b.test. "), "{soa:?}");
     let m = get("b.test.", Rtype::NS);
     assert_eq!(m.header_counts().arcount(), 2);
+}
+
+// ---------------------------------------------- RFC 7873 DNS cookies
+
+/// One server: table, shared state and a responder at a fixed time.
+struct Server {
+    stats: DnsStats,
+    table: DnsTable,
+    r: Responder,
+}
+
+impl Server {
+    fn new(rate_limit: Option<crate::dns::rrl::RateLimit>) -> Server {
+        let stats = DnsStats::new();
+        let mut s = spec();
+        s.rate_limit = rate_limit;
+        let table = DnsTable::build(&s, &stats);
+        let mut r = Responder::new(1232);
+        r.set_now(crate::clock::Now::at(10_000, 1_700_000_000_000));
+        Server { stats, table, r }
+    }
+
+    fn ask(&mut self, q: &[u8], from: &str, transport: Transport) -> Option<Message<Vec<u8>>> {
+        self.r
+            .respond(q, ip(from), transport, &self.table, &self.stats)
+            .map(|out| Message::from_octets(out.to_vec()).unwrap())
+    }
+}
+
+const CLIENT: [u8; 8] = [0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8];
+
+fn cookie_of(m: &Message<Vec<u8>>) -> Vec<u8> {
+    options(m, 10).into_iter().next().expect("COOKIE in answer")
+}
+
+#[test]
+fn rfc7873_s5_2_3_client_cookie_gets_server_cookie_then_it_is_echoed() {
+    let mut s = Server::new(None);
+    let m = s
+        .ask(&query_opts("app.example.com.", Rtype::A, &[(10, &CLIENT)]), "192.0.2.5", Transport::Udp)
+        .unwrap();
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert_eq!(answers(&m).len(), 2, "answered normally");
+    let full = cookie_of(&m);
+    assert_eq!(full.len(), 24);
+    assert_eq!(&full[..8], &CLIENT);
+    assert_eq!(full[8], 1, "RFC 9018 version 1");
+    // RFC 7873 §5.2.4: the cookie comes back and is accepted as is.
+    let m = s
+        .ask(&query_opts("app.example.com.", Rtype::A, &[(10, &full)]), "192.0.2.5", Transport::Udp)
+        .unwrap();
+    assert_eq!(cookie_of(&m), full);
+    // From another address the cookie is not ours: a fresh one.
+    let m = s
+        .ask(&query_opts("app.example.com.", Rtype::A, &[(10, &full)]), "192.0.2.6", Transport::Udp)
+        .unwrap();
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert_ne!(cookie_of(&m), full);
+}
+
+#[test]
+fn rfc7873_s5_2_2_malformed_cookie_is_formerr_with_opt() {
+    let mut s = Server::new(None);
+    let m = s
+        .ask(&query_opts("app.example.com.", Rtype::A, &[(10, &[1; 12])]), "192.0.2.5", Transport::Udp)
+        .unwrap();
+    assert_eq!(m.header().rcode(), Rcode::FORMERR);
+    assert!(options(&m, 10).is_empty(), "malformed cookie not echoed");
+}
+
+#[test]
+fn rfc7873_s5_4_probe_gets_cookie_and_bad_server_cookie_gets_badcookie() {
+    let mut s = Server::new(None);
+    let probe = |c: &[u8]| {
+        let mut q = query_opts("app.example.com.", Rtype::A, &[(10, c)]);
+        q.drain(12..12 + 21);
+        q[5] = 0;
+        q
+    };
+    let m = s.ask(&probe(&CLIENT), "192.0.2.5", Transport::Udp).unwrap();
+    assert_eq!(m.opt_rcode(), OptRcode::NOERROR);
+    let good = cookie_of(&m);
+    let m = s.ask(&probe(&good), "192.0.2.5", Transport::Udp).unwrap();
+    assert_eq!(m.opt_rcode(), OptRcode::NOERROR);
+    let mut bad = good.clone();
+    bad[23] ^= 0xff;
+    let m = s.ask(&probe(&bad), "192.0.2.5", Transport::Udp).unwrap();
+    assert_eq!(m.opt_rcode(), OptRcode::BADCOOKIE);
+    assert_eq!(cookie_of(&m), good, "the fresh cookie to retry with");
+    assert_eq!(s.stats.queries(QtypeLabel::Other, RcodeLabel::BadCookie), 1);
+}
+
+// ------------------------------------------- response rate limiting
+
+fn rl(rate: u32, slip: u32) -> Option<crate::dns::rrl::RateLimit> {
+    crate::dns::rrl::RateLimit::from_config(&crate::config::RateLimitConfig {
+        responses_per_second: rate,
+        slip,
+        whitelist: vec!["192.0.2.128/25".into()],
+        ..Default::default()
+    })
+}
+
+/// NSD/Knot RRL: a burst, then every 2nd limited answer slipped (TC=1,
+/// no records), the others dropped; other prefixes and TCP unaffected.
+#[test]
+fn rrl_limits_per_prefix_with_slip_and_counts() {
+    let mut s = Server::new(rl(2, 2));
+    let q = query("app.example.com.", Rtype::A, Some((1232, 0)));
+    let mut answered = 0;
+    let mut slipped = 0;
+    let mut dropped = 0;
+    for _ in 0..10 {
+        match s.ask(&q, "198.51.100.1", Transport::Udp) {
+            None => dropped += 1,
+            Some(m) if m.header().tc() => {
+                assert_eq!(m.header_counts().ancount(), 0);
+                assert_eq!(m.header_counts().qdcount(), 1, "question kept");
+                assert!(m.opt().is_some());
+                slipped += 1;
+            }
+            Some(m) => {
+                assert_eq!(answers(&m).len(), 2);
+                answered += 1;
+            }
+        }
+    }
+    assert_eq!((answered, slipped, dropped), (2, 4, 4));
+    assert_eq!(s.stats.rrl.slipped(), 4);
+    assert_eq!(s.stats.rrl.dropped(), 4);
+    // Same /24 shares the bucket; another prefix, TCP and the whitelist do not.
+    assert!(!matches!(s.ask(&q, "198.51.100.99", Transport::Udp), Some(m) if !m.header().tc()));
+    for from in ["198.51.101.1", "198.51.101.1", "192.0.2.200", "192.0.2.200", "192.0.2.200"] {
+        let m = s.ask(&q, from, Transport::Udp).expect(from);
+        assert!(!m.header().tc(), "{from}");
+    }
+    for _ in 0..5 {
+        let m = s.ask(&q, "198.51.100.1", Transport::Tcp).unwrap();
+        assert_eq!(answers(&m).len(), 2);
+    }
+    let mut w = crate::metrics::TextWriter::new();
+    s.stats.write_metrics(&mut w);
+    let text = w.finish();
+    assert!(text.contains("opengslb_dns_rate_limited_total{action=\"dropped\"} "), "{text}");
+}
+
+/// RFC 7873 §5.2.3 with RRL: a limited cookie client gets BADCOOKIE and a
+/// cookie instead of TC=1; with a valid cookie it is never limited.
+#[test]
+fn rrl_badcookie_for_cookie_clients_and_valid_cookies_exempt() {
+    let mut s = Server::new(rl(1, 1));
+    let first = query_opts("app.example.com.", Rtype::A, &[(10, &CLIENT)]);
+    let m = s.ask(&first, "203.0.113.5", Transport::Udp).unwrap();
+    assert_eq!(answers(&m).len(), 2);
+    let full = cookie_of(&m);
+    let m = s.ask(&first, "203.0.113.5", Transport::Udp).unwrap();
+    assert_eq!(m.opt_rcode(), OptRcode::BADCOOKIE);
+    assert_eq!(m.header_counts().ancount(), 0);
+    assert_eq!(cookie_of(&m).len(), 24);
+    let proven = query_opts("app.example.com.", Rtype::A, &[(10, &full)]);
+    for _ in 0..20 {
+        let m = s.ask(&proven, "203.0.113.5", Transport::Udp).unwrap();
+        assert_eq!(answers(&m).len(), 2);
+    }
+    // Off: never limited.
+    let mut off = Server::new(None);
+    for _ in 0..50 {
+        assert!(off.ask(&first, "203.0.113.5", Transport::Udp).is_some());
+    }
 }

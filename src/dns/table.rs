@@ -16,6 +16,7 @@
 
 use super::nameservers::NameServerSpec;
 use super::routing::Pool;
+use super::rrl::RateLimit;
 use super::stats::{DnsStats, DomainCounters};
 use crate::config::{RoutingAlgorithm, SoaConfig};
 use domain::base::{Name, Serial, Ttl};
@@ -36,6 +37,8 @@ pub struct TableSpec {
     pub serial: u32,
     /// Addresses of the in-zone NS names.
     pub nameservers: NameServerSpec,
+    /// `dns.rate_limit`; None = off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Clone, Debug)]
@@ -154,6 +157,7 @@ type FnvMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fnv>>;
 pub struct DnsTable {
     zones: FnvMap<Zone>,
     nodes: FnvMap<Node>,
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 /// The lowercased, uncompressed wire form of a name in a stack buffer.
@@ -338,6 +342,10 @@ impl DnsTable {
         }
         stats.retain_domains(&|n| names.contains(n));
         table.add_name_servers(&spec.nameservers);
+        if spec.rate_limit.is_some() {
+            stats.rrl.prepare();
+        }
+        table.rate_limit = spec.rate_limit.clone();
         table
     }
 

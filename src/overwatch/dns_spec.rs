@@ -68,6 +68,7 @@ pub fn build(reg: &Registry) -> TableSpec {
         domains,
         serial: crate::timefmt::unix_now() as u32,
         nameservers: NameServerSpec::from_config(&cfg.dns),
+        rate_limit: crate::dns::rrl::RateLimit::from_config(&cfg.dns.rate_limit),
     }
 }
 
