@@ -131,7 +131,10 @@ pub(crate) fn random_key() -> [u8; 16] {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let salt = [0x5a; 16];
-        let a = siphash24(&salt, &[&t.to_le_bytes(), &std::process::id().to_le_bytes()]);
+        let a = siphash24(
+            &salt,
+            &[&t.to_le_bytes(), &std::process::id().to_le_bytes()],
+        );
         let b = siphash24(&salt, &[&a.to_le_bytes(), &t.to_be_bytes()]);
         key[..8].copy_from_slice(&a.to_le_bytes());
         key[8..].copy_from_slice(&b.to_le_bytes());
@@ -179,7 +182,12 @@ mod tests {
     fn rfc9018_appendix_a_vector() {
         let secret: [u8; 16] = hex("e5e973e5a6b2a43f48e7dc849e37bfcf").try_into().unwrap();
         let client: [u8; 8] = hex("2464c4abcf10c957").try_into().unwrap();
-        let out = server_cookie(&secret, &client, "198.51.100.100".parse().unwrap(), 1559731985);
+        let out = server_cookie(
+            &secret,
+            &client,
+            "198.51.100.100".parse().unwrap(),
+            1559731985,
+        );
         assert_eq!(out.to_vec(), hex("010000005cf79f111f8130c3eee29480"));
     }
 
@@ -214,20 +222,38 @@ mod tests {
         let (v, renewed) = jar.answer(&cookie(client, &server), ip, t0 + 2000);
         assert_eq!(v, Verdict::Valid);
         assert_ne!(&renewed[8..], &server[..]);
-        assert_eq!(jar.answer(&cookie(client, &server), ip, t0 + 3601).0, Verdict::Unproven);
+        assert_eq!(
+            jar.answer(&cookie(client, &server), ip, t0 + 3601).0,
+            Verdict::Unproven
+        );
         // IPv4 through a dual-stack socket is the same client.
         let mapped: IpAddr = "::ffff:192.0.2.10".parse().unwrap();
-        assert_eq!(jar.answer(&cookie(client, &server), mapped, t0 + 1).0, Verdict::Valid);
+        assert_eq!(
+            jar.answer(&cookie(client, &server), mapped, t0 + 1).0,
+            Verdict::Valid
+        );
         let other: IpAddr = "192.0.2.11".parse().unwrap();
-        assert_eq!(jar.answer(&cookie(client, &server), other, t0 + 1).0, Verdict::Unproven);
+        assert_eq!(
+            jar.answer(&cookie(client, &server), other, t0 + 1).0,
+            Verdict::Unproven
+        );
         let mut forged = server.clone();
         forged[15] ^= 1;
-        assert_eq!(jar.answer(&cookie(client, &forged), ip, t0 + 1).0, Verdict::Unproven);
+        assert_eq!(
+            jar.answer(&cookie(client, &forged), ip, t0 + 1).0,
+            Verdict::Unproven
+        );
         // Another master (another server) does not accept ours.
         let jar2 = CookieJar::with_master([8; 16]);
-        assert_eq!(jar2.answer(&cookie(client, &server), ip, t0 + 1).0, Verdict::Unproven);
+        assert_eq!(
+            jar2.answer(&cookie(client, &server), ip, t0 + 1).0,
+            Verdict::Unproven
+        );
         // A timestamp from the future beyond five minutes is refused.
         let future = jar.mint(&client, ip, t0 + 600);
-        assert_eq!(jar.answer(&cookie(client, &future), ip, t0).0, Verdict::Unproven);
+        assert_eq!(
+            jar.answer(&cookie(client, &future), ip, t0).0,
+            Verdict::Unproven
+        );
     }
 }

@@ -44,7 +44,9 @@ pub(crate) struct Cookie {
 
 impl Cookie {
     pub fn server_bytes(&self) -> &[u8] {
-        self.server.get(..usize::from(self.server_len)).unwrap_or(&[])
+        self.server
+            .get(..usize::from(self.server_len))
+            .unwrap_or(&[])
     }
 }
 

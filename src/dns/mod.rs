@@ -19,8 +19,8 @@ pub mod table;
 mod tcp;
 mod udp_batch;
 
+pub use nameservers::{HostSpec, NameServerSpec};
 pub use responder::{Responder, Transport};
 pub use server::{DnsServer, ServerConfig, parse_listen, start};
-pub use nameservers::{HostSpec, NameServerSpec};
 pub use stats::DnsStats;
 pub use table::{DnsTable, DomainSpec, TableSpec, Target, ZoneSpec};

@@ -29,7 +29,10 @@ pub(crate) enum Parsed<'a> {
     },
     /// RFC 7873 §5.4: no question, an OPT with a COOKIE: answer with a
     /// server cookie.
-    CookieProbe { header: Header, edns: Edns },
+    CookieProbe {
+        header: Header,
+        edns: Edns,
+    },
     Query(Header, Q<'a>, Option<Edns>),
 }
 

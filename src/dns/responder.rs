@@ -28,13 +28,13 @@ use super::routing::Pick;
 use super::rrl::Class as RrlClass;
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
 use super::table::{DnsTable, DomainEntry, HostEntry, Lookup, Node, Serving, WireName, Zone};
+use crate::clock::Now;
 use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
 use domain::base::message_builder::{AnswerBuilder, PushError, StaticCompressor};
 use domain::base::name::ParsedName;
 use domain::base::wire::Composer;
 use domain::base::{Header, MessageBuilder};
 use domain::rdata::{A, Aaaa, Ns};
-use crate::clock::Now;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
@@ -189,7 +189,9 @@ impl Responder {
         }
         let proven = matches!(cookie, Some((_, (Verdict::Valid, _))));
         if let (Transport::Udp, Some(rl), false) = (transport, &table.rate_limit, proven) {
-            let wire = question.as_ref().and_then(|q| WireName::from_labels(q.qname().iter()));
+            let wire = question
+                .as_ref()
+                .and_then(|q| WireName::from_labels(q.qname().iter()));
             let name = match (&plan, &wire) {
                 (Plan::NxDomain(z), _) => z.apex.as_slice(),
                 (_, Some(w)) => w.as_slice(),

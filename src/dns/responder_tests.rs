@@ -3,9 +3,9 @@
 use super::*;
 use crate::config::{RoutingAlgorithm, SoaConfig};
 use crate::dns::table::{DomainSpec, TableSpec, Target as T, ZoneSpec};
-use domain::base::{Message, Name};
 use domain::base::iana::Rtype;
 use domain::base::opt::{AllOptData, ClientSubnet};
+use domain::base::{Message, Name};
 use domain::rdata::AllRecordData;
 use std::str::FromStr;
 

@@ -6,8 +6,8 @@ use super::tests::{query, spec, table};
 use super::*;
 use domain::base::iana::OptionCode;
 use domain::base::opt::UnknownOptData;
-use domain::dep::octseq::OctetsBuilder;
 use domain::base::{Message, MessageBuilder, Name};
+use domain::dep::octseq::OctetsBuilder;
 use domain::rdata::AllRecordData;
 use std::str::FromStr;
 
@@ -85,7 +85,10 @@ fn rfc6891_s7_formerr_for_malformed_option_carries_opt() {
     assert_eq!(m.header().id(), 0x4242);
     assert!(m.opt().is_some(), "FORMERR to an OPT query must carry OPT");
     assert_eq!(m.opt_rcode(), OptRcode::FORMERR);
-    assert_eq!(m.sole_question().unwrap().qname().to_string(), "app.example.com");
+    assert_eq!(
+        m.sole_question().unwrap().qname().to_string(),
+        "app.example.com"
+    );
 }
 
 #[test]
@@ -118,7 +121,11 @@ fn rfc6891_s6_1_1_notimp_and_two_opts_carry_opt() {
 
 #[test]
 fn rfc7873_s5_4_cookie_probe_gets_opt() {
-    let mut q = query_opts("app.example.com.", Rtype::A, &[(10, &[1, 2, 3, 4, 5, 6, 7, 8])]);
+    let mut q = query_opts(
+        "app.example.com.",
+        Rtype::A,
+        &[(10, &[1, 2, 3, 4, 5, 6, 7, 8])],
+    );
     q.drain(12..12 + 21);
     q[5] = 0;
     let m = ask(&q);
@@ -197,7 +204,10 @@ fn rfc8482_s4_any_at_a_bare_apex_returns_its_soa() {
     assert_eq!(m.header().rcode(), Rcode::NOERROR);
     let a = answers(&m);
     assert_eq!(a.len(), 1);
-    assert!(a[0].starts_with("ns1.zone.test. hostmaster.zone.test."), "{a:?}");
+    assert!(
+        a[0].starts_with("ns1.zone.test. hostmaster.zone.test."),
+        "{a:?}"
+    );
 }
 
 // ------------------------------------------------------- RFC 8914 EDE
@@ -311,9 +321,15 @@ fn default_ns_of_a_zone_resolves_and_configured_addresses_win() {
     // Today's NXDOMAIN: the default ns1.<zone> now resolves.
     assert_eq!(answers(&get("ns1.a.test.", Rtype::A)), vec!["192.0.2.1"]);
     // A domain under no zone is its own apex, with its own ns1.
-    assert_eq!(answers(&get("ns1.lonely.test.", Rtype::A)), vec!["192.0.2.1"]);
+    assert_eq!(
+        answers(&get("ns1.lonely.test.", Rtype::A)),
+        vec!["192.0.2.1"]
+    );
     assert_eq!(answers(&get("dns.b.test.", Rtype::A)), vec!["192.0.2.1"]);
-    assert_eq!(answers(&get("x.dns.b.test.", Rtype::A)), vec!["198.51.100.7"]);
+    assert_eq!(
+        answers(&get("x.dns.b.test.", Rtype::A)),
+        vec!["198.51.100.7"]
+    );
     // The first configured NS is the SOA MNAME.
     let soa = answers(&get("b.test.", Rtype::SOA));
     assert!(soa[0].starts_with("dns.b.test. "), "{soa:?}");
@@ -358,7 +374,11 @@ fn cookie_of(m: &Message<Vec<u8>>) -> Vec<u8> {
 fn rfc7873_s5_2_3_client_cookie_gets_server_cookie_then_it_is_echoed() {
     let mut s = Server::new(None);
     let m = s
-        .ask(&query_opts("app.example.com.", Rtype::A, &[(10, &CLIENT)]), "192.0.2.5", Transport::Udp)
+        .ask(
+            &query_opts("app.example.com.", Rtype::A, &[(10, &CLIENT)]),
+            "192.0.2.5",
+            Transport::Udp,
+        )
         .unwrap();
     assert_eq!(m.header().rcode(), Rcode::NOERROR);
     assert_eq!(answers(&m).len(), 2, "answered normally");
@@ -368,12 +388,20 @@ fn rfc7873_s5_2_3_client_cookie_gets_server_cookie_then_it_is_echoed() {
     assert_eq!(full[8], 1, "RFC 9018 version 1");
     // RFC 7873 §5.2.4: the cookie comes back and is accepted as is.
     let m = s
-        .ask(&query_opts("app.example.com.", Rtype::A, &[(10, &full)]), "192.0.2.5", Transport::Udp)
+        .ask(
+            &query_opts("app.example.com.", Rtype::A, &[(10, &full)]),
+            "192.0.2.5",
+            Transport::Udp,
+        )
         .unwrap();
     assert_eq!(cookie_of(&m), full);
     // From another address the cookie is not ours: a fresh one.
     let m = s
-        .ask(&query_opts("app.example.com.", Rtype::A, &[(10, &full)]), "192.0.2.6", Transport::Udp)
+        .ask(
+            &query_opts("app.example.com.", Rtype::A, &[(10, &full)]),
+            "192.0.2.6",
+            Transport::Udp,
+        )
         .unwrap();
     assert_eq!(m.header().rcode(), Rcode::NOERROR);
     assert_ne!(cookie_of(&m), full);
@@ -383,7 +411,11 @@ fn rfc7873_s5_2_3_client_cookie_gets_server_cookie_then_it_is_echoed() {
 fn rfc7873_s5_2_2_malformed_cookie_is_formerr_with_opt() {
     let mut s = Server::new(None);
     let m = s
-        .ask(&query_opts("app.example.com.", Rtype::A, &[(10, &[1; 12])]), "192.0.2.5", Transport::Udp)
+        .ask(
+            &query_opts("app.example.com.", Rtype::A, &[(10, &[1; 12])]),
+            "192.0.2.5",
+            Transport::Udp,
+        )
         .unwrap();
     assert_eq!(m.header().rcode(), Rcode::FORMERR);
     assert!(options(&m, 10).is_empty(), "malformed cookie not echoed");
@@ -451,7 +483,13 @@ fn rrl_limits_per_prefix_with_slip_and_counts() {
     assert_eq!(s.stats.rrl.dropped(), 4);
     // Same /24 shares the bucket; another prefix, TCP and the whitelist do not.
     assert!(!matches!(s.ask(&q, "198.51.100.99", Transport::Udp), Some(m) if !m.header().tc()));
-    for from in ["198.51.101.1", "198.51.101.1", "192.0.2.200", "192.0.2.200", "192.0.2.200"] {
+    for from in [
+        "198.51.101.1",
+        "198.51.101.1",
+        "192.0.2.200",
+        "192.0.2.200",
+        "192.0.2.200",
+    ] {
         let m = s.ask(&q, from, Transport::Udp).expect(from);
         assert!(!m.header().tc(), "{from}");
     }
@@ -462,7 +500,10 @@ fn rrl_limits_per_prefix_with_slip_and_counts() {
     let mut w = crate::metrics::TextWriter::new();
     s.stats.write_metrics(&mut w);
     let text = w.finish();
-    assert!(text.contains("opengslb_dns_rate_limited_total{action=\"dropped\"} "), "{text}");
+    assert!(
+        text.contains("opengslb_dns_rate_limited_total{action=\"dropped\"} "),
+        "{text}"
+    );
 }
 
 /// RFC 7873 §5.2.3 with RRL: a limited cookie client gets BADCOOKIE and a

@@ -120,7 +120,11 @@ fn prefix(ip: IpAddr, cfg: &RateLimit) -> [u8; 17] {
     };
     for (i, (o, b)) in out.iter_mut().zip(bytes).enumerate() {
         let keep = u32::from(bits).saturating_sub(8 * i as u32).min(8);
-        *o = if keep == 0 { 0 } else { b & (0xffu8 << (8 - keep)) };
+        *o = if keep == 0 {
+            0
+        } else {
+            b & (0xffu8 << (8 - keep))
+        };
     }
     out[16] = family;
     out
@@ -171,7 +175,9 @@ impl RrlState {
                 cap
             } else {
                 let elapsed = now.wrapping_sub(ostamp) & STAMP_MASK;
-                otokens.saturating_add(elapsed.saturating_mul(rate)).min(cap)
+                otokens
+                    .saturating_add(elapsed.saturating_mul(rate))
+                    .min(cap)
             };
             let (over, left) = match tokens.checked_sub(COST) {
                 Some(left) => (false, left),
@@ -276,7 +282,10 @@ mod tests {
             prefix(ip("2001:db8:0:1::1"), &c),
             prefix(ip("2001:db8:0:ff:ffff::1"), &c)
         );
-        assert_ne!(prefix(ip("2001:db8:0:100::1"), &c), prefix(ip("2001:db8::1"), &c));
+        assert_ne!(
+            prefix(ip("2001:db8:0:100::1"), &c),
+            prefix(ip("2001:db8::1"), &c)
+        );
     }
 
     #[test]

@@ -367,8 +367,8 @@ impl DnsTable {
             }
         }
         for (k, name) in &wanted {
-            let enclosing = suffix_starts(k)
-                .find(|&p| k.get(p..).is_some_and(|s| self.zones.contains_key(s)));
+            let enclosing =
+                suffix_starts(k).find(|&p| k.get(p..).is_some_and(|s| self.zones.contains_key(s)));
             let (Some(zone_start), false) = (enclosing, self.nodes.contains_key(k)) else {
                 // Outside our zones, already a host, or a domain name
                 // (which answers with its backends).
