@@ -10,8 +10,7 @@ use domain::base::{Message, MessageBuilder, Name};
 use domain::rdata::AllRecordData;
 use opengslb::config::{RoutingAlgorithm, SoaConfig};
 use opengslb::dns::{
-    self, DnsStats, DnsTable, DomainSpec, NameServerSpec, ServerConfig, TableSpec, Target,
-    ZoneSpec,
+    self, DnsStats, DnsTable, DomainSpec, NameServerSpec, ServerConfig, TableSpec, Target, ZoneSpec,
 };
 use opengslb::snapshot::SnapshotCell;
 use std::net::{SocketAddr, UdpSocket};

@@ -58,8 +58,15 @@ impl SipHasher {
         self.v[0] ^= m;
     }
 
-    pub fn write(&mut self, bytes: &[u8]) {
+    pub fn write(&mut self, mut bytes: &[u8]) {
         self.len = self.len.wrapping_add(bytes.len());
+        // Fast path: whole words while no partial word is pending.
+        if self.ntail == 0 {
+            while let Some((word, rest)) = bytes.split_first_chunk::<8>() {
+                self.block(u64::from_le_bytes(*word));
+                bytes = rest;
+            }
+        }
         for &b in bytes {
             self.tail |= u64::from(b) << (8 * self.ntail);
             self.ntail += 1;
