@@ -530,3 +530,49 @@ fn rrl_badcookie_for_cookie_clients_and_valid_cookies_exempt() {
         assert!(off.ask(&first, "203.0.113.5", Transport::Udp).is_some());
     }
 }
+
+/// Nothing from the network may panic: random mutations of a query with
+/// ECS and a full cookie, against a table with rate limiting on.
+#[test]
+fn never_panics_on_option_mutations() {
+    let mut s = Server::new(rl(3, 2));
+    let mut cookie = CLIENT.to_vec();
+    cookie.extend_from_slice(&[1, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, 9, 9, 9, 9, 9, 9, 9, 9]);
+    let base = query_opts(
+        "app.example.com.",
+        Rtype::A,
+        &[(8, &ecs_body(1, 24, &[198, 51, 100])), (10, &cookie)],
+    );
+    let mut seed: u32 = 99;
+    for i in 0..20000u32 {
+        let mut q = base.clone();
+        for _ in 0..2 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            // Bias towards the OPT record at the end.
+            let span = 48.min(q.len());
+            let at = q.len() - 1 - (seed >> 8) as usize % span;
+            q[at] = (seed >> 20) as u8;
+        }
+        let from = if i % 2 == 0 {
+            "198.51.100.1"
+        } else {
+            "::ffff:198.51.100.2"
+        };
+        let transport = if i % 7 == 0 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        // Still an OPT record where the base query has one?
+        let has_opt = q.get(33..36) == Some(&[0, 0, 41][..]) && q[10..12] == [0, 1];
+        if let Some(m) = s.ask(&q, from, transport)
+            && has_opt
+        {
+            assert!(
+                m.opt().is_some() || m.header().rcode() == Rcode::FORMERR,
+                "{:?} {q:?}",
+                m.header().rcode()
+            );
+        }
+    }
+}
