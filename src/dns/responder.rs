@@ -158,6 +158,8 @@ impl Responder {
         table: &DnsTable,
         stats: &DnsStats,
     ) -> Option<&[u8]> {
+        // The lowercased query name, read once for the lookup and RRL.
+        let mut wire = None;
         let (header, question, edns, plan) = match query::parse(query) {
             Parsed::Drop => {
                 stats.count_dropped();
@@ -173,7 +175,10 @@ impl Responder {
             Parsed::Query(h, q, e) => {
                 let plan = match e {
                     Some(e) if e.version > 0 => Plan::BadVers,
-                    _ => plan(&q, table),
+                    _ => {
+                        wire = WireName::from_labels(q.qname().iter());
+                        plan(&q, wire.as_ref(), table)
+                    }
                 };
                 (h, Some(q), e, plan)
             }
@@ -189,9 +194,8 @@ impl Responder {
         }
         let proven = matches!(cookie, Some((_, (Verdict::Valid, _))));
         if let (Transport::Udp, Some(rl), false) = (transport, &table.rate_limit, proven) {
-            let wire = question
-                .as_ref()
-                .and_then(|q| WireName::from_labels(q.qname().iter()));
+            // Errors are keyed without a name, so `wire` is only needed
+            // (and only set) for answers from the table.
             let name = match (&plan, &wire) {
                 (Plan::NxDomain(z), _) => z.apex.as_slice(),
                 (_, Some(w)) => w.as_slice(),
@@ -276,12 +280,12 @@ impl Responder {
 }
 
 /// Decides the answer from the table.
-fn plan<'t>(question: &Q<'_>, table: &'t DnsTable) -> Plan<'t> {
+fn plan<'t>(question: &Q<'_>, wire: Option<&WireName>, table: &'t DnsTable) -> Plan<'t> {
     let qtype = question.qtype();
     if question.qclass() != Class::IN || qtype == Rtype::AXFR || qtype == Rtype::IXFR {
         return Plan::Refused(Ede::NOT_SUPPORTED);
     }
-    let Some(wire) = WireName::from_labels(question.qname().iter()) else {
+    let Some(wire) = wire else {
         return Plan::Refused(Ede::NOT_AUTHORITATIVE);
     };
     let Lookup::Found {

@@ -20,10 +20,10 @@
 //! millisecond stamp (wraps every 70 minutes; an old slot looks at worst
 //! less refilled) and 30 bits of milli-tokens. Keys that collide on a
 //! slot evict each other, which errs on the side of answering. The hash
-//! is keyed with a per-process random secret, so an attacker cannot aim
-//! keys at one slot.
+//! (SipHash-1-3, as Rust's `HashMap` uses against flooding) is keyed with
+//! a per-process random secret, so an attacker cannot aim keys at one slot.
 
-use super::siphash::siphash24;
+use super::siphash::siphash13;
 use crate::config::{RateLimitConfig, parse_network};
 use crate::metrics::{Kind, TextWriter};
 use ipnet::IpNet;
@@ -107,26 +107,25 @@ impl std::fmt::Debug for RrlState {
     }
 }
 
-/// The client's prefix as 16 bytes (IPv4 canonical, masked) plus family.
-fn prefix(ip: IpAddr, cfg: &RateLimit) -> [u8; 17] {
-    let mut out = [0u8; 17];
-    let (bytes, bits, family): ([u8; 16], u8, u8) = match ip.to_canonical() {
+/// The hash input's head: the client's prefix (IPv4 canonical, masked),
+/// its family and the class, padded to whole 8-byte words for SipHash.
+fn head(ip: IpAddr, cfg: &RateLimit, class: Class) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    match ip.to_canonical() {
         IpAddr::V4(v4) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&v4.octets());
-            (b, cfg.ipv4_prefix.min(32), 4)
+            let bits = u32::from(cfg.ipv4_prefix.min(32));
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            out[..4].copy_from_slice(&(u32::from(v4) & mask).to_be_bytes());
+            out[16] = 4;
         }
-        IpAddr::V6(v6) => (v6.octets(), cfg.ipv6_prefix.min(128), 6),
-    };
-    for (i, (o, b)) in out.iter_mut().zip(bytes).enumerate() {
-        let keep = u32::from(bits).saturating_sub(8 * i as u32).min(8);
-        *o = if keep == 0 {
-            0
-        } else {
-            b & (0xffu8 << (8 - keep))
-        };
+        IpAddr::V6(v6) => {
+            let bits = u32::from(cfg.ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            out[..16].copy_from_slice(&(u128::from(v6) & mask).to_be_bytes());
+            out[16] = 6;
+        }
     }
-    out[16] = family;
+    out[17] = class as u8;
     out
 }
 
@@ -156,8 +155,9 @@ impl RrlState {
             return false;
         }
         let name = if class == Class::Error { &[][..] } else { name };
-        let h = siphash24(key, &[&[class as u8], &prefix(client, cfg), name]);
-        let Some(slot) = slots.get((h as usize) % slots.len()) else {
+        let h = siphash13(key, &[&head(client, cfg, class), name]);
+        // BUCKETS is a power of two: a mask, not a division.
+        let Some(slot) = slots.get((h as usize) & (BUCKETS - 1)) else {
             return false;
         };
         let tag = h >> 52;
@@ -269,23 +269,23 @@ mod tests {
     #[test]
     fn ipv4_through_dual_stack_uses_the_ipv4_prefix() {
         let c = cfg(1);
-        assert_eq!(
-            prefix(ip("::ffff:198.51.100.7"), &c),
-            prefix(ip("198.51.100.99"), &c)
-        );
-        assert_ne!(
-            prefix(ip("::ffff:198.51.100.7"), &c),
-            prefix(ip("198.51.101.7"), &c)
-        );
+        let prefix = |a: &str| head(ip(a), &c, Class::Answer);
+        assert_eq!(prefix("::ffff:198.51.100.7"), prefix("198.51.100.99"));
+        assert_ne!(prefix("::ffff:198.51.100.7"), prefix("198.51.101.7"));
         // /56: the last 72 bits do not matter.
-        assert_eq!(
-            prefix(ip("2001:db8:0:1::1"), &c),
-            prefix(ip("2001:db8:0:ff:ffff::1"), &c)
-        );
-        assert_ne!(
-            prefix(ip("2001:db8:0:100::1"), &c),
-            prefix(ip("2001:db8::1"), &c)
-        );
+        assert_eq!(prefix("2001:db8:0:1::1"), prefix("2001:db8:0:ff:ffff::1"));
+        assert_ne!(prefix("2001:db8:0:100::1"), prefix("2001:db8::1"));
+        // The family and class are part of the key.
+        assert_ne!(prefix("0.0.0.1"), prefix("::1"));
+        assert_ne!(head(ip("::1"), &c, Class::Error), prefix("::1"));
+        let all = RateLimit {
+            ipv4_prefix: 32,
+            ipv6_prefix: 128,
+            ..cfg(1)
+        };
+        let a = |s: &str| head(ip(s), &all, Class::Answer);
+        assert_ne!(a("192.0.2.1"), a("192.0.2.2"));
+        assert_ne!(a("2001:db8::1"), a("2001:db8::2"));
     }
 
     #[test]
