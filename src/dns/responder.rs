@@ -123,6 +123,14 @@ impl Plan<'_> {
     }
 }
 
+/// What rate limiting decided for one response.
+enum Limit {
+    Pass,
+    Drop,
+    /// Send it truncated (or as BADCOOKIE), every `slip`-th limited one.
+    Slip,
+}
+
 pub struct Responder {
     buf: Vec<u8>,
     max_udp_size: u16,
@@ -193,30 +201,13 @@ impl Responder {
             plan = Plan::BadCookie;
         }
         let proven = matches!(cookie, Some((_, (Verdict::Valid, _))));
-        if let (Transport::Udp, Some(rl), false) = (transport, &table.rate_limit, proven) {
-            // Errors are keyed without a name, so `wire` is only needed
-            // (and only set) for answers from the table.
-            let name = match (&plan, &wire) {
-                (Plan::NxDomain(z), _) => z.apex.as_slice(),
-                (_, Some(w)) => w.as_slice(),
-                (_, None) => &[],
-            };
-            if stats
-                .rrl
-                .limited(rl, plan.class(), name, client, self.now.mono.ms())
-            {
-                self.limited = self.limited.wrapping_add(1);
-                if rl.slip == 0 || !self.limited.is_multiple_of(rl.slip) {
-                    stats.rrl.count_dropped();
-                    return None;
-                }
-                stats.rrl.count_slipped();
+        if transport == Transport::Udp && !proven {
+            match self.rate_limit(&plan, wire.as_ref(), client, table, stats) {
+                Limit::Pass => {}
+                Limit::Drop => return None,
                 // A cookie client learns the cookie that exempts it.
-                if cookie.is_some() {
-                    plan = Plan::BadCookie;
-                } else {
-                    slip = true;
-                }
+                Limit::Slip if cookie.is_some() => plan = Plan::BadCookie,
+                Limit::Slip => slip = true,
             }
         }
         let limit = match (transport, edns) {
@@ -254,6 +245,39 @@ impl Responder {
         };
         stats.count_query(qtype, plan.label());
         Some(&self.buf)
+    }
+
+    /// Response rate limiting (rrl.rs) for a UDP response without a
+    /// valid cookie.
+    fn rate_limit(
+        &mut self,
+        plan: &Plan<'_>,
+        wire: Option<&WireName>,
+        client: IpAddr,
+        table: &DnsTable,
+        stats: &DnsStats,
+    ) -> Limit {
+        let Some(rl) = &table.rate_limit else {
+            return Limit::Pass;
+        };
+        // Errors are keyed without a name, so `wire` is only needed (and
+        // only set) for answers from the table.
+        let name = match (plan, wire) {
+            (Plan::NxDomain(z), _) => z.apex.as_slice(),
+            (_, Some(w)) => w.as_slice(),
+            (_, None) => &[],
+        };
+        let now = self.now.mono.ms();
+        if !stats.rrl.limited(rl, plan.class(), name, client, now) {
+            return Limit::Pass;
+        }
+        self.limited = self.limited.wrapping_add(1);
+        if rl.slip == 0 || !self.limited.is_multiple_of(rl.slip) {
+            stats.rrl.count_dropped();
+            return Limit::Drop;
+        }
+        stats.rrl.count_slipped();
+        Limit::Slip
     }
 
     /// The OPT record answering the query's `edns`.
