@@ -28,8 +28,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Every target, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "dns_query",
+    "dns_edns_options",
     "gossip_frame_raw",
     "gossip_frame_decrypted",
     "config_yaml",
@@ -40,6 +41,7 @@ pub const TARGETS: [&str; 5] = [
 pub fn run(target: &str, data: &[u8]) -> Option<usize> {
     Some(match target {
         "dns_query" => dns_query(data),
+        "dns_edns_options" => dns_edns_options(data),
         "gossip_frame_raw" => gossip_frame_raw(data),
         "gossip_frame_decrypted" => gossip_frame_decrypted(data),
         "config_yaml" => config_yaml(data),
@@ -74,6 +76,99 @@ pub fn dns_query(data: &[u8]) -> usize {
         .is_some()
     {
         answered += 1;
+    }
+    answered
+}
+
+/// The fuzz table with response rate limiting on, so limited, slipped
+/// and BADCOOKIE answers are reached too.
+fn dns_table_rrl() -> &'static (DnsTable, DnsStats) {
+    static T: OnceLock<(DnsTable, DnsStats)> = OnceLock::new();
+    T.get_or_init(|| {
+        let stats = DnsStats::new();
+        let mut spec = sample::spec();
+        spec.rate_limit = opengslb::dns::rrl::RateLimit::from_config(&config::RateLimitConfig {
+            responses_per_second: 3,
+            slip: 2,
+            ..Default::default()
+        });
+        (DnsTable::build(&spec, &stats), stats)
+    })
+}
+
+/// A query for one of a few names whose OPT record carries `options`.
+fn query_with_options(selector: u8, options: &[u8]) -> Vec<u8> {
+    let (name, qtype): (&[u8], u16) = match selector % 4 {
+        0 => (b"\x03app\x07example\x03com\x00", 1),
+        1 => (b"\x04nope\x07example\x03com\x00", 28),
+        2 => (b"\x07example\x03com\x00", 2),
+        _ => (b"\x07example\x03org\x00", 255),
+    };
+    let options = options.get(..options.len().min(4000)).unwrap_or(options);
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(name);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    // OPT: root owner, type 41, payload 1232, TTL 0 (DO from the selector).
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, selector & 0x80, 0]);
+    q.extend_from_slice(&(options.len() as u16).to_be_bytes());
+    q.extend_from_slice(options);
+    q
+}
+
+/// The RDATA of the OPT record that ends `answer` (we always put it last).
+fn last_opt(answer: &[u8]) -> Option<&[u8]> {
+    (12..answer.len().saturating_sub(10)).find_map(|i| {
+        let rr = answer.get(i..)?;
+        let rdlen = usize::from(u16::from_be_bytes([*rr.get(9)?, *rr.get(10)?]));
+        (rr.get(..3)? == [0, 0, 41] && rr.len() == 11 + rdlen).then(|| rr.get(11..))?
+    })
+}
+
+/// The body of option `code` in an OPT RDATA.
+fn option(mut rdata: &[u8], code: u16) -> Option<&[u8]> {
+    while rdata.len() >= 4 {
+        let c = u16::from_be_bytes([rdata[0], rdata[1]]);
+        let len = usize::from(u16::from_be_bytes([rdata[2], rdata[3]]));
+        let body = rdata.get(4..4 + len)?;
+        if c == code {
+            return Some(body);
+        }
+        rdata = rdata.get(4 + len..)?;
+    }
+    None
+}
+
+/// The first byte picks the question, the rest is the OPT option list
+/// (ECS, COOKIE, unknown options, malformed lengths). Every answer to a
+/// query with OPT must carry OPT (RFC 6891 §7); a returned cookie is sent
+/// back once, as a resolver would.
+pub fn dns_edns_options(data: &[u8]) -> usize {
+    let Some((&selector, options)) = data.split_first() else {
+        return 0;
+    };
+    let mut r = Responder::new(1232);
+    let client = "192.0.2.1".parse().expect("literal address");
+    let mut answered = 0;
+    let mut cookie = None;
+    for (table, stats) in [dns_table(), dns_table_rrl()] {
+        let q = query_with_options(selector, options);
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let Some(out) = r.respond(&q, client, transport, table, stats) else {
+                continue;
+            };
+            assert!(transport == Transport::Tcp || out.len() <= 1232);
+            let opt = last_opt(out).expect("an OPT query gets an OPT answer");
+            cookie = cookie.or_else(|| option(opt, 10).map(<[u8]>::to_vec));
+            answered += 1;
+        }
+        if let Some(c) = &cookie {
+            let mut again = vec![0, 10];
+            again.extend_from_slice(&(c.len() as u16).to_be_bytes());
+            again.extend_from_slice(c);
+            let q = query_with_options(selector, &again);
+            let _ = r.respond(&q, client, Transport::Udp, table, stats);
+        }
     }
     answered
 }

@@ -14,6 +14,9 @@ pub enum Kind {
     Section,
     /// A sequence of mappings; children are listed as `path[].child`.
     List,
+    /// Like `List`, but an item may also be a plain string, shorthand for
+    /// a mapping with only `name` (`- ns1.example.net`).
+    NamedList,
     Str,
     Bool,
     U16,
@@ -118,7 +121,15 @@ const TOP: &[Key] = &[
     k("dns.soa.expire", U32),
     k("dns.soa.minimum", U32),
     k("dns.soa.ttl", U32),
-    k("dns.nameservers", StrList),
+    k("dns.nameservers", NamedList),
+    req("dns.nameservers[].name", Str),
+    k("dns.nameservers[].addresses", StrList),
+    k("dns.rate_limit", Section),
+    k("dns.rate_limit.responses_per_second", U32),
+    k("dns.rate_limit.slip", U32),
+    k("dns.rate_limit.ipv4_prefix", U32),
+    k("dns.rate_limit.ipv6_prefix", U32),
+    k("dns.rate_limit.whitelist", StrList),
     k("overwatch", Section),
     k("overwatch.identity", Section),
     k("overwatch.identity.node_id", Str),
@@ -324,7 +335,7 @@ mod tests {
         fn sample(kind: Kind) -> Value {
             match kind {
                 Section | Any | StrMap => Value::Mapping(Mapping::new()),
-                List => Value::Sequence(vec![Value::Mapping(Mapping::new())]),
+                List | NamedList => Value::Sequence(vec![Value::Mapping(Mapping::new())]),
                 Str => Value::String("x".into()),
                 Bool => Value::Bool(true),
                 U16 | U32 | Usize => Value::Number(1.into()),

@@ -58,7 +58,79 @@ pub struct DnsConfig {
     pub max_udp_size: u16,
     /// SOA and NS for every zone apex.
     pub soa: SoaConfig,
-    pub nameservers: Vec<String>,
+    /// NS names of every zone, with the addresses in-zone names resolve
+    /// to; empty means `ns1.<zone>` with this node's own addresses.
+    pub nameservers: Vec<NameServer>,
+    /// Response rate limiting (SPEC §14); off unless
+    /// `responses_per_second` is set.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// One `dns.nameservers` item: a name, or a name with addresses.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(from = "NameServerItem")]
+pub struct NameServer {
+    pub name: String,
+    /// A/AAAA served for the name when it lies inside a zone we serve;
+    /// empty means this Overwatch node's own addresses.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NameServerItem {
+    Name(String),
+    Full(NameServerFull),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameServerFull {
+    name: String,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+impl From<NameServerItem> for NameServer {
+    fn from(item: NameServerItem) -> Self {
+        match item {
+            NameServerItem::Name(name) => NameServer {
+                name,
+                addresses: Vec::new(),
+            },
+            NameServerItem::Full(f) => NameServer {
+                name: f.name,
+                addresses: f.addresses,
+            },
+        }
+    }
+}
+
+/// `dns.rate_limit`, modelled on NSD/Knot response rate limiting.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Responses per second per client prefix and response class; 0 = off.
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited response is sent truncated (TC=1) instead
+    /// of dropped; 0 drops them all, 1 truncates them all.
+    pub slip: u32,
+    pub ipv4_prefix: u32,
+    pub ipv6_prefix: u32,
+    /// Clients (CIDR or address) never limited.
+    pub whitelist: Vec<String>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            responses_per_second: 0,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            whitelist: Vec::new(),
+        }
+    }
 }
 
 impl Default for DnsConfig {
@@ -74,6 +146,7 @@ impl Default for DnsConfig {
             max_udp_size: 1232,
             soa: SoaConfig::default(),
             nameservers: Vec::new(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }

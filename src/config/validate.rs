@@ -104,6 +104,73 @@ fn keyring(
     }
 }
 
+fn nameservers(cfg: &Config, r: &mut Report) {
+    let dns = &cfg.dns;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, ns) in dns.nameservers.iter().enumerate() {
+        let p = format!("dns.nameservers[{i}]");
+        if !is_dns_name(&ns.name) {
+            r.err(
+                format!("{p}.name"),
+                format!("invalid name server {:?}", ns.name),
+            );
+            continue;
+        }
+        let name = normalize_name(&ns.name);
+        if let Some(&first) = seen.get(&name) {
+            r.duplicates.push((
+                format!("{p}.name"),
+                format!("dns.nameservers[{first}].name"),
+                format!("name server {:?}", ns.name),
+            ));
+        } else {
+            seen.insert(name.clone(), i);
+        }
+        for (j, a) in ns.addresses.iter().enumerate() {
+            if a.trim().parse::<std::net::IpAddr>().is_err() {
+                r.err(
+                    format!("{p}.addresses[{j}]"),
+                    format!("invalid address {a:?}: expected an IPv4 or IPv6 address"),
+                );
+            }
+        }
+        let served = dns
+            .zones
+            .iter()
+            .map(String::as_str)
+            .chain(cfg.domains.iter().map(|d| d.name.as_str()))
+            .any(|z| in_zone(&name, z));
+        if !ns.addresses.is_empty() && !served {
+            r.warnings.push((
+                format!("{p}.addresses"),
+                format!(
+                    "{:?} is outside every zone served here, so its addresses are never served; its own zone must publish them",
+                    ns.name
+                ),
+            ));
+        }
+    }
+}
+
+fn rate_limit(rl: &RateLimitConfig, r: &mut Report) {
+    let p = "dns.rate_limit";
+    if rl.ipv4_prefix == 0 || rl.ipv4_prefix > 32 {
+        r.err(format!("{p}.ipv4_prefix"), "must be from 1 to 32");
+    }
+    if rl.ipv6_prefix == 0 || rl.ipv6_prefix > 128 {
+        r.err(format!("{p}.ipv6_prefix"), "must be from 1 to 128");
+    }
+    if rl.responses_per_second > 1_000_000 {
+        r.err(
+            format!("{p}.responses_per_second"),
+            "must be at most 1000000 (0 turns rate limiting off)",
+        );
+    }
+    for (i, net) in rl.whitelist.iter().enumerate() {
+        r.check(format!("{p}.whitelist[{i}]"), parse_network(net));
+    }
+}
+
 fn overwatch(cfg: &Config, r: &mut Report) {
     let dns = &cfg.dns;
     listen(r, Listener::Dns, &dns.listen_address);
@@ -125,14 +192,8 @@ fn overwatch(cfg: &Config, r: &mut Report) {
         r.err("dns.max_udp_size", "must be at least 512");
     }
     positive(r, "dns.tcp_idle_timeout", dns.tcp_idle_timeout);
-    for (i, ns) in dns.nameservers.iter().enumerate() {
-        if !is_dns_name(ns) {
-            r.err(
-                format!("dns.nameservers[{i}]"),
-                format!("invalid name server {ns:?}"),
-            );
-        }
-    }
+    nameservers(cfg, r);
+    rate_limit(&dns.rate_limit, r);
     for (key, value) in [("mname", &dns.soa.mname), ("rname", &dns.soa.rname)] {
         if let Some(name) = value.as_deref().filter(|n| !is_dns_name(n)) {
             r.err(format!("dns.soa.{key}"), format!("invalid name {name:?}"));
@@ -431,4 +492,60 @@ fn agent_checks(agent: &AgentConfig, r: &mut Report) {
         r.err("agent.drain_file", "must not be empty when set");
     }
     listen(r, Listener::AgentApi, &agent.api.address);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Mode, NameServer, load_str};
+    use std::path::Path;
+
+    fn load(yaml: &str) -> Result<crate::config::Loaded, String> {
+        load_str(yaml, Path::new("t.yaml"), Some(Mode::Overwatch)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn nameservers_take_names_or_names_with_addresses() {
+        let l = load(
+            "dns:\n  zones: [gslb.example.com]\n  nameservers:\n    - ns1.example.net\n    - name: ns2.gslb.example.com\n      addresses: [192.0.2.53, '2001:db8::53']\n",
+        )
+        .unwrap();
+        assert_eq!(
+            l.config.dns.nameservers,
+            vec![
+                NameServer {
+                    name: "ns1.example.net".into(),
+                    addresses: vec![],
+                },
+                NameServer {
+                    name: "ns2.gslb.example.com".into(),
+                    addresses: vec!["192.0.2.53".into(), "2001:db8::53".into()],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn nameserver_and_rate_limit_errors_name_the_key() {
+        let e = load(
+            "dns:\n  nameservers:\n    - name: ns1.example.com\n      addresses: [not-an-ip]\n      adresses: []\n    - {addresses: [192.0.2.1]}\n    - 'bad..name'\n  rate_limit:\n    responses_per_second: 10\n    ipv4_prefix: 33\n    whitelist: [10.0.0.0/33]\n",
+        )
+        .unwrap_err();
+        for want in [
+            "dns.nameservers[0].adresses: unknown key (did you mean \"addresses\"?)",
+            "dns.nameservers[0].addresses[0]: invalid address \"not-an-ip\"",
+            "dns.nameservers[1]: missing required key \"name\"",
+            "dns.nameservers[2].name: invalid name server",
+            "dns.rate_limit.ipv4_prefix: must be from 1 to 32",
+            "dns.rate_limit.whitelist[0]: invalid network",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_is_off_by_default_with_nsd_like_defaults() {
+        let rl = load("dns: {}\n").unwrap().config.dns.rate_limit;
+        assert_eq!(rl.responses_per_second, 0);
+        assert_eq!((rl.slip, rl.ipv4_prefix, rl.ipv6_prefix), (2, 24, 56));
+    }
 }

@@ -153,11 +153,18 @@ fn check(v: &mut Value, kind: Kind, g: &str, c: &str, out: &mut Findings) -> boo
             }
             other => wrong(out, other, "a mapping of keys"),
         },
-        Kind::List => match v {
+        Kind::List | Kind::NamedList => match v {
             Value::Sequence(items) => {
                 let item_g = format!("{g}[]");
                 for (i, item) in items.iter_mut().enumerate() {
                     let item_c = format!("{c}[{i}]");
+                    if kind == Kind::NamedList
+                        && let Value::String(name) = item
+                    {
+                        let mut map = Mapping::new();
+                        map.insert(Value::String("name".into()), Value::String(name.clone()));
+                        *item = Value::Mapping(map);
+                    }
                     match item {
                         Value::Mapping(map) => {
                             walk_mapping(map, &item_g, &item_c, out);

@@ -5,16 +5,23 @@
 //! into one answer without I/O or allocation, `server` runs the UDP and TCP
 //! poll loops, `stats` keeps the counters.
 
+mod cookies;
+mod edns;
+pub mod nameservers;
+mod query;
 pub mod responder;
 pub mod routing;
+pub mod rrl;
 #[doc(hidden)]
 pub mod sample;
 pub mod server;
+mod siphash;
 pub mod stats;
 pub mod table;
 mod tcp;
 mod udp_batch;
 
+pub use nameservers::{HostSpec, NameServerSpec};
 pub use responder::{Responder, Transport};
 pub use server::{DnsServer, ServerConfig, start};
 pub use stats::DnsStats;

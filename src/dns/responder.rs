@@ -7,27 +7,33 @@
 //! buffer (with a `StaticCompressor`), so an answered query does not touch
 //! the heap once the buffer has grown.
 //!
-//! Choices worth knowing:
+//! Choices worth knowing (docs/dns.md has the full list, by RFC):
 //! - packets shorter than a header, and responses (QR=1), are dropped;
-//! - FORMERR and NOTIMP answers carry only the header (no question, no OPT)
-//!   and are counted with qtype `OTHER`;
+//! - FORMERR and NOTIMP answers echo the question when it was readable and
+//!   carry an OPT when the query had one (RFC 6891 §7), and are counted
+//!   with qtype `OTHER`;
 //! - trailing bytes after the last record counted in the header are
 //!   malformed (FORMERR);
 //! - EDNS Client Subnet is echoed with scope prefix 0: answers do not
 //!   depend on the client subnet yet, and scope 0 tells resolvers they may
 //!   cache the answer for every client;
-//! - AXFR/IXFR and classes other than IN are REFUSED; ANY and every other
-//!   qtype at a name we serve is NODATA.
+//! - AXFR/IXFR and classes other than IN are REFUSED; ANY gets the A and
+//!   AAAA the routing chose (RFC 8482 §4.2), or the SOA at a bare apex;
+//!   every other qtype at a name we serve is NODATA.
 
+use super::cookies::Verdict;
+use super::edns::{Ede, Edns, OptOut};
+use super::query::{self, Parsed, Q};
 use super::routing::Pick;
+use super::rrl::Class as RrlClass;
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
-use super::table::{DnsTable, DomainEntry, Lookup, Node, Serving, WireName, Zone};
-use domain::base::iana::{Class, Opcode, OptRcode, OptionCode, Rcode, Rtype};
+use super::table::{DnsTable, DomainEntry, HostEntry, Lookup, Node, Serving, WireName, Zone};
+use crate::clock::Now;
+use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
 use domain::base::message_builder::{AnswerBuilder, PushError, StaticCompressor};
 use domain::base::name::ParsedName;
 use domain::base::wire::Composer;
-use domain::base::{Header, Message, MessageBuilder, Question, RecordHeader};
-use domain::dep::octseq::{OctetsBuilder, Parser};
+use domain::base::{Header, MessageBuilder};
 use domain::rdata::{A, Aaaa, Ns};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -43,44 +49,95 @@ pub enum Transport {
     Tcp,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Ecs {
-    family: u16,
-    source: u8,
-    addr: [u8; 16],
-    addr_len: usize,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Edns {
-    udp_size: u16,
-    version: u8,
-    dnssec_ok: bool,
-    ecs: Option<Ecs>,
-}
-
-enum Parsed<'a> {
-    Drop,
-    /// Header-only error answer.
-    Error(Header, Rcode),
-    Query(Header, Question<ParsedName<&'a [u8]>>, Option<Edns>),
-}
-
 /// What goes into the answer.
 enum Plan<'t> {
-    Refused,
+    /// With the Extended DNS Error saying why (RFC 8914).
+    Refused(Ede),
     ServFail,
     NxDomain(&'t Zone),
     NoData(&'t Zone),
     Soa(&'t Zone),
     Ns(&'t Zone),
     Addrs(&'t DomainEntry, Pick<'t>),
+    /// RFC 8482 §4.2: ANY answered with the A and AAAA the routing chose.
+    Any(&'t DomainEntry, Pick<'t>, Pick<'t>),
+    /// An in-zone NS name: its addresses of the asked family (all for ANY).
+    Host(&'t HostEntry, Rtype),
     BadVers,
+    /// FORMERR or NOTIMP.
+    Error(Rcode),
+    /// RFC 7873 §5.4 cookie probe: NOERROR, no question, no records.
+    Probe,
+    /// RFC 7873 §5.2.3: a client that sent a cookie, answered with only a
+    /// fresh server cookie (rate limited, or a probe with a bad cookie).
+    BadCookie,
+}
+
+impl Plan<'_> {
+    fn rcode(&self) -> Rcode {
+        match self {
+            Plan::Refused(_) => Rcode::REFUSED,
+            Plan::ServFail => Rcode::SERVFAIL,
+            Plan::NxDomain(_) => Rcode::NXDOMAIN,
+            Plan::Error(r) => *r,
+            Plan::BadCookie => OptRcode::BADCOOKIE.rcode(),
+            _ => Rcode::NOERROR,
+        }
+    }
+
+    /// The rate-limiting class (rrl.rs).
+    fn class(&self) -> RrlClass {
+        match self {
+            Plan::Soa(_) | Plan::Ns(_) | Plan::Addrs(..) | Plan::Any(..) | Plan::Host(..) => {
+                RrlClass::Answer
+            }
+            Plan::NoData(_) => RrlClass::NoData,
+            Plan::NxDomain(_) => RrlClass::NxDomain,
+            _ => RrlClass::Error,
+        }
+    }
+
+    fn authoritative(&self) -> bool {
+        !matches!(
+            self,
+            Plan::Refused(_)
+                | Plan::ServFail
+                | Plan::BadVers
+                | Plan::Error(_)
+                | Plan::Probe
+                | Plan::BadCookie
+        )
+    }
+
+    fn label(&self) -> RcodeLabel {
+        match self {
+            Plan::Refused(_) => RcodeLabel::Refused,
+            Plan::ServFail => RcodeLabel::ServFail,
+            Plan::NxDomain(_) => RcodeLabel::NxDomain,
+            Plan::BadVers => RcodeLabel::BadVers,
+            Plan::BadCookie => RcodeLabel::BadCookie,
+            Plan::Error(r) if *r == Rcode::NOTIMP => RcodeLabel::NotImp,
+            Plan::Error(_) => RcodeLabel::FormErr,
+            _ => RcodeLabel::NoError,
+        }
+    }
+}
+
+/// What rate limiting decided for one response.
+enum Limit {
+    Pass,
+    Drop,
+    /// Send it truncated (or as BADCOOKIE), every `slip`-th limited one.
+    Slip,
 }
 
 pub struct Responder {
     buf: Vec<u8>,
     max_udp_size: u16,
+    /// Set by the I/O loop once per turn: cookie timestamps and RRL.
+    now: Now,
+    /// Rate-limited responses so far, to slip every `slip`-th.
+    limited: u32,
 }
 
 impl Responder {
@@ -89,41 +146,70 @@ impl Responder {
         Responder {
             buf: Vec::with_capacity(TCP_MAX + 1),
             max_udp_size: max_udp_size.max(PLAIN_UDP_MAX as u16),
+            now: Now::at(0, 0),
+            limited: 0,
         }
     }
 
+    /// The time of the current loop turn (protocol code reads no clock).
+    pub fn set_now(&mut self, now: Now) {
+        self.now = now;
+    }
+
     /// The answer to `query`, or None when it must be dropped. `client` is
-    /// the source address (kept for routing policies that use it).
+    /// the source address (cookies, rate limiting).
     pub fn respond(
         &mut self,
         query: &[u8],
-        _client: IpAddr,
+        client: IpAddr,
         transport: Transport,
         table: &DnsTable,
         stats: &DnsStats,
     ) -> Option<&[u8]> {
-        let (header, question, edns) = match parse(query) {
+        // The lowercased query name, read once for the lookup and RRL.
+        let mut wire = None;
+        let (header, question, edns, plan) = match query::parse(query) {
             Parsed::Drop => {
                 stats.count_dropped();
                 return None;
             }
-            Parsed::Error(header, rcode) => {
-                let buf = std::mem::take(&mut self.buf);
-                self.buf = compose_error(buf, header, rcode);
-                let label = if rcode == Rcode::NOTIMP {
-                    RcodeLabel::NotImp
-                } else {
-                    RcodeLabel::FormErr
+            Parsed::Error {
+                header,
+                rcode,
+                question,
+                edns,
+            } => (header, question, edns, Plan::Error(rcode)),
+            Parsed::CookieProbe { header, edns } => (header, None, Some(edns), Plan::Probe),
+            Parsed::Query(h, q, e) => {
+                let plan = match e {
+                    Some(e) if e.version > 0 => Plan::BadVers,
+                    _ => {
+                        wire = WireName::from_labels(q.qname().iter());
+                        plan(&q, wire.as_ref(), table)
+                    }
                 };
-                stats.count_query(QtypeLabel::Other, label);
-                return Some(&self.buf);
+                (h, Some(q), e, plan)
             }
-            Parsed::Query(h, q, e) => (h, q, e),
         };
-        let plan = match edns {
-            Some(e) if e.version > 0 => Plan::BadVers,
-            _ => plan(&question, table),
-        };
+        let (mut plan, mut slip) = (plan, false);
+        // RFC 7873: check the client's cookie and make ours.
+        let wall = u32::try_from(self.now.wall_secs()).unwrap_or(u32::MAX);
+        let cookie = edns
+            .and_then(|e| e.cookie)
+            .map(|c| (c.server_len > 0, stats.cookies.answer(&c, client, wall)));
+        if let (Plan::Probe, Some((true, (Verdict::Unproven, _)))) = (&plan, cookie) {
+            plan = Plan::BadCookie;
+        }
+        let proven = matches!(cookie, Some((_, (Verdict::Valid, _))));
+        if transport == Transport::Udp && !proven {
+            match self.rate_limit(&plan, wire.as_ref(), client, table, stats) {
+                Limit::Pass => {}
+                Limit::Drop => return None,
+                // A cookie client learns the cookie that exempts it.
+                Limit::Slip if cookie.is_some() => plan = Plan::BadCookie,
+                Limit::Slip => slip = true,
+            }
+        }
         let limit = match (transport, edns) {
             (Transport::Tcp, _) => TCP_MAX,
             (Transport::Udp, None) => PLAIN_UDP_MAX,
@@ -131,150 +217,100 @@ impl Responder {
                 usize::from(e.udp_size.clamp(PLAIN_UDP_MAX as u16, self.max_udp_size))
             }
         };
+        let mut opt = edns.map(|e| self.opt_out(&e, &plan));
+        if let (Some(o), Some((_, (_, c)))) = (opt.as_mut(), cookie) {
+            o.cookie = Some(c);
+        }
         let buf = std::mem::take(&mut self.buf);
         let (buf, outcome) = compose(
             buf,
             header,
-            &question,
-            edns.as_ref(),
+            question.as_ref(),
+            opt.as_ref(),
             &plan,
             limit,
-            self.max_udp_size,
+            slip,
         );
         self.buf = buf;
-        let (rcode, counters) = match &plan {
-            Plan::Refused => (RcodeLabel::Refused, None),
-            Plan::ServFail => (RcodeLabel::ServFail, None),
-            Plan::NxDomain(_) => (RcodeLabel::NxDomain, None),
-            Plan::BadVers => (RcodeLabel::BadVers, None),
-            Plan::Addrs(d, _) => (RcodeLabel::NoError, Some(d)),
-            _ => (RcodeLabel::NoError, None),
-        };
-        if outcome.truncated {
+        if slip {
+            // Counted as slipped above, not as "did not fit".
+        } else if outcome.truncated {
             stats.count_truncated();
-        } else if let Some(d) = counters {
+        } else if let Plan::Addrs(d, _) | Plan::Any(d, _, _) = &plan {
             d.counters.answers.fetch_add(1, Ordering::Relaxed);
         }
-        stats.count_query(QtypeLabel::from_code(question.qtype().to_int()), rcode);
+        let qtype = match (&plan, &question) {
+            (Plan::Error(_), _) | (_, None) => QtypeLabel::Other,
+            (_, Some(q)) => QtypeLabel::from_code(q.qtype().to_int()),
+        };
+        stats.count_query(qtype, plan.label());
         Some(&self.buf)
     }
-}
 
-/// Parses the query; nothing here can panic on any input.
-fn parse(query: &[u8]) -> Parsed<'_> {
-    let Ok(msg) = Message::from_octets(query) else {
-        return Parsed::Drop;
-    };
-    let header = msg.header();
-    if header.qr() {
-        return Parsed::Drop;
-    }
-    if header.opcode() != Opcode::QUERY {
-        return Parsed::Error(header, Rcode::NOTIMP);
-    }
-    let formerr = Parsed::Error(header, Rcode::FORMERR);
-    let counts = msg.header_counts();
-    if counts.qdcount() != 1 {
-        return formerr;
-    }
-    let mut parser = Parser::from_ref(query);
-    if parser.advance(12).is_err() {
-        return formerr;
-    }
-    let Ok(question) = Question::parse(&mut parser) else {
-        return formerr;
-    };
-    let skip = u32::from(counts.ancount()) + u32::from(counts.nscount());
-    for _ in 0..skip {
-        let Ok(rh) = RecordHeader::<ParsedName<&[u8]>>::parse_ref(&mut parser) else {
-            return formerr;
+    /// Response rate limiting (rrl.rs) for a UDP response without a
+    /// valid cookie.
+    fn rate_limit(
+        &mut self,
+        plan: &Plan<'_>,
+        wire: Option<&WireName>,
+        client: IpAddr,
+        table: &DnsTable,
+        stats: &DnsStats,
+    ) -> Limit {
+        let Some(rl) = &table.rate_limit else {
+            return Limit::Pass;
         };
-        if parser.advance(usize::from(rh.rdlen())).is_err() {
-            return formerr;
+        // Errors are keyed without a name, so `wire` is only needed (and
+        // only set) for answers from the table.
+        let name = match (plan, wire) {
+            (Plan::NxDomain(z), _) => z.apex.as_slice(),
+            (_, Some(w)) => w.as_slice(),
+            (_, None) => &[],
+        };
+        let now = self.now.mono.ms();
+        if !stats.rrl.limited(rl, plan.class(), name, client, now) {
+            return Limit::Pass;
         }
-    }
-    let mut edns = None;
-    for _ in 0..counts.arcount() {
-        let Ok(rh) = RecordHeader::<ParsedName<&[u8]>>::parse_ref(&mut parser) else {
-            return formerr;
-        };
-        let Ok(rdata) = parser.parse_octets(usize::from(rh.rdlen())) else {
-            return formerr;
-        };
-        if rh.rtype() != Rtype::OPT {
-            continue;
+        self.limited = self.limited.wrapping_add(1);
+        if rl.slip == 0 || !self.limited.is_multiple_of(rl.slip) {
+            stats.rrl.count_dropped();
+            return Limit::Drop;
         }
-        if edns.is_some() || !rh.owner().is_root() {
-            return formerr;
-        }
-        let ttl = rh.ttl().as_secs();
-        let Some(ecs) = parse_options(rdata) else {
-            return formerr;
-        };
-        edns = Some(Edns {
-            udp_size: rh.class().to_int(),
-            version: (ttl >> 16) as u8,
-            dnssec_ok: ttl & 0x8000 != 0,
-            ecs,
-        });
+        stats.rrl.count_slipped();
+        Limit::Slip
     }
-    if parser.remaining() != 0 {
-        return formerr;
-    }
-    Parsed::Query(header, question, edns)
-}
 
-/// Walks the EDNS options: Some(ecs) when well formed (unknown options
-/// ignored), None when malformed.
-fn parse_options(mut data: &[u8]) -> Option<Option<Ecs>> {
-    let mut ecs = None;
-    while !data.is_empty() {
-        let (head, rest) = data.split_at_checked(4)?;
-        let code = u16::from_be_bytes([*head.first()?, *head.get(1)?]);
-        let len = usize::from(u16::from_be_bytes([*head.get(2)?, *head.get(3)?]));
-        let (body, rest) = rest.split_at_checked(len)?;
-        if code == OptionCode::CLIENT_SUBNET.to_int() {
-            if ecs.is_some() {
-                return None;
-            }
-            ecs = Some(parse_ecs(body)?);
+    /// The OPT record answering the query's `edns`.
+    fn opt_out(&self, edns: &Edns, plan: &Plan<'_>) -> OptOut {
+        let rcode = match plan {
+            Plan::BadVers => OptRcode::BADVERS,
+            Plan::BadCookie => OptRcode::BADCOOKIE,
+            p => OptRcode::from_rcode(p.rcode()),
+        };
+        OptOut {
+            udp_size: self.max_udp_size,
+            dnssec_ok: edns.dnssec_ok,
+            rcode,
+            ecs: edns.ecs,
+            cookie: None,
+            // RFC 8914: say why, so an operator sees it in `dig`.
+            ede: match plan {
+                Plan::Refused(e) => Some(*e),
+                Plan::ServFail => Some(Ede::NO_HEALTHY),
+                _ => None,
+            },
         }
-        data = rest;
     }
-    Some(ecs)
-}
-
-/// RFC 7871 §6: family, source prefix, scope prefix, truncated address.
-fn parse_ecs(body: &[u8]) -> Option<Ecs> {
-    let (head, addr) = body.split_at_checked(4)?;
-    let family = u16::from_be_bytes([*head.first()?, *head.get(1)?]);
-    let source = *head.get(2)?;
-    let max_bits = match family {
-        1 => 32,
-        2 => 128,
-        _ => return None,
-    };
-    if source > max_bits || addr.len() != usize::from(source).div_ceil(8) {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    out.get_mut(..addr.len())?.copy_from_slice(addr);
-    Some(Ecs {
-        family,
-        source,
-        addr: out,
-        addr_len: addr.len(),
-    })
 }
 
 /// Decides the answer from the table.
-fn plan<'t>(question: &Question<ParsedName<&[u8]>>, table: &'t DnsTable) -> Plan<'t> {
+fn plan<'t>(question: &Q<'_>, wire: Option<&WireName>, table: &'t DnsTable) -> Plan<'t> {
     let qtype = question.qtype();
     if question.qclass() != Class::IN || qtype == Rtype::AXFR || qtype == Rtype::IXFR {
-        return Plan::Refused;
+        return Plan::Refused(Ede::NOT_SUPPORTED);
     }
-    let Some(wire) = WireName::from_labels(question.qname().iter()) else {
-        return Plan::Refused;
+    let Some(wire) = wire else {
+        return Plan::Refused(Ede::NOT_AUTHORITATIVE);
     };
     let Lookup::Found {
         zone,
@@ -282,7 +318,7 @@ fn plan<'t>(question: &Question<ParsedName<&[u8]>>, table: &'t DnsTable) -> Plan
         node,
     } = table.lookup(wire.as_slice())
     else {
-        return Plan::Refused;
+        return Plan::Refused(Ede::NOT_AUTHORITATIVE);
     };
     if at_apex && qtype == Rtype::SOA {
         return Plan::Soa(zone);
@@ -291,23 +327,51 @@ fn plan<'t>(question: &Question<ParsedName<&[u8]>>, table: &'t DnsTable) -> Plan
         return Plan::Ns(zone);
     }
     match node {
-        Some(Node::Domain(d)) if qtype == Rtype::A || qtype == Rtype::AAAA => {
+        Some(Node::Domain(d))
+            if qtype == Rtype::A || qtype == Rtype::AAAA || qtype == Rtype::ANY =>
+        {
             if d.serving == Serving::ServFail {
                 d.counters.servfail.fetch_add(1, Ordering::Relaxed);
                 return Plan::ServFail;
             }
-            let pool = if qtype == Rtype::A { &d.v4 } else { &d.v6 };
-            if pool.is_empty() {
+            let any = qtype == Rtype::ANY;
+            let empty = match qtype {
+                Rtype::A => d.v4.is_empty(),
+                Rtype::AAAA => d.v6.is_empty(),
+                _ => d.v4.is_empty() && d.v6.is_empty(),
+            };
+            if empty {
                 return Plan::NoData(zone);
             }
             if d.serving == Serving::LastHealthy {
                 d.counters.last_healthy.fetch_add(1, Ordering::Relaxed);
             }
-            Plan::Addrs(d, pool.pick())
+            match (any, qtype == Rtype::A) {
+                (true, _) => Plan::Any(d, d.v4.pick(), d.v6.pick()),
+                (false, true) => Plan::Addrs(d, d.v4.pick()),
+                (false, false) => Plan::Addrs(d, d.v6.pick()),
+            }
         }
+        Some(Node::Host(h)) if qtype == Rtype::A || qtype == Rtype::AAAA || qtype == Rtype::ANY => {
+            if h.addrs.iter().any(|a| family_matches(*a, qtype)) {
+                Plan::Host(h, qtype)
+            } else {
+                Plan::NoData(zone)
+            }
+        }
+        // RFC 8482 §4.2: ANY at an apex without addresses gets its SOA.
+        None if at_apex && qtype == Rtype::ANY => Plan::Soa(zone),
         Some(_) => Plan::NoData(zone),
         None if at_apex => Plan::NoData(zone),
         None => Plan::NxDomain(zone),
+    }
+}
+
+fn family_matches(a: IpAddr, qtype: Rtype) -> bool {
+    match qtype {
+        Rtype::A => a.is_ipv4(),
+        Rtype::AAAA => a.is_ipv6(),
+        _ => true,
     }
 }
 
@@ -322,14 +386,6 @@ fn start_header(header: Header, rcode: Rcode) -> Header {
     h
 }
 
-fn compose_error(buf: Vec<u8>, header: Header, rcode: Rcode) -> Vec<u8> {
-    let mut buf = buf;
-    buf.clear();
-    let _ = buf.append_slice(start_header(header, rcode).as_slice());
-    let _ = buf.append_slice(&[0u8; 8]);
-    buf
-}
-
 struct Outcome {
     truncated: bool,
 }
@@ -337,37 +393,36 @@ struct Outcome {
 fn compose(
     buf: Vec<u8>,
     query_header: Header,
-    question: &Question<ParsedName<&[u8]>>,
-    edns: Option<&Edns>,
+    question: Option<&Q<'_>>,
+    opt: Option<&OptOut>,
     plan: &Plan<'_>,
     limit: usize,
-    advertise: u16,
+    slip: bool,
 ) -> (Vec<u8>, Outcome) {
     let mut builder = match MessageBuilder::from_target(StaticCompressor::new(buf)) {
         Ok(b) => b,
         Err(never) => match never {},
     };
-    let (rcode, aa) = match plan {
-        Plan::Refused => (Rcode::REFUSED, false),
-        Plan::ServFail => (Rcode::SERVFAIL, false),
-        Plan::NxDomain(_) => (Rcode::NXDOMAIN, true),
-        Plan::BadVers => (Rcode::NOERROR, false),
-        _ => (Rcode::NOERROR, true),
-    };
-    let mut h = start_header(query_header, rcode);
-    h.set_aa(aa);
+    let mut h = start_header(query_header, plan.rcode());
+    h.set_aa(plan.authoritative());
     *builder.header_mut() = h;
-    let opt_len = edns.map_or(0, |e| 11 + e.ecs.map_or(0, |c| 8 + c.addr_len));
+    let opt_len = opt.map_or(0, OptOut::wire_len);
     // domain refuses a push that reaches the limit, hence the +1.
     builder.set_push_limit(limit.saturating_sub(opt_len) + 1);
-    let mut truncated = false;
+    // A rate-limit slip: the question and TC=1, so the client asks by TCP.
+    let mut truncated = slip;
     let mut q = builder.question();
-    if q.push(question).is_err() {
+    if let Some(question) = question
+        && q.push(question).is_err()
+    {
         // Only a 255-octet name with a big OPT at 512 octets gets here.
         truncated = true;
     }
     let mut answer = q.answer();
-    if !truncated && push_answer(&mut answer, question.qname(), plan).is_err() {
+    if let Some(question) = question
+        && !truncated
+        && push_answer(&mut answer, question.qname(), plan).is_err()
+    {
         truncated = true;
         answer.rewind();
     }
@@ -385,28 +440,22 @@ fn compose(
         }
     }
     let mut additional = authority.additional();
-    additional.set_push_limit(limit + 1);
-    if let Some(e) = edns {
-        let ext = if matches!(plan, Plan::BadVers) {
-            OptRcode::BADVERS
-        } else {
-            OptRcode::from_rcode(rcode)
-        };
-        let _ = additional.opt(|o| {
-            o.set_udp_payload_size(advertise);
-            o.set_version(0);
-            o.set_dnssec_ok(e.dnssec_ok);
-            o.set_rcode(ext);
-            if let Some(c) = e.ecs {
-                let body = c.addr.get(..c.addr_len).unwrap_or(&[]);
-                o.push_raw_option(OptionCode::CLIENT_SUBNET, 4 + body.len() as u16, |t| {
-                    t.append_slice(&c.family.to_be_bytes())?;
-                    t.append_slice(&[c.source, 0])?;
-                    t.append_slice(body)
-                })?;
+    if let (Plan::Ns(z), false) = (plan, truncated) {
+        // Glue for in-zone NS names; optional data, so what does not fit
+        // is left out rather than truncating the answer.
+        for (name, ip) in &z.glue {
+            let pushed = match ip {
+                IpAddr::V4(v4) => additional.push((name, z.soa_ttl, A::new(*v4))),
+                IpAddr::V6(v6) => additional.push((name, z.soa_ttl, Aaaa::new(*v6))),
+            };
+            if pushed.is_err() {
+                break;
             }
-            Ok(())
-        });
+        }
+    }
+    additional.set_push_limit(limit + 1);
+    if let Some(o) = opt {
+        let _ = o.push(&mut additional);
     }
     if truncated {
         additional.header_mut().set_tc(true);
@@ -428,11 +477,16 @@ fn push_answer<T: Composer>(
             }
             Ok(())
         }
-        Plan::Addrs(d, pick) => {
-            for ip in pick.clone() {
+        Plan::Addrs(d, pick) => push_addrs(answer, qname, d.ttl, pick.clone()),
+        Plan::Any(d, v4, v6) => {
+            push_addrs(answer, qname, d.ttl, v4.clone())?;
+            push_addrs(answer, qname, d.ttl, v6.clone())
+        }
+        Plan::Host(h, qtype) => {
+            for ip in h.addrs.iter().filter(|a| family_matches(**a, *qtype)) {
                 match ip {
-                    IpAddr::V4(v4) => answer.push((qname, d.ttl, A::new(v4)))?,
-                    IpAddr::V6(v6) => answer.push((qname, d.ttl, Aaaa::new(v6)))?,
+                    IpAddr::V4(v4) => answer.push((qname, h.ttl, A::new(*v4)))?,
+                    IpAddr::V6(v6) => answer.push((qname, h.ttl, Aaaa::new(*v6)))?,
                 }
             }
             Ok(())
@@ -441,6 +495,25 @@ fn push_answer<T: Composer>(
     }
 }
 
+fn push_addrs<T: Composer>(
+    answer: &mut AnswerBuilder<T>,
+    qname: &ParsedName<&[u8]>,
+    ttl: u32,
+    pick: Pick<'_>,
+) -> Result<(), PushError> {
+    for ip in pick {
+        match ip {
+            IpAddr::V4(v4) => answer.push((qname, ttl, A::new(v4)))?,
+            IpAddr::V6(v6) => answer.push((qname, ttl, Aaaa::new(v6)))?,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "responder_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "rfc_tests.rs"]
+mod rfc_tests;

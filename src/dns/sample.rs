@@ -91,6 +91,14 @@ pub fn spec() -> TableSpec {
             last,
         ],
         serial: 2026,
+        nameservers: crate::dns::NameServerSpec {
+            hosts: vec![],
+            self_addrs: vec![
+                "192.0.2.53".parse().expect("literal"),
+                "2001:db8::53".parse().expect("literal"),
+            ],
+        },
+        rate_limit: None,
     }
 }
 

@@ -345,6 +345,7 @@ impl UdpLoop {
                     }
                 };
                 let table = reader.get();
+                responder.set_now(crate::clock::Now::read());
                 for i in 0..n {
                     let Some(d) = batch.datagram(i) else { continue };
                     let (Some(peer), false) = (d.peer, d.truncated) else {

@@ -7,6 +7,8 @@
 //! table rebuilds and config reloads keep them as long as the name stays
 //! configured. Label values therefore never come from the wire.
 
+use super::cookies::CookieJar;
+use super::rrl::RrlState;
 use crate::metrics::{Kind, TextWriter};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,10 +68,11 @@ pub enum RcodeLabel {
     NotImp,
     Refused,
     BadVers,
+    BadCookie,
 }
 
 impl RcodeLabel {
-    const ALL: [RcodeLabel; 7] = [
+    const ALL: [RcodeLabel; 8] = [
         RcodeLabel::NoError,
         RcodeLabel::FormErr,
         RcodeLabel::ServFail,
@@ -77,6 +80,7 @@ impl RcodeLabel {
         RcodeLabel::NotImp,
         RcodeLabel::Refused,
         RcodeLabel::BadVers,
+        RcodeLabel::BadCookie,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +92,7 @@ impl RcodeLabel {
             RcodeLabel::NotImp => "NOTIMP",
             RcodeLabel::Refused => "REFUSED",
             RcodeLabel::BadVers => "BADVERS",
+            RcodeLabel::BadCookie => "BADCOOKIE",
         }
     }
 }
@@ -105,10 +110,14 @@ pub struct DomainCounters {
 
 #[derive(Debug, Default)]
 pub struct DnsStats {
-    queries: [[AtomicU64; 7]; 6],
+    queries: [[AtomicU64; 8]; 6],
     dropped: AtomicU64,
     truncated: AtomicU64,
     domains: Mutex<BTreeMap<String, Arc<DomainCounters>>>,
+    /// Shared by every responder thread like the counters: the DNS cookie
+    /// secret and the rate-limiting table (cookies.rs, rrl.rs).
+    pub(crate) cookies: CookieJar,
+    pub rrl: RrlState,
 }
 
 impl DnsStats {
@@ -196,6 +205,7 @@ impl DnsStats {
             Kind::Counter,
             self.truncated.load(Ordering::Relaxed) as f64,
         );
+        self.rrl.write_metrics(w);
         let map = self.domains.lock().unwrap_or_else(|e| e.into_inner());
         const A: &str = "opengslb_dns_answers_total";
         w.family(

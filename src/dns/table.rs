@@ -10,9 +10,13 @@
 //! name itself acts as an implicit zone apex with the default SOA
 //! (`ns1.<name>`, `hostmaster.<name>`) and NS, so NXDOMAIN/NODATA below it
 //! carry a SOA. Names between a zone apex and a domain (empty
-//! non-terminals) answer NODATA, not NXDOMAIN (RFC 8020).
+//! non-terminals) answer NODATA, not NXDOMAIN (RFC 8020). NS names inside
+//! a zone are hosts with addresses (`nameservers.rs`), and each zone keeps
+//! their addresses as glue for NS answers.
 
+use super::nameservers::NameServerSpec;
 use super::routing::Pool;
+use super::rrl::RateLimit;
 use super::stats::{DnsStats, DomainCounters};
 use crate::config::{RoutingAlgorithm, SoaConfig};
 use domain::base::{Name, Serial, Ttl};
@@ -31,6 +35,10 @@ pub struct TableSpec {
     /// SOA serial for every zone (e.g. the unix time of the build, or a
     /// counter bumped on each rebuild).
     pub serial: u32,
+    /// Addresses of the in-zone NS names.
+    pub nameservers: NameServerSpec,
+    /// `dns.rate_limit`; None = off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Clone, Debug)]
@@ -38,7 +46,7 @@ pub struct ZoneSpec {
     pub apex: String,
     /// `mname`/`rname` None => `ns1.<apex>` / `hostmaster.<apex>`.
     pub soa: SoaConfig,
-    /// Empty => `[mname]`.
+    /// Empty => `[mname]`; the first one is the default `mname`.
     pub nameservers: Vec<String>,
 }
 
@@ -71,6 +79,8 @@ pub(crate) struct Zone {
     /// RFC 2308: min(SOA TTL, MINIMUM).
     pub negative_ttl: u32,
     pub nameservers: Vec<DName>,
+    /// A/AAAA of in-zone NS names, for the additional section.
+    pub glue: Vec<(DName, IpAddr)>,
 }
 
 /// Which set a name is answering from.
@@ -90,9 +100,17 @@ pub(crate) struct DomainEntry {
     pub counters: Arc<DomainCounters>,
 }
 
+/// An in-zone name server name and its addresses.
+#[derive(Debug)]
+pub(crate) struct HostEntry {
+    pub ttl: u32,
+    pub addrs: Vec<IpAddr>,
+}
+
 #[derive(Debug)]
 pub(crate) enum Node {
     Domain(DomainEntry),
+    Host(HostEntry),
     /// Exists only as an ancestor of a domain: NODATA.
     Empty,
 }
@@ -139,6 +157,7 @@ type FnvMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fnv>>;
 pub struct DnsTable {
     zones: FnvMap<Zone>,
     nodes: FnvMap<Node>,
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 /// The lowercased, uncompressed wire form of a name in a stack buffer.
@@ -204,9 +223,10 @@ fn key(name: &DName) -> Box<[u8]> {
 fn make_zone(apex: &DName, soa: &SoaConfig, nameservers: &[String], serial: u32) -> Option<Zone> {
     let apex_text = apex.to_string();
     let apex_text = apex_text.trim_end_matches('.');
-    let mname = match &soa.mname {
-        Some(m) => parse_name(m)?,
-        None => parse_name(&format!("ns1.{apex_text}"))?,
+    let mname = match (&soa.mname, nameservers.first()) {
+        (Some(m), _) => parse_name(m)?,
+        (None, Some(first)) => parse_name(first)?,
+        (None, None) => parse_name(&format!("ns1.{apex_text}"))?,
     };
     let rname = match &soa.rname {
         Some(r) => parse_name(r)?,
@@ -230,6 +250,7 @@ fn make_zone(apex: &DName, soa: &SoaConfig, nameservers: &[String], serial: u32)
         soa_ttl: soa.ttl,
         negative_ttl: soa.ttl.min(soa.minimum),
         nameservers: ns,
+        glue: Vec::new(),
     })
 }
 
@@ -299,12 +320,7 @@ impl DnsTable {
                     0
                 }
             };
-            // Empty non-terminals between the domain and its zone apex.
-            for p in suffix_starts(&k).skip(1).take_while(|&p| p < zone_start) {
-                if let Some(s) = k.get(p..) {
-                    table.nodes.entry(s.into()).or_insert(Node::Empty);
-                }
-            }
+            table.add_empty_non_terminals(&k, zone_start);
             let (serving, set): (Serving, &[Target]) = if !d.targets.is_empty() {
                 (Serving::Healthy, &d.targets)
             } else {
@@ -325,7 +341,61 @@ impl DnsTable {
             table.nodes.insert(k, Node::Domain(entry));
         }
         stats.retain_domains(&|n| names.contains(n));
+        table.add_name_servers(&spec.nameservers);
+        if spec.rate_limit.is_some() {
+            stats.rrl.prepare();
+        }
+        table.rate_limit = spec.rate_limit.clone();
         table
+    }
+
+    /// Empty non-terminals between a name and its zone apex at `zone_start`.
+    fn add_empty_non_terminals(&mut self, k: &[u8], zone_start: usize) {
+        for p in suffix_starts(k).skip(1).take_while(|&p| p < zone_start) {
+            if let Some(s) = k.get(p..) {
+                self.nodes.entry(s.into()).or_insert(Node::Empty);
+            }
+        }
+    }
+
+    /// Hosts for the NS names that lie inside a zone of ours, and glue.
+    fn add_name_servers(&mut self, spec: &NameServerSpec) {
+        let mut wanted: Vec<(Box<[u8]>, DName)> = Vec::new();
+        for zone in self.zones.values() {
+            for ns in &zone.nameservers {
+                wanted.push((key(ns), ns.clone()));
+            }
+        }
+        for (k, name) in &wanted {
+            let enclosing =
+                suffix_starts(k).find(|&p| k.get(p..).is_some_and(|s| self.zones.contains_key(s)));
+            let (Some(zone_start), false) = (enclosing, self.nodes.contains_key(k)) else {
+                // Outside our zones, already a host, or a domain name
+                // (which answers with its backends).
+                continue;
+            };
+            let text = name.to_string();
+            let addrs = spec.addresses_of(text.trim_end_matches('.')).to_vec();
+            let ttl = k
+                .get(zone_start..)
+                .and_then(|s| self.zones.get(s))
+                .map_or(0, |z| z.soa_ttl);
+            self.add_empty_non_terminals(k, zone_start);
+            self.nodes
+                .insert(k.clone(), Node::Host(HostEntry { ttl, addrs }));
+        }
+        let hosts = &self.nodes;
+        for zone in self.zones.values_mut() {
+            zone.glue = zone
+                .nameservers
+                .iter()
+                .filter_map(|ns| match hosts.get(&key(ns)) {
+                    Some(Node::Host(h)) => Some((ns, &h.addrs)),
+                    _ => None,
+                })
+                .flat_map(|(ns, addrs)| addrs.iter().map(|a| (ns.clone(), *a)))
+                .collect();
+        }
     }
 
     /// Finds the zone and node of a lowercased wire name.
@@ -386,6 +456,7 @@ mod tests {
                 },
             ],
             serial: 7,
+            ..Default::default()
         }
     }
 

@@ -112,6 +112,7 @@ impl TcpLoop {
                 return;
             }
             let now = Instant::now();
+            responder.set_now(crate::clock::Now::read());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(&mut conns, &mut open, now),

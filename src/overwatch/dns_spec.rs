@@ -9,7 +9,7 @@
 use super::model::{BackendKey, normalize_name};
 use super::precedence::Status;
 use super::registry::Registry;
-use crate::dns::{DomainSpec, TableSpec, Target, ZoneSpec};
+use crate::dns::{DomainSpec, NameServerSpec, TableSpec, Target, ZoneSpec};
 
 pub fn build(reg: &Registry) -> TableSpec {
     let cfg = &reg.cfg.config;
@@ -20,7 +20,7 @@ pub fn build(reg: &Registry) -> TableSpec {
         .map(|z| ZoneSpec {
             apex: normalize_name(z),
             soa: cfg.dns.soa.clone(),
-            nameservers: cfg.dns.nameservers.clone(),
+            nameservers: cfg.dns.nameservers.iter().map(|n| n.name.clone()).collect(),
         })
         .collect();
     let mut domains = Vec::with_capacity(cfg.domains.len());
@@ -67,6 +67,8 @@ pub fn build(reg: &Registry) -> TableSpec {
         zones,
         domains,
         serial: crate::timefmt::unix_now() as u32,
+        nameservers: NameServerSpec::from_config(&cfg.dns),
+        rate_limit: crate::dns::rrl::RateLimit::from_config(&cfg.dns.rate_limit),
     }
 }
 

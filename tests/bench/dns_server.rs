@@ -48,6 +48,7 @@ fn serve_bench_names() {
             })
             .collect(),
         serial: 1,
+        ..Default::default()
     };
     let stats = Arc::new(DnsStats::new());
     let cell = Arc::new(SnapshotCell::new(DnsTable::build(&spec, &stats)));

@@ -139,3 +139,63 @@ fn answered_udp_queries_do_not_allocate() {
     drop(v);
     assert!(ALLOCS.load(Ordering::Relaxed) > after);
 }
+
+/// The same with response rate limiting on and DNS cookies in the
+/// queries: passing, dropped, slipped and BADCOOKIE answers all stay off
+/// the heap (SPEC §14: zero allocations kept).
+#[test]
+fn rate_limited_and_cookie_queries_do_not_allocate() {
+    use opengslb::config::RateLimitConfig;
+    use opengslb::dns::rrl::RateLimit;
+    let stats = DnsStats::new();
+    let mut spec = sample::spec();
+    spec.rate_limit = RateLimit::from_config(&RateLimitConfig {
+        responses_per_second: 5,
+        slip: 2,
+        whitelist: vec!["10.0.0.0/8".into()],
+        ..RateLimitConfig::default()
+    });
+    let table = opengslb::dns::DnsTable::build(&spec, &stats);
+    let mut queries = Vec::new();
+    for name in ["app.example.com.", "nope.example.com.", "other.org."] {
+        for cookie in [None, Some(&[7u8; 8][..]), Some(&[7u8; 24][..])] {
+            let mut b = MessageBuilder::new_vec();
+            b.header_mut().set_id(7);
+            let mut q = b.question();
+            q.push((Name::<Vec<u8>>::from_str(name).unwrap(), Rtype::A))
+                .unwrap();
+            let mut add = q.additional();
+            add.opt(|o| {
+                o.set_udp_payload_size(1232);
+                if let Some(c) = cookie {
+                    o.push_raw_option(
+                        domain::base::iana::OptionCode::COOKIE,
+                        c.len() as u16,
+                        |t| domain::dep::octseq::OctetsBuilder::append_slice(t, c),
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            queries.push(add.finish());
+        }
+    }
+    let mut responder = Responder::new(1232);
+    let clients: Vec<std::net::IpAddr> = ["192.0.2.1", "2001:db8:1::1", "10.1.1.1"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    for (i, q) in queries.iter().enumerate() {
+        let _ = responder.respond(q, clients[i % 3], Transport::Udp, &table, &stats);
+    }
+    COUNTING.with(|c| c.set(true));
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for i in 0..1000 {
+        let q = &queries[i % queries.len()];
+        let _ = responder.respond(q, clients[i % 3], Transport::Udp, &table, &stats);
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(after - before, 0, "allocations with RRL and cookies");
+    assert!(stats.rrl.dropped() > 0 && stats.rrl.slipped() > 0);
+}

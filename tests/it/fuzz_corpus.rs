@@ -88,6 +88,21 @@ fn dns_query_corpus() {
 }
 
 #[test]
+fn dns_edns_options_corpus() {
+    let r = replay("dns_edns_options");
+    // Good and bad options alike are answered, with OPT, over UDP and TCP
+    // against both tables (rate limiting may drop some UDP answers).
+    for seed in [
+        "ecs_v4",
+        "ecs_bits_beyond_prefix",
+        "cookie_client",
+        "truncated_option",
+    ] {
+        assert!(accepted(&r, seed) >= 3, "{seed}");
+    }
+}
+
+#[test]
 fn gossip_frame_raw_corpus() {
     let r = replay("gossip_frame_raw");
     // A sealed Hello gets a Challenge from the Overwatch, alone and as the

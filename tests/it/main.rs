@@ -14,6 +14,8 @@ mod config_load;
 mod daemon_listen;
 mod dns_alloc;
 mod dns_corpus;
+mod dns_internet;
+mod dns_resolver;
 mod dns_server;
 mod fuzz_corpus;
 mod gossip_loopback;

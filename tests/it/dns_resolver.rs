@@ -1,0 +1,226 @@
+//! The DNS server behind a real resolver: unbound, given only a stub zone
+//! pointing at our server on 127.0.0.1 and forbidden every address outside
+//! 127.0.0.0/8 (`do-not-query-address`), so it never tries the root
+//! servers. A strict resolver rejects what a hand-written client accepts:
+//! a missing OPT on errors, unresolvable NS names, an empty ANY. Prints
+//! `SKIPPED: ...` when unbound is not installed or cannot start here.
+
+use domain::base::iana::{Rcode, Rtype};
+use domain::base::{Message, MessageBuilder, Name};
+use domain::rdata::AllRecordData;
+use opengslb::config::{RoutingAlgorithm, SoaConfig};
+use opengslb::dns::{
+    self, DnsStats, DnsTable, DomainSpec, NameServerSpec, ServerConfig, TableSpec, Target, ZoneSpec,
+};
+use opengslb::snapshot::SnapshotCell;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every IPv4 network but 127.0.0.0/8, and all of IPv6.
+const OUTSIDE_LOOPBACK: &[&str] = &[
+    "0.0.0.0/2",
+    "64.0.0.0/3",
+    "96.0.0.0/4",
+    "112.0.0.0/5",
+    "120.0.0.0/6",
+    "124.0.0.0/7",
+    "126.0.0.0/8",
+    "128.0.0.0/1",
+    "::/0",
+];
+
+fn dom(name: &str, addrs: &[&str]) -> DomainSpec {
+    DomainSpec {
+        name: name.into(),
+        ttl: 30,
+        algorithm: RoutingAlgorithm::RoundRobin,
+        max_records: None,
+        targets: addrs
+            .iter()
+            .map(|a| Target {
+                ip: a.parse().unwrap(),
+                weight: 1,
+            })
+            .collect(),
+        last_healthy: None,
+    }
+}
+
+struct Unbound {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_unbound(stub: SocketAddr) -> Result<Unbound, String> {
+    let bin = ["/usr/sbin/unbound", "/usr/local/sbin/unbound"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or("unbound is not installed")?;
+    let dir = std::env::temp_dir().join(format!("opengslb-unbound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let port = free_port();
+    let mut conf = format!(
+        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  logfile: \"\"\n  use-syslog: no\n  verbosity: 1\n  num-threads: 1\n  so-reuseport: no\n  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  do-not-query-localhost: no\n",
+        d = dir.display()
+    );
+    for net in OUTSIDE_LOOPBACK {
+        conf.push_str(&format!("  do-not-query-address: {net}\n"));
+    }
+    conf.push_str(&format!(
+        "stub-zone:\n  name: \"example.com\"\n  stub-addr: {}@{}\n",
+        stub.ip(),
+        stub.port()
+    ));
+    let path = dir.join("unbound.conf");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .arg("-d")
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {bin}: {e}"))?;
+    let mut u = Unbound {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    };
+    // Wait until it answers (bounded), or report why it could not start.
+    for _ in 0..100 {
+        if let Ok(Some(status)) = u.child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = u.child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return Err(format!("unbound exited ({status}): {err}"));
+        }
+        if ask(u.addr, "example.com.", Rtype::SOA).is_some() {
+            return Ok(u);
+        }
+    }
+    Err("unbound did not answer".into())
+}
+
+fn ask(addr: SocketAddr, name: &str, qtype: Rtype) -> Option<Message<Vec<u8>>> {
+    let mut b = MessageBuilder::new_vec();
+    b.header_mut().set_id(0x5151);
+    b.header_mut().set_rd(true);
+    let mut q = b.question();
+    q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+        .unwrap();
+    let packet = q.finish();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    sock.send_to(&packet, addr).ok()?;
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Message::from_octets(buf[..n].to_vec()).ok()
+}
+
+fn records(m: &Message<Vec<u8>>) -> Vec<String> {
+    m.answer()
+        .unwrap()
+        .limit_to::<AllRecordData<_, _>>()
+        .map(|r| r.unwrap().data().to_string())
+        .collect()
+}
+
+#[test]
+fn unbound_resolves_the_zone_through_a_stub() {
+    let stats = Arc::new(DnsStats::new());
+    let spec = TableSpec {
+        zones: vec![ZoneSpec {
+            apex: "example.com".into(),
+            soa: SoaConfig::default(),
+            nameservers: vec![],
+        }],
+        domains: vec![
+            dom("app.example.com", &["10.0.0.1", "10.0.0.2"]),
+            dom("down.example.com", &[]),
+        ],
+        serial: 1,
+        nameservers: NameServerSpec {
+            hosts: vec![],
+            self_addrs: vec!["127.0.0.1".parse().unwrap()],
+        },
+        rate_limit: None,
+    };
+    let cell = Arc::new(SnapshotCell::new(DnsTable::build(&spec, &stats)));
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        threads: 1,
+        tcp_idle_timeout: Duration::from_secs(5),
+        tcp_max_connections: 16,
+        max_udp_size: 1232,
+    };
+    let server = dns::start(&cfg, cell, Arc::clone(&stats)).unwrap();
+    let unbound = match start_unbound(server.local_addr()) {
+        Ok(u) => u,
+        Err(why) => {
+            eprintln!("SKIPPED: unbound_resolves_the_zone_through_a_stub: {why}");
+            server.stop();
+            return;
+        }
+    };
+    let get = |name: &str, qtype: Rtype| {
+        // A resolver may need a few round trips; one retry covers a loss.
+        ask(unbound.addr, name, qtype)
+            .or_else(|| ask(unbound.addr, name, qtype))
+            .unwrap_or_else(|| panic!("no answer from unbound for {name} {qtype}"))
+    };
+    let m = get("app.example.com.", Rtype::A);
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    let mut a = records(&m);
+    a.sort();
+    assert_eq!(a, vec!["10.0.0.1", "10.0.0.2"]);
+    // The apex NS name resolves (it was NXDOMAIN), through the resolver.
+    let m = get("example.com.", Rtype::NS);
+    assert_eq!(records(&m), vec!["ns1.example.com."]);
+    let m = get("ns1.example.com.", Rtype::A);
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert_eq!(records(&m), vec!["127.0.0.1"]);
+    // ANY is answered with data, not an empty NOERROR.
+    let m = get("app.example.com.", Rtype::ANY);
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert!(!records(&m).is_empty());
+    let m = get("nope.example.com.", Rtype::A);
+    assert_eq!(m.header().rcode(), Rcode::NXDOMAIN);
+    let m = get("down.example.com.", Rtype::A);
+    assert_eq!(m.header().rcode(), Rcode::SERVFAIL);
+    // Nothing unbound found worth an error line in its log.
+    let mut unbound = unbound;
+    let _ = unbound.child.kill();
+    let mut log = String::new();
+    if let Some(mut e) = unbound.child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut log);
+    }
+    assert!(
+        !log.lines().any(|l| l.contains("error:")),
+        "unbound logged errors:\n{log}"
+    );
+    drop(unbound);
+    server.stop();
+}
