@@ -100,6 +100,7 @@ pub fn answer(route: &Route, query: &str, view: &OverwatchView) -> Result<(u16, 
                 .collect();
             ok(json!({"entries": entries, "generated_at": generated_at}))
         }
+        Route::OpenApi => super::openapi::document().map(|doc| (200, doc.clone())),
         _ => Err(ApiError::new(500, "route is not a read")),
     }
 }
