@@ -117,6 +117,15 @@ fn error(code: u16, msg: &str) -> Response<std::io::Cursor<Vec<u8>>> {
     json(code, &serde_json::json!({"error": msg, "code": code}))
 }
 
+/// 405 with the `Allow` header RFC 9110 requires.
+fn not_allowed(allow: &'static str) -> Response<std::io::Cursor<Vec<u8>>> {
+    let resp = error(405, &format!("method not allowed; allowed: {allow}"));
+    match Header::from_bytes("Allow", allow) {
+        Ok(h) => resp.with_header(h),
+        Err(()) => resp,
+    }
+}
+
 fn handle(
     mut req: Request,
     view: &SnapshotCell<AgentStatusView>,
@@ -148,8 +157,8 @@ fn handle(
         ("/metrics", Method::Get) => Response::from_string(metrics()).with_header(
             Header::from_bytes("Content-Type", "text/plain; version=0.0.4").expect("static header"),
         ),
-        ("/api/v1/agent/status" | "/metrics", _) => error(405, "method not allowed"),
-        ("/api/v1/agent/drain", _) => error(405, "method not allowed"),
+        ("/api/v1/agent/status" | "/metrics", _) => not_allowed("GET"),
+        ("/api/v1/agent/drain", _) => not_allowed("POST, DELETE"),
         _ => error(404, "not found"),
     };
     let _ = req.respond(resp);
