@@ -47,6 +47,7 @@ for _ in range(4):
     u = socket.socket(type=socket.SOCK_DGRAM); u.bind(("127.0.0.1", port)); socks.append(u)
     print(port)
 ')
+# shellcheck disable=SC2086  # one word per port, split on purpose
 set -- $PORTS
 DNS=$1 API=$2 GOSSIP=$3 AGENT=$4
 KEY=b3BlbmdzbGItZXhhbXBsZS1rZXktUkVQTEFDRS1NRSE=
