@@ -16,7 +16,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "options", "head", "trace"];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "patch", "options", "head", "trace",
+];
 
 fn spec() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
@@ -72,8 +74,7 @@ fn every_operation_documents_its_errors_and_tags() {
             assert!(responses.contains_key("200"), "{what}: 200");
             let tags = op["tags"].as_array().expect("tags");
             assert!(
-                tags.iter()
-                    .all(|t| t == "overwatch" || t == "agent"),
+                tags.iter().all(|t| t == "overwatch" || t == "agent"),
                 "{what}: tags are overwatch and/or agent"
             );
             if tags.iter().any(|t| t == "overwatch") {
@@ -96,7 +97,10 @@ fn overwatch_serves_the_document_as_json() {
         .call()
         .expect("GET openapi.json");
     assert_eq!(r.status(), 200);
-    let ct = r.headers().get("Content-Type").and_then(|v| v.to_str().ok());
+    let ct = r
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok());
     assert_eq!(ct, Some("application/json"));
     let body = r.body_mut().read_to_string().expect("body");
     let served: Value = serde_json::from_str(&body).expect("JSON");

@@ -88,12 +88,18 @@ fn selectors(expr: &str) -> Vec<(String, Vec<(String, String, String)>)> {
             let Some(body) = after.strip_prefix('{') else {
                 continue;
             };
-            let Some(close) = body.find('}') else { continue };
+            let Some(close) = body.find('}') else {
+                continue;
+            };
             let mut matchers = Vec::new();
             for m in body[..close].split(',').filter(|m| !m.trim().is_empty()) {
                 let op_at = m.find(['=', '!']).expect("matcher has an operator");
                 let label = m[..op_at].trim().to_string();
-                let op_len = if m[op_at + 1..].starts_with(['=', '~']) { 2 } else { 1 };
+                let op_len = if m[op_at + 1..].starts_with(['=', '~']) {
+                    2
+                } else {
+                    1
+                };
                 let op = m[op_at..op_at + op_len].to_string();
                 let value = m[op_at + op_len..].trim().trim_matches('"').to_string();
                 matchers.push((label, op, value));
@@ -152,9 +158,11 @@ fn exported() -> Exported {
     let web = HttpBackend::start("127.0.0.93");
     let ow = Overwatch::start(&dir, "ow", &OwOptions::default());
     let a = agent(&dir, "d1", web.addr, &[&ow.gossip], KEY, "app-token");
-    wait_for("an answer in DNS", std::time::Duration::from_secs(15), || {
-        Some(()).filter(|_| !ow.answers().is_empty())
-    });
+    wait_for(
+        "an answer in DNS",
+        std::time::Duration::from_secs(15),
+        || Some(()).filter(|_| !ow.answers().is_empty()),
+    );
     let mut out = Exported::new();
     parse_exposition(&ow.metrics(), &mut out);
     let (code, body) = http_get(&format!("{}/metrics", a.api)).unwrap_or_default();
@@ -168,13 +176,17 @@ fn every_expression_parses_with_promtool() {
     let exprs = expressions(&dashboard());
     assert!(exprs.len() >= 20, "only {} expressions", exprs.len());
     let Some(promtool) = which("promtool") else {
-        eprintln!("SKIPPED: every_expression_parses_with_promtool: promtool is not installed (package prometheus)");
+        eprintln!(
+            "SKIPPED: every_expression_parses_with_promtool: promtool is not installed (package prometheus)"
+        );
         return;
     };
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     for (i, e) in exprs.iter().enumerate() {
         let e = serde_json::to_string(&plain(e)).expect("quote");
-        rules.push_str(&format!("      - record: dashboard:expr_{i}\n        expr: {e}\n"));
+        rules.push_str(&format!(
+            "      - record: dashboard:expr_{i}\n        expr: {e}\n"
+        ));
     }
     let dir = TempDir::new("dashboard-rules");
     let file = dir.write("dashboard-rules.yml", &rules);
@@ -242,7 +254,8 @@ fn every_metric_label_and_value_is_exported() {
                 if target_labels.contains(&label.as_str()) {
                     continue;
                 }
-                let known = live[metric].contains_key(&label) || source_contains(&format!("(\"{label}\""));
+                let known =
+                    live[metric].contains_key(&label) || source_contains(&format!("(\"{label}\""));
                 assert!(known, "{metric} has no label {label} (in {expr})");
             }
         }
@@ -268,7 +281,10 @@ fn every_metric_label_and_value_is_exported() {
 /// or value with no sample yet (a counter by reason before the first
 /// failure), checked against the code that writes it.
 fn source_contains(needle: &str) -> bool {
-    let mut stack = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+    let mut stack = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
     while let Some(p) = stack.pop() {
         if p.is_dir() {
             for e in std::fs::read_dir(&p).expect("read src").flatten() {

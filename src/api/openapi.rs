@@ -30,7 +30,11 @@ mod tests {
     #[test]
     fn shipped_document_converts() {
         let doc = document().expect("docs/openapi.yaml converts to JSON");
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1"))
+        );
         assert!(doc["paths"]["/api/v1/openapi.json"].is_object());
     }
 }

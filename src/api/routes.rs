@@ -234,17 +234,23 @@ fn service_host_port(params: &[&str]) -> Result<BackendKey, RouteError> {
 /// Every endpoint of the Overwatch API (SPEC §7).
 pub const ROUTES: &[RouteDef] = &[
     def("/metrics", READ, |_, _| Ok(Route::Metrics)),
-    def("/api/v1/overwatch/backends", READ, |_, _| Ok(Route::Backends)),
+    def("/api/v1/overwatch/backends", READ, |_, _| {
+        Ok(Route::Backends)
+    }),
     def("/api/v1/overwatch/stats", READ, |_, _| Ok(Route::Stats)),
     def("/api/v1/overwatch/agents", READ, |_, _| Ok(Route::Agents)),
-    def("/api/v1/overwatch/agents/{id}", "GET, HEAD, DELETE", |m, ps| {
-        let id = p(ps, 0).to_string();
-        Ok(if m == "DELETE" {
-            Route::ForgetAgent(id)
-        } else {
-            Route::Agent(id)
-        })
-    }),
+    def(
+        "/api/v1/overwatch/agents/{id}",
+        "GET, HEAD, DELETE",
+        |m, ps| {
+            let id = p(ps, 0).to_string();
+            Ok(if m == "DELETE" {
+                Route::ForgetAgent(id)
+            } else {
+                Route::Agent(id)
+            })
+        },
+    ),
     def("/api/v1/overwatch/agents/{id}/revoke", "POST", |_, ps| {
         Ok(Route::RevokeAgent(p(ps, 0).to_string()))
     }),

@@ -42,8 +42,9 @@ impl Expiry {
                     "expires_in: {f} is not a whole number of seconds"
                 )));
             }
-            Expiry::Text(t) => parse_duration(&t)
-                .map_err(|e| ApiError::bad_request(format!("expires_in: {e}")))?,
+            Expiry::Text(t) => {
+                parse_duration(&t).map_err(|e| ApiError::bad_request(format!("expires_in: {e}")))?
+            }
         };
         if d.as_secs() > MAX_EXPIRES_IN {
             return Err(ApiError::bad_request(format!(
