@@ -77,8 +77,11 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     out
 }
 
+/// (label, operator, value) of one matcher.
+type Matcher = (String, String, String);
+
 /// `metric{a="x", b=~"y"}` → (metric, [(label, op, value)]).
-fn selectors(expr: &str) -> Vec<(String, Vec<(String, String, String)>)> {
+fn selectors(expr: &str) -> Vec<(String, Vec<Matcher>)> {
     let mut out = Vec::new();
     for name in metric_names(expr) {
         let mut rest = expr;
