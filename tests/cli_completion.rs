@@ -1,7 +1,7 @@
 //! `opengslb-cli completion bash|zsh|fish`: bash completes partial command
 //! lines as an operator types them (command words, subcommands, choices,
 //! the flags of the command typed, flag values); fish does the same through
-//! `complete -C`; zsh's script parses. Shells that are not installed are
+//! `complete -C`; zsh through a pseudo-terminal (zsh/zpty). Shells that are not installed are
 //! skipped with a message (CI installs bash, zsh and fish).
 
 use std::process::Command;
@@ -152,23 +152,56 @@ fn fish_completes_partial_command_lines() {
     let _ = std::fs::remove_file(&file);
 }
 
+/// What zsh's completion shows after `line` and a TAB, read from a zsh
+/// under zsh/zpty until `until` (a glob) appears; `None` if it never does
+/// within 30 s (the outer `timeout` ends the run).
+fn zsh_complete(script_file: &std::path::Path, line: &str, until: &str) -> Option<String> {
+    let driver = format!(
+        r#"zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z 'PS1=""; autoload -U compinit; compinit -u -D; source {script}'
+zpty -w -n z $'{line}\t'
+zpty -r z out '{until}'
+print -r -- "$out"
+zpty -d z
+"#,
+        script = script_file.display(),
+    );
+    let out = Command::new("timeout")
+        .args(["30", "zsh", "-f", "-c", &driver])
+        .output()
+        .expect("run zsh");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[test]
-fn zsh_script_parses() {
-    if !have("zsh") {
+fn zsh_completes_partial_command_lines() {
+    if !have("zsh") || !have("timeout") {
         return;
     }
     let file = temp_script("zsh");
-    let out = Command::new("zsh")
+    let check = Command::new("zsh")
         .arg("-n")
         .arg(&file)
         .output()
         .expect("run zsh");
-    let _ = std::fs::remove_file(&file);
     assert!(
-        out.status.success(),
+        check.status.success(),
         "zsh -n: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&check.stderr)
     );
+    // Several matches: zsh lists them with their help.
+    let listed = zsh_complete(&file, "opengslb-cli agents ", "*show*-- show one agent*");
+    let listed = listed.expect("zsh never listed the agents subcommands");
+    for word in ["forget", "list", "revoke"] {
+        assert!(listed.contains(&format!("{word} ")), "{word} in {listed:?}");
+    }
+    // One match: zsh inserts it.
+    let inserted = zsh_complete(&file, "opengslb-cli servers --sta", "*--status*");
+    assert!(inserted.is_some(), "zsh did not complete --status");
+    let _ = std::fs::remove_file(&file);
 }
 
 #[test]

@@ -190,7 +190,7 @@ fn zsh() -> String {
          #   source <(opengslb-cli completion zsh)\n\
          _opengslb-cli() {\n\
          \x20   local w i skip=0 cur=${words[CURRENT]} prev=${words[CURRENT-1]}\n\
-         \x20   local -a cmd\n\
+         \x20   local -a cmd opts\n\
          \x20   case $prev in\n",
     );
     for f in all_flags().filter(|f| f.value.is_some()) {
@@ -231,7 +231,7 @@ fn zsh() -> String {
             .map(|f| format!("'{f}:{}'", zq(helps.get(f).copied().unwrap_or(""))))
             .collect();
         s.push_str(&format!(
-            "            ({}) _describe -t flags flag \"(\" {} \")\" ;;\n",
+            "            ({}) opts=({}); _describe -t flags flag opts ;;\n",
             prefix_pattern(&prefix),
             described.join(" ")
         ));
@@ -248,7 +248,7 @@ fn zsh() -> String {
             .map(|w| format!("'{w}:{}'", zq(&word_help(&prefix, w))))
             .collect();
         s.push_str(&format!(
-            "        (\"{prefix}\") _describe -t commands command \"(\" {} \")\" ;;\n",
+            "        (\"{prefix}\") opts=({}); _describe -t commands command opts ;;\n",
             described.join(" ")
         ));
     }
