@@ -123,8 +123,12 @@ wait_for "http://127.0.0.1:$AGENT/api/v1/agent/status" "the agent"
 # the document, schema-valid requests are accepted and invalid ones
 # refused; and no 5xx. The stateful phase is left out: schemathesis infers
 # links between the two override paths that its own validator then rejects.
-run() {
-    schemathesis run docs/openapi.yaml \
+# schemathesis runs in the work dir so its cache (.schemathesis/) goes away
+# with it.
+SPEC=$(pwd)/docs/openapi.yaml
+run() (
+    cd "$WORK"
+    schemathesis run "$SPEC" \
         --url "$1" --include-tag "$2" \
         --checks all \
         --phases examples,coverage,fuzzing \
@@ -132,7 +136,7 @@ run() {
         --request-timeout 10 \
         --no-color \
         --report-dir "$WORK/report-$2"
-}
+)
 status=0
 run "http://127.0.0.1:$API" overwatch || status=1
 run "http://127.0.0.1:$AGENT" agent || status=1
