@@ -14,7 +14,7 @@
 #                      and debug info become /build/opengslb and /cargo
 #   --locked           the dependency versions of Cargo.lock, nothing newer
 #   gzip -9n           man pages without name or time in the gzip header
-# Needs: cargo, git, gzip; cargo-deb is installed (cargo install cargo-deb
+# Needs: cargo, git, gzip, dpkg-deb; cargo-deb is installed (cargo install cargo-deb
 # --locked) when missing.
 set -eu
 
@@ -70,6 +70,11 @@ DEB=$(cargo deb --no-build --locked --strip --output target/debian/ | tail -n 1)
 echo "package.sh: built $DEB"
 echo "SHA-256 (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH):"
 sha256sum target/release/opengslb target/release/opengslb-cli "$DEB"
+# The stripped binaries as installed, read from the package itself.
+for b in opengslb opengslb-cli; do
+    sum=$(dpkg-deb --fsys-tarfile "$DEB" | tar -xOf - "./usr/bin/$b" | sha256sum | cut -d' ' -f1)
+    echo "$sum  $DEB:/usr/bin/$b"
+done
 
 if [ "$LINTIAN" -eq 1 ]; then
     command -v lintian >/dev/null 2>&1 || { echo "package.sh: lintian is not installed (apt-get install lintian)" >&2; exit 1; }
