@@ -264,7 +264,8 @@ fn zsh() -> String {
 }
 
 /// The help of the command that `prefix word` starts (its own when it is a
-/// whole command, else the first one under it).
+/// whole command or an alias, else the first one under it); a word that
+/// starts no command is a choice argument of `prefix` (`drain on`).
 fn word_help(prefix: &str, word: &str) -> String {
     let full = if prefix.is_empty() {
         word.to_string()
@@ -277,13 +278,7 @@ fn word_help(prefix: &str, word: &str) -> String {
         .iter()
         .find(exact)
         .or_else(|| COMMANDS.iter().find(under))
-        .map(|c| {
-            if COMMANDS.iter().any(|c| c.name == prefix) {
-                format!("argument of {prefix}")
-            } else {
-                c.help.to_string()
-            }
-        })
+        .map(|c| c.help.to_string())
         .unwrap_or_else(|| format!("argument of {prefix}"))
 }
 
