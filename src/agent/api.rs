@@ -12,7 +12,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tiny_http::{Method, Request};
+use tiny_http::{Header, Method, Request};
 
 const MAX_BODY: usize = 16 * 1024;
 
@@ -75,6 +75,15 @@ fn error(code: u16, msg: &str) -> Reply {
     json(code, &serde_json::json!({"error": msg, "code": code}))
 }
 
+/// 405 with the `Allow` header RFC 9110 requires.
+fn not_allowed(allow: &'static str) -> Reply {
+    let resp = error(405, &format!("method not allowed; allowed: {allow}"));
+    match Header::from_bytes("Allow", allow) {
+        Ok(h) => resp.with_header(h),
+        Err(()) => resp,
+    }
+}
+
 fn route(
     req: &mut Request,
     view: &SnapshotCell<AgentStatusView>,
@@ -104,8 +113,8 @@ fn route(
         }
         ("/api/v1/agent/drain", Method::Delete) => send_drain(drains, None, view),
         ("/metrics", Method::Get) => httpserve::metrics(metrics()),
-        ("/api/v1/agent/status" | "/metrics", _) => error(405, "method not allowed"),
-        ("/api/v1/agent/drain", _) => error(405, "method not allowed"),
+        ("/api/v1/agent/status" | "/metrics", _) => not_allowed("GET"),
+        ("/api/v1/agent/drain", _) => not_allowed("POST, DELETE"),
         _ => error(404, "not found"),
     }
 }

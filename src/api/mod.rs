@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod command;
+pub mod openapi;
 pub mod read;
 pub mod routes;
 pub mod server;

@@ -100,6 +100,7 @@ pub fn answer(route: &Route, query: &str, view: &OverwatchView) -> Result<(u16, 
                 .collect();
             ok(json!({"entries": entries, "generated_at": generated_at}))
         }
+        Route::OpenApi => super::openapi::document().map(|doc| (200, doc.clone())),
         _ => Err(ApiError::new(500, "route is not a read")),
     }
 }
@@ -107,10 +108,13 @@ pub fn answer(route: &Route, query: &str, view: &OverwatchView) -> Result<(u16, 
 fn audit_limit(query: &str) -> Result<usize, ApiError> {
     match query_pairs(query).into_iter().find(|(k, _)| k == "limit") {
         None => Ok(AUDIT_DEFAULT),
-        Some((_, v)) => v
-            .parse::<usize>()
-            .map(|n| n.min(AUDIT_MAX))
-            .map_err(|_| ApiError::bad_request(format!("invalid limit {v:?}: expected a number"))),
+        // Any whole number is clamped, even one beyond usize.
+        Some((_, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(v.parse::<usize>().map_or(AUDIT_MAX, |n| n.min(AUDIT_MAX)))
+        }
+        Some((_, v)) => Err(ApiError::bad_request(format!(
+            "invalid limit {v:?}: expected a number"
+        ))),
     }
 }
 

@@ -23,6 +23,8 @@ pub enum Route {
     Version,
     AuditLogs,
     Metrics,
+    /// This API's OpenAPI document (docs/openapi.yaml as JSON).
+    OpenApi,
 }
 
 impl Route {
@@ -163,77 +165,151 @@ fn key(service: &str, address: &str, port: &str) -> Result<BackendKey, RouteErro
     })
 }
 
-/// Maps a method and a URL (query ignored) to a route.
+/// Builds a route from the (already allowed) method and the path's
+/// parameters, in template order.
+type Build = fn(&str, &[&str]) -> Result<Route, RouteError>;
+
+/// One entry of the route table: a path template (`{name}` matches one
+/// segment), the methods it answers (also the `Allow` header of a 405;
+/// `HEAD` goes with `GET`) and how to build the route. `route()` matches
+/// against this table only, and the OpenAPI parity test compares it with
+/// docs/openapi.yaml, so a route cannot exist undocumented.
+pub struct RouteDef {
+    pub path: &'static str,
+    pub allow: &'static str,
+    build: Build,
+}
+
+impl RouteDef {
+    /// The methods as OpenAPI lists them (HEAD is implied by GET).
+    pub fn methods(&self) -> impl Iterator<Item = &'static str> {
+        self.allow.split(", ").filter(|m| *m != "HEAD")
+    }
+
+    fn allows(&self, method: &str) -> bool {
+        self.allow.split(", ").any(|m| m == method)
+    }
+
+    /// The template's parameters when the segments match it.
+    fn matches<'a>(&self, segments: &[&'a str]) -> Option<Vec<&'a str>> {
+        let template = self.path.split('/').filter(|s| !s.is_empty());
+        if template.clone().count() != segments.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (t, s) in template.zip(segments) {
+            if t.starts_with('{') {
+                params.push(*s);
+            } else if t != *s {
+                return None;
+            }
+        }
+        Some(params)
+    }
+}
+
+const fn def(path: &'static str, allow: &'static str, build: Build) -> RouteDef {
+    RouteDef { path, allow, build }
+}
+
+const READ: &str = "GET, HEAD";
+
+fn p<'a>(params: &[&'a str], i: usize) -> &'a str {
+    params.get(i).copied().unwrap_or("")
+}
+
+fn backend_key(params: &[&str]) -> Result<BackendKey, RouteError> {
+    key(p(params, 0), p(params, 1), p(params, 2))
+}
+
+fn service_host_port(params: &[&str]) -> Result<BackendKey, RouteError> {
+    let (address, port) = parse_host_port(p(params, 1)).map_err(RouteError::BadPath)?;
+    Ok(BackendKey {
+        service: p(params, 0).to_string(),
+        address,
+        port,
+    })
+}
+
+/// Every endpoint of the Overwatch API (SPEC §7).
+pub const ROUTES: &[RouteDef] = &[
+    def("/metrics", READ, |_, _| Ok(Route::Metrics)),
+    def("/api/v1/overwatch/backends", READ, |_, _| {
+        Ok(Route::Backends)
+    }),
+    def("/api/v1/overwatch/stats", READ, |_, _| Ok(Route::Stats)),
+    def("/api/v1/overwatch/agents", READ, |_, _| Ok(Route::Agents)),
+    def(
+        "/api/v1/overwatch/agents/{id}",
+        "GET, HEAD, DELETE",
+        |m, ps| {
+            let id = p(ps, 0).to_string();
+            Ok(if m == "DELETE" {
+                Route::ForgetAgent(id)
+            } else {
+                Route::Agent(id)
+            })
+        },
+    ),
+    def("/api/v1/overwatch/agents/{id}/revoke", "POST", |_, ps| {
+        Ok(Route::RevokeAgent(p(ps, 0).to_string()))
+    }),
+    def(
+        "/api/v1/overwatch/backends/{service}/{address}/{port}/override",
+        "POST, PUT, DELETE",
+        |m, ps| {
+            let k = backend_key(ps)?;
+            Ok(if m == "DELETE" {
+                Route::ClearOverride(k)
+            } else {
+                Route::SetOverride(k)
+            })
+        },
+    ),
+    def("/api/v1/overwatch/validate", "POST", |_, _| {
+        Ok(Route::Validate)
+    }),
+    def("/api/v1/overrides", READ, |_, _| Ok(Route::Overrides)),
+    def(
+        "/api/v1/overrides/{service}/{address_port}",
+        "PUT, POST, DELETE",
+        |m, ps| {
+            let k = service_host_port(ps)?;
+            Ok(if m == "DELETE" {
+                Route::ClearOverride(k)
+            } else {
+                Route::SetOverride(k)
+            })
+        },
+    ),
+    def("/api/v1/health/servers", READ, |_, _| {
+        Ok(Route::HealthServers)
+    }),
+    def("/api/v1/healthz", READ, |_, _| Ok(Route::Healthz)),
+    def("/api/v1/domains", READ, |_, _| Ok(Route::Domains)),
+    def("/api/v1/domains/{name}", READ, |_, ps| {
+        Ok(Route::Domain(p(ps, 0).to_string()))
+    }),
+    def("/api/v1/ready", READ, |_, _| Ok(Route::Ready)),
+    def("/api/v1/live", READ, |_, _| Ok(Route::Live)),
+    def("/api/v1/version", READ, |_, _| Ok(Route::Version)),
+    def("/api/v1/audit-logs", READ, |_, _| Ok(Route::AuditLogs)),
+    def("/api/v1/openapi.json", READ, |_, _| Ok(Route::OpenApi)),
+];
+
+/// Maps a method and a URL (query ignored) to a route through `ROUTES`.
 pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
     let (segments, _) = split_url(url);
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
-    use RouteError::MethodNotAllowed as Nope;
-    let get = |r: Route| {
-        if method == "GET" || method == "HEAD" {
-            Ok(r)
-        } else {
-            Err(Nope { allow: "GET, HEAD" })
+    for d in ROUTES {
+        if let Some(params) = d.matches(&s) {
+            if !d.allows(method) {
+                return Err(RouteError::MethodNotAllowed { allow: d.allow });
+            }
+            return (d.build)(method, &params);
         }
-    };
-    match s.as_slice() {
-        ["metrics"] => get(Route::Metrics),
-        ["api", "v1", rest @ ..] => match rest {
-            ["overwatch", "backends"] => get(Route::Backends),
-            ["overwatch", "stats"] => get(Route::Stats),
-            ["overwatch", "agents"] => get(Route::Agents),
-            ["overwatch", "agents", id] => match method {
-                "GET" | "HEAD" => Ok(Route::Agent(id.to_string())),
-                "DELETE" => Ok(Route::ForgetAgent(id.to_string())),
-                _ => Err(Nope {
-                    allow: "GET, HEAD, DELETE",
-                }),
-            },
-            ["overwatch", "agents", id, "revoke"] => match method {
-                "POST" => Ok(Route::RevokeAgent(id.to_string())),
-                _ => Err(Nope { allow: "POST" }),
-            },
-            ["overwatch", "backends", service, address, port, "override"] => {
-                let k = key(service, address, port);
-                match method {
-                    "POST" | "PUT" => Ok(Route::SetOverride(k?)),
-                    "DELETE" => Ok(Route::ClearOverride(k?)),
-                    _ => Err(Nope {
-                        allow: "POST, PUT, DELETE",
-                    }),
-                }
-            }
-            ["overwatch", "validate"] => match method {
-                "POST" => Ok(Route::Validate),
-                _ => Err(Nope { allow: "POST" }),
-            },
-            ["overrides"] => get(Route::Overrides),
-            ["overrides", service, host_port] => {
-                let k = parse_host_port(host_port).map_err(RouteError::BadPath);
-                let k = k.map(|(address, port)| BackendKey {
-                    service: service.to_string(),
-                    address,
-                    port,
-                });
-                match method {
-                    "PUT" | "POST" => Ok(Route::SetOverride(k?)),
-                    "DELETE" => Ok(Route::ClearOverride(k?)),
-                    _ => Err(Nope {
-                        allow: "PUT, POST, DELETE",
-                    }),
-                }
-            }
-            ["health", "servers"] => get(Route::HealthServers),
-            ["healthz"] => get(Route::Healthz),
-            ["domains"] => get(Route::Domains),
-            ["domains", name] => get(Route::Domain(name.to_string())),
-            ["ready"] => get(Route::Ready),
-            ["live"] => get(Route::Live),
-            ["version"] => get(Route::Version),
-            ["audit-logs"] => get(Route::AuditLogs),
-            _ => Err(RouteError::NotFound),
-        },
-        _ => Err(RouteError::NotFound),
     }
+    Err(RouteError::NotFound)
 }
 
 #[cfg(test)]

@@ -20,7 +20,30 @@ struct OverrideBody {
 #[serde(untagged)]
 enum Expiry {
     Seconds(u64),
+    /// JSON Schema counts `90.0` as an integer, so generated clients send it.
+    Whole(f64),
     Text(String),
+}
+
+impl Expiry {
+    /// The expiry; `None` for never (absent or 0). Huge values saturate:
+    /// the override then never expires in practice.
+    fn duration(self) -> Result<Option<Duration>, ApiError> {
+        let d = match self {
+            Expiry::Seconds(s) => Duration::from_secs(s),
+            // `as` saturates, so 1e300 is u64::MAX seconds.
+            Expiry::Whole(f) if f >= 0.0 && f.fract() == 0.0 => Duration::from_secs(f as u64),
+            Expiry::Whole(f) => {
+                return Err(ApiError::bad_request(format!(
+                    "expires_in: {f} is not a whole number of seconds"
+                )));
+            }
+            Expiry::Text(t) => {
+                parse_duration(&t).map_err(|e| ApiError::bad_request(format!("expires_in: {e}")))?
+            }
+        };
+        Ok(Some(d).filter(|d| !d.is_zero()))
+    }
 }
 
 #[derive(Deserialize)]
@@ -56,13 +79,7 @@ pub fn command(route: &Route, body: &[u8]) -> Result<Command, ApiError> {
             let b: OverrideBody = parse_json(body)?;
             let expires_in = match b.expires_in {
                 None => None,
-                Some(Expiry::Seconds(0)) => None,
-                Some(Expiry::Seconds(s)) => Some(Duration::from_secs(s)),
-                Some(Expiry::Text(t)) => Some(
-                    parse_duration(&t)
-                        .map_err(|e| ApiError::bad_request(format!("expires_in: {e}")))?,
-                )
-                .filter(|d| !d.is_zero()),
+                Some(e) => e.duration()?,
             };
             Ok(Command::SetOverride {
                 service: service.clone(),
@@ -131,6 +148,25 @@ mod tests {
         )
         .expect("ok");
         assert!(matches!(c, Command::SetOverride { expires_in: Some(d), .. } if d.as_secs() == 90));
+        let c = command(
+            &key(),
+            br#"{"healthy": true, "reason": "x", "expires_in": 90.0}"#,
+        )
+        .expect("ok");
+        assert!(matches!(c, Command::SetOverride { expires_in: Some(d), .. } if d.as_secs() == 90));
+        let c = command(
+            &key(),
+            br#"{"healthy": true, "reason": "x", "expires_in": 1e300}"#,
+        )
+        .expect("huge is accepted");
+        assert!(
+            matches!(c, Command::SetOverride { expires_in: Some(d), .. } if d.as_secs() == u64::MAX)
+        );
+        for bad in ["90.5", "-1", "\"1y\""] {
+            let body = format!(r#"{{"healthy": true, "reason": "x", "expires_in": {bad}}}"#);
+            let err = command(&key(), body.as_bytes()).expect_err(bad);
+            assert!(err.message.contains("expires_in"), "{bad}: {}", err.message);
+        }
         let c = command(&key(), br#"{"healthy": true, "reason": "x"}"#).expect("ok");
         assert!(matches!(
             c,

@@ -303,6 +303,12 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
                 format!("{key}\n")
             })
         }
+        "completion" => super::completion::script(arg(0)).ok_or_else(|| {
+            CliError::Usage(format!(
+                "completion: unknown shell {:?} (bash, zsh or fish)",
+                arg(0)
+            ))
+        }),
         other => Err(CliError::Failure(format!(
             "command {other} has no implementation"
         ))),

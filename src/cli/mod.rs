@@ -3,12 +3,14 @@
 //!
 //! `spec` defines every command and flag (and drives `--help`), `args`
 //! parses, `commands` sends the requests, `render` draws tables, `client`
-//! speaks HTTP. `run` is what `main` calls: it prints the result, or one
-//! line on stderr, and returns the exit code from `crate::exit`.
+//! speaks HTTP, `completion` writes shell completion scripts from `spec`.
+//! `run` is what `main` calls: it prints the result, or one line on
+//! stderr, and returns the exit code from `crate::exit`.
 
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod completion;
 pub mod render;
 pub mod spec;
 

@@ -227,6 +227,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "check a configuration file and report every problem",
     },
     CommandSpec {
+        name: "completion",
+        aliases: &[],
+        args: &["bash|zsh|fish"],
+        flags: &[],
+        required: &[],
+        help: "print the shell completion script for bash, zsh or fish",
+    },
+    CommandSpec {
         name: "gen-key",
         aliases: &[],
         args: &[],

@@ -8,11 +8,13 @@
 mod util;
 
 mod cli_man;
+mod dashboard;
 mod drain;
 mod e2e;
 mod files;
 mod install;
 mod layout;
+mod package;
 mod rules;
 mod shipped_configs;
 mod systemd_notify;

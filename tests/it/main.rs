@@ -8,8 +8,10 @@ mod util;
 
 mod agent_gossip;
 mod api_contract;
+mod api_openapi;
 mod bad_input;
 mod cli_commands;
+mod cli_completion;
 mod config_load;
 mod daemon_listen;
 mod dns_alloc;
