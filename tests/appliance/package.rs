@@ -21,7 +21,7 @@ fn root_dir() -> PathBuf {
 }
 
 fn skip(why: &str) {
-    eprintln!("SKIPPED: appliance_package: {why}");
+    crate::util::skip("appliance_package", why);
 }
 
 fn text(out: &Output) -> String {

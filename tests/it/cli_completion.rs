@@ -13,7 +13,7 @@ fn have(tool: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
     if !found {
-        eprintln!("SKIPPED: cli_completion: `{tool}` is not installed");
+        crate::util::skip("cli_completion", &format!("`{tool}` is not installed"));
     }
     found
 }

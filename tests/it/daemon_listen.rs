@@ -229,7 +229,7 @@ fn regression_every_address_check_accepts_the_daemon_binds() {
     if has_ipv6_loopback() {
         forms.extend([Form::IpPort("::1"), Form::Bare("::1")]);
     } else {
-        eprintln!("SKIPPED: daemon_listen IPv6 forms: no IPv6 loopback on this host");
+        crate::util::skip("daemon_listen IPv6 forms", "no IPv6 loopback on this host");
     }
     let mut bound = 0;
     for form in forms {
