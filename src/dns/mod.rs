@@ -11,6 +11,7 @@ pub mod server;
 pub mod stats;
 pub mod table;
 mod tcp;
+mod udp;
 mod udp_batch;
 
 pub use responder::{Responder, Transport};
