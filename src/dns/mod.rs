@@ -5,6 +5,7 @@
 //! into one answer without I/O or allocation, `server` runs the UDP and TCP
 //! poll loops, `stats` keeps the counters.
 
+mod fastpath;
 pub mod responder;
 pub mod routing;
 pub mod server;

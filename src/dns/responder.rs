@@ -102,6 +102,18 @@ impl Responder {
         table: &DnsTable,
         stats: &DnsStats,
     ) -> Option<&[u8]> {
+        // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs).
+        let udp = transport == Transport::Udp;
+        if super::fastpath::answer(
+            query,
+            udp,
+            self.max_udp_size,
+            table.fast(),
+            stats,
+            &mut self.buf,
+        ) {
+            return Some(&self.buf);
+        }
         let (header, question, edns) = match parse(query) {
             Parsed::Drop => {
                 stats.count_dropped();

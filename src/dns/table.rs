@@ -12,6 +12,7 @@
 //! carry a SOA. Names between a zone apex and a domain (empty
 //! non-terminals) answer NODATA, not NXDOMAIN (RFC 8020).
 
+use super::fastpath::FastIndex;
 use super::routing::Pool;
 use super::stats::{DnsStats, DomainCounters};
 use crate::config::{RoutingAlgorithm, SoaConfig};
@@ -85,8 +86,9 @@ pub(crate) enum Serving {
 pub(crate) struct DomainEntry {
     pub ttl: u32,
     pub serving: Serving,
-    pub v4: Pool,
-    pub v6: Pool,
+    /// Shared with the fast path's copy of this entry (one rotation).
+    pub v4: Arc<Pool>,
+    pub v6: Arc<Pool>,
     pub counters: Arc<DomainCounters>,
 }
 
@@ -139,6 +141,8 @@ type FnvMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<Fnv>>;
 pub struct DnsTable {
     zones: FnvMap<Zone>,
     nodes: FnvMap<Node>,
+    /// Precomputed answers for plain queries (fastpath.rs).
+    fast: FastIndex,
 }
 
 /// The lowercased, uncompressed wire form of a name in a stack buffer.
@@ -317,15 +321,30 @@ impl DnsTable {
             let entry = DomainEntry {
                 ttl: d.ttl,
                 serving,
-                v4: Pool::new(&v4, d.algorithm, d.max_records),
-                v6: Pool::new(&v6, d.algorithm, d.max_records),
+                v4: Arc::new(Pool::new(&v4, d.algorithm, d.max_records)),
+                v6: Arc::new(Pool::new(&v6, d.algorithm, d.max_records)),
                 counters: stats.domain(&label),
             };
             names.insert(label);
             table.nodes.insert(k, Node::Domain(entry));
         }
         stats.retain_domains(&|n| names.contains(n));
+        table.fast = FastIndex::build(
+            table.zones.iter().map(|(k, z)| (&k[..], z)),
+            table.nodes.iter().map(|(k, n)| (&k[..], n)),
+        );
         table
+    }
+
+    pub(crate) fn fast(&self) -> &FastIndex {
+        &self.fast
+    }
+
+    /// The same table without its fast path (tests compare both paths).
+    #[cfg(test)]
+    pub(crate) fn without_fast_path(mut self) -> DnsTable {
+        self.fast = FastIndex::default();
+        self
     }
 
     /// Finds the zone and node of a lowercased wire name.

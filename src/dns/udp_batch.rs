@@ -169,32 +169,14 @@ impl Batch {
         })
     }
 
-    /// The answer slot of datagram `i`, for a responder that writes in
-    /// place; commit the length with `set_answer_len`.
-    pub fn answer_slot(&mut self, i: usize) -> Option<&mut [u8]> {
-        if i >= self.received {
-            return None;
-        }
-        let start = i * self.answer_max;
-        self.answers.get_mut(start..start + self.answer_max)
-    }
-
-    pub fn set_answer_len(&mut self, i: usize, len: usize) {
-        if i < self.received && len <= self.answer_max {
-            self.answer_len[i] = len;
-        }
-    }
-
     /// Stores the answer to datagram `i`; answers longer than the slot are
     /// not sent (the responder never produces them for UDP).
     pub fn set_answer(&mut self, i: usize, answer: &[u8]) -> bool {
-        if answer.len() > self.answer_max {
+        if i >= self.received || answer.len() > self.answer_max {
             return false;
         }
-        let Some(slot) = self.answer_slot(i) else {
-            return false;
-        };
-        match slot.get_mut(..answer.len()) {
+        let start = i * self.answer_max;
+        match self.answers.get_mut(start..start + answer.len()) {
             Some(slot) => {
                 slot.copy_from_slice(answer);
                 self.answer_len[i] = answer.len();
