@@ -82,12 +82,17 @@ trap cleanup EXIT INT TERM
 # A free TCP+UDP port on 127.0.0.1, chosen by the kernel.
 free_port() {
     python3 -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 0))
-p = s.getsockname()[1]
-t = socket.socket()
-t.bind(("127.0.0.1", p))
-print(p)'
+while True:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(p)
+    break'
 }
 
 wait_for_answer() { # name port
@@ -101,12 +106,6 @@ wait_for_answer() { # name port
     done
     echo "dns.sh: $1 does not answer on 127.0.0.1:$2" >&2
     return 1
-}
-
-pinned() { # cores command...
-    cores=$1
-    shift
-    taskset -c "$cores" "$@"
 }
 
 cargo build --release --bin opengslb >"$WORK/build.log" 2>&1 || {
@@ -167,7 +166,7 @@ zone:
     zonefile: bench.test.zone
 CONF
     nsd-checkconf "$d/nsd.conf"
-    pinned "$SERVER_CPU" nsd -d -c "$d/nsd.conf" >"$d/stdout.log" 2>&1 &
+    taskset -c "$SERVER_CPU" nsd -d -c "$d/nsd.conf" >"$d/stdout.log" 2>&1 &
     PID_nsd=$!
     PIDS="$PIDS $PID_nsd"
     wait_for_answer nsd "$PORT_nsd"
@@ -198,7 +197,7 @@ zone:
   - domain: bench.test
     file: bench.test.zone
 CONF
-    pinned "$SERVER_CPU" knotd -c "$d/knot.conf" >"$d/stdout.log" 2>&1 &
+    taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$d/stdout.log" 2>&1 &
     PID_knot=$!
     PIDS="$PIDS $PID_knot"
     wait_for_answer knot "$PORT_knot"
@@ -217,7 +216,7 @@ options => {
   tcp_threads => 1
 }
 CONF
-    pinned "$SERVER_CPU" gdnsd -c "$d" start >"$d/stdout.log" 2>&1 &
+    taskset -c "$SERVER_CPU" gdnsd -c "$d" start >"$d/stdout.log" 2>&1 &
     PID_gdnsd=$!
     PIDS="$PIDS $PID_gdnsd"
     wait_for_answer gdnsd "$PORT_gdnsd"
@@ -274,7 +273,7 @@ start_opengslb() {
         echo "  level: warn"
     } >"$d/overwatch.yaml"
     chmod 600 "$d/overwatch.yaml"
-    pinned "$SERVER_CPU" "$BIN" --config "$d/overwatch.yaml" >"$d/stdout.log" 2>&1 &
+    taskset -c "$SERVER_CPU" "$BIN" --config "$d/overwatch.yaml" >"$d/stdout.log" 2>&1 &
     PID_opengslb=$!
     PIDS="$PIDS $PID_opengslb"
     wait_for_answer opengslb "$PORT_opengslb"
@@ -325,6 +324,19 @@ cpu_tree() { # pid
         }'
 }
 
+# Voluntary context switches of a process tree: each is one sleep of a
+# thread, so per answered query it is the wake-ups per query.
+sleeps() { # pid
+    total=0
+    for p_ in $(cpu_tree "$1"); do
+        for st in /proc/"$p_"/task/*/status; do
+            v=$(awk '/^voluntary_ctxt_switches/ { print $2 }' "$st" 2>/dev/null) || continue
+            total=$((total + ${v:-0}))
+        done
+    done
+    echo "$total"
+}
+
 port_of() { eval "echo \$PORT_$1"; }
 pid_of() { eval "echo \$PID_$1"; }
 
@@ -361,18 +373,20 @@ measure() { # kind server rate(0 = max)
         rate_flag="-Q $3"
     fi
     before=$(cpu_ticks "$pid")
+    s_before=$(sleeps "$pid")
     # shellcheck disable=SC2086
-    pinned "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$QUERIES" -l "$SECS" \
+    taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$QUERIES" -l "$SECS" \
         -c "$CLIENTS" -T 1 $rate_flag >"$WORK/dnsperf.out" 2>&1
     after=$(cpu_ticks "$pid")
+    slept=$(($(sleeps "$pid") - s_before))
     answered=$(awk '/Queries completed:/ { print $3 }' "$WORK/dnsperf.out")
     qps=$(awk '/Queries per second:/ { print $4 }' "$WORK/dnsperf.out")
     # shellcheck disable=SC2086
     set -- "$1" "$2" $before $after
-    echo "$1 $2 ${answered:-0} ${qps:-0} $(($5 - $3)) $(($6 - $4))" >>"$RESULTS"
-    awk -v k="$1" -v s="$2" -v a="${answered:-0}" -v q="${qps:-0}" -v u="$(($5 - $3))" -v y="$(($6 - $4))" -v hz="$HZ" 'BEGIN {
+    echo "$1 $2 ${answered:-0} ${qps:-0} $(($5 - $3)) $(($6 - $4)) $slept" >>"$RESULTS"
+    awk -v k="$1" -v s="$2" -v a="${answered:-0}" -v q="${qps:-0}" -v u="$(($5 - $3))" -v y="$(($6 - $4))" -v w="$slept" -v hz="$HZ" 'BEGIN {
         us = (a > 0 ? 1e6 / hz / a : 0)
-        printf "  %-5s %-9s %9d answered %8.0f qps   CPU/query user %.2f sys %.2f total %.2f us\n", k, s, a, q, u * us, y * us, (u + y) * us
+        printf "  %-5s %-9s %9d answered %8.0f qps   CPU/query user %.2f sys %.2f total %.2f us   sleeps/query %.3f\n", k, s, a, q, u * us, y * us, (u + y) * us, (a > 0 ? w / a : 0)
     }'
 }
 
@@ -389,7 +403,7 @@ count_syscalls() { # server
     strace -c -f -o "$WORK/strace.$1" $pids >/dev/null 2>&1 &
     spid=$!
     sleep 1
-    pinned "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$QUERIES" -l "$STRACE_SECS" \
+    taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$QUERIES" -l "$STRACE_SECS" \
         -c "$CLIENTS" -T 1 -Q "$STRACE_RATE" >"$WORK/dnsperf.strace" 2>&1
     kill -INT "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
@@ -417,6 +431,18 @@ if [ "$THREADS" -gt 1 ] && [ -n "${PID_opengslb:-}" ]; then
     udp_thread_ticks "$PID_opengslb" >"$WORK/threads.before"
     thread_queries >"$WORK/queries.before"
 fi
+# CPU each server burns with no queries at all (timers, health checks,
+# other threads of the daemon): part of every per-query figure below.
+echo "idle CPU over $SECS s (no queries):"
+for s in $SERVERS; do
+    pid=$(pid_of "$s")
+    # shellcheck disable=SC2046
+    set -- $(cpu_ticks "$pid")
+    sleep "$SECS"
+    # shellcheck disable=SC2046
+    set -- "$@" $(cpu_ticks "$pid")
+    echo "  $s $((($3 + $4 - $1 - $2) * 1000 / HZ)) ms"
+done
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
     echo "round $round"
@@ -459,7 +485,7 @@ fi
 
 echo
 echo "fixed rate $RATE q/s, mean of $ROUNDS runs (CPU µs per answered query):"
-printf '%-9s %10s %7s %7s %7s %9s %12s  %s\n' server answered user sys total "vs best" "syscalls/q" "top system calls (strace run)"
+printf '%-9s %10s %7s %7s %7s %9s %9s %11s  %s\n' server answered user sys total "vs best" sleeps/q "syscalls/q" "top system calls (strace run)"
 awk -v hz="$HZ" -v sysfile="$SYSCALLS" '
     BEGIN {
         while ((getline line < sysfile) > 0) {
@@ -470,7 +496,7 @@ awk -v hz="$HZ" -v sysfile="$SYSCALLS" '
         }
     }
     $1 == "fixed" {
-        a[$2] += $3; u[$2] += $5; s[$2] += $6
+        a[$2] += $3; u[$2] += $5; s[$2] += $6; w[$2] += $7
         if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 }
     }
     END {
@@ -485,7 +511,8 @@ awk -v hz="$HZ" -v sysfile="$SYSCALLS" '
             us = (a[k] > 0 ? 1e6 / hz / a[k] : 0)
             ratio = (best != "" && tot[best] > 0 ? sprintf("%.2f", tot[k] / tot[best]) : "-")
             calls = (k in sc ? sprintf("%.2f", sc[k]) : "-")
-            printf "%-9s %10d %7.2f %7.2f %7.2f %9s %12s %s\n", k, a[k], u[k] * us, s[k] * us, tot[k], ratio, calls, top[k]
+            sl = (a[k] > 0 ? sprintf("%.3f", w[k] / a[k]) : "-")
+            printf "%-9s %10d %7.2f %7.2f %7.2f %9s %9s %11s %s\n", k, a[k], u[k] * us, s[k] * us, tot[k], ratio, sl, calls, top[k]
         }
         if (best != "") printf "(vs best = total CPU per query / that of the best peer, %s)\n", best
     }' "$RESULTS"

@@ -190,7 +190,14 @@ fn all_queries() -> Vec<Vec<u8>> {
                 Edns::Ecs,
             ] {
                 id = id.wrapping_add(7919);
-                out.push(query(name, qtype, edns, id, id % 2 == 0, id % 3 == 0));
+                out.push(query(
+                    name,
+                    qtype,
+                    edns,
+                    id,
+                    id.is_multiple_of(2),
+                    id.is_multiple_of(3),
+                ));
             }
         }
     }

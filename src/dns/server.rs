@@ -223,6 +223,24 @@ pub(crate) fn bind_socket(addr: &SocketAddr, stream: bool) -> io::Result<OwnedFd
     if !stream {
         // Best effort: a deeper queue absorbs bursts.
         let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
+        // Answers go out without DF and ignore path-MTU updates (as gdnsd
+        // and Knot do): a spoofed ICMP "fragmentation needed" cannot shrink
+        // our answers, and the send path skips the PMTU bookkeeping.
+        let _ = if addr.is_ipv4() {
+            set_int(
+                &fd,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_OMIT,
+            )
+        } else {
+            set_int(
+                &fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_OMIT,
+            )
+        };
     }
     let (sa, len) = sockaddr(addr);
     // SAFETY: sa holds a valid sockaddr of length len.
