@@ -22,9 +22,13 @@
 #   BENCH_MAX (0)             1: also one unlimited-rate run per server
 #   BENCH_STRACE_RATE (20000) rate of the strace run (0: skip strace)
 #   BENCH_STRACE_SECONDS (4)
-#   BENCH_THREADS (1)         opengslb dns.threads (2: per-thread split)
+#   BENCH_THREADS (1)         UDP threads of every server (opengslb dns.threads,
+#                             NSD server-count, Knot udp-workers, gdnsd
+#                             udp_threads); above 1 also the per-thread split
 #   BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1)   taskset core lists
-#   BENCH_SERVERS ("opengslb nsd knot gdnsd")
+#   BENCH_SERVERS ("opengslb nsd knot gdnsd"; add "baseline" to run a
+#                             second opengslb binary, BENCH_BASELINE_BIN,
+#                             e.g. a build of an older commit, beside it)
 #   BENCH_CLIENTS (10)        dnsperf -c
 set -eu
 
@@ -147,7 +151,7 @@ start_nsd() {
     cat >"$d/nsd.conf" <<CONF
 server:
     ip-address: 127.0.0.1@$PORT_nsd
-    server-count: 1
+    server-count: $THREADS
     username: ""
     chroot: ""
     zonesdir: "$d"
@@ -181,7 +185,7 @@ start_knot() {
 server:
     rundir: "$d"
     listen: 127.0.0.1@$PORT_knot
-    udp-workers: 1
+    udp-workers: $THREADS
     tcp-workers: 1
     background-workers: 1
 database:
@@ -212,7 +216,7 @@ start_gdnsd() {
 options => {
   listen => [ 127.0.0.1 ]
   dns_port => $PORT_gdnsd
-  udp_threads => 1
+  udp_threads => $THREADS
   tcp_threads => 1
 }
 CONF
@@ -223,8 +227,17 @@ CONF
 }
 
 start_opengslb() {
-    PORT_opengslb=$(free_port)
-    d="$WORK/opengslb"
+    start_og opengslb "$BIN"
+    API_PORT=$(eval "echo \$API_PORT_opengslb")
+}
+
+start_baseline() {
+    start_og baseline "${BENCH_BASELINE_BIN:?BENCH_BASELINE_BIN: the opengslb binary to compare}"
+}
+
+start_og() { # name binary
+    port=$(free_port)
+    d="$WORK/$1"
     mkdir -p "$d/www" "$d/data"
     echo ok >"$d/www/health"
     http_port=$(free_port)
@@ -232,13 +245,13 @@ start_opengslb() {
         python3 -m http.server "$http_port" --bind "$ip" --directory "$d/www" >/dev/null 2>&1 &
         PIDS="$PIDS $!"
     done
-    API_PORT=$(free_port)
+    api_port=$(free_port)
     gossip_port=$(free_port)
     key=$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
     {
         echo "mode: overwatch"
         echo "dns:"
-        echo "  listen_address: \"127.0.0.1:$PORT_opengslb\""
+        echo "  listen_address: \"127.0.0.1:$port\""
         echo "  zones: [bench.test]"
         echo "  default_ttl: 60"
         echo "  threads: $THREADS"
@@ -268,15 +281,16 @@ start_opengslb() {
             echo "  - { name: app$n.bench.test, routing_algorithm: round-robin, regions: [bench] }"
         done
         echo "api:"
-        echo "  address: \"127.0.0.1:$API_PORT\""
+        echo "  address: \"127.0.0.1:$api_port\""
         echo "logging:"
         echo "  level: warn"
     } >"$d/overwatch.yaml"
     chmod 600 "$d/overwatch.yaml"
-    taskset -c "$SERVER_CPU" "$BIN" --config "$d/overwatch.yaml" >"$d/stdout.log" 2>&1 &
-    PID_opengslb=$!
-    PIDS="$PIDS $PID_opengslb"
-    wait_for_answer opengslb "$PORT_opengslb"
+    taskset -c "$SERVER_CPU" "$2" --config "$d/overwatch.yaml" >"$d/stdout.log" 2>&1 &
+    pid=$!
+    PIDS="$PIDS $pid"
+    eval "PORT_$1=$port PID_$1=$pid API_PORT_$1=$api_port"
+    wait_for_answer "$1" "$port"
 }
 
 # ---------------------------------------------------------------- measuring
@@ -426,7 +440,7 @@ SYSCALLS="$WORK/syscalls"
 echo "date $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "servers on cores $SERVER_CPU, dnsperf on $CLIENT_CPU: dnsperf -l $SECS -c $CLIENTS -T 1 -Q $RATE"
 echo "query mix: app1..app4.bench.test A (2 addresses each) + nope.bench.test A (NXDOMAIN)"
-echo "opengslb: $BIN, dns.threads: $THREADS"
+echo "opengslb: $BIN; UDP threads per server: $THREADS"
 if [ "$THREADS" -gt 1 ] && [ -n "${PID_opengslb:-}" ]; then
     udp_thread_ticks "$PID_opengslb" >"$WORK/threads.before"
     thread_queries >"$WORK/queries.before"
@@ -504,7 +518,7 @@ awk -v hz="$HZ" -v sysfile="$SYSCALLS" '
         for (i = 1; i <= n; i++) {
             k = order[i]
             tot[k] = (a[k] > 0 ? (u[k] + s[k]) * 1e6 / hz / a[k] : 0)
-            if (k != "opengslb" && (best == "" || tot[k] < tot[best])) best = k
+            if (k != "opengslb" && k != "baseline" && (best == "" || tot[k] < tot[best])) best = k
         }
         for (i = 1; i <= n; i++) {
             k = order[i]
