@@ -7,6 +7,7 @@
 
 mod cookies;
 mod edns;
+mod fastpath;
 pub mod nameservers;
 mod query;
 pub mod responder;
@@ -19,6 +20,7 @@ mod siphash;
 pub mod stats;
 pub mod table;
 mod tcp;
+mod udp;
 mod udp_batch;
 
 pub use nameservers::{HostSpec, NameServerSpec};

@@ -166,6 +166,20 @@ impl Responder {
         table: &DnsTable,
         stats: &DnsStats,
     ) -> Option<&[u8]> {
+        // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs),
+        // unless rate limiting is on: it must see every query first.
+        if table.rate_limit.is_none()
+            && super::fastpath::answer(
+                query,
+                transport == Transport::Udp,
+                self.max_udp_size,
+                table.fast(),
+                stats,
+                &mut self.buf,
+            )
+        {
+            return Some(&self.buf);
+        }
         // The lowercased query name, read once for the lookup and RRL.
         let mut wire = None;
         let (header, question, edns, plan) = match query::parse(query) {

@@ -50,6 +50,11 @@ impl Iterator for Pick<'_> {
 }
 
 impl Pick<'_> {
+    /// Index in the pool's addresses of the first address of the answer.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
     pub fn len(&self) -> usize {
         self.count.min(self.addrs.len())
     }
@@ -99,6 +104,11 @@ impl Pool {
 
     pub fn addrs(&self) -> &[IpAddr] {
         &self.addrs
+    }
+
+    /// Addresses per answer (what `pick().len()` will be), without picking.
+    pub fn answer_len(&self) -> usize {
+        self.count.min(self.addrs.len())
     }
 
     /// The addresses for the next answer.

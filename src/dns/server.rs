@@ -1,31 +1,29 @@
 //! The DNS listeners: UDP responder threads and one TCP thread (I/O only).
 //!
-//! Each UDP thread owns its own socket bound to the same address with
-//! SO_REUSEPORT (the kernel spreads clients across them), its own mio
-//! `Poll` with a `Waker`, its own `Responder` and receive buffer, and a
+//! Each UDP thread (`udp`) owns its own socket bound to the same address
+//! with SO_REUSEPORT, its own `Responder`, receive buffers and
 //! `SnapshotReader` of the table, so threads share nothing on the hot path
-//! but the counters. Everything is bound before `start` returns, so the
-//! daemon may report readiness right after. Each loop stamps a heartbeat at
-//! least once a second; `alive()` checks them for the systemd watchdog.
+//! but their own counter shard. The TCP thread is a mio loop (`tcp`).
+//! Everything is bound before `start` returns, so the daemon may report
+//! readiness right after. Each loop beats its `Liveness` at least once a
+//! second; `alive()` (or `liveness()`) checks them for the systemd
+//! watchdog.
 
-use super::responder::{Responder, Transport};
 use super::stats::DnsStats;
 use super::table::DnsTable;
 use super::tcp::TcpLoop;
-use super::udp_batch::Batch;
+use super::udp::{self, UdpLoop};
+use crate::clock::{Liveness, Now};
 use crate::snapshot::SnapshotCell;
-use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::Waker;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const SOCKET: Token = Token(0);
-const WAKE: Token = Token(1);
 /// Longest a loop sleeps without stamping its heartbeat.
 pub(crate) const TICK: Duration = Duration::from_secs(1);
 /// A loop whose heartbeat is older than this is considered stuck.
@@ -41,18 +39,23 @@ pub struct ServerConfig {
     pub max_udp_size: u16,
 }
 
-/// Shared between a loop and the handle: stop flag, heartbeat, waker.
+/// Shared between a loop and the handle: stop flag and heartbeat.
 pub(crate) struct LoopCtl {
     pub stop: AtomicBool,
-    /// Milliseconds since `epoch` at the last heartbeat.
-    pub beat: AtomicU64,
-    pub epoch: Instant,
+    pub live: Arc<Liveness>,
 }
 
 impl LoopCtl {
+    fn new() -> Arc<LoopCtl> {
+        Arc::new(LoopCtl {
+            stop: AtomicBool::new(false),
+            live: Arc::new(Liveness::new()),
+        })
+    }
+
+    /// Beats the heartbeat (one clock read; loops call it once per turn).
     pub fn tick(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.beat.store(ms, Ordering::Relaxed);
+        self.live.beat(Now::read().mono);
     }
 
     pub fn stopping(&self) -> bool {
@@ -60,16 +63,23 @@ impl LoopCtl {
     }
 }
 
+/// How `stop` wakes a loop.
+enum Wake {
+    /// A mio loop (TCP).
+    Waker(Arc<Waker>),
+    /// A UDP thread blocked in its receive: shut the socket down.
+    Shutdown(Arc<UdpSocket>),
+}
+
 struct LoopHandle {
     ctl: Arc<LoopCtl>,
-    waker: Arc<Waker>,
+    wake: Wake,
     thread: JoinHandle<()>,
 }
 
 pub struct DnsServer {
     local_addr: SocketAddr,
     loops: Vec<LoopHandle>,
-    epoch: Instant,
 }
 
 impl DnsServer {
@@ -77,20 +87,30 @@ impl DnsServer {
         self.local_addr
     }
 
-    /// True when every loop is running and stamped its heartbeat recently.
+    /// The heartbeats of every loop (UDP threads, then TCP), for a
+    /// supervisor that checks them with `Liveness::fresh`.
+    pub fn liveness(&self) -> Vec<Arc<Liveness>> {
+        self.loops.iter().map(|l| Arc::clone(&l.ctl.live)).collect()
+    }
+
+    /// True when every loop is running and beat its heartbeat recently.
     pub fn alive(&self) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        self.loops.iter().all(|l| {
-            let beat = l.ctl.beat.load(Ordering::Relaxed);
-            !l.thread.is_finished() && now.saturating_sub(beat) <= ALIVE_WINDOW.as_millis() as u64
-        })
+        let now = Now::read().mono;
+        self.loops
+            .iter()
+            .all(|l| !l.thread.is_finished() && l.ctl.live.fresh(now, ALIVE_WINDOW))
     }
 
     /// Wakes every loop, asks it to stop and joins it.
     pub fn stop(self) {
         for l in &self.loops {
             l.ctl.stop.store(true, Ordering::Release);
-            let _ = l.waker.wake();
+            match &l.wake {
+                Wake::Waker(w) => {
+                    let _ = w.wake();
+                }
+                Wake::Shutdown(sock) => udp::wake(sock),
+            }
         }
         for l in self.loops {
             if l.thread.join().is_err() {
@@ -190,6 +210,24 @@ pub(crate) fn bind_socket(addr: &SocketAddr, stream: bool) -> io::Result<OwnedFd
     if !stream {
         // Best effort: a deeper queue absorbs bursts.
         let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
+        // Answers go out without DF and ignore path-MTU updates (as gdnsd
+        // and Knot do): a spoofed ICMP "fragmentation needed" cannot shrink
+        // our answers, and the send path skips the PMTU bookkeeping.
+        let _ = if addr.is_ipv4() {
+            set_int(
+                &fd,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_OMIT,
+            )
+        } else {
+            set_int(
+                &fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_OMIT,
+            )
+        };
     }
     let (sa, len) = sockaddr(addr);
     // SAFETY: sa holds a valid sockaddr of length len.
@@ -208,13 +246,13 @@ pub(crate) fn bind_socket(addr: &SocketAddr, stream: bool) -> io::Result<OwnedFd
     Ok(fd)
 }
 
-fn bind_all(cfg: &ServerConfig) -> io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+fn bind_all(cfg: &ServerConfig) -> io::Result<(Vec<UdpSocket>, std::net::TcpListener)> {
     let threads = cfg.threads.max(1);
-    let first = std::net::UdpSocket::from(bind_socket(&cfg.listen, false)?);
+    let first = UdpSocket::from(bind_socket(&cfg.listen, false)?);
     let addr = first.local_addr()?;
     let mut udp = vec![first];
     for _ in 1..threads {
-        udp.push(std::net::UdpSocket::from(bind_socket(&addr, false)?));
+        udp.push(UdpSocket::from(bind_socket(&addr, false)?));
     }
     let tcp = std::net::TcpListener::from(bind_socket(&addr, true)?);
     Ok((udp, tcp))
@@ -243,134 +281,51 @@ pub fn start(
         .first()
         .ok_or_else(|| io::Error::other("no UDP socket"))?
         .local_addr()?;
-    let epoch = Instant::now();
+    if let Some(first) = udp.first() {
+        udp::spread_evenly(first, udp.len());
+    }
+    stats.set_udp_threads(udp.len());
     let mut loops = Vec::new();
-    let new_ctl = || {
-        Arc::new(LoopCtl {
-            stop: AtomicBool::new(false),
-            beat: AtomicU64::new(0),
-            epoch,
-        })
-    };
-    for (i, sock) in udp.into_iter().enumerate() {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-        let mut sock = UdpSocket::from_std(sock);
-        poll.registry()
-            .register(&mut sock, SOCKET, Interest::READABLE)?;
-        let ctl = new_ctl();
-        let mut worker = UdpLoop {
-            poll,
-            sock,
+    for (index, sock) in udp.into_iter().enumerate() {
+        udp::prepare(&sock)?;
+        let sock = Arc::new(sock);
+        let ctl = LoopCtl::new();
+        let worker = UdpLoop {
+            sock: Arc::clone(&sock),
             ctl: Arc::clone(&ctl),
             table: Arc::clone(&table),
             stats: Arc::clone(&stats),
             max_udp_size: cfg.max_udp_size,
+            index,
         };
         let thread = std::thread::Builder::new()
-            .name(format!("dns-udp-{i}"))
+            .name(format!("dns-udp-{index}"))
             .spawn(move || worker.run())?;
-        loops.push(LoopHandle { ctl, waker, thread });
+        loops.push(LoopHandle {
+            ctl,
+            wake: Wake::Shutdown(sock),
+            thread,
+        });
     }
     let tcp_loop = TcpLoop::new(
         mio::net::TcpListener::from_std(tcp),
         cfg,
         Arc::clone(&table),
         Arc::clone(&stats),
-        new_ctl(),
+        LoopCtl::new(),
     )?;
     let (ctl, waker) = (tcp_loop.ctl(), tcp_loop.waker());
     let thread = std::thread::Builder::new()
         .name("dns-tcp".into())
         .spawn(move || tcp_loop.run())?;
-    loops.push(LoopHandle { ctl, waker, thread });
+    loops.push(LoopHandle {
+        ctl,
+        wake: Wake::Waker(waker),
+        thread,
+    });
     log::info!(
         "dns: listening on {local_addr} (udp x{}, tcp)",
         cfg.threads.max(1)
     );
-    Ok(DnsServer {
-        local_addr,
-        loops,
-        epoch,
-    })
-}
-
-struct UdpLoop {
-    poll: Poll,
-    sock: UdpSocket,
-    ctl: Arc<LoopCtl>,
-    table: Arc<SnapshotCell<DnsTable>>,
-    stats: Arc<DnsStats>,
-    max_udp_size: u16,
-}
-
-impl UdpLoop {
-    fn run(&mut self) {
-        use std::os::fd::AsRawFd;
-        let mut events = Events::with_capacity(8);
-        let mut reader = self.table.reader();
-        let mut responder = Responder::new(self.max_udp_size);
-        let mut batch = Batch::new(usize::from(self.max_udp_size.max(512)));
-        let fd = self.sock.as_raw_fd();
-        self.ctl.tick();
-        loop {
-            if let Err(e) = self.poll.poll(&mut events, Some(TICK))
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                log::error!("dns: udp poll failed: {e}");
-                return;
-            }
-            self.ctl.tick();
-            if self.ctl.stopping() {
-                return;
-            }
-            if !events.iter().any(|e| e.token() == SOCKET) {
-                continue;
-            }
-            let mut batches: u32 = 0;
-            let mut errors = 0;
-            loop {
-                let n = match batch.recv(fd) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) => {
-                        // ICMP errors surface here once each; keep serving,
-                        // but never spin on a socket that only fails.
-                        log::debug!("dns: udp receive: {e}");
-                        errors += 1;
-                        if errors > 64 {
-                            break;
-                        }
-                        continue;
-                    }
-                };
-                let table = reader.get();
-                responder.set_now(crate::clock::Now::read());
-                for i in 0..n {
-                    let Some(d) = batch.datagram(i) else { continue };
-                    let (Some(peer), false) = (d.peer, d.truncated) else {
-                        self.stats.count_dropped();
-                        continue;
-                    };
-                    if let Some(answer) =
-                        responder.respond(d.query, peer.ip(), Transport::Udp, table, &self.stats)
-                        && !batch.set_answer(i, answer)
-                    {
-                        self.stats.count_dropped();
-                    }
-                }
-                let failed = batch.send(fd);
-                for _ in 0..failed {
-                    self.stats.count_dropped();
-                }
-                batches = batches.wrapping_add(1);
-                if batches.is_multiple_of(64) {
-                    self.ctl.tick();
-                    if self.ctl.stopping() {
-                        return;
-                    }
-                }
-            }
-        }
-    }
+    Ok(DnsServer { local_addr, loops })
 }

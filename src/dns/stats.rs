@@ -2,7 +2,11 @@
 //!
 //! Query counters are a fixed array of atomics indexed by a bounded qtype
 //! set and rcode set, so the hot path does one relaxed `fetch_add` and never
-//! allocates. Per-domain counters live in a map keyed by the configured
+//! allocates. There is one such array per UDP responder thread (a shard on
+//! its own cache lines, chosen by a thread-local index the UDP loop sets
+//! with `bind_thread`), so two threads answering at full speed never
+//! bounce a counter's cache line between cores; TCP and every other caller
+//! use shard 0. A scrape sums the shards. Per-domain counters live in a map keyed by the configured
 //! name; each table build takes `Arc` handles from it, so the counts survive
 //! table rebuilds and config reloads keep them as long as the name stays
 //! configured. Label values therefore never come from the wire.
@@ -11,7 +15,7 @@ use super::cookies::CookieJar;
 use super::rrl::RrlState;
 use crate::metrics::{Kind, TextWriter};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The bounded qtype label set.
@@ -108,11 +112,36 @@ pub struct DomainCounters {
     pub servfail: AtomicU64,
 }
 
+/// Shards: 0 for TCP and other callers, 1.. for UDP threads (wrapping).
+const SHARDS: usize = 16;
+const QTYPES: usize = QtypeLabel::ALL.len();
+const RCODES: usize = RcodeLabel::ALL.len();
+
+/// One thread's counters, alone on its cache lines.
 #[derive(Debug, Default)]
-pub struct DnsStats {
-    queries: [[AtomicU64; 8]; 6],
+#[repr(align(128))]
+struct Shard {
+    queries: [[AtomicU64; RCODES]; QTYPES],
     dropped: AtomicU64,
     truncated: AtomicU64,
+}
+
+thread_local! {
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes the calling thread count into the shard of UDP thread `index`
+/// (called once by each UDP responder thread).
+pub(crate) fn bind_thread(index: usize) {
+    SHARD.with(|s| s.set(1 + index % (SHARDS - 1)));
+}
+
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    shards: [Shard; SHARDS],
+    /// UDP responder threads of the running server (for the per-thread
+    /// family; threads beyond `SHARDS - 1` share shards).
+    udp_threads: AtomicUsize,
     domains: Mutex<BTreeMap<String, Arc<DomainCounters>>>,
     /// Shared by every responder thread like the counters: the DNS cookie
     /// secret and the rate-limiting table (cookies.rs, rrl.rs).
@@ -120,44 +149,101 @@ pub struct DnsStats {
     pub rrl: RrlState,
 }
 
+fn qtype_index(q: QtypeLabel) -> usize {
+    match q {
+        QtypeLabel::A => 0,
+        QtypeLabel::Aaaa => 1,
+        QtypeLabel::Soa => 2,
+        QtypeLabel::Ns => 3,
+        QtypeLabel::Any => 4,
+        QtypeLabel::Other => 5,
+    }
+}
+
+fn rcode_index(r: RcodeLabel) -> usize {
+    match r {
+        RcodeLabel::NoError => 0,
+        RcodeLabel::FormErr => 1,
+        RcodeLabel::ServFail => 2,
+        RcodeLabel::NxDomain => 3,
+        RcodeLabel::NotImp => 4,
+        RcodeLabel::Refused => 5,
+        RcodeLabel::BadVers => 6,
+        RcodeLabel::BadCookie => 7,
+    }
+}
+
 impl DnsStats {
     pub fn new() -> Self {
         Self::default()
     }
 
+    fn shard(&self) -> &Shard {
+        let i = SHARD.with(std::cell::Cell::get);
+        // The index is always below SHARDS; fall back to 0 all the same.
+        self.shards.get(i).unwrap_or(&self.shards[0])
+    }
+
     pub fn count_query(&self, qtype: QtypeLabel, rcode: RcodeLabel) {
-        let q = QtypeLabel::ALL.iter().position(|x| *x == qtype);
-        let r = RcodeLabel::ALL.iter().position(|x| *x == rcode);
-        if let (Some(q), Some(r)) = (q, r)
-            && let Some(c) = self.queries.get(q).and_then(|row| row.get(r))
+        if let Some(c) = self
+            .shard()
+            .queries
+            .get(qtype_index(qtype))
+            .and_then(|row| row.get(rcode_index(rcode)))
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn count_dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.shard().dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_truncated(&self) {
-        self.truncated.fetch_add(1, Ordering::Relaxed);
+        self.shard().truncated.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn queries(&self, qtype: QtypeLabel, rcode: RcodeLabel) -> u64 {
-        let q = QtypeLabel::ALL.iter().position(|x| *x == qtype);
-        let r = RcodeLabel::ALL.iter().position(|x| *x == rcode);
-        match (q, r) {
-            (Some(q), Some(r)) => self
-                .queries
-                .get(q)
-                .and_then(|row| row.get(r))
-                .map_or(0, |c| c.load(Ordering::Relaxed)),
-            _ => 0,
-        }
+        let (q, r) = (qtype_index(qtype), rcode_index(rcode));
+        self.shards
+            .iter()
+            .filter_map(|s| s.queries.get(q).and_then(|row| row.get(r)))
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Records how many UDP responder threads the server runs.
+    pub(crate) fn set_udp_threads(&self, n: usize) {
+        self.udp_threads.store(n, Ordering::Relaxed);
+    }
+
+    fn udp_threads(&self) -> usize {
+        self.udp_threads.load(Ordering::Relaxed).min(SHARDS - 1)
+    }
+
+    /// Queries answered by UDP thread `index` (all qtypes and rcodes).
+    pub fn udp_thread_queries(&self, index: usize) -> u64 {
+        self.shards.get(1 + index % (SHARDS - 1)).map_or(0, |s| {
+            s.queries
+                .iter()
+                .flatten()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum()
+        })
     }
 
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .map(|s| s.dropped.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn truncated(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.truncated.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The counters of `domain`, created on first use.
@@ -179,19 +265,29 @@ impl DnsStats {
             "DNS queries answered, by query type and response code.",
             Kind::Counter,
         );
-        for (qi, qtype) in QtypeLabel::ALL.iter().enumerate() {
-            for (ri, rcode) in RcodeLabel::ALL.iter().enumerate() {
-                let v = self
-                    .queries
-                    .get(qi)
-                    .and_then(|row| row.get(ri))
-                    .map_or(0, |c| c.load(Ordering::Relaxed));
+        for qtype in QtypeLabel::ALL {
+            for rcode in RcodeLabel::ALL {
+                let v = self.queries(qtype, rcode);
                 w.sample(
                     Q,
                     &[("qtype", qtype.as_str()), ("rcode", rcode.as_str())],
                     v as f64,
                 );
             }
+        }
+        const T: &str = "opengslb_dns_udp_thread_queries_total";
+        w.family(
+            T,
+            "DNS queries answered over UDP, by responder thread (dns.threads).",
+            Kind::Counter,
+        );
+        for i in 0..self.udp_threads() {
+            let label = i.to_string();
+            w.sample(
+                T,
+                &[("thread", label.as_str())],
+                self.udp_thread_queries(i) as f64,
+            );
         }
         w.single(
             "opengslb_dns_dropped_total",
@@ -203,7 +299,7 @@ impl DnsStats {
             "opengslb_dns_truncated_total",
             "UDP answers sent with TC set because they did not fit.",
             Kind::Counter,
-            self.truncated.load(Ordering::Relaxed) as f64,
+            self.truncated() as f64,
         );
         self.rrl.write_metrics(w);
         let map = self.domains.lock().unwrap_or_else(|e| e.into_inner());
@@ -259,6 +355,38 @@ mod tests {
             "opengslb_dns_no_healthy_total{domain=\"app.example.com\",action=\"servfail\"} 1\n"
         ));
         assert_eq!(s.queries(QtypeLabel::Aaaa, RcodeLabel::NxDomain), 2);
+    }
+
+    #[test]
+    fn thread_shards_sum_on_scrape() {
+        let s = Arc::new(DnsStats::new());
+        s.set_udp_threads(2);
+        s.count_query(QtypeLabel::A, RcodeLabel::NoError);
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || {
+                    bind_thread(i);
+                    for _ in 0..=i {
+                        s.count_query(QtypeLabel::A, RcodeLabel::NoError);
+                    }
+                    s.count_dropped();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(s.queries(QtypeLabel::A, RcodeLabel::NoError), 4);
+        assert_eq!(s.udp_thread_queries(0), 1);
+        assert_eq!(s.udp_thread_queries(1), 2);
+        assert_eq!(s.dropped(), 2);
+        let mut w = TextWriter::new();
+        s.write_metrics(&mut w);
+        let text = w.finish();
+        assert!(text.contains("opengslb_dns_queries_total{qtype=\"A\",rcode=\"NOERROR\"} 4\n"));
+        assert!(text.contains("opengslb_dns_udp_thread_queries_total{thread=\"1\"} 2\n"));
+        assert!(text.contains("opengslb_dns_dropped_total 2\n"));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! a zone are hosts with addresses (`nameservers.rs`), and each zone keeps
 //! their addresses as glue for NS answers.
 
+use super::fastpath::FastIndex;
 use super::nameservers::NameServerSpec;
 use super::routing::Pool;
 use super::rrl::RateLimit;
@@ -95,8 +96,9 @@ pub(crate) enum Serving {
 pub(crate) struct DomainEntry {
     pub ttl: u32,
     pub serving: Serving,
-    pub v4: Pool,
-    pub v6: Pool,
+    /// Shared with the fast path's copy of this entry (one rotation).
+    pub v4: Arc<Pool>,
+    pub v6: Arc<Pool>,
     pub counters: Arc<DomainCounters>,
 }
 
@@ -158,6 +160,8 @@ pub struct DnsTable {
     zones: FnvMap<Zone>,
     nodes: FnvMap<Node>,
     pub(crate) rate_limit: Option<RateLimit>,
+    /// Precomputed answers for plain queries (fastpath.rs).
+    fast: FastIndex,
 }
 
 /// The lowercased, uncompressed wire form of a name in a stack buffer.
@@ -333,8 +337,8 @@ impl DnsTable {
             let entry = DomainEntry {
                 ttl: d.ttl,
                 serving,
-                v4: Pool::new(&v4, d.algorithm, d.max_records),
-                v6: Pool::new(&v6, d.algorithm, d.max_records),
+                v4: Arc::new(Pool::new(&v4, d.algorithm, d.max_records)),
+                v6: Arc::new(Pool::new(&v6, d.algorithm, d.max_records)),
                 counters: stats.domain(&label),
             };
             names.insert(label);
@@ -346,7 +350,22 @@ impl DnsTable {
             stats.rrl.prepare();
         }
         table.rate_limit = spec.rate_limit.clone();
+        table.fast = FastIndex::build(
+            table.zones.iter().map(|(k, z)| (&k[..], z)),
+            table.nodes.iter().map(|(k, n)| (&k[..], n)),
+        );
         table
+    }
+
+    pub(crate) fn fast(&self) -> &FastIndex {
+        &self.fast
+    }
+
+    /// The same table without its fast path (tests compare both paths).
+    #[cfg(test)]
+    pub(crate) fn without_fast_path(mut self) -> DnsTable {
+        self.fast = FastIndex::default();
+        self
     }
 
     /// Empty non-terminals between a name and its zone apex at `zone_start`.

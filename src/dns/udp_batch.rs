@@ -1,10 +1,17 @@
 //! Batched UDP receive and send with recvmmsg(2)/sendmmsg(2).
 //!
-//! One responder thread drains up to `BATCH` datagrams per system call and
-//! sends the answers back in one call, which halves the syscalls per query
-//! under load and costs nothing when idle (a batch of one). All buffers and
-//! headers are allocated once per thread; the iovec and header pointers are
-//! refreshed before each call, so the struct is free to move.
+//! A responder thread takes up to `BATCH` datagrams per system call and
+//! sends the answers of that call back in one sendmmsg, so a wake-up costs
+//! two system calls however many queries it carries. The receive uses
+//! MSG_WAITFORONE: on a blocking socket it sleeps until the first datagram
+//! (or the socket's receive timeout) and then takes whatever else is queued
+//! without waiting; a count below `BATCH` means the queue was empty.
+//!
+//! All buffers and headers are allocated once per thread, in one box, and
+//! the receive headers point into that box once and for all (the box never
+//! moves its contents); per call only the address lengths the kernel
+//! overwrote are reset, and only for the datagrams that arrived. Answers go
+//! out through a second header array so the receive headers stay intact.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -14,6 +21,7 @@ pub(crate) const BATCH: usize = 32;
 /// Largest query we accept over UDP; longer datagrams arrive truncated
 /// (MSG_TRUNC) and are dropped.
 const QUERY_MAX: usize = 4096;
+const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
 
 pub(crate) struct Batch {
     queries: Vec<u8>,
@@ -23,7 +31,12 @@ pub(crate) struct Batch {
     addrs: [libc::sockaddr_storage; BATCH],
     iov: [libc::iovec; BATCH],
     hdrs: [libc::mmsghdr; BATCH],
+    out_iov: [libc::iovec; BATCH],
+    out_hdrs: [libc::mmsghdr; BATCH],
+    /// Datagrams of the last receive not yet answered by `send`.
     received: usize,
+    /// Headers the last successful receive filled (address lengths to reset).
+    filled: usize,
 }
 
 /// One received datagram.
@@ -67,8 +80,10 @@ pub(crate) fn to_socket_addr(sa: &libc::sockaddr_storage) -> Option<SocketAddr> 
 }
 
 impl Batch {
-    pub fn new(answer_max: usize) -> Batch {
-        Batch {
+    /// Boxed so the header pointers set here stay valid: callers move the
+    /// box, never the batch.
+    pub fn new(answer_max: usize) -> Box<Batch> {
+        let mut b = Box::new(Batch {
             queries: vec![0; QUERY_MAX * BATCH],
             answers: vec![0; answer_max * BATCH],
             answer_max,
@@ -76,56 +91,67 @@ impl Batch {
             addrs: [zeroed(); BATCH],
             iov: [zeroed(); BATCH],
             hdrs: [zeroed(); BATCH],
+            out_iov: [zeroed(); BATCH],
+            out_hdrs: [zeroed(); BATCH],
             received: 0,
-        }
-    }
-
-    /// Receives up to `BATCH` datagrams without blocking; Ok(0) when none.
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        self.received = 0;
-        let base = self.queries.as_mut_ptr();
+            filled: 0,
+        });
+        let base = b.queries.as_mut_ptr();
         for i in 0..BATCH {
-            self.iov[i] = libc::iovec {
+            b.iov[i] = libc::iovec {
                 // SAFETY: i * QUERY_MAX + QUERY_MAX <= queries.len().
                 iov_base: unsafe { base.add(i * QUERY_MAX) } as *mut libc::c_void,
                 iov_len: QUERY_MAX,
             };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
-            h.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut self.iov[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
+            let name = &mut b.addrs[i] as *mut _ as *mut libc::c_void;
+            let iov = &mut b.iov[i] as *mut libc::iovec;
+            let h = &mut b.hdrs[i].msg_hdr;
+            h.msg_name = name;
+            h.msg_namelen = NAME_LEN;
+            h.msg_iov = iov;
+            h.msg_iovlen = 1;
+            let oiov = &mut b.out_iov[i] as *mut libc::iovec;
+            let o = &mut b.out_hdrs[i].msg_hdr;
+            o.msg_iov = oiov;
+            o.msg_iovlen = 1;
         }
-        loop {
-            // SAFETY: every header points at live buffers owned by self,
-            // sized as declared; the call writes within those bounds.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.hdrs.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n >= 0 {
-                self.received = (n as usize).min(BATCH);
-                for len in self.answer_len.iter_mut() {
-                    *len = 0;
-                }
-                return Ok(self.received);
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(0),
-                _ => return Err(e),
-            }
+        b
+    }
+
+    /// Receives up to `BATCH` datagrams: waits for the first as long as the
+    /// socket blocks (its SO_RCVTIMEO), takes the rest without waiting.
+    /// Ok(0) on a signal; once the socket was shut down for reading, Ok
+    /// with at most one empty datagram; an error of kind `WouldBlock` on timeout (or on a non-blocking socket
+    /// with nothing queued).
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        // The kernel wrote the real address length into the headers it
+        // filled last time; give them the full storage size back.
+        for h in self.hdrs.iter_mut().take(self.filled) {
+            h.msg_hdr.msg_namelen = NAME_LEN;
+        }
+        self.received = 0;
+        self.filled = 0;
+        // SAFETY: every header points at live buffers owned by the boxed
+        // batch, sized as declared; the call writes within those bounds.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n >= 0 {
+            self.received = (n as usize).min(BATCH);
+            self.filled = self.received;
+            self.answer_len[..self.received].fill(0);
+            return Ok(self.received);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
         }
     }
 
@@ -160,31 +186,27 @@ impl Batch {
         }
     }
 
-    /// Sends every stored answer back to its sender. Returns how many could
-    /// not be sent (full socket buffer, unreachable client).
+    /// Sends every stored answer back to its sender in one sendmmsg (more
+    /// only when the kernel takes part of the batch or a message fails).
+    /// Returns how many could not be sent (full socket buffer, unreachable
+    /// client).
     pub fn send(&mut self, fd: RawFd) -> usize {
         let base = self.answers.as_mut_ptr();
         let mut count = 0;
         for i in 0..self.received {
-            if self.answer_len[i] == 0 {
+            let len = self.answer_len[i];
+            if len == 0 {
                 continue;
             }
-            // Reuse the receive header slot `count` for the outgoing message;
-            // the peer address stays in addrs[i] and namelen from recvmmsg.
             let namelen = self.hdrs[i].msg_hdr.msg_namelen;
-            self.iov[count] = libc::iovec {
+            self.out_iov[count].iov_base =
                 // SAFETY: i * answer_max + answer_len[i] <= answers.len().
-                iov_base: unsafe { base.add(i * self.answer_max) } as *mut libc::c_void,
-                iov_len: self.answer_len[i],
-            };
-            let h = &mut self.hdrs[count];
-            h.msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
-            h.msg_hdr.msg_namelen = namelen;
-            h.msg_hdr.msg_iov = &mut self.iov[count];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
+                unsafe { base.add(i * self.answer_max) } as *mut libc::c_void;
+            self.out_iov[count].iov_len = len;
+            let name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
+            let o = &mut self.out_hdrs[count].msg_hdr;
+            o.msg_name = name;
+            o.msg_namelen = namelen;
             count += 1;
         }
         self.received = 0;
@@ -195,7 +217,7 @@ impl Batch {
             let n = unsafe {
                 libc::sendmmsg(
                     fd,
-                    self.hdrs.as_mut_ptr().add(sent),
+                    self.out_hdrs.as_mut_ptr().add(sent),
                     (count - sent) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
@@ -274,5 +296,36 @@ mod tests {
         got.sort();
         assert_eq!(got, vec![100, 101, 102]);
         assert!(batch.datagram(0).is_none());
+    }
+
+    #[test]
+    fn blocking_receive_returns_on_timeout_and_on_shutdown() {
+        let server = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        server
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut batch = Batch::new(512);
+        // Nothing queued: the receive timeout ends the wait with no datagram.
+        let e = batch.recv(server.as_raw_fd()).unwrap_err();
+        assert!(crate::netio::would_block(&e), "{e}");
+        // A long timeout, then shutdown(SHUT_RD) from another thread: the
+        // blocked receive returns with nothing and no error, not with the
+        // timeout's WouldBlock (this is how `stop` wakes a UDP thread).
+        server
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let s2 = std::sync::Arc::clone(&server);
+        let t = std::thread::spawn(move || {
+            let mut batch = Batch::new(512);
+            let n = batch.recv(s2.as_raw_fd()).unwrap();
+            (n, batch.datagram(0).map(|d| d.query.len()))
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        // SAFETY: the fd is open for the whole test.
+        unsafe { libc::shutdown(server.as_raw_fd(), libc::SHUT_RD) };
+        // Linux reports the shutdown as one empty "datagram".
+        let (n, len) = t.join().unwrap();
+        assert!(n <= 1);
+        assert!(len.is_none_or(|l| l == 0));
     }
 }
