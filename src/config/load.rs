@@ -7,6 +7,7 @@
 //! for `--check`, at start and on SIGHUP alike: a file with any error is
 //! rejected whole.
 
+use super::compat;
 use super::error::{ConfigError, ConfigErrors};
 use super::glob;
 use super::lines::LineIndex;
@@ -147,7 +148,8 @@ fn load_parsed(
         }
     }
 
-    // Includes.
+    // Includes, depth first in file order; an included file may include
+    // more (v1.1 did, to a depth of 10), relative to its own folder.
     let patterns: Vec<String> = match get(&root, "includes").and_then(Value::as_sequence) {
         Some(seq) => seq
             .iter()
@@ -155,47 +157,22 @@ fn load_parsed(
             .collect(),
         None => Vec::new(),
     };
-    let mut include_files: Vec<PathBuf> = Vec::new();
-    for (i, pattern) in patterns.iter().enumerate() {
-        let full = if Path::new(pattern).is_absolute() {
-            PathBuf::from(pattern)
-        } else {
-            base.join(pattern)
-        };
-        let key = format!("includes[{i}]");
-        let line = origins.files[0].1.find(&key);
-        if glob::has_wildcard(pattern) {
-            let found = glob::expand(&full);
-            if found.is_empty() {
-                warnings.push((0, line, format!("{key}: {pattern:?} matches no file")));
-            }
-            include_files.extend(found);
-        } else if full.is_file() {
-            include_files.push(full);
-        } else {
-            out.file(
-                0,
-                path,
-                line,
-                Some(key),
-                format!("included file {} does not exist", full.display()),
-            );
-        }
-    }
     let mut seen = vec![std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())];
-    for file in include_files {
-        let canon = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-        if seen.contains(&canon) {
-            continue;
-        }
-        seen.push(canon);
-        let idx = origins.files.len();
-        let Some((value, index)) = read_yaml(&file, idx, &mut out) else {
-            continue;
-        };
-        origins.files.push((file.clone(), index));
-        merge::merge(&mut root, value, idx, &mut origins, &mut out);
-    }
+    include_all(
+        IncludeSite {
+            file: 0,
+            base: &base,
+            patterns: &patterns,
+            depth: 1,
+        },
+        &mut root,
+        &mut origins,
+        &mut seen,
+        &mut warnings,
+        &mut out,
+    );
+
+    compat::normalize_raw(&mut root);
 
     // Mode.
     let file_mode = match get(&root, "mode").and_then(Value::as_str) {
@@ -251,6 +228,12 @@ fn load_parsed(
         }
     };
     resolve_paths(&mut config, &base);
+    let mut compat_errors = Vec::new();
+    let mut compat_warnings = Vec::new();
+    compat::resolve_hosts(&mut config, mode, &mut compat_errors, &mut compat_warnings);
+    if mode == Mode::Overwatch {
+        compat::implicit_zones(&mut config, &mut compat_warnings);
+    }
     let report = validate::validate(&config, mode);
     let (secrets, secret_errors) = secrets::resolve(&config, mode);
     let duplicates = report.duplicates.into_iter().map(|(p, first, what)| {
@@ -266,6 +249,7 @@ fn load_parsed(
     for (p, m) in report
         .errors
         .into_iter()
+        .chain(compat_errors)
         .chain(duplicates)
         .chain(secret_errors)
     {
@@ -273,7 +257,7 @@ fn load_parsed(
             out.errors.push(origins.error(&p, m));
         }
     }
-    for (p, m) in report.warnings {
+    for (p, m) in report.warnings.into_iter().chain(compat_warnings) {
         let (f, line) = origins.locate(&p);
         warnings.push((f, line, format!("{p}: {m}")));
     }
@@ -302,6 +286,104 @@ fn load_parsed(
         warnings,
         secrets,
     })
+}
+
+/// v1.1's limit on nested includes (it guards against include loops that
+/// a symbolic link could hide from the `seen` check).
+const MAX_INCLUDE_DEPTH: usize = 10;
+
+/// The `includes:` list of one file.
+struct IncludeSite<'a> {
+    /// Index of the including file in `origins.files`.
+    file: usize,
+    /// Its folder: relative patterns are taken from there.
+    base: &'a Path,
+    patterns: &'a [String],
+    depth: usize,
+}
+
+/// Reads and merges the files `site` includes, then what they include.
+fn include_all(
+    site: IncludeSite<'_>,
+    root: &mut Value,
+    origins: &mut Origins,
+    seen: &mut Vec<PathBuf>,
+    warnings: &mut Vec<(usize, Option<usize>, String)>,
+    out: &mut Collector,
+) {
+    let Some((including, _)) = origins.files.get(site.file).cloned() else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (i, pattern) in site.patterns.iter().enumerate() {
+        let full = if Path::new(pattern).is_absolute() {
+            PathBuf::from(pattern)
+        } else {
+            site.base.join(pattern)
+        };
+        let key = format!("includes[{i}]");
+        let line = origins.files[site.file].1.find(&key);
+        if site.depth > MAX_INCLUDE_DEPTH {
+            out.file(
+                site.file,
+                &including,
+                line,
+                Some(key),
+                format!("includes nested more than {MAX_INCLUDE_DEPTH} deep"),
+            );
+            return;
+        }
+        if glob::has_wildcard(pattern) {
+            let found = glob::expand(&full);
+            if found.is_empty() {
+                warnings.push((
+                    site.file,
+                    line,
+                    format!("{key}: {pattern:?} matches no file"),
+                ));
+            }
+            files.extend(found);
+        } else if full.is_file() {
+            files.push(full);
+        } else {
+            out.file(
+                site.file,
+                &including,
+                line,
+                Some(key),
+                format!("included file {} does not exist", full.display()),
+            );
+        }
+    }
+    for file in files {
+        let canon = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        if seen.contains(&canon) {
+            continue;
+        }
+        seen.push(canon);
+        let idx = origins.files.len();
+        let Some((value, index)) = read_yaml(&file, idx, out) else {
+            continue;
+        };
+        origins.files.push((file.clone(), index));
+        let nested = merge::merge(root, value, idx, origins, out);
+        if !nested.is_empty() {
+            let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            include_all(
+                IncludeSite {
+                    file: idx,
+                    base: &base,
+                    patterns: &nested,
+                    depth: site.depth + 1,
+                },
+                root,
+                origins,
+                seen,
+                warnings,
+                out,
+            );
+        }
+    }
 }
 
 fn finish(out: Collector) -> ConfigErrors {

@@ -221,8 +221,15 @@ pub struct Region {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
+    /// An IP address, or a host name resolved at load (and on SIGHUP).
     pub address: String,
+    /// v1.1: a server without a port is port 80.
+    #[serde(default = "default_port")]
     pub port: u16,
+    /// Host header (HTTP) and TLS server name (HTTPS) for this server's
+    /// checks; overrides the region's `health_check.host`.
+    #[serde(default)]
+    pub host: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// The domain this server answers for; empty means every domain that
@@ -233,6 +240,10 @@ pub struct Server {
 
 fn default_weight() -> u32 {
     100
+}
+
+fn default_port() -> u16 {
+    80
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
@@ -286,6 +297,8 @@ pub enum RoutingAlgorithm {
     Failover,
     Geolocation,
     Latency,
+    #[serde(rename = "learned_latency")]
+    LearnedLatency,
 }
 
 impl RoutingAlgorithm {
@@ -296,6 +309,7 @@ impl RoutingAlgorithm {
             RoutingAlgorithm::Failover => "failover",
             RoutingAlgorithm::Geolocation => "geolocation",
             RoutingAlgorithm::Latency => "latency",
+            RoutingAlgorithm::LearnedLatency => "learned_latency",
         }
     }
 }
