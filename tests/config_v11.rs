@@ -273,3 +273,58 @@ fn include_loops_are_read_once() {
     assert_eq!(loaded.config.domains.len(), 2);
     assert_eq!(loaded.files.len(), 3);
 }
+
+#[test]
+fn check_refuses_v11_metrics_on_the_api_port_with_the_fix() {
+    let dir = TempDir::new("clash");
+    let path = dir.copy("overwatch-metrics-9090.yaml");
+    let text = config::load(&path, None).unwrap_err().to_string();
+    let p = path.display().to_string();
+    assert!(
+        text.contains(&format!("{p}:26: metrics.address: \":9090\" takes the same port as api.address (\"127.0.0.1:9090\"); the daemon would fail to start. The API listens on 127.0.0.1:9090 by default")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Fix: add `api: {address: \"127.0.0.1:9092\"}` to the file"),
+        "{text}"
+    );
+
+    // The fix it names works, and the missing tokens draw the warning.
+    let fixed = fs::read_to_string(&path).unwrap() + "api: {address: \"127.0.0.1:9092\"}\n";
+    let path = dir.write("fixed.yaml", &fixed);
+    let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        has_warning(
+            &loaded,
+            "overwatch: no overwatch.agent_tokens: any agent that reports to this Overwatch will be refused (token_invalid)"
+        ),
+        "{:?}",
+        loaded.warnings
+    );
+
+    let agent = dir.copy("agent-metrics-9100.yaml");
+    let text = config::load(&agent, None).unwrap_err().to_string();
+    assert!(
+        text.contains("metrics.address: \":9100\" takes the same port as agent.api.address (\"127.0.0.1:9100\")")
+            && text.contains("Fix: add `api: {address: \"127.0.0.1:9102\"}` under `agent:`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tokens_keyed_by_non_domains_warn() {
+    let dir = TempDir::new("tokens");
+    let path = dir.write(
+        "ow.yaml",
+        "overwatch:\n  agent_tokens:\n    webapp: t0k3n\nregions:\n  - name: a\n    servers:\n      - address: 10.0.0.1\ndomains:\n  - name: www.example.com\n    regions: [a]\n",
+    );
+    let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        has_warning(
+            &loaded,
+            "ow.yaml:3: overwatch.agent_tokens.webapp: no domain named \"webapp\"; agents reporting this service will be refused"
+        ),
+        "{:?}",
+        loaded.warnings
+    );
+}

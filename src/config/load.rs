@@ -8,6 +8,7 @@
 //! rejected whole.
 
 use super::compat;
+use super::conflicts::{self, Written};
 use super::error::{ConfigError, ConfigErrors};
 use super::glob;
 use super::lines::LineIndex;
@@ -173,6 +174,12 @@ fn load_parsed(
     );
 
     compat::normalize_raw(&mut root);
+    let written = Written {
+        api: get(&root, "api").is_some_and(|v| !v.is_null()),
+        agent_api: get(&root, "agent")
+            .and_then(|a| a.get("api"))
+            .is_some_and(|v| !v.is_null()),
+    };
 
     // Mode.
     let file_mode = match get(&root, "mode").and_then(Value::as_str) {
@@ -250,6 +257,7 @@ fn load_parsed(
         .errors
         .into_iter()
         .chain(compat_errors)
+        .chain(conflicts::listener_conflicts(&config, mode, written))
         .chain(duplicates)
         .chain(secret_errors)
     {
@@ -257,7 +265,12 @@ fn load_parsed(
             out.errors.push(origins.error(&p, m));
         }
     }
-    for (p, m) in report.warnings.into_iter().chain(compat_warnings) {
+    for (p, m) in report
+        .warnings
+        .into_iter()
+        .chain(compat_warnings)
+        .chain(conflicts::agent_token_warnings(&config, mode))
+    {
         let (f, line) = origins.locate(&p);
         warnings.push((f, line, format!("{p}: {m}")));
     }

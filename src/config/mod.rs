@@ -6,6 +6,7 @@
 //! comes back in [`Loaded`]; every problem comes back in [`ConfigErrors`].
 
 mod compat;
+pub mod conflicts;
 pub mod duration;
 mod error;
 mod glob;
