@@ -328,3 +328,71 @@ fn tokens_keyed_by_non_domains_warn() {
         loaded.warnings
     );
 }
+
+/// `opengslb-cli config migrate` on a v1.1 Overwatch file without
+/// agent_tokens: the output loads without the clash or the token warning,
+/// and a v1.1 agent given the printed token for its service loads too.
+#[test]
+fn config_migrate_makes_a_v11_pair_consistent() {
+    let dir = TempDir::new("migrate");
+    let ow = dir.copy("overwatch-metrics-9090.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opengslb-cli"))
+        .args(["config", "migrate", ow.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+    let token = v["tokens"]["www.gslb.corp.example"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = v["text"].as_str().unwrap();
+    assert!(text.starts_with("# Migrated from OpenGSLB v1.1"), "{text}");
+    assert!(
+        text.contains("# v1.1 example-overwatch.yaml shape"),
+        "comments kept: {text}"
+    );
+
+    let migrated = dir.write("ow-migrated.yaml", text);
+    let loaded = config::load(&migrated, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.config.api.address, "127.0.0.1:9092");
+    assert_eq!(loaded.config.metrics.address.as_deref(), Some(":9090"));
+    assert_eq!(
+        loaded.config.overwatch.agent_tokens["www.gslb.corp.example"],
+        token
+    );
+    assert!(
+        !has_warning(&loaded, "agent_tokens"),
+        "{:?}",
+        loaded.warnings
+    );
+
+    // The agent: migrate moves its API off the v1.1 metrics port; the
+    // operator sets the printed token.
+    let agent = dir.copy("agent-metrics-9100.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opengslb-cli"))
+        .args(["config", "migrate", agent.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace("s3cr3t-www-token", &token);
+    let agent = dir.write("agent-migrated.yaml", &text);
+    let loaded = config::load(&agent, None).unwrap_or_else(|e| panic!("{e}"));
+    let a = loaded.config.agent.as_ref().unwrap();
+    assert_eq!(a.api.address, "127.0.0.1:9102");
+    assert_eq!(
+        loaded.secrets.service_token.as_deref(),
+        Some(token.as_str())
+    );
+}

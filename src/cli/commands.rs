@@ -295,6 +295,7 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
             &key_values,
         )),
         "config validate" => config_validate(inv.flag("config").unwrap_or(""), json_out),
+        "config migrate" => config_migrate(arg(0), json_out),
         "gen-key" => {
             let key = gen_key()?;
             Ok(if json_out {
@@ -330,6 +331,38 @@ pub fn gen_key() -> Result<String, CliError> {
         .fill(&mut key)
         .map_err(|_| CliError::Failure("the system random generator failed".into()))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(key))
+}
+
+/// `config migrate FILE` (see `migrate.rs`): the migrated text, or with
+/// `--json` `{file, valid, changes, tokens, warnings, errors, text}`. A
+/// result that still does not load is printed and exits with the config
+/// code.
+fn config_migrate(path: &str, json_out: bool) -> Result<String, CliError> {
+    let m = super::migrate::migrate(std::path::Path::new(path), &mut || {
+        // Agent tokens: 32 random bytes, like a gossip key.
+        gen_key()
+    })?;
+    let printed = if json_out {
+        pretty(&json!({
+            "file": path,
+            "valid": m.errors.is_empty(),
+            "changes": m.changes,
+            "tokens": m.tokens,
+            "warnings": m.warnings,
+            "errors": m.errors,
+            "text": m.text,
+        }))
+    } else {
+        m.text.clone()
+    };
+    if m.errors.is_empty() {
+        return Ok(printed);
+    }
+    print!("{printed}");
+    Err(CliError::Config(format!(
+        "{path}: the migrated file still has {} error(s), listed at its top",
+        m.errors.len()
+    )))
 }
 
 /// Loads the file exactly as the daemon would (`config::load`) and reports

@@ -9,6 +9,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod migrate;
 pub mod render;
 pub mod spec;
 

@@ -227,6 +227,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "check a configuration file and report every problem",
     },
     CommandSpec {
+        name: "config migrate",
+        aliases: &[],
+        args: &["FILE"],
+        flags: &[],
+        required: &[],
+        help: "print a v1.1 configuration file with the changes this version needs (marked by comments) and a generated agent token per domain",
+    },
+    CommandSpec {
         name: "gen-key",
         aliases: &[],
         args: &[],
