@@ -104,7 +104,8 @@ fn route(
         }
         ("/api/v1/agent/drain", Method::Delete) => send_drain(drains, None, view),
         ("/metrics", Method::Get) => httpserve::metrics(metrics()),
-        ("/api/v1/agent/status" | "/metrics", _) => error(405, "method not allowed"),
+        ("/health", Method::Get | Method::Head) => httpserve::health(),
+        ("/api/v1/agent/status" | "/metrics" | "/health", _) => error(405, "method not allowed"),
         ("/api/v1/agent/drain", _) => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }

@@ -23,6 +23,8 @@ pub enum Route {
     Version,
     AuditLogs,
     Metrics,
+    /// `GET /health`: the v1.1 liveness probe (docker healthchecks).
+    Health,
 }
 
 impl Route {
@@ -177,6 +179,7 @@ pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
     };
     match s.as_slice() {
         ["metrics"] => get(Route::Metrics),
+        ["health"] => get(Route::Health),
         ["api", "v1", rest @ ..] => match rest {
             ["overwatch", "backends"] => get(Route::Backends),
             ["overwatch", "stats"] => get(Route::Stats),
@@ -271,6 +274,7 @@ mod tests {
             ("/api/v1/version", Route::Version),
             ("/api/v1/audit-logs?limit=5", Route::AuditLogs),
             ("/metrics", Route::Metrics),
+            ("/health", Route::Health),
             ("/api/v1/overwatch/stats/", Route::Stats),
         ];
         for (url, want) in cases {

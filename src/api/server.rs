@@ -290,6 +290,12 @@ fn path_of(url: &str) -> &str {
 }
 
 fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &Shared) {
+    if *route == Route::Health {
+        // v1.1's answer: 200 "OK" while the process serves requests.
+        let mut response = tiny_http::Response::from_string("OK");
+        add_header(&mut response, "Content-Type", "text/plain; charset=utf-8");
+        return send(request, response);
+    }
     if *route == Route::Metrics {
         let text = (shared.metrics)();
         let mut response = tiny_http::Response::from_string(text);

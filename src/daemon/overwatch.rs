@@ -14,7 +14,7 @@ use crate::exit::ExitError;
 use crate::gossip::overwatch_side::OverwatchEvent;
 use crate::gossip::{self, server::GossipServer};
 use crate::health::{DEFAULT_WORKERS, HealthChecker};
-use crate::metrics::TextWriter;
+use crate::metrics::{self, TextWriter};
 use crate::overwatch::metrics::OverwatchCounters;
 use crate::overwatch::runtime::{Channels, Control, Inputs, Published, Runtime};
 use crate::persist::{AuditLog, Store};
@@ -83,8 +83,13 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                 .as_ref()
                 .map(|g| lock(g).counters())
                 .unwrap_or_default();
-            counters.write(&view_cell.load(), &gossip_counters, &mut w);
+            let view = view_cell.load();
+            counters.write(&view, &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
+            // v1.1 names (dashboards of migrated sites) and process_*.
+            metrics::v11::write_common(&mut w);
+            metrics::v11::write_overwatch(&view, &mut w);
+            metrics::process::write(&metrics::process::read(), &mut w);
             w.finish()
         }) as api::server::MetricsFn
     };
