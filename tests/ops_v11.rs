@@ -165,7 +165,11 @@ fn v11_pair_works_after_config_migrate() {
             "process_start_time_seconds",
         ] {
             // CPU seconds may still read 0 (10 ms ticks) on an idle agent.
-            let min = if name == "process_cpu_seconds_total" { 0.0 } else { 1.0 };
+            let min = if name == "process_cpu_seconds_total" {
+                0.0
+            } else {
+                1.0
+            };
             assert!(
                 sample(text, name).is_some_and(|v| v >= min),
                 "{who}: {name}\n{text}"

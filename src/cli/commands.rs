@@ -59,6 +59,15 @@ fn pretty(v: &Value) -> String {
 /// Runs a parsed command and returns what to print.
 pub fn execute(inv: &Invocation) -> Result<String, CliError> {
     let json_out = inv.switch("json");
+    // `servers` and `agents` with plain --json print the list alone, as
+    // v1.1 scripts parse it; --json=object keeps the API's object.
+    let list_out = |v: Value, key: &str| -> Value {
+        if inv.flag("json") == Some("object") {
+            v
+        } else {
+            v.get(key).cloned().unwrap_or(Value::Array(Vec::new()))
+        }
+    };
     let out =
         |v: Value, human: &dyn Fn(&Value) -> String| if json_out { pretty(&v) } else { human(&v) };
     let arg = |i: usize| inv.arg(i).unwrap_or("");
@@ -77,6 +86,9 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
                 ("status", inv.flag("status")),
             ]);
             let v = api(inv)?.call("GET", &format!("/api/v1/overwatch/backends{q}"), None)?;
+            if json_out {
+                return Ok(pretty(&list_out(v, "backends")));
+            }
             Ok(out(v, &|v| {
                 let keys = [
                     "service",
@@ -103,6 +115,9 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
         )),
         "agents list" => {
             let v = api(inv)?.call("GET", "/api/v1/overwatch/agents", None)?;
+            if json_out {
+                return Ok(pretty(&list_out(v, "agents")));
+            }
             Ok(out(v, &|v| {
                 let mut r = rows(
                     v.get("agents"),
