@@ -304,7 +304,7 @@ fn usage_errors_exit_2() {
             "overrides",
             "set",
             "app",
-            "10.0.0.1",
+            "10.0.0.300",
             "--healthy=false",
             "--reason",
             "x",
@@ -317,6 +317,7 @@ fn usage_errors_exit_2() {
     let help = ok(&["--help"]);
     assert!(help.contains("overrides set") && help.contains("--timeout"));
     assert!(ok(&["--version"]).contains(opengslb::VERSION));
+    assert!(ok(&["-v"]).contains(opengslb::VERSION));
 }
 
 #[test]

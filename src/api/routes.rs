@@ -140,6 +140,21 @@ pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((canonical(host), port))
 }
 
+/// `10.0.0.1` or `[2001:db8::1]`: an IP without a port, canonical. An
+/// IPv6 address must be bracketed: `::1:80` could be `[::1]:80`.
+pub fn bare_ip(text: &str) -> Option<String> {
+    match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(inner) => inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| ip.to_string()),
+        None => text
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(|ip| ip.to_string()),
+    }
+}
+
 fn parse_port(text: &str) -> Result<u16, String> {
     match text.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
@@ -211,7 +226,12 @@ pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
             },
             ["overrides"] => get(Route::Overrides),
             ["overrides", service, host_port] => {
-                let k = parse_host_port(host_port).map_err(RouteError::BadPath);
+                // v1.1 addressed overrides by IP alone; port 0 stands for
+                // "the one port this address has" (write::resolve_port).
+                let k = match bare_ip(host_port) {
+                    Some(address) => Ok((address, 0)),
+                    None => parse_host_port(host_port).map_err(RouteError::BadPath),
+                };
                 let k = k.map(|(address, port)| BackendKey {
                     service: service.to_string(),
                     address,
@@ -372,10 +392,29 @@ mod tests {
         );
     }
 
+    /// v1.1: an override addressed by IP alone (port resolved later).
+    #[test]
+    fn overrides_by_bare_address() {
+        for (url, address) in [
+            ("/api/v1/overrides/app/10.0.0.1", "10.0.0.1"),
+            ("/api/v1/overrides/app/%5B2001:DB8::1%5D", "2001:db8::1"),
+        ] {
+            assert_eq!(
+                route("PUT", url),
+                Ok(Route::SetOverride(BackendKey {
+                    service: "app".into(),
+                    address: address.into(),
+                    port: 0,
+                })),
+                "{url}"
+            );
+        }
+    }
+
     #[test]
     fn malformed_parameters_are_400() {
         for url in [
-            "/api/v1/overrides/app/10.0.0.1",
+            "/api/v1/overrides/app/10.0.0.300",
             "/api/v1/overrides/app/10.0.0.1:0",
             "/api/v1/overrides/app/::1:80",
             "/api/v1/overrides/app/[::1]80",

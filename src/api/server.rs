@@ -329,6 +329,10 @@ fn answer_write(
     } else {
         Vec::new()
     };
+    let route = &match write::resolve_port(route, &shared.view.load()) {
+        Ok(route) => route,
+        Err(err) => return respond_error(request, &err, &[]),
+    };
     let command = match write::command(route, &body) {
         Ok(command) => command,
         Err(err) => return respond_error(request, &err, &[]),

@@ -326,7 +326,15 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
 }
 
 fn override_path(service: &str, host_port: &str) -> Result<String, CliError> {
-    parse_host_port(host_port).map_err(CliError::Usage)?;
+    // A bare IP (v1.1's form) is sent as is: the Overwatch picks the one
+    // port that address has for the service, or says which to choose.
+    if crate::api::routes::bare_ip(host_port).is_none() {
+        parse_host_port(host_port).map_err(|e| {
+            CliError::Usage(format!(
+                "{e}; a bare IPv4 or [IPv6] address also works when it has one port"
+            ))
+        })?;
+    }
     if service.is_empty() {
         return Err(CliError::Usage("SERVICE must not be empty".into()));
     }
@@ -427,8 +435,16 @@ mod tests {
             override_path("app", "[::1]:80").expect("ok"),
             "/api/v1/overrides/app/%5B::1%5D:80"
         );
+        assert_eq!(
+            override_path("app", "10.0.0.1").expect("v1.1 form"),
+            "/api/v1/overrides/app/10.0.0.1"
+        );
         assert!(matches!(
-            override_path("app", "10.0.0.1"),
+            override_path("app", "10.0.0.300"),
+            Err(CliError::Usage(_))
+        ));
+        assert!(matches!(
+            override_path("app", "::1:80"),
             Err(CliError::Usage(_))
         ));
     }

@@ -172,7 +172,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         args: &["SERVICE", "ADDRESS:PORT"],
         flags: &["healthy", "reason", "expires"],
         required: &["healthy", "reason"],
-        help: "force a backend healthy or unhealthy, optionally for a limited time",
+        help: "force a backend healthy or unhealthy, optionally for a limited time (a bare ADDRESS works when it has one port)",
     },
     CommandSpec {
         name: "overrides clear",
