@@ -143,6 +143,30 @@ fn v11_pair_works_after_config_migrate() {
         body.contains(&web.addr.ip().to_string()).then_some(())
     });
 
+    // The v1.1 reads.
+    let get = |path: &str| -> serde_json::Value {
+        let (code, body) = http_get(&format!("{ow_api}{path}")).unwrap_or_default();
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    };
+    let regions = get("/api/v1/health/regions");
+    assert_eq!(regions["regions"][0]["name"], "east", "{regions}");
+    assert_eq!(regions["regions"][0]["healthy_count"], 1, "{regions}");
+    let soon = get("/api/v1/overwatch/agents/expiring?within=24h");
+    assert_eq!(soon["count"], 0, "{soon}");
+    let all = get("/api/v1/overwatch/agents/expiring?within=36500d");
+    assert_eq!(all["expiring"][0]["agent_id"], "v11-agent", "{all}");
+    let (code, body) = http_get(&format!("{ow_api}/api/v1/config")).unwrap_or_default();
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        !body.contains(&token) && !body.contains(KEY),
+        "secret in {body}"
+    );
+    let cfg: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cfg["overwatch"]["agent_tokens"][SERVICE], "<redacted>");
+    assert_eq!(cfg["domains"][0]["routing_algorithm"], "round-robin");
+    assert_eq!(cfg["api"]["address"], format!("127.0.0.1:{api}"));
+
     // /health on every listener v1.1 healthchecks call.
     health(&ow_api);
     health(&format!("http://127.0.0.1:{ow_metrics}"));

@@ -12,6 +12,7 @@ pub mod command;
 pub mod read;
 pub mod routes;
 pub mod server;
+pub mod v11;
 pub mod view;
 pub mod write;
 

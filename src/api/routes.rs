@@ -25,6 +25,10 @@ pub enum Route {
     Metrics,
     /// `GET /health`: the v1.1 liveness probe (docker healthchecks).
     Health,
+    /// v1.1 reads (`api::v11`).
+    ExpiringAgents,
+    HealthRegions,
+    Config,
 }
 
 impl Route {
@@ -199,6 +203,11 @@ pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
             ["overwatch", "backends"] => get(Route::Backends),
             ["overwatch", "stats"] => get(Route::Stats),
             ["overwatch", "agents"] => get(Route::Agents),
+            // GET is v1.1's list; an agent named "expiring" is still
+            // forgotten with DELETE and listed by GET /agents.
+            ["overwatch", "agents", "expiring"] if method == "GET" || method == "HEAD" => {
+                Ok(Route::ExpiringAgents)
+            }
             ["overwatch", "agents", id] => match method {
                 "GET" | "HEAD" => Ok(Route::Agent(id.to_string())),
                 "DELETE" => Ok(Route::ForgetAgent(id.to_string())),
@@ -246,6 +255,8 @@ pub fn route(method: &str, url: &str) -> Result<Route, RouteError> {
                 }
             }
             ["health", "servers"] => get(Route::HealthServers),
+            ["health", "regions"] => get(Route::HealthRegions),
+            ["config"] => get(Route::Config),
             ["healthz"] => get(Route::Healthz),
             ["domains"] => get(Route::Domains),
             ["domains", name] => get(Route::Domain(name.to_string())),
@@ -295,6 +306,12 @@ mod tests {
             ("/api/v1/audit-logs?limit=5", Route::AuditLogs),
             ("/metrics", Route::Metrics),
             ("/health", Route::Health),
+            (
+                "/api/v1/overwatch/agents/expiring?within=720h",
+                Route::ExpiringAgents,
+            ),
+            ("/api/v1/health/regions", Route::HealthRegions),
+            ("/api/v1/config", Route::Config),
             ("/api/v1/overwatch/stats/", Route::Stats),
         ];
         for (url, want) in cases {

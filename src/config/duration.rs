@@ -5,7 +5,7 @@
 //! `interval: 30`; everything else must carry a unit so a typo such as
 //! `10` meaning milliseconds cannot slip through silently.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
 
@@ -126,6 +126,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let secs = u64::try_from(total / 1_000_000_000)
         .map_err(|_| format!("invalid duration {text:?}: too long"))?;
     Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// Written the way operators write it (`GET /api/v1/config`).
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl<'de> Deserialize<'de> for Dur {

@@ -15,6 +15,7 @@ mod lines;
 pub mod listen;
 mod load;
 mod merge;
+pub mod redact;
 pub mod schema;
 mod secrets;
 mod validate;

@@ -14,10 +14,10 @@
 //! deserializes a document built from the table).
 
 use super::duration::Dur;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -25,7 +25,7 @@ pub enum Mode {
     Agent,
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub mode: Option<Mode>,
@@ -40,7 +40,7 @@ pub struct Config {
     pub agent: Option<AgentConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// `host:port`, or `:port` for every interface.
@@ -78,7 +78,7 @@ impl Default for DnsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SoaConfig {
     /// Primary name server (MNAME); default `ns1.<zone>`.
@@ -107,7 +107,7 @@ impl Default for SoaConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverwatchConfig {
     pub identity: OverwatchIdentity,
@@ -136,14 +136,14 @@ impl Default for OverwatchConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverwatchIdentity {
     pub node_id: Option<String>,
     pub region: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverwatchGossip {
     pub bind_address: String,
@@ -171,7 +171,7 @@ impl Default for OverwatchGossip {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidationConfig {
     pub enabled: bool,
@@ -189,7 +189,7 @@ impl Default for ValidationConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StaleConfig {
     /// When unset, an agent is stale after its heartbeat interval × missed
@@ -207,7 +207,7 @@ impl Default for StaleConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Region {
     pub name: String,
@@ -218,7 +218,7 @@ pub struct Region {
     pub continents: Vec<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// An IP address, or a host name resolved at load (and on SIGHUP).
@@ -246,7 +246,7 @@ fn default_port() -> u16 {
     80
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckType {
     #[default]
@@ -255,7 +255,7 @@ pub enum CheckType {
     Tcp,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheck {
     #[serde(rename = "type")]
@@ -288,7 +288,7 @@ impl Default for HealthCheck {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoutingAlgorithm {
     #[default]
@@ -314,7 +314,7 @@ impl RoutingAlgorithm {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Domain {
     pub name: String,
@@ -329,7 +329,7 @@ pub struct Domain {
     pub latency_config: Option<serde_norway::Value>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub enabled: bool,
@@ -352,7 +352,7 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     pub enabled: bool,
@@ -360,7 +360,7 @@ pub struct MetricsConfig {
     pub address: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -368,7 +368,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
     pub level: String,
@@ -386,7 +386,7 @@ impl Default for LoggingConfig {
 
 // ---------------------------------------------------------------- agent
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     pub identity: AgentIdentity,
@@ -400,7 +400,7 @@ pub struct AgentConfig {
     pub latency_learning: Option<serde_norway::Value>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentIdentity {
     pub service_token: Option<String>,
@@ -424,7 +424,7 @@ impl Default for AgentIdentity {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentBackend {
     pub service: String,
@@ -436,7 +436,7 @@ pub struct AgentBackend {
     pub health_check: HealthCheck,
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentGossip {
     pub encryption_key: Option<String>,
@@ -445,7 +445,7 @@ pub struct AgentGossip {
     pub overwatch_nodes: Vec<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeartbeatConfig {
     pub interval: Dur,
@@ -461,7 +461,7 @@ impl Default for HeartbeatConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PredictiveConfig {
     pub enabled: bool,
@@ -485,7 +485,7 @@ impl Default for PredictiveConfig {
 
 /// One predictive signal. Thresholds are fractions (0.85 = 85 %); values
 /// above 1 are read as percentages so `threshold: 85` also works.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PredictiveSignal {
     pub threshold: f64,
@@ -515,7 +515,7 @@ impl Default for PredictiveSignal {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentApi {
     pub enabled: bool,

@@ -93,6 +93,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
             w.finish()
         }) as api::server::MetricsFn
     };
+    // `GET /api/v1/config`: the last accepted file, secrets redacted.
+    let effective = Arc::new(SnapshotCell::new(config::redact::redacted_json(&config)));
+    let config_fn: api::server::ConfigFn = {
+        let effective = Arc::clone(&effective);
+        Arc::new(move || (*effective.load()).clone())
+    };
     let mut api_server = match listen::address(&config, Mode::Overwatch, Listener::Api)? {
         Some(_) => Some(
             api::server::start(
@@ -100,6 +106,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                 Arc::clone(&view_cell),
                 ch.api.0.clone(),
                 Arc::clone(&render),
+                config_fn,
             )
             .map_err(|e| ExitError::failure(format!("cannot start the API: {e}")))?,
         ),
@@ -126,7 +133,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     })?;
     notify("READY=1");
     info!("overwatch ready (config {})", config_path.display());
-    let outcome = sup.run(|| reload(config_path, &ch.control.0, &counters));
+    let outcome = sup.run(|| reload(config_path, &ch.control.0, &counters, &effective));
 
     notify("STOPPING=1");
     info!("stopping");
@@ -167,13 +174,19 @@ fn start_gossip(
 
 /// SIGHUP: a valid file goes to the registry; an invalid one is logged,
 /// counted, and the old configuration keeps serving.
-fn reload(path: &Path, control: &Sender<Control>, counters: &OverwatchCounters) {
+fn reload(
+    path: &Path,
+    control: &Sender<Control>,
+    counters: &OverwatchCounters,
+    effective: &SnapshotCell<serde_json::Value>,
+) {
     match config::load(path, Some(Mode::Overwatch)) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 warn!("{w}");
             }
             OverwatchCounters::add(&counters.reload_success);
+            effective.publish(config::redact::redacted_json(&loaded.config));
             let _ = control.send(Control::Reload(Box::new(loaded.config)));
             info!("SIGHUP: configuration {} accepted", path.display());
         }
