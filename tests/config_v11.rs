@@ -396,3 +396,28 @@ fn config_migrate_makes_a_v11_pair_consistent() {
         Some(token.as_str())
     );
 }
+
+#[test]
+fn missing_geoip_database_is_reported() {
+    let dir = TempDir::new("geoip");
+    let path = dir.write(
+        "ow.yaml",
+        "overwatch:\n  geolocation:\n    database_path: GeoLite2-Country.mmdb\n    default_region: a\nregions:\n  - name: a\n    servers:\n      - address: 10.0.0.1\ndomains:\n  - name: www.example.com\n    regions: [a]\n",
+    );
+    let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        has_warning(
+            &loaded,
+            "overwatch.geolocation.database_path: GeoIP database"
+        ) && has_warning(&loaded, "GeoLite2-Country.mmdb does not exist"),
+        "{:?}",
+        loaded.warnings
+    );
+    dir.write("GeoLite2-Country.mmdb", "");
+    let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !has_warning(&loaded, "GeoIP database"),
+        "{:?}",
+        loaded.warnings
+    );
+}

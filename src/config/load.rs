@@ -270,6 +270,7 @@ fn load_parsed(
         .into_iter()
         .chain(compat_warnings)
         .chain(conflicts::agent_token_warnings(&config, mode))
+        .chain(conflicts::geoip_warnings(&config, mode, &base))
     {
         let (f, line) = origins.locate(&p);
         warnings.push((f, line, format!("{p}: {m}")));
