@@ -421,3 +421,24 @@ fn missing_geoip_database_is_reported() {
         loaded.warnings
     );
 }
+
+/// `load_str` (the fuzzer, `config migrate`) never looks names up: the
+/// name stays and a warning says when it will be resolved.
+#[test]
+fn load_str_leaves_host_names_alone() {
+    let text = "regions:\n  - name: a\n    servers:\n      - address: no-such-host.invalid\ndomains:\n  - name: www.example.com\n    regions: [a]\n";
+    let loaded =
+        config::load_str(text, Path::new("/x/ow.yaml"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.config.regions[0].servers[0].address,
+        "no-such-host.invalid"
+    );
+    assert!(
+        has_warning(
+            &loaded,
+            "/x/ow.yaml:4: regions[0].servers[0].address: host name \"no-such-host.invalid\" will be resolved when the daemon loads the file"
+        ),
+        "{:?}",
+        loaded.warnings
+    );
+}

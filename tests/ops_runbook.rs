@@ -325,7 +325,12 @@ fn agent_disconnect_runbook_with_the_cli() {
         vec!["status"],
     ] {
         let v: Value = cli_json(api, &args);
-        assert!(v.is_object(), "{args:?}: {v}");
+        // The lists print a bare array (the v1.1 shape); the rest objects.
+        let list = matches!(args.as_slice(), ["servers", ..] | ["agents"]);
+        assert!(
+            if list { v.is_array() } else { v.is_object() },
+            "{args:?}: {v}"
+        );
     }
     // `servers --json` prints the bare array (the v1.1 shape).
     let servers = cli_json(api, &["servers"]);

@@ -76,6 +76,22 @@ pub fn migrate(
             out.push_str(&format!("#   - {c}\n"));
         }
     }
+    if mode == Mode::Agent {
+        let services: Vec<&str> = raw
+            .get("agent")
+            .and_then(|a| a.get("backends"))
+            .and_then(Value::as_sequence)
+            .map(|s| {
+                s.iter()
+                    .filter_map(|b| b.get("service")?.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "# Note: agent.identity.service_token must equal overwatch.agent_tokens of its service on every Overwatch ({}); `config migrate` on the Overwatch file prints one per domain.\n",
+            services.join(", ")
+        ));
+    }
     if !m.warnings.is_empty() {
         out.push_str(
             "# The daemon will warn at start (fine to keep, see docs/migrating-from-v1.md):\n",

@@ -177,6 +177,35 @@ pub fn resolve_hosts(cfg: &mut Config, mode: Mode, errors: &mut Notes, warnings:
     }
 }
 
+/// Without lookups (`load_str`): one warning per host-name address, left
+/// as written.
+pub fn note_hosts(cfg: &Config, mode: Mode, warnings: &mut Notes) {
+    let mut note = |path: String, name: &str| {
+        warnings.push((
+            path,
+            format!("host name {name:?} will be resolved when the daemon loads the file (and on SIGHUP); write an IP address to avoid the lookup"),
+        ));
+    };
+    match mode {
+        Mode::Overwatch => {
+            for (i, region) in cfg.regions.iter().enumerate() {
+                for (j, s) in region.servers.iter().enumerate() {
+                    if is_host_name(&s.address) {
+                        note(format!("regions[{i}].servers[{j}].address"), &s.address);
+                    }
+                }
+            }
+        }
+        Mode::Agent => {
+            for (i, b) in cfg.agent.iter().flat_map(|a| a.backends.iter()).enumerate() {
+                if is_host_name(&b.address) {
+                    note(format!("agent.backends[{i}].address"), &b.address);
+                }
+            }
+        }
+    }
+}
+
 /// A value that is not an IP address but is a valid DNS name.
 /// A malformed IPv4 address such as `10.0.0.300` is a valid DNS name by
 /// its characters, but no top-level domain is all digits, so it is not

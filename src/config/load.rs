@@ -89,13 +89,14 @@ pub fn load(path: &Path, mode_override: Option<Mode>) -> Result<Loaded, ConfigEr
     let Some((root, index)) = read_yaml(path, 0, &mut out) else {
         return Err(finish(out));
     };
-    load_parsed(path, root, index, mode_override, out)
+    load_parsed(path, root, index, mode_override, out, Lookups::Resolve)
 }
 
 /// Like `load`, for the text of a main file that is not read from disk
-/// (the fuzzer, tests). `name` stands for its path in messages; includes
-/// and `*_file` secrets are still read relative to its folder. No
-/// permission check applies to `text` itself.
+/// (the fuzzer, tests, `config migrate`). `name` stands for its path in
+/// messages; includes and `*_file` secrets are still read relative to its
+/// folder. No permission check applies to `text` itself, and backend host
+/// names are not looked up (a warning says they will be at start).
 pub fn load_str(
     text: &str,
     name: &Path,
@@ -105,7 +106,15 @@ pub fn load_str(
     let Some((root, index)) = parse_yaml(text, name, 0, &mut out) else {
         return Err(finish(out));
     };
-    load_parsed(name, root, index, mode_override, out)
+    load_parsed(name, root, index, mode_override, out, Lookups::Skip)
+}
+
+/// Whether backend host names are looked up (`load`) or left as written
+/// (`load_str`: the fuzzer and `config migrate` must not touch the network).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookups {
+    Resolve,
+    Skip,
 }
 
 /// Everything after the main file parsed: includes, merge, checks.
@@ -115,6 +124,7 @@ fn load_parsed(
     index: LineIndex,
     mode_override: Option<Mode>,
     mut out: Collector,
+    lookups: Lookups,
 ) -> Result<Loaded, ConfigErrors> {
     // An empty main file is most often one truncated by a failed write;
     // running on nothing but defaults (no domains) would be an outage,
@@ -237,7 +247,11 @@ fn load_parsed(
     resolve_paths(&mut config, &base);
     let mut compat_errors = Vec::new();
     let mut compat_warnings = Vec::new();
-    compat::resolve_hosts(&mut config, mode, &mut compat_errors, &mut compat_warnings);
+    if lookups == Lookups::Resolve {
+        compat::resolve_hosts(&mut config, mode, &mut compat_errors, &mut compat_warnings);
+    } else {
+        compat::note_hosts(&config, mode, &mut compat_warnings);
+    }
     if mode == Mode::Overwatch {
         compat::implicit_zones(&mut config, &mut compat_warnings);
     }
