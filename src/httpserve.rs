@@ -86,6 +86,11 @@ pub fn reply(code: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
         .with_header(header)
 }
 
+/// The v1.1 liveness answer: 200 `OK` while the process serves requests.
+pub fn health() -> Reply {
+    reply(200, "text/plain; charset=utf-8", b"OK".to_vec())
+}
+
 /// A Prometheus scrape answer.
 pub fn metrics(text: String) -> Reply {
     reply(200, "text/plain; version=0.0.4", text.into_bytes())

@@ -113,7 +113,9 @@ fn route(
         }
         ("/api/v1/agent/drain", Method::Delete) => send_drain(drains, None, view),
         ("/metrics", Method::Get) => httpserve::metrics(metrics()),
+        ("/health", Method::Get | Method::Head) => httpserve::health(),
         ("/api/v1/agent/status" | "/metrics", _) => not_allowed("GET"),
+        ("/health", _) => not_allowed("GET, HEAD"),
         ("/api/v1/agent/drain", _) => not_allowed("POST, DELETE"),
         _ => error(404, "not found"),
     }

@@ -72,5 +72,8 @@ pub fn render(
             t as f64,
         );
     }
+    // What every exporter serves, and v1.1's name for the build info.
+    crate::metrics::process::write(&crate::metrics::process::read(), &mut w);
+    crate::metrics::v11::write_common(&mut w);
     w.finish()
 }

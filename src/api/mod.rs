@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod read;
 pub mod routes;
 pub mod server;
+pub mod v11;
 pub mod view;
 pub mod write;
 

@@ -25,6 +25,12 @@ pub enum Route {
     Metrics,
     /// This API's OpenAPI document (docs/openapi.yaml as JSON).
     OpenApi,
+    /// `GET /health`: the v1.1 liveness probe (docker healthchecks).
+    Health,
+    /// v1.1 reads (`api::v11`).
+    ExpiringAgents,
+    HealthRegions,
+    Config,
 }
 
 impl Route {
@@ -140,6 +146,21 @@ pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((canonical(host), port))
 }
 
+/// `10.0.0.1` or `[2001:db8::1]`: an IP without a port, canonical. An
+/// IPv6 address must be bracketed: `::1:80` could be `[::1]:80`.
+pub fn bare_ip(text: &str) -> Option<String> {
+    match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(inner) => inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| ip.to_string()),
+        None => text
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(|ip| ip.to_string()),
+    }
+}
+
 fn parse_port(text: &str) -> Result<u16, String> {
     match text.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
@@ -223,7 +244,12 @@ fn backend_key(params: &[&str]) -> Result<BackendKey, RouteError> {
 }
 
 fn service_host_port(params: &[&str]) -> Result<BackendKey, RouteError> {
-    let (address, port) = parse_host_port(p(params, 1)).map_err(RouteError::BadPath)?;
+    // v1.1 addressed overrides by IP alone; port 0 stands for "the one
+    // port this address has" (write::resolve_port).
+    let (address, port) = match bare_ip(p(params, 1)) {
+        Some(address) => (address, 0),
+        None => parse_host_port(p(params, 1)).map_err(RouteError::BadPath)?,
+    };
     Ok(BackendKey {
         service: p(params, 0).to_string(),
         address,
@@ -234,11 +260,17 @@ fn service_host_port(params: &[&str]) -> Result<BackendKey, RouteError> {
 /// Every endpoint of the Overwatch API (SPEC §7).
 pub const ROUTES: &[RouteDef] = &[
     def("/metrics", READ, |_, _| Ok(Route::Metrics)),
+    def("/health", READ, |_, _| Ok(Route::Health)),
     def("/api/v1/overwatch/backends", READ, |_, _| {
         Ok(Route::Backends)
     }),
     def("/api/v1/overwatch/stats", READ, |_, _| Ok(Route::Stats)),
     def("/api/v1/overwatch/agents", READ, |_, _| Ok(Route::Agents)),
+    // Before `agents/{id}`: first match wins, so an agent named
+    // "expiring" is listed by GET /agents and cannot be forgotten here.
+    def("/api/v1/overwatch/agents/expiring", READ, |_, _| {
+        Ok(Route::ExpiringAgents)
+    }),
     def(
         "/api/v1/overwatch/agents/{id}",
         "GET, HEAD, DELETE",
@@ -285,7 +317,11 @@ pub const ROUTES: &[RouteDef] = &[
     def("/api/v1/health/servers", READ, |_, _| {
         Ok(Route::HealthServers)
     }),
+    def("/api/v1/health/regions", READ, |_, _| {
+        Ok(Route::HealthRegions)
+    }),
     def("/api/v1/healthz", READ, |_, _| Ok(Route::Healthz)),
+    def("/api/v1/config", READ, |_, _| Ok(Route::Config)),
     def("/api/v1/domains", READ, |_, _| Ok(Route::Domains)),
     def("/api/v1/domains/{name}", READ, |_, ps| {
         Ok(Route::Domain(p(ps, 0).to_string()))
@@ -347,6 +383,13 @@ mod tests {
             ("/api/v1/version", Route::Version),
             ("/api/v1/audit-logs?limit=5", Route::AuditLogs),
             ("/metrics", Route::Metrics),
+            ("/health", Route::Health),
+            (
+                "/api/v1/overwatch/agents/expiring?within=720h",
+                Route::ExpiringAgents,
+            ),
+            ("/api/v1/health/regions", Route::HealthRegions),
+            ("/api/v1/config", Route::Config),
             ("/api/v1/overwatch/stats/", Route::Stats),
         ];
         for (url, want) in cases {
@@ -444,10 +487,29 @@ mod tests {
         );
     }
 
+    /// v1.1: an override addressed by IP alone (port resolved later).
+    #[test]
+    fn overrides_by_bare_address() {
+        for (url, address) in [
+            ("/api/v1/overrides/app/10.0.0.1", "10.0.0.1"),
+            ("/api/v1/overrides/app/%5B2001:DB8::1%5D", "2001:db8::1"),
+        ] {
+            assert_eq!(
+                route("PUT", url),
+                Ok(Route::SetOverride(BackendKey {
+                    service: "app".into(),
+                    address: address.into(),
+                    port: 0,
+                })),
+                "{url}"
+            );
+        }
+    }
+
     #[test]
     fn malformed_parameters_are_400() {
         for url in [
-            "/api/v1/overrides/app/10.0.0.1",
+            "/api/v1/overrides/app/10.0.0.300",
             "/api/v1/overrides/app/10.0.0.1:0",
             "/api/v1/overrides/app/::1:80",
             "/api/v1/overrides/app/[::1]80",

@@ -23,10 +23,10 @@
 
 use super::access::{Access, author};
 use super::command::{ApiError, CommandRequest, CommandSender, REPLY_TIMEOUT};
-use super::read;
 use super::routes::{Route, RouteError, route};
 use super::view::OverwatchView;
 use super::write;
+use super::{read, v11};
 use crate::config::{ApiConfig, Listener};
 use crate::snapshot::SnapshotCell;
 use serde_json::Value;
@@ -53,11 +53,15 @@ pub const MAX_WRITERS: usize = 16;
 /// Renders the `/metrics` text.
 pub type MetricsFn = crate::metrics::Render;
 
+/// The effective configuration, secrets redacted (`GET /api/v1/config`).
+pub type ConfigFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 struct Shared {
     access: Access,
     view: Arc<SnapshotCell<OverwatchView>>,
     commands: CommandSender,
     metrics: MetricsFn,
+    config: ConfigFn,
     writers: AtomicUsize,
     /// Connections refused with an oversized body and deliberately held.
     leaked: AtomicU64,
@@ -78,6 +82,7 @@ pub fn start(
     view: Arc<SnapshotCell<OverwatchView>>,
     commands: CommandSender,
     metrics: MetricsFn,
+    config: ConfigFn,
 ) -> io::Result<ApiServer> {
     let access = Access::new(&cfg.allowed_networks, cfg.trust_proxy_headers, &cfg.tokens)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -97,6 +102,7 @@ pub fn start(
         view,
         commands,
         metrics,
+        config,
         writers: AtomicUsize::new(0),
         leaked: AtomicU64::new(0),
     });
@@ -290,6 +296,12 @@ fn path_of(url: &str) -> &str {
 }
 
 fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &Shared) {
+    if *route == Route::Health {
+        // v1.1's answer: 200 "OK" while the process serves requests.
+        let mut response = tiny_http::Response::from_string("OK");
+        add_header(&mut response, "Content-Type", "text/plain; charset=utf-8");
+        return send(request, response);
+    }
     if *route == Route::Metrics {
         let text = (shared.metrics)();
         let mut response = tiny_http::Response::from_string(text);
@@ -302,7 +314,13 @@ fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &S
     }
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
     let view = shared.view.load();
-    match read::answer(route, query, &view) {
+    let answer = match route {
+        Route::ExpiringAgents => v11::expiring(query, &view).map(|v| (200, v)),
+        Route::HealthRegions => Ok((200, v11::health_regions(&view))),
+        Route::Config => Ok((200, (shared.config)())),
+        _ => read::answer(route, query, &view),
+    };
+    match answer {
         Ok((code, body)) => respond_json(request, code, &body, &[]),
         Err(err) => respond_error(request, &err, &[]),
     }
@@ -322,6 +340,10 @@ fn answer_write(
         }
     } else {
         Vec::new()
+    };
+    let route = &match write::resolve_port(route, &shared.view.load()) {
+        Ok(route) => route,
+        Err(err) => return respond_error(request, &err, &[]),
     };
     let command = match write::command(route, &body) {
         Ok(command) => command,

@@ -3,6 +3,7 @@
 
 use super::command::{ApiError, Command};
 use super::routes::{BackendKey, Route};
+use super::view::OverwatchView;
 use crate::config::duration::parse_duration;
 use serde::Deserialize;
 use std::time::Duration;
@@ -14,6 +15,11 @@ struct OverrideBody {
     reason: String,
     #[serde(default)]
     expires_in: Option<Expiry>,
+    /// v1.1 scripts send a free-form `source` ("cli", a tool's name).
+    /// Accepted so they keep working; who set an override is recorded
+    /// from the token name and `X-User` (docs/migrating-from-v1.md).
+    #[serde(default, rename = "source")]
+    _source: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +72,62 @@ fn required(field: &str, value: String) -> Result<String, ApiError> {
         return Err(ApiError::bad_request(format!("{field} must not be empty")));
     }
     Ok(value)
+}
+
+/// Fills in the port of an override addressed by IP alone (port 0, the
+/// v1.1 form) when the service has exactly one backend at that address;
+/// otherwise 404 (none) or 400 naming the ports to choose from.
+pub fn resolve_port(route: &Route, view: &OverwatchView) -> Result<Route, ApiError> {
+    let (key, set) = match route {
+        Route::SetOverride(k) if k.port == 0 => (k, true),
+        Route::ClearOverride(k) if k.port == 0 => (k, false),
+        other => return Ok(other.clone()),
+    };
+    let service = crate::backend::normalize_name(&key.service);
+    let mut ports: Vec<u16> = view
+        .backends
+        .iter()
+        .filter(|b| b.service == service && b.address == key.address)
+        .map(|b| b.port)
+        .collect();
+    if !set {
+        // Clearing also finds an override whose backend is gone.
+        ports.extend(
+            view.overrides
+                .iter()
+                .filter(|o| o.service == service && o.address == key.address)
+                .map(|o| o.port),
+        );
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let port = match ports.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(ApiError::not_found(format!(
+                "no backend of {} at {}",
+                key.service, key.address
+            )));
+        }
+        many => {
+            let list: Vec<String> = many.iter().map(u16::to_string).collect();
+            return Err(ApiError::bad_request(format!(
+                "{} has several ports for {} ({}); give ADDRESS:PORT",
+                key.address,
+                key.service,
+                list.join(", ")
+            )));
+        }
+    };
+    let key = BackendKey {
+        port,
+        ..key.clone()
+    };
+    Ok(if set {
+        Route::SetOverride(key)
+    } else {
+        Route::ClearOverride(key)
+    })
 }
 
 /// Builds the command of a write route from its body.
@@ -211,5 +273,66 @@ mod tests {
             })
         );
         assert!(command(&r, b"{}").is_err());
+    }
+
+    #[test]
+    fn v11_source_field_is_accepted() {
+        let c = command(
+            &key(),
+            br#"{"healthy": false, "reason": "maint", "source": "cli"}"#,
+        );
+        assert!(c.is_ok(), "{c:?}");
+        assert!(command(&key(), br#"{"healthy": false, "reason": "m", "sauce": 1}"#).is_err());
+    }
+
+    #[test]
+    fn bare_address_resolves_when_unambiguous() {
+        use crate::api::view::{BackendView, OverrideView};
+        let b = |service: &str, port| BackendView {
+            service: service.into(),
+            address: "10.0.0.1".into(),
+            port,
+            ..Default::default()
+        };
+        let view = OverwatchView {
+            backends: vec![b("app", 80), b("web", 80), b("web", 8080)],
+            overrides: vec![OverrideView {
+                service: "gone".into(),
+                address: "10.0.0.1".into(),
+                port: 81,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let bare = |service: &str, set: bool| {
+            let k = BackendKey {
+                service: service.into(),
+                address: "10.0.0.1".into(),
+                port: 0,
+            };
+            if set {
+                Route::SetOverride(k)
+            } else {
+                Route::ClearOverride(k)
+            }
+        };
+        match resolve_port(&bare("APP.", true), &view) {
+            Ok(Route::SetOverride(k)) => assert_eq!(k.port, 80),
+            other => panic!("{other:?}"),
+        }
+        let e = resolve_port(&bare("web", true), &view).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(e.message.contains("80, 8080"), "{}", e.message);
+        assert_eq!(
+            resolve_port(&bare("nope", true), &view).unwrap_err().code,
+            404
+        );
+        // Clearing finds the override of a backend that left.
+        match resolve_port(&bare("gone", false), &view) {
+            Ok(Route::ClearOverride(k)) => assert_eq!(k.port, 81),
+            other => panic!("{other:?}"),
+        }
+        // A route with a port is left alone.
+        assert_eq!(resolve_port(&key(), &view), Ok(key()));
     }
 }

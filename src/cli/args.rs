@@ -71,6 +71,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         };
         let value = match (flag.value, inline) {
             (None, None) => "true".to_string(),
+            // `--json=object` / `--json=array`: the shape of list output.
+            (None, Some(v)) if flag.long == "json" && (v == "object" || v == "array") => v,
+            (None, Some(_)) if flag.long == "json" => {
+                return Err("--json takes no value, or =object or =array".into());
+            }
             (None, Some(_)) => return Err(format!("--{} takes no value", flag.long)),
             (Some(_), Some(v)) => v,
             (Some(metavar), None) => iter
@@ -215,6 +220,9 @@ mod tests {
         assert_eq!(a.command.name, "overrides set");
         assert_eq!(a.args, vec!["app", "[::1]:80"]);
         assert_eq!(a.flag("healthy"), Some("false"));
+        let a = run(&["servers", "--json=object"]).expect("ok");
+        assert_eq!(a.flag("json"), Some("object"));
+        assert!(run(&["servers", "--json=yaml"]).is_err());
         let a = run(&["config", "validate", "-c", "/etc/x.yaml"]).expect("ok");
         assert_eq!(a.flag("config"), Some("/etc/x.yaml"));
         assert_eq!(run(&["agents"]).expect("ok").command.name, "agents list");
@@ -253,5 +261,7 @@ mod tests {
             Ok(Parsed::Help)
         ));
         assert!(matches!(parse(["-V".to_string()]), Ok(Parsed::Version)));
+        // v1.1's spelling.
+        assert!(matches!(parse(["-v".to_string()]), Ok(Parsed::Version)));
     }
 }

@@ -59,6 +59,15 @@ fn pretty(v: &Value) -> String {
 /// Runs a parsed command and returns what to print.
 pub fn execute(inv: &Invocation) -> Result<String, CliError> {
     let json_out = inv.switch("json");
+    // `servers` and `agents` with plain --json print the list alone, as
+    // v1.1 scripts parse it; --json=object keeps the API's object.
+    let list_out = |v: Value, key: &str| -> Value {
+        if inv.flag("json") == Some("object") {
+            v
+        } else {
+            v.get(key).cloned().unwrap_or(Value::Array(Vec::new()))
+        }
+    };
     let out =
         |v: Value, human: &dyn Fn(&Value) -> String| if json_out { pretty(&v) } else { human(&v) };
     let arg = |i: usize| inv.arg(i).unwrap_or("");
@@ -77,6 +86,9 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
                 ("status", inv.flag("status")),
             ]);
             let v = api(inv)?.call("GET", &format!("/api/v1/overwatch/backends{q}"), None)?;
+            if json_out {
+                return Ok(pretty(&list_out(v, "backends")));
+            }
             Ok(out(v, &|v| {
                 let keys = [
                     "service",
@@ -103,6 +115,9 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
         )),
         "agents list" => {
             let v = api(inv)?.call("GET", "/api/v1/overwatch/agents", None)?;
+            if json_out {
+                return Ok(pretty(&list_out(v, "agents")));
+            }
             Ok(out(v, &|v| {
                 let mut r = rows(
                     v.get("agents"),
@@ -295,6 +310,7 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
             &key_values,
         )),
         "config validate" => config_validate(inv.flag("config").unwrap_or(""), json_out),
+        "config migrate" => config_migrate(arg(0), json_out),
         "gen-key" => {
             let key = gen_key()?;
             Ok(if json_out {
@@ -316,7 +332,15 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
 }
 
 fn override_path(service: &str, host_port: &str) -> Result<String, CliError> {
-    parse_host_port(host_port).map_err(CliError::Usage)?;
+    // A bare IP (v1.1's form) is sent as is: the Overwatch picks the one
+    // port that address has for the service, or says which to choose.
+    if crate::api::routes::bare_ip(host_port).is_none() {
+        parse_host_port(host_port).map_err(|e| {
+            CliError::Usage(format!(
+                "{e}; a bare IPv4 or [IPv6] address also works when it has one port"
+            ))
+        })?;
+    }
     if service.is_empty() {
         return Err(CliError::Usage("SERVICE must not be empty".into()));
     }
@@ -336,6 +360,38 @@ pub fn gen_key() -> Result<String, CliError> {
         .fill(&mut key)
         .map_err(|_| CliError::Failure("the system random generator failed".into()))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(key))
+}
+
+/// `config migrate FILE` (see `migrate.rs`): the migrated text, or with
+/// `--json` `{file, valid, changes, tokens, warnings, errors, text}`. A
+/// result that still does not load is printed and exits with the config
+/// code.
+fn config_migrate(path: &str, json_out: bool) -> Result<String, CliError> {
+    let m = super::migrate::migrate(std::path::Path::new(path), &mut || {
+        // Agent tokens: 32 random bytes, like a gossip key.
+        gen_key()
+    })?;
+    let printed = if json_out {
+        pretty(&json!({
+            "file": path,
+            "valid": m.errors.is_empty(),
+            "changes": m.changes,
+            "tokens": m.tokens,
+            "warnings": m.warnings,
+            "errors": m.errors,
+            "text": m.text,
+        }))
+    } else {
+        m.text.clone()
+    };
+    if m.errors.is_empty() {
+        return Ok(printed);
+    }
+    print!("{printed}");
+    Err(CliError::Config(format!(
+        "{path}: the migrated file still has {} error(s), listed at its top",
+        m.errors.len()
+    )))
 }
 
 /// Loads the file exactly as the daemon would (`config::load`) and reports
@@ -385,8 +441,16 @@ mod tests {
             override_path("app", "[::1]:80").expect("ok"),
             "/api/v1/overrides/app/%5B::1%5D:80"
         );
+        assert_eq!(
+            override_path("app", "10.0.0.1").expect("v1.1 form"),
+            "/api/v1/overrides/app/10.0.0.1"
+        );
         assert!(matches!(
-            override_path("app", "10.0.0.1"),
+            override_path("app", "10.0.0.300"),
+            Err(CliError::Usage(_))
+        ));
+        assert!(matches!(
+            override_path("app", "::1:80"),
             Err(CliError::Usage(_))
         ));
     }

@@ -52,7 +52,11 @@ pub const GLOBAL_FLAGS: &[Flag] = &[
         Some("TOKEN"),
         "bearer token for writes (default $OPENGSLB_TOKEN)",
     ),
-    flag("json", None, "print the API's JSON instead of a table"),
+    flag(
+        "json",
+        None,
+        "print JSON instead of a table; servers and agents print a bare array (the v1.1 shape), --json=object the API's object",
+    ),
     flag(
         "timeout",
         Some("SECONDS"),
@@ -73,7 +77,7 @@ pub const GLOBAL_FLAGS: &[Flag] = &[
         long: "version",
         short: Some('V'),
         value: None,
-        help: "print the version and exit",
+        help: "print the version and exit (-v works too, as in v1.1)",
     },
 ];
 
@@ -168,7 +172,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         args: &["SERVICE", "ADDRESS:PORT"],
         flags: &["healthy", "reason", "expires"],
         required: &["healthy", "reason"],
-        help: "force a backend healthy or unhealthy, optionally for a limited time",
+        help: "force a backend healthy or unhealthy, optionally for a limited time (a bare ADDRESS works when it has one port)",
     },
     CommandSpec {
         name: "overrides clear",
@@ -227,6 +231,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "check a configuration file and report every problem",
     },
     CommandSpec {
+        name: "config migrate",
+        aliases: &[],
+        args: &["FILE"],
+        flags: &[],
+        required: &[],
+        help: "print a v1.1 configuration file with the changes this version needs (marked by comments) and a generated agent token per domain",
+    },
+    CommandSpec {
         name: "completion",
         aliases: &[],
         args: &["bash|zsh|fish"],
@@ -266,6 +278,8 @@ pub fn find_flag(long: &str) -> Option<&'static Flag> {
 }
 
 pub fn find_short(short: char) -> Option<&'static Flag> {
+    // v1.1 printed its version with -v; no flag of ours uses -v.
+    let short = if short == 'v' { 'V' } else { short };
     GLOBAL_FLAGS
         .iter()
         .chain(COMMAND_FLAGS)

@@ -1,10 +1,11 @@
-//! Durations as operators write them in YAML: `500ms`, `10s`, `5m`, `1h`.
+//! Durations as operators write them in YAML: `500ms`, `10s`, `5m`, `1h`,
+//! and every other form Go's `time.ParseDuration` reads (`1.5s`, `500us`).
 //!
 //! A bare integer is read as seconds, because v1.1 files sometimes carry
 //! `interval: 30`; everything else must carry a unit so a typo such as
 //! `10` meaning milliseconds cannot slip through silently.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
 
@@ -30,20 +31,29 @@ impl std::ops::Deref for Dur {
 
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        if ms.is_multiple_of(3_600_000) && ms > 0 {
-            write!(f, "{}h", ms / 3_600_000)
-        } else if ms.is_multiple_of(60_000) && ms > 0 {
-            write!(f, "{}m", ms / 60_000)
-        } else if ms.is_multiple_of(1000) {
-            write!(f, "{}s", ms / 1000)
+        let ns = self.0.as_nanos();
+        if ns > 0 && ns.is_multiple_of(3_600_000_000_000) {
+            write!(f, "{}h", ns / 3_600_000_000_000)
+        } else if ns > 0 && ns.is_multiple_of(60_000_000_000) {
+            write!(f, "{}m", ns / 60_000_000_000)
+        } else if ns.is_multiple_of(1_000_000_000) {
+            write!(f, "{}s", ns / 1_000_000_000)
+        } else if ns.is_multiple_of(1_000_000) {
+            write!(f, "{}ms", ns / 1_000_000)
+        } else if ns.is_multiple_of(1_000) {
+            write!(f, "{}us", ns / 1_000)
         } else {
-            write!(f, "{ms}ms")
+            write!(f, "{ns}ns")
         }
     }
 }
 
-/// Parses `500ms`, `10s`, `5m`, `1h`, `1m30s` or a bare number of seconds.
+/// Parses every form Go's `time.ParseDuration` accepts (v1.1 files were
+/// read with it): a sequence of decimal numbers, each with an optional
+/// fraction and a unit `ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`
+/// (`1.5s`, `500us`, `1h30m`, `.5s`), plus a bare `0`. A bare integer is
+/// seconds (see the module note). Negative durations are refused: no key
+/// takes one.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -52,45 +62,77 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
+    let body = text.strip_prefix('+').unwrap_or(text);
+    let mut total: u128 = 0;
+    let mut rest = body;
     while !rest.is_empty() {
-        let digits = rest
+        let int_len = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
-        if digits == 0 {
+        let (int, after) = rest.split_at(int_len);
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(a) => {
+                let n = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+                a.split_at(n)
+            }
+            None => ("", after),
+        };
+        if int.is_empty() && frac.is_empty() {
             return Err(format!(
-                "invalid duration {text:?}: expected a number, e.g. 500ms, 10s, 5m, 1h"
+                "invalid duration {text:?}: expected a number, e.g. 500ms, 1.5s, 5m, 1h30m"
             ));
         }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value.saturating_mul(60)),
-            "h" => Duration::from_secs(value.saturating_mul(3600)),
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        rest = next;
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             "" => {
                 return Err(format!(
-                    "invalid duration {text:?}: missing unit (ms, s, m, h)"
+                    "invalid duration {text:?}: missing unit (ns, us, ms, s, m, h)"
                 ));
             }
             other => {
                 return Err(format!(
-                    "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m or h)"
+                    "invalid duration {text:?}: unknown unit {other:?} (use ns, us, ms, s, m or h)"
                 ));
             }
         };
-        total = total.saturating_add(part);
+        let too_large = || format!("invalid duration {text:?}: number too large");
+        let whole: u128 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| too_large())?
+        };
+        let mut part = whole.checked_mul(scale).ok_or_else(too_large)?;
+        // The fraction, digit by digit, like Go (exact to the nanosecond).
+        let mut place = scale;
+        for d in frac.bytes() {
+            place /= 10;
+            if place == 0 {
+                break;
+            }
+            part += u128::from(d - b'0') * place;
+        }
+        total = total.checked_add(part).ok_or_else(too_large)?;
     }
-    Ok(total)
+    let secs = u64::try_from(total / 1_000_000_000)
+        .map_err(|_| format!("invalid duration {text:?}: too long"))?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// Written the way operators write it (`GET /api/v1/config`).
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -126,14 +168,39 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "s", "10x", "10 s", "ms10", "-1s", "1.5s"] {
+        for bad in [
+            "", "s", "10x", "10 s", "ms10", "-1s", ".", "1.s.", "5 m", "1e3s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    /// Every form Go's time.ParseDuration accepts (v1.1 files).
+    #[test]
+    fn go_forms() {
+        let cases = [
+            ("1.5s", Duration::from_millis(1500)),
+            ("500us", Duration::from_micros(500)),
+            ("500\u{b5}s", Duration::from_micros(500)),
+            ("500\u{3bc}s", Duration::from_micros(500)),
+            ("250ns", Duration::from_nanos(250)),
+            ("1h30m", Duration::from_secs(5400)),
+            ("1h30m15.25s", Duration::from_millis(5_415_250)),
+            (".5s", Duration::from_millis(500)),
+            ("1.s", Duration::from_secs(1)),
+            ("+2m", Duration::from_secs(120)),
+            ("0", Duration::ZERO),
+            ("0.000000001s", Duration::from_nanos(1)),
+            ("2.5h", Duration::from_secs(9000)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
         }
     }
 
     #[test]
     fn display_round_trips() {
-        for t in ["500ms", "10s", "5m", "1h"] {
+        for t in ["500ms", "10s", "5m", "1h", "500us", "250ns"] {
             assert_eq!(Dur(parse_duration(t).unwrap()).to_string(), t);
         }
     }

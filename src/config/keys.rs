@@ -78,6 +78,7 @@ pub const ALGORITHMS: &[&str] = &[
     "failover",
     "geolocation",
     "latency",
+    "learned_latency",
 ];
 pub const LOG_FORMATS: &[&str] = &["text", "json"];
 
@@ -157,7 +158,8 @@ const TOP: &[Key] = &[
     req("regions[].name", Str),
     k("regions[].servers", List),
     req("regions[].servers[].address", Str),
-    req("regions[].servers[].port", U16),
+    k("regions[].servers[].port", U16),
+    k("regions[].servers[].host", Str),
     k("regions[].servers[].weight", U32),
     k("regions[].servers[].service", Str),
     inert("regions[].countries", StrList),

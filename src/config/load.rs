@@ -7,6 +7,8 @@
 //! for `--check`, at start and on SIGHUP alike: a file with any error is
 //! rejected whole.
 
+use super::compat;
+use super::conflicts::{self, Written};
 use super::error::{ConfigError, ConfigErrors};
 use super::glob;
 use super::lines::LineIndex;
@@ -87,13 +89,14 @@ pub fn load(path: &Path, mode_override: Option<Mode>) -> Result<Loaded, ConfigEr
     let Some((root, index)) = read_yaml(path, 0, &mut out) else {
         return Err(finish(out));
     };
-    load_parsed(path, root, index, mode_override, out)
+    load_parsed(path, root, index, mode_override, out, Lookups::Resolve)
 }
 
 /// Like `load`, for the text of a main file that is not read from disk
-/// (the fuzzer, tests). `name` stands for its path in messages; includes
-/// and `*_file` secrets are still read relative to its folder. No
-/// permission check applies to `text` itself.
+/// (the fuzzer, tests, `config migrate`). `name` stands for its path in
+/// messages; includes and `*_file` secrets are still read relative to its
+/// folder. No permission check applies to `text` itself, and backend host
+/// names are not looked up (a warning says they will be at start).
 pub fn load_str(
     text: &str,
     name: &Path,
@@ -103,7 +106,15 @@ pub fn load_str(
     let Some((root, index)) = parse_yaml(text, name, 0, &mut out) else {
         return Err(finish(out));
     };
-    load_parsed(name, root, index, mode_override, out)
+    load_parsed(name, root, index, mode_override, out, Lookups::Skip)
+}
+
+/// Whether backend host names are looked up (`load`) or left as written
+/// (`load_str`: the fuzzer and `config migrate` must not touch the network).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookups {
+    Resolve,
+    Skip,
 }
 
 /// Everything after the main file parsed: includes, merge, checks.
@@ -113,6 +124,7 @@ fn load_parsed(
     index: LineIndex,
     mode_override: Option<Mode>,
     mut out: Collector,
+    lookups: Lookups,
 ) -> Result<Loaded, ConfigErrors> {
     // An empty main file is most often one truncated by a failed write;
     // running on nothing but defaults (no domains) would be an outage,
@@ -147,7 +159,8 @@ fn load_parsed(
         }
     }
 
-    // Includes.
+    // Includes, depth first in file order; an included file may include
+    // more (v1.1 did, to a depth of 10), relative to its own folder.
     let patterns: Vec<String> = match get(&root, "includes").and_then(Value::as_sequence) {
         Some(seq) => seq
             .iter()
@@ -155,47 +168,28 @@ fn load_parsed(
             .collect(),
         None => Vec::new(),
     };
-    let mut include_files: Vec<PathBuf> = Vec::new();
-    for (i, pattern) in patterns.iter().enumerate() {
-        let full = if Path::new(pattern).is_absolute() {
-            PathBuf::from(pattern)
-        } else {
-            base.join(pattern)
-        };
-        let key = format!("includes[{i}]");
-        let line = origins.files[0].1.find(&key);
-        if glob::has_wildcard(pattern) {
-            let found = glob::expand(&full);
-            if found.is_empty() {
-                warnings.push((0, line, format!("{key}: {pattern:?} matches no file")));
-            }
-            include_files.extend(found);
-        } else if full.is_file() {
-            include_files.push(full);
-        } else {
-            out.file(
-                0,
-                path,
-                line,
-                Some(key),
-                format!("included file {} does not exist", full.display()),
-            );
-        }
-    }
     let mut seen = vec![std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())];
-    for file in include_files {
-        let canon = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-        if seen.contains(&canon) {
-            continue;
-        }
-        seen.push(canon);
-        let idx = origins.files.len();
-        let Some((value, index)) = read_yaml(&file, idx, &mut out) else {
-            continue;
-        };
-        origins.files.push((file.clone(), index));
-        merge::merge(&mut root, value, idx, &mut origins, &mut out);
-    }
+    include_all(
+        IncludeSite {
+            file: 0,
+            base: &base,
+            patterns: &patterns,
+            depth: 1,
+        },
+        &mut root,
+        &mut origins,
+        &mut seen,
+        &mut warnings,
+        &mut out,
+    );
+
+    compat::normalize_raw(&mut root);
+    let written = Written {
+        api: get(&root, "api").is_some_and(|v| !v.is_null()),
+        agent_api: get(&root, "agent")
+            .and_then(|a| a.get("api"))
+            .is_some_and(|v| !v.is_null()),
+    };
 
     // Mode.
     let file_mode = match get(&root, "mode").and_then(Value::as_str) {
@@ -251,6 +245,16 @@ fn load_parsed(
         }
     };
     resolve_paths(&mut config, &base);
+    let mut compat_errors = Vec::new();
+    let mut compat_warnings = Vec::new();
+    if lookups == Lookups::Resolve {
+        compat::resolve_hosts(&mut config, mode, &mut compat_errors, &mut compat_warnings);
+    } else {
+        compat::note_hosts(&config, mode, &mut compat_warnings);
+    }
+    if mode == Mode::Overwatch {
+        compat::implicit_zones(&mut config, &mut compat_warnings);
+    }
     let report = validate::validate(&config, mode);
     let (secrets, secret_errors) = secrets::resolve(&config, mode);
     let duplicates = report.duplicates.into_iter().map(|(p, first, what)| {
@@ -266,6 +270,8 @@ fn load_parsed(
     for (p, m) in report
         .errors
         .into_iter()
+        .chain(compat_errors)
+        .chain(conflicts::listener_conflicts(&config, mode, written))
         .chain(duplicates)
         .chain(secret_errors)
     {
@@ -273,7 +279,13 @@ fn load_parsed(
             out.errors.push(origins.error(&p, m));
         }
     }
-    for (p, m) in report.warnings {
+    for (p, m) in report
+        .warnings
+        .into_iter()
+        .chain(compat_warnings)
+        .chain(conflicts::agent_token_warnings(&config, mode))
+        .chain(conflicts::geoip_warnings(&config, mode, &base))
+    {
         let (f, line) = origins.locate(&p);
         warnings.push((f, line, format!("{p}: {m}")));
     }
@@ -302,6 +314,104 @@ fn load_parsed(
         warnings,
         secrets,
     })
+}
+
+/// v1.1's limit on nested includes (it guards against include loops that
+/// a symbolic link could hide from the `seen` check).
+const MAX_INCLUDE_DEPTH: usize = 10;
+
+/// The `includes:` list of one file.
+struct IncludeSite<'a> {
+    /// Index of the including file in `origins.files`.
+    file: usize,
+    /// Its folder: relative patterns are taken from there.
+    base: &'a Path,
+    patterns: &'a [String],
+    depth: usize,
+}
+
+/// Reads and merges the files `site` includes, then what they include.
+fn include_all(
+    site: IncludeSite<'_>,
+    root: &mut Value,
+    origins: &mut Origins,
+    seen: &mut Vec<PathBuf>,
+    warnings: &mut Vec<(usize, Option<usize>, String)>,
+    out: &mut Collector,
+) {
+    let Some((including, _)) = origins.files.get(site.file).cloned() else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (i, pattern) in site.patterns.iter().enumerate() {
+        let full = if Path::new(pattern).is_absolute() {
+            PathBuf::from(pattern)
+        } else {
+            site.base.join(pattern)
+        };
+        let key = format!("includes[{i}]");
+        let line = origins.files[site.file].1.find(&key);
+        if site.depth > MAX_INCLUDE_DEPTH {
+            out.file(
+                site.file,
+                &including,
+                line,
+                Some(key),
+                format!("includes nested more than {MAX_INCLUDE_DEPTH} deep"),
+            );
+            return;
+        }
+        if glob::has_wildcard(pattern) {
+            let found = glob::expand(&full);
+            if found.is_empty() {
+                warnings.push((
+                    site.file,
+                    line,
+                    format!("{key}: {pattern:?} matches no file"),
+                ));
+            }
+            files.extend(found);
+        } else if full.is_file() {
+            files.push(full);
+        } else {
+            out.file(
+                site.file,
+                &including,
+                line,
+                Some(key),
+                format!("included file {} does not exist", full.display()),
+            );
+        }
+    }
+    for file in files {
+        let canon = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        if seen.contains(&canon) {
+            continue;
+        }
+        seen.push(canon);
+        let idx = origins.files.len();
+        let Some((value, index)) = read_yaml(&file, idx, out) else {
+            continue;
+        };
+        origins.files.push((file.clone(), index));
+        let nested = merge::merge(root, value, idx, origins, out);
+        if !nested.is_empty() {
+            let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            include_all(
+                IncludeSite {
+                    file: idx,
+                    base: &base,
+                    patterns: &nested,
+                    depth: site.depth + 1,
+                },
+                root,
+                origins,
+                seen,
+                warnings,
+                out,
+            );
+        }
+    }
 }
 
 fn finish(out: Collector) -> ConfigErrors {

@@ -3,7 +3,10 @@
 //!
 //! Included files may carry `regions`, `domains` (lists, appended),
 //! `overwatch.agent_tokens` (a map, merged; a service defined twice is an
-//! error naming both files) and `agent.backends` (a list, appended).
+//! error naming both files), `overwatch.geolocation.custom_mappings` and
+//! `agent.backends` (lists, appended) and `includes` (nested includes,
+//! handed back to the loader). Any other key is an error with file and
+//! line, as in v1.1.
 
 use super::error::ConfigError;
 use super::lines::LineIndex;
@@ -21,7 +24,12 @@ pub struct Origins {
     pub tokens: HashMap<String, usize>,
 }
 
-pub const MERGED_LISTS: [&str; 3] = ["regions", "domains", "agent.backends"];
+pub const MERGED_LISTS: [&str; 4] = [
+    "regions",
+    "domains",
+    "agent.backends",
+    "overwatch.geolocation.custom_mappings",
+];
 
 impl Origins {
     /// Resolves a merged concrete path to (file index, line).
@@ -113,14 +121,22 @@ pub fn list_at<'a>(root: &'a Value, dotted: &str) -> Option<&'a Vec<Value>> {
     v.as_sequence()
 }
 
-/// Merges one included file into the main tree.
-pub fn merge(root: &mut Value, inc: Value, idx: usize, origins: &mut Origins, out: &mut Collector) {
+/// Merges one included file into the main tree; returns the patterns of
+/// its own `includes:`.
+pub fn merge(
+    root: &mut Value,
+    inc: Value,
+    idx: usize,
+    origins: &mut Origins,
+    out: &mut Collector,
+) -> Vec<String> {
+    let mut nested: Vec<String> = Vec::new();
     let Some(file) = origins
         .files
         .get(idx)
         .map(|(p, lines)| (p.clone(), lines.clone()))
     else {
-        return;
+        return nested;
     };
     let (path, lines) = file;
     let bad = |out: &mut Collector, key: &str, msg: String| {
@@ -128,7 +144,7 @@ pub fn merge(root: &mut Value, inc: Value, idx: usize, origins: &mut Origins, ou
     };
     let inc = match inc {
         Value::Mapping(m) => m,
-        Value::Null => return,
+        Value::Null => return nested,
         other => {
             bad(
                 out,
@@ -138,15 +154,27 @@ pub fn merge(root: &mut Value, inc: Value, idx: usize, origins: &mut Origins, ou
                     walk::describe(&other)
                 ),
             );
-            return;
+            return nested;
         }
     };
     let Some(main) = root.as_mapping_mut() else {
-        return;
+        return nested;
     };
     for (k, v) in inc {
         let name = k.as_str().unwrap_or_default().to_string();
         match (name.as_str(), v) {
+            ("includes", Value::Sequence(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    match item {
+                        Value::String(p) => nested.push(p),
+                        other => bad(
+                            out,
+                            &format!("includes[{i}]"),
+                            format!("expected a string, found {}", walk::describe(&other)),
+                        ),
+                    }
+                }
+            }
             ("regions" | "domains", Value::Sequence(items)) => {
                 let list = if name == "regions" { "regions" } else { "domains" };
                 append(main, list, list, items, idx, origins);
@@ -171,10 +199,33 @@ pub fn merge(root: &mut Value, inc: Value, idx: usize, origins: &mut Origins, ou
                                 }
                             }
                         }
+                        (Some("geolocation"), Value::Mapping(geo)) => {
+                            for (gk, gv) in geo {
+                                match (gk.as_str(), gv) {
+                                    (Some("custom_mappings"), Value::Sequence(items)) => {
+                                        if let Some(g) = section(main, "overwatch", "geolocation") {
+                                            append(
+                                                g,
+                                                "custom_mappings",
+                                                "overwatch.geolocation.custom_mappings",
+                                                items,
+                                                idx,
+                                                origins,
+                                            );
+                                        }
+                                    }
+                                    (other, _) => bad(
+                                        out,
+                                        &format!("overwatch.geolocation.{}", other.unwrap_or("?")),
+                                        "only a list of overwatch.geolocation.custom_mappings may be set in an included file".into(),
+                                    ),
+                                }
+                            }
+                        }
                         (other, _) => bad(
                             out,
                             &format!("overwatch.{}", other.unwrap_or("?")),
-                            "only overwatch.agent_tokens may be set in an included file".into(),
+                            "only overwatch.agent_tokens and overwatch.geolocation.custom_mappings may be set in an included file".into(),
                         ),
                     }
                 }
@@ -198,11 +249,12 @@ pub fn merge(root: &mut Value, inc: Value, idx: usize, origins: &mut Origins, ou
             (other, _) => bad(
                 out,
                 other,
-                "cannot be set in an included file (allowed: regions, domains, overwatch.agent_tokens, agent.backends)"
+                "cannot be set in an included file (allowed: includes, regions, domains, overwatch.agent_tokens, overwatch.geolocation.custom_mappings, agent.backends)"
                     .into(),
             ),
         }
     }
+    nested
 }
 
 /// `main[a]` (or `main[a][b]` when `b` is not empty) as a mapping,

@@ -5,6 +5,8 @@
 //! typed config, the mode, secrets read from `*_file` keys, warnings to log)
 //! comes back in [`Loaded`]; every problem comes back in [`ConfigErrors`].
 
+mod compat;
+pub mod conflicts;
 pub mod duration;
 mod error;
 mod glob;
@@ -13,6 +15,7 @@ mod lines;
 pub mod listen;
 mod load;
 mod merge;
+pub mod redact;
 pub mod schema;
 mod secrets;
 mod validate;

@@ -14,10 +14,10 @@
 //! deserializes a document built from the table).
 
 use super::duration::Dur;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -25,7 +25,7 @@ pub enum Mode {
     Agent,
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub mode: Option<Mode>,
@@ -40,7 +40,7 @@ pub struct Config {
     pub agent: Option<AgentConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// `host:port`, or `:port` for every interface.
@@ -67,7 +67,7 @@ pub struct DnsConfig {
 }
 
 /// One `dns.nameservers` item: a name, or a name with addresses.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(from = "NameServerItem")]
 pub struct NameServer {
     pub name: String,
@@ -107,7 +107,7 @@ impl From<NameServerItem> for NameServer {
 }
 
 /// `dns.rate_limit`, modelled on NSD/Knot response rate limiting.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Responses per second per client prefix and response class; 0 = off.
@@ -151,7 +151,7 @@ impl Default for DnsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SoaConfig {
     /// Primary name server (MNAME); default `ns1.<zone>`.
@@ -180,7 +180,7 @@ impl Default for SoaConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverwatchConfig {
     pub identity: OverwatchIdentity,
@@ -209,14 +209,14 @@ impl Default for OverwatchConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverwatchIdentity {
     pub node_id: Option<String>,
     pub region: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverwatchGossip {
     pub bind_address: String,
@@ -244,7 +244,7 @@ impl Default for OverwatchGossip {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidationConfig {
     pub enabled: bool,
@@ -262,7 +262,7 @@ impl Default for ValidationConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StaleConfig {
     /// When unset, an agent is stale after its heartbeat interval × missed
@@ -280,7 +280,7 @@ impl Default for StaleConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Region {
     pub name: String,
@@ -291,11 +291,18 @@ pub struct Region {
     pub continents: Vec<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
+    /// An IP address, or a host name resolved at load (and on SIGHUP).
     pub address: String,
+    /// v1.1: a server without a port is port 80.
+    #[serde(default = "default_port")]
     pub port: u16,
+    /// Host header (HTTP) and TLS server name (HTTPS) for this server's
+    /// checks; overrides the region's `health_check.host`.
+    #[serde(default)]
+    pub host: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// The domain this server answers for; empty means every domain that
@@ -308,7 +315,11 @@ fn default_weight() -> u32 {
     100
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+fn default_port() -> u16 {
+    80
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckType {
     #[default]
@@ -317,7 +328,7 @@ pub enum CheckType {
     Tcp,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheck {
     #[serde(rename = "type")]
@@ -350,7 +361,7 @@ impl Default for HealthCheck {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoutingAlgorithm {
     #[default]
@@ -359,6 +370,8 @@ pub enum RoutingAlgorithm {
     Failover,
     Geolocation,
     Latency,
+    #[serde(rename = "learned_latency")]
+    LearnedLatency,
 }
 
 impl RoutingAlgorithm {
@@ -369,11 +382,12 @@ impl RoutingAlgorithm {
             RoutingAlgorithm::Failover => "failover",
             RoutingAlgorithm::Geolocation => "geolocation",
             RoutingAlgorithm::Latency => "latency",
+            RoutingAlgorithm::LearnedLatency => "learned_latency",
         }
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Domain {
     pub name: String,
@@ -388,7 +402,7 @@ pub struct Domain {
     pub latency_config: Option<serde_norway::Value>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub enabled: bool,
@@ -411,7 +425,7 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     pub enabled: bool,
@@ -419,7 +433,7 @@ pub struct MetricsConfig {
     pub address: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -427,7 +441,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
     pub level: String,
@@ -445,7 +459,7 @@ impl Default for LoggingConfig {
 
 // ---------------------------------------------------------------- agent
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     pub identity: AgentIdentity,
@@ -459,7 +473,7 @@ pub struct AgentConfig {
     pub latency_learning: Option<serde_norway::Value>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentIdentity {
     pub service_token: Option<String>,
@@ -483,7 +497,7 @@ impl Default for AgentIdentity {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentBackend {
     pub service: String,
@@ -495,7 +509,7 @@ pub struct AgentBackend {
     pub health_check: HealthCheck,
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentGossip {
     pub encryption_key: Option<String>,
@@ -504,7 +518,7 @@ pub struct AgentGossip {
     pub overwatch_nodes: Vec<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeartbeatConfig {
     pub interval: Dur,
@@ -520,7 +534,7 @@ impl Default for HeartbeatConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PredictiveConfig {
     pub enabled: bool,
@@ -544,7 +558,7 @@ impl Default for PredictiveConfig {
 
 /// One predictive signal. Thresholds are fractions (0.85 = 85 %); values
 /// above 1 are read as percentages so `threshold: 85` also works.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PredictiveSignal {
     pub threshold: f64,
@@ -574,7 +588,7 @@ impl Default for PredictiveSignal {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentApi {
     pub enabled: bool,

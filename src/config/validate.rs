@@ -263,10 +263,14 @@ fn overwatch(cfg: &Config, r: &mut Report) {
         }
         for (j, server) in region.servers.iter().enumerate() {
             let sp = format!("{p}.servers[{j}]");
-            if server.address.parse::<std::net::IpAddr>().is_err() {
+            // Host names were resolved by the loader (compat.rs), which
+            // reports those that do not resolve.
+            if server.address.parse::<std::net::IpAddr>().is_err()
+                && !super::compat::is_host_name(&server.address)
+            {
                 r.err(
                     format!("{sp}.address"),
-                    format!("{:?} is not an IP address", server.address),
+                    format!("{:?} is not an IP address or host name", server.address),
                 );
             }
             if server.port == 0 {
@@ -298,19 +302,14 @@ fn overwatch(cfg: &Config, r: &mut Report) {
                 format!("domains[{first}].name"),
                 format!("domain {:?}", domain.name),
             ));
-        } else if !dns.zones.is_empty() && !dns.zones.iter().any(|z| in_zone(&domain.name, z)) {
-            r.err(
-                format!("{p}.name"),
-                format!(
-                    "{:?} is outside every zone in dns.zones ({})",
-                    domain.name,
-                    dns.zones.join(", ")
-                ),
-            );
         }
+        // A domain outside dns.zones is made its own zone apex by the
+        // loader (compat.rs), with a warning.
         domain_seen.entry(normalize_name(&domain.name)).or_insert(i);
         match domain.routing_algorithm {
-            RoutingAlgorithm::Geolocation | RoutingAlgorithm::Latency => r.err(
+            RoutingAlgorithm::Geolocation
+            | RoutingAlgorithm::Latency
+            | RoutingAlgorithm::LearnedLatency => r.err(
                 format!("{p}.routing_algorithm"),
                 format!(
                     "{:?} is not supported by this version (use round-robin, weighted or failover)",
@@ -397,9 +396,8 @@ fn agent_checks(agent: &AgentConfig, r: &mut Report) {
         }
         _ => {}
     }
-    if id.region.trim().is_empty() {
-        r.err("agent.identity.region", "must not be empty");
-    }
+    // An empty region is allowed (v1.1): the Overwatch files the agent's
+    // backends under its own `overwatch.identity.region`.
     if id.agent_id.as_deref().is_some_and(|a| a.trim().is_empty()) {
         r.err("agent.identity.agent_id", "must not be empty when set");
     }
@@ -423,10 +421,12 @@ fn agent_checks(agent: &AgentConfig, r: &mut Report) {
                 format!("{:?} is not a valid domain name", b.service),
             );
         }
-        if b.address.parse::<std::net::IpAddr>().is_err() {
+        if b.address.parse::<std::net::IpAddr>().is_err()
+            && !super::compat::is_host_name(&b.address)
+        {
             r.err(
                 format!("{p}.address"),
-                format!("{:?} is not an IP address", b.address),
+                format!("{:?} is not an IP address or host name", b.address),
             );
         }
         if b.port == 0 {

@@ -31,11 +31,11 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         .agent
         .clone()
         .ok_or_else(|| ExitError::config("agent mode needs an `agent:` section"))?;
-    let agent_id = cfg
-        .identity
-        .agent_id
-        .clone()
-        .unwrap_or_else(|| gossip::identity::default_agent_id(&cfg.identity.region));
+    let agent_id = cfg.identity.agent_id.clone().unwrap_or_else(|| {
+        // `<region>-<host>`; just the host when the region is empty (v1.1).
+        let id = gossip::identity::default_agent_id(&cfg.identity.region);
+        id.trim_start_matches('-').to_string()
+    });
     let identity = gossip::identity::ensure_certificate(
         &cfg.identity.cert_path,
         &cfg.identity.key_path,

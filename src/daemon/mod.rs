@@ -50,6 +50,25 @@ pub fn main<I: IntoIterator<Item = String>>(argv: I) -> i32 {
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
+        // Run as root, --check reads what the service user may not.
+        if euid_is_root() {
+            let c = &loaded.config;
+            let mut files = loaded.files.clone();
+            let agent = c.agent.as_ref();
+            files.extend(
+                [
+                    c.overwatch.gossip.encryption_key_file.as_ref(),
+                    agent.and_then(|a| a.gossip.encryption_key_file.as_ref()),
+                    agent.and_then(|a| a.identity.service_token_file.as_ref()),
+                ]
+                .into_iter()
+                .flatten()
+                .map(std::path::PathBuf::from),
+            );
+            for w in config::conflicts::service_user_warnings(&files) {
+                eprintln!("warning: {w}");
+            }
+        }
         println!(
             "configuration {} is valid ({} mode)",
             args.config.display(),
@@ -72,6 +91,11 @@ pub fn main<I: IntoIterator<Item = String>>(argv: I) -> i32 {
             e.code()
         }
     }
+}
+
+fn euid_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn mode_name(mode: Mode) -> &'static str {

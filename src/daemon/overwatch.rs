@@ -14,7 +14,7 @@ use crate::exit::ExitError;
 use crate::gossip::overwatch::OverwatchEvent;
 use crate::gossip::{self, overwatch::server::GossipServer};
 use crate::health::{DEFAULT_WORKERS, HealthChecker};
-use crate::metrics::TextWriter;
+use crate::metrics::{self, TextWriter};
 use crate::overwatch::metrics::OverwatchCounters;
 use crate::overwatch::runtime::{Channels, Control, Inputs, Published, Runtime};
 use crate::persist::{AuditLog, Store};
@@ -83,10 +83,21 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                 .as_ref()
                 .map(|g| lock(g).counters())
                 .unwrap_or_default();
-            counters.write(&view_cell.load(), &gossip_counters, &mut w);
+            let view = view_cell.load();
+            counters.write(&view, &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
+            // v1.1 names (dashboards of migrated sites) and process_*.
+            metrics::v11::write_common(&mut w);
+            metrics::v11::write_overwatch(&view, &mut w);
+            metrics::process::write(&metrics::process::read(), &mut w);
             w.finish()
         }) as api::server::MetricsFn
+    };
+    // `GET /api/v1/config`: the last accepted file, secrets redacted.
+    let effective = Arc::new(SnapshotCell::new(config::redact::redacted_json(&config)));
+    let config_fn: api::server::ConfigFn = {
+        let effective = Arc::clone(&effective);
+        Arc::new(move || (*effective.load()).clone())
     };
     let mut api_server = match listen::address(&config, Mode::Overwatch, Listener::Api)? {
         Some(_) => Some(
@@ -95,6 +106,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                 Arc::clone(&view_cell),
                 ch.api.0.clone(),
                 Arc::clone(&render),
+                config_fn,
             )
             .map_err(|e| ExitError::failure(format!("cannot start the API: {e}")))?,
         ),
@@ -121,7 +133,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     })?;
     notify("READY=1");
     info!("overwatch ready (config {})", config_path.display());
-    let outcome = sup.run(|| reload(config_path, &ch.control.0, &counters));
+    let outcome = sup.run(|| reload(config_path, &ch.control.0, &counters, &effective));
 
     notify("STOPPING=1");
     info!("stopping");
@@ -162,13 +174,19 @@ fn start_gossip(
 
 /// SIGHUP: a valid file goes to the registry; an invalid one is logged,
 /// counted, and the old configuration keeps serving.
-fn reload(path: &Path, control: &Sender<Control>, counters: &OverwatchCounters) {
+fn reload(
+    path: &Path,
+    control: &Sender<Control>,
+    counters: &OverwatchCounters,
+    effective: &SnapshotCell<serde_json::Value>,
+) {
     match config::load(path, Some(Mode::Overwatch)) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 warn!("{w}");
             }
             OverwatchCounters::add(&counters.reload_success);
+            effective.publish(config::redact::redacted_json(&loaded.config));
             let _ = control.send(Control::Reload(Box::new(loaded.config)));
             info!("SIGHUP: configuration {} accepted", path.display());
         }

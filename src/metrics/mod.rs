@@ -4,7 +4,9 @@
 //! `TextWriter`, which emits `# HELP`/`# TYPE` once per family and escapes
 //! label values. `promtool check metrics` accepts what this writes.
 
+pub mod process;
 pub mod server;
+pub mod v11;
 
 use std::fmt::Write;
 use std::sync::Arc;

@@ -271,6 +271,20 @@ impl Runtime {
                 let stale_after = (heartbeat_interval.as_millis().min(u64::MAX as u128) as u64)
                     .saturating_mul(missed_threshold.max(1) as u64);
                 let reports = backends.into_iter().map(report).collect();
+                // v1.1 agents may leave their region empty: file them
+                // under this Overwatch's own region.
+                let region = if region.trim().is_empty() {
+                    self.reg
+                        .cfg
+                        .config
+                        .overwatch
+                        .identity
+                        .region
+                        .clone()
+                        .unwrap_or_default()
+                } else {
+                    region
+                };
                 self.reg.agent_registered(
                     &agent_id,
                     &region,

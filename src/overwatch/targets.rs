@@ -59,6 +59,23 @@ impl TargetIds {
     }
 }
 
+/// The `host` of the configured server behind a static backend, if set.
+fn server_host<'a>(
+    cfg: &'a crate::config::Config,
+    region: &str,
+    key: &BackendKey,
+) -> Option<&'a str> {
+    cfg.regions
+        .iter()
+        .filter(|r| r.name == region)
+        .flat_map(|r| r.servers.iter())
+        .find(|s| {
+            s.port == key.port && s.address.trim().parse::<IpAddr>().ok() == Some(key.address)
+        })
+        .map(|s| s.host.as_str())
+        .filter(|h| !h.is_empty())
+}
+
 pub fn plan(reg: &Registry, ids: &mut TargetIds) -> Vec<CheckPlan> {
     let cfg = &reg.cfg.config;
     let region_check = |name: &str| -> Option<&HealthCheck> {
@@ -73,7 +90,12 @@ pub fn plan(reg: &Registry, ids: &mut TargetIds) -> Vec<CheckPlan> {
             continue;
         }
         let check = if b.static_order.is_some() {
-            region_check(&b.region).cloned().unwrap_or_default()
+            let mut c = region_check(&b.region).cloned().unwrap_or_default();
+            // `regions[].servers[].host` (v1.1) overrides the region's.
+            if let Some(host) = server_host(cfg, &b.region, &b.key) {
+                c.host = host.to_string();
+            }
+            c
         } else {
             let mut c = region_check(&b.region).cloned().unwrap_or(HealthCheck {
                 kind: CheckType::Tcp,

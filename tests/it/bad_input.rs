@@ -290,7 +290,16 @@ fn api_requests() {
         ),
         (
             "PUT",
+            // v1.1's bare address: accepted when the service has one
+            // backend there; this one has none.
             "/api/v1/overrides/app.gslb.test/1.2.3.4",
+            r#"{"healthy":false,"reason":"x"}"#,
+            404,
+            "no backend",
+        ),
+        (
+            "PUT",
+            "/api/v1/overrides/app.gslb.test/::1:80",
             r#"{"healthy":false,"reason":"x"}"#,
             400,
             "address",

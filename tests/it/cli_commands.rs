@@ -78,7 +78,7 @@ fn servers_table_has_status_column_and_filters() {
         "--region",
         "eu-west",
     ]);
-    assert_eq!(v["backends"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "v1.1 shape: {v}");
     let (code, err) = fails(&["servers", "--api", api, "--status", "sick"]);
     assert_eq!(code, opengslb::exit::USAGE);
     assert!(err.contains("sick"));
@@ -106,7 +106,11 @@ fn read_commands_in_both_forms() {
                 && l.contains("pin_mismatch")),
             "{t}"
         );
-        assert_eq!(ok_json(&args)["agents"].as_array().map(Vec::len), Some(3));
+        // Plain --json: the bare array (v1.1 shape); =object: the API's.
+        assert_eq!(ok_json(&args).as_array().map(Vec::len), Some(3));
+        args.push("--json=object");
+        let obj: Value = serde_json::from_str(&ok(&args)).unwrap_or_default();
+        assert_eq!(obj["agents"].as_array().map(Vec::len), Some(3));
     }
     let one = ok(&["agents", "show", "web-2", "--api", api]);
     assert!(one.contains("status:") && one.contains("stale"), "{one}");
@@ -298,7 +302,7 @@ fn usage_errors_exit_2() {
             "overrides",
             "set",
             "app",
-            "10.0.0.1",
+            "10.0.0.300",
             "--healthy=false",
             "--reason",
             "x",
@@ -311,6 +315,7 @@ fn usage_errors_exit_2() {
     let help = ok(&["--help"]);
     assert!(help.contains("overrides set") && help.contains("--timeout"));
     assert!(ok(&["--version"]).contains(opengslb::VERSION));
+    assert!(ok(&["-v"]).contains(opengslb::VERSION));
 }
 
 #[test]

@@ -215,7 +215,9 @@ pub fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Fixture {
     let metrics: opengslb::api::MetricsFn = Arc::new(|| {
         "# TYPE opengslb_overwatch_agents_registered gauge\nopengslb_overwatch_agents_registered 2\n".to_string()
     });
-    let server = opengslb::api::start(&cfg, view.clone(), tx, metrics).expect("start API");
+    let config: opengslb::api::server::ConfigFn =
+        Arc::new(|| opengslb::config::redact::redacted_json(&opengslb::config::Config::default()));
+    let server = opengslb::api::start(&cfg, view.clone(), tx, metrics, config).expect("start API");
     let addr = server.local_addr();
     Fixture {
         base: format!("http://{addr}"),

@@ -62,7 +62,7 @@ fn cli_arguments() {
                 "overrides",
                 "set",
                 "app.gslb.test",
-                "127.0.0.54",
+                "::1:80",
                 "--healthy=false",
                 "--reason",
                 "x",
