@@ -221,9 +221,8 @@ pub fn ensure_certificate_at(
     agent_id: &str,
     now_secs: u64,
 ) -> Result<Identity, String> {
-    if let Some(mut id) = load(cert_path, key_path) {
+    if let Some(id) = read(cert_path, key_path) {
         if id.not_after > now_secs {
-            id.rotation = load_rotation(cert_path, &id.fingerprint);
             return Ok(id);
         }
         log::warn!(
@@ -270,8 +269,9 @@ pub fn renew(
     Ok(new)
 }
 
-/// Certificate, then key: see the module header for why this order.
-fn write_pair(cert_path: &Path, key_path: &Path, id: &Identity) -> Result<(), String> {
+/// Writes `id` as the certificate file and the key file (0600), each
+/// atomically, certificate first (the module header says why).
+pub fn write_pair(cert_path: &Path, key_path: &Path, id: &Identity) -> Result<(), String> {
     write_file(
         cert_path,
         pem("CERTIFICATE", &id.cert_der).as_bytes(),
@@ -286,6 +286,14 @@ fn write_pair(cert_path: &Path, key_path: &Path, id: &Identity) -> Result<(), St
 
 fn read_pem(path: &Path, label: &str) -> Option<Vec<u8>> {
     unpem(&fs::read_to_string(path).ok()?, label)
+}
+
+/// The identity on disk with its rotation proof, when both files read,
+/// parse and belong together; never writes (tests, tools).
+pub fn read(cert_path: &Path, key_path: &Path) -> Option<Identity> {
+    let mut id = load(cert_path, key_path)?;
+    id.rotation = load_rotation(cert_path, &id.fingerprint);
+    Some(id)
 }
 
 /// The pair on disk, when both files read, parse and belong together.
