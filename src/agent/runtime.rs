@@ -209,11 +209,11 @@ impl Runtime {
         match identity::renew(cert_path, key_path, &self.agent_id, &old, now.wall_secs()) {
             Ok(new) => {
                 info!(
-                    "certificate renewed at two thirds of its lifetime (it expires {}): {} replaces {}, valid until {}; registering again with every Overwatch, with proof from the old key",
-                    timefmt::rfc3339(old.not_after),
+                    "certificate renewed at two thirds of its lifetime: {} (valid until {}) replaces {} (valid until {}); registering again with every Overwatch, with proof from the old key",
                     new.fingerprint,
+                    timefmt::rfc3339(new.not_after),
                     old.fingerprint,
-                    timefmt::rfc3339(new.not_after)
+                    timefmt::rfc3339(old.not_after)
                 );
                 self.counters
                     .cert_not_after
