@@ -5,5 +5,6 @@ pub mod api;
 pub mod drain_file;
 pub mod metrics;
 pub mod predictive;
+pub mod renewal;
 pub mod runtime;
 pub mod state;

@@ -3,22 +3,31 @@
 //! commands, gossip events and control messages, and pushes every change
 //! to all Overwatch nodes at once through the gossip client; after each
 //! turn it publishes the status the local API shows and beats its
-//! `Liveness` for the watchdog. On `Stop` it marks itself shutting down,
-//! tells every Overwatch that it leaves, and stops its checker.
+//! `Liveness` for the watchdog. At start and at a deadline computed from
+//! the certificate's dates (`renewal.rs`) it renews the certificate at two
+//! thirds of its lifetime: new key and certificate on disk with the old
+//! key's proof, and the gossip client registers again with every
+//! Overwatch. On `Stop` it marks itself shutting down, tells every
+//! Overwatch that it leaves, and stops its checker.
 
 use super::api::{AgentStatusView, BackendStatus, DrainCommand, OverwatchStatus};
 use super::predictive::{self, CpuTimes, Predictor};
+use super::renewal::{self, Renewal};
 use super::state::AgentState;
 use crate::backend::BackendReport;
 use crate::clock::{Liveness, Mono, Now};
 use crate::config::AgentConfig;
 use crate::gossip::agent::client::{AgentEvent, GossipClient};
-use crate::gossip::{self, identity::Identity};
+use crate::gossip::{
+    self,
+    identity::{self, Identity},
+};
 use crate::health::{self, CheckResult, HealthChecker};
 use crate::snapshot::SnapshotCell;
 use crate::timefmt;
 use crossbeam_channel::{Receiver, select};
 use log::{error, info, warn};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,11 +54,14 @@ pub struct Inputs {
     pub control: Receiver<Control>,
 }
 
-/// Counters the runtime copies from the gossip client for `/metrics`.
+/// What the runtime copies out for `/metrics`: the gossip client's
+/// counters and the current certificate's expiry (it moves on renewal).
 #[derive(Debug, Default)]
 pub struct Counters {
     pub heartbeats_sent: AtomicU64,
     pub heartbeat_failures: AtomicU64,
+    /// Unix seconds (`opengslb_agent_cert_not_after_seconds`).
+    pub cert_not_after: AtomicU64,
 }
 
 pub struct Runtime {
@@ -60,6 +72,8 @@ pub struct Runtime {
     predictor: Predictor,
     last_cpu: Option<CpuTimes>,
     next_predictive: Mono,
+    /// When to look at the certificate's renewal point again.
+    next_renewal: Mono,
     view: Arc<SnapshotCell<AgentStatusView>>,
     counters: Arc<Counters>,
     last_reports: Vec<BackendReport>,
@@ -74,6 +88,10 @@ impl Runtime {
         view: Arc<SnapshotCell<AgentStatusView>>,
         counters: Arc<Counters>,
     ) -> Runtime {
+        counters
+            .cert_not_after
+            .store(identity.not_after, Ordering::Relaxed);
+        let now = Now::read();
         Runtime {
             state: AgentState::new(&cfg.backends),
             cfg,
@@ -81,7 +99,8 @@ impl Runtime {
             identity,
             predictor: Predictor::default(),
             last_cpu: None,
-            next_predictive: Now::read().mono,
+            next_predictive: now.mono,
+            next_renewal: now.mono,
             view,
             counters,
             last_reports: Vec::new(),
@@ -128,7 +147,10 @@ impl Runtime {
     fn turn(&mut self, client: &GossipClient, checker: &HealthChecker, inputs: &Inputs) -> bool {
         let now = Now::read();
         self.liveness.beat(now.mono);
-        let wait = now.mono.until(self.next_predictive).min(TICK);
+        let wait = now
+            .mono
+            .until(self.next_predictive.min(self.next_renewal))
+            .min(TICK);
         let mut changed = false;
         select! {
             recv(inputs.checks) -> m => if let Ok(r) = m { changed |= self.on_check(r) },
@@ -159,6 +181,9 @@ impl Runtime {
             default(wait) => {}
         }
         let now = Now::read();
+        if now.mono >= self.next_renewal {
+            self.renew_if_due(now, client);
+        }
         if now.mono >= self.next_predictive {
             changed |= self.sample_predictive(now);
         }
@@ -167,6 +192,50 @@ impl Runtime {
         }
         self.publish(client);
         true
+    }
+
+    /// At two thirds of the certificate's lifetime: a new key and
+    /// certificate on disk, proved by the old key, and every Overwatch
+    /// session registers again with them. A failure (disk) is retried
+    /// after `renewal::RETRY`; the old certificate stays in use meanwhile.
+    fn renew_if_due(&mut self, now: Now, client: &GossipClient) {
+        let old = Arc::clone(&self.identity);
+        if let Renewal::CheckAt(t) = renewal::decide(now, old.not_before, old.not_after) {
+            self.next_renewal = t;
+            return;
+        }
+        let paths = &self.cfg.identity;
+        let (cert_path, key_path) = (Path::new(&paths.cert_path), Path::new(&paths.key_path));
+        match identity::renew(cert_path, key_path, &self.agent_id, &old, now.wall_secs()) {
+            Ok(new) => {
+                info!(
+                    "certificate renewed at two thirds of its lifetime: {} (valid until {}) replaces {} (valid until {}); registering again with every Overwatch, with proof from the old key",
+                    new.fingerprint,
+                    timefmt::rfc3339(new.not_after),
+                    old.fingerprint,
+                    timefmt::rfc3339(old.not_after)
+                );
+                self.counters
+                    .cert_not_after
+                    .store(new.not_after, Ordering::Relaxed);
+                self.identity = Arc::new(new);
+                client.set_identity(Arc::clone(&self.identity));
+                self.next_renewal =
+                    match renewal::decide(now, self.identity.not_before, self.identity.not_after) {
+                        Renewal::CheckAt(t) => t,
+                        Renewal::Due => now.mono.after(renewal::RETRY),
+                    };
+            }
+            Err(e) => {
+                error!(
+                    "cannot renew certificate {}: {e}; keeping the old one (expires {}), retrying in {} s",
+                    cert_path.display(),
+                    timefmt::rfc3339(old.not_after),
+                    renewal::RETRY.as_secs()
+                );
+                self.next_renewal = now.mono.after(renewal::RETRY);
+            }
+        }
     }
 
     fn on_drain_file(&mut self, d: Option<String>) -> bool {
@@ -316,4 +385,122 @@ fn unix_ms(at: std::time::SystemTime) -> u64 {
     at.duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::agent::client::{self, ClientConfig};
+    use std::fs;
+
+    const T: u64 = 1_800_000_000;
+    const DAY: u64 = 86_400;
+
+    /// A runtime whose certificate files live in a fresh temp dir, and a
+    /// gossip client with no nodes.
+    fn runtime(name: &str, cert_path: String, key_path: String) -> (Runtime, GossipClient) {
+        let mut cfg = AgentConfig::default();
+        cfg.identity.cert_path = cert_path.clone();
+        cfg.identity.key_path = key_path.clone();
+        // issued 300 days before T, a year valid: due since day 244
+        let id = identity::ensure_certificate_at(
+            Path::new(&cert_path),
+            Path::new(&key_path),
+            name,
+            T - 300 * DAY,
+        )
+        .expect("certificate");
+        let id = Arc::new(id);
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let cl = client::start(
+            ClientConfig {
+                nodes: Vec::new(),
+                identity: Arc::clone(&id),
+                keyring: gossip::Keyring::from_raw(&[[1; 32]]),
+                token: String::new(),
+                region: "eu".into(),
+                agent_id: name.into(),
+                heartbeat_interval: Duration::from_secs(1),
+                missed_threshold: 3,
+                time_window_ms: 60_000,
+            },
+            tx,
+        )
+        .expect("client");
+        let view = Arc::new(SnapshotCell::new(AgentStatusView::default()));
+        let rt = Runtime::new(cfg, name.into(), id, view, Arc::default());
+        (rt, cl)
+    }
+
+    fn tmpdir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("opengslb-rt-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).expect("tmpdir");
+        d
+    }
+
+    #[test]
+    fn renews_once_due_and_then_waits() {
+        let d = tmpdir("renew");
+        let (c, k) = (d.join("a.crt"), d.join("a.key"));
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let (mut rt, mut cl) = runtime("eu-a", path(&c), path(&k));
+        let old = Arc::clone(&rt.identity);
+        assert_eq!(
+            rt.counters.cert_not_after.load(Ordering::Relaxed),
+            old.not_after
+        );
+        assert!(T >= old.renew_at() && T < old.not_after);
+
+        rt.renew_if_due(Now::at(1_000, T * 1000), &cl);
+        let new = Arc::clone(&rt.identity);
+        assert_ne!(new.fingerprint, old.fingerprint);
+        assert_eq!(new.not_after, T + identity::CERT_VALIDITY_SECS);
+        assert_eq!(
+            rt.counters.cert_not_after.load(Ordering::Relaxed),
+            new.not_after
+        );
+        assert_eq!(rt.next_renewal, Mono(1_000).after(renewal::RECHECK));
+        // what a restart reads: the new pair, with the old key's proof
+        let disk = identity::ensure_certificate_at(&c, &k, "eu-a", T + 1).expect("reload");
+        assert_eq!(disk.fingerprint, new.fingerprint);
+        let proof = disk.rotation.expect("proof");
+        let old_key = gossip::cert::parse(&proof.old_cert_der)
+            .expect("old")
+            .public_key;
+        assert_eq!(proof.old_cert_der, old.cert_der);
+        assert!(identity::verify(
+            &old_key,
+            &identity::rotation_message("eu-a", &new.fingerprint),
+            &proof.signature
+        ));
+
+        // the next look, an hour on: nothing to do
+        rt.renew_if_due(Now::at(3_601_000, (T + 3_600) * 1000), &cl);
+        assert_eq!(rt.identity.fingerprint, new.fingerprint);
+        assert_eq!(rt.next_renewal, Mono(3_601_000).after(renewal::RECHECK));
+        cl.stop();
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_failed_renewal_keeps_the_old_certificate_and_retries() {
+        let d = tmpdir("fail");
+        let (c, k) = (d.join("a.crt"), d.join("a.key"));
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let (mut rt, mut cl) = runtime("eu-b", path(&c), path(&k));
+        let old = Arc::clone(&rt.identity);
+        // the certificate's directory is gone and a file stands in its way
+        fs::remove_dir_all(&d).expect("rm");
+        fs::write(&d, "not a directory").expect("block");
+        rt.renew_if_due(Now::at(1_000, T * 1000), &cl);
+        assert_eq!(rt.identity.fingerprint, old.fingerprint);
+        assert_eq!(
+            rt.counters.cert_not_after.load(Ordering::Relaxed),
+            old.not_after
+        );
+        assert_eq!(rt.next_renewal, Mono(1_000).after(renewal::RETRY));
+        cl.stop();
+        let _ = fs::remove_file(&d);
+    }
 }

@@ -82,13 +82,17 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     let view = Arc::new(SnapshotCell::new(AgentStatusView::default()));
     let counters = Arc::new(Counters::default());
     let metrics: Render = {
-        let (view, counters, not_after) =
-            (Arc::clone(&view), Arc::clone(&counters), identity.not_after);
+        let (view, counters) = (Arc::clone(&view), Arc::clone(&counters));
+        counters
+            .cert_not_after
+            .store(identity.not_after, Ordering::Relaxed);
         Arc::new(move || {
             let c = AgentCounters {
                 heartbeats_sent: counters.heartbeats_sent.load(Ordering::Relaxed),
                 heartbeat_failures: counters.heartbeat_failures.load(Ordering::Relaxed),
             };
+            // moves when the runtime renews the certificate
+            let not_after = counters.cert_not_after.load(Ordering::Relaxed);
             render(&view.load(), &c, Some(not_after))
         })
     };

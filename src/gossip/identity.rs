@@ -1,12 +1,19 @@
 //! The agent's identity: a self-signed ECDSA P-256 certificate and its key
-//! on disk, generated when missing, unreadable or expired, and the
-//! signatures that prove possession of the key (registration) and hand a
-//! pin over from an old key to a new one (rotation).
+//! on disk, generated when missing, unreadable or expired, renewed at two
+//! thirds of its lifetime (`renew_at`, `renew`; the agent runtime keeps
+//! the timer), and the signatures that prove possession of the key
+//! (registration) and hand a pin over from an old key to a new one
+//! (rotation).
 //!
-//! When an expired certificate is replaced and its key still loads, the old
-//! key signs the new fingerprint; that proof is written beside the
-//! certificate (`<cert_path>.rotation`) so every Overwatch that still pins
-//! the old certificate accepts the new one, even after an agent restart.
+//! Whenever a certificate is replaced and its key still loads, the old key
+//! signs the new fingerprint; that proof is written beside the certificate
+//! (`<cert_path>.rotation`) so every Overwatch that still pins the old
+//! certificate accepts the new one, even after an agent restart. The files
+//! are written proof first, then certificate, then key, each through a
+//! temporary file and a rename: a renewal cut short between the
+//! certificate and the key leaves the old key beside the new certificate,
+//! and the next start finds the old certificate in the proof, pairs it with
+//! the key and renews again.
 
 use super::cert;
 use base64::Engine;
@@ -19,6 +26,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Validity of a generated certificate.
 pub const CERT_VALIDITY_SECS: u64 = 365 * 86_400;
@@ -29,6 +37,8 @@ pub struct Identity {
     pub key_pkcs8: Vec<u8>,
     /// Hex SHA-256 of `cert_der`.
     pub fingerprint: String,
+    /// Unix seconds.
+    pub not_before: u64,
     /// Unix seconds.
     pub not_after: u64,
     pub rotation: Option<RotationProof>,
@@ -47,8 +57,23 @@ impl Identity {
         sign(&self.key_pkcs8, msg)
     }
 
-    /// A fresh identity that lives only in memory (tests, simulations).
+    /// A fresh identity that lives only in memory (tests, simulations):
+    /// valid from a day before `now_secs` (clock skew) for `validity_secs`.
     pub fn generate(agent_id: &str, now_secs: u64, validity_secs: u64) -> Result<Identity, String> {
+        Self::generate_valid(
+            agent_id,
+            now_secs.saturating_sub(86_400),
+            now_secs.saturating_add(validity_secs),
+        )
+    }
+
+    /// A fresh identity valid from `not_before` to `not_after` (unix
+    /// seconds, exact), e.g. a short-lived one in tests.
+    pub fn generate_valid(
+        agent_id: &str,
+        not_before: u64,
+        not_after: u64,
+    ) -> Result<Identity, String> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| format!("generating key: {e}"))?;
         let mut params = rcgen::CertificateParams::new(vec![agent_id.to_string()])
@@ -56,13 +81,11 @@ impl Identity {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, agent_id);
-        // rcgen does not re-export the `time` type, so let inference name it.
-        let ymd = |unix: u64| {
-            let (y, m, d, ..) = crate::timefmt::civil(unix);
-            rcgen::date_time_ymd(y as i32, m as u8, d as u8)
-        };
-        params.not_before = ymd(now_secs.saturating_sub(86_400));
-        params.not_after = ymd(now_secs.saturating_add(validity_secs));
+        // rcgen does not re-export the `time` type, so let inference name
+        // it: the epoch plus a std Duration, to the second.
+        let at = |unix: u64| rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(unix);
+        params.not_before = at(not_before);
+        params.not_after = at(not_after);
         let cert = params
             .self_signed(&key)
             .map_err(|e| format!("signing certificate: {e}"))?;
@@ -70,11 +93,17 @@ impl Identity {
         let info = cert::parse(&cert_der).map_err(|e| e.to_string())?;
         Ok(Identity {
             fingerprint: super::fingerprint(&cert_der),
+            not_before: info.not_before,
             not_after: info.not_after,
             cert_der,
             key_pkcs8: key.serialize_der(),
             rotation: None,
         })
+    }
+
+    /// Unix seconds at which this certificate is renewed (`renew_at`).
+    pub fn renew_at(&self) -> u64 {
+        renew_at(self.not_before, self.not_after)
     }
 
     /// A proof, signed by this (old) identity, that `new` replaces it.
@@ -159,9 +188,20 @@ fn gethostname() -> Option<String> {
     String::from_utf8(buf[..end].to_vec()).ok()
 }
 
+/// When a certificate valid from `not_before` to `not_after` (unix
+/// seconds) is renewed: two thirds into its lifetime. A generated one-year
+/// certificate renews with about four months left, a 90-day one with 30
+/// days, both far from the 14 days at which `OpenGSLBAgentCertExpiring`
+/// fires.
+pub fn renew_at(not_before: u64, not_after: u64) -> u64 {
+    let life = not_after.saturating_sub(not_before) as u128;
+    not_before.saturating_add((life * 2 / 3) as u64)
+}
+
 /// Loads the identity at `cert_path`/`key_path`, or generates and writes a
 /// new one when either file is missing, unreadable, mismatched or the
-/// certificate has expired.
+/// certificate has expired. Renewal before expiry is the runtime's timer
+/// (`renew_at`, `renew`).
 pub fn ensure_certificate(
     cert_path: &str,
     key_path: &str,
@@ -181,11 +221,8 @@ pub fn ensure_certificate_at(
     agent_id: &str,
     now_secs: u64,
 ) -> Result<Identity, String> {
-    let old = load(cert_path, key_path);
-    if let Some(id) = &old {
+    if let Some(id) = read(cert_path, key_path) {
         if id.not_after > now_secs {
-            let mut id = id.clone();
-            id.rotation = load_rotation(cert_path, &id.fingerprint);
             return Ok(id);
         }
         log::warn!(
@@ -193,50 +230,112 @@ pub fn ensure_certificate_at(
             cert_path.display(),
             crate::timefmt::rfc3339(id.not_after)
         );
-    } else {
-        log::info!("generating agent certificate {}", cert_path.display());
+        return renew(cert_path, key_path, agent_id, &id, now_secs);
     }
+    if let Some(old) = interrupted_renewal(cert_path, key_path) {
+        log::warn!(
+            "key {} belongs to the certificate the last renewal replaced (it was cut short); renewing again",
+            key_path.display()
+        );
+        return renew(cert_path, key_path, agent_id, &old, now_secs);
+    }
+    log::info!("generating agent certificate {}", cert_path.display());
+    let new = Identity::generate(agent_id, now_secs, CERT_VALIDITY_SECS)?;
+    write_pair(cert_path, key_path, &new)?;
+    Ok(new)
+}
+
+/// Replaces `old` on disk by a new key and a certificate valid
+/// `CERT_VALIDITY_SECS` from `now_secs`, with the old key's signature over
+/// the new fingerprint: the proof first, then the certificate, then the
+/// key (0600), each written atomically. The returned identity carries the
+/// proof, so every Overwatch that pins `old` moves its pin.
+pub fn renew(
+    cert_path: &Path,
+    key_path: &Path,
+    agent_id: &str,
+    old: &Identity,
+    now_secs: u64,
+) -> Result<Identity, String> {
     let mut new = Identity::generate(agent_id, now_secs, CERT_VALIDITY_SECS)?;
-    if let Some(old) = &old {
-        let proof = old.rotation_proof_for(agent_id, &new)?;
-        write_file(
-            &rotation_path(cert_path),
-            encode_rotation(&proof, &new.fingerprint).as_bytes(),
-            0o644,
-        )?;
-        new.rotation = Some(proof);
-    }
-    let key_pem = pem("PRIVATE KEY", &new.key_pkcs8);
-    write_file(key_path, key_pem.as_bytes(), 0o600)?;
+    let proof = old.rotation_proof_for(agent_id, &new)?;
     write_file(
-        cert_path,
-        pem("CERTIFICATE", &new.cert_der).as_bytes(),
+        &rotation_path(cert_path),
+        encode_rotation(&proof, &new.fingerprint).as_bytes(),
         0o644,
     )?;
+    new.rotation = Some(proof);
+    write_pair(cert_path, key_path, &new)?;
     Ok(new)
+}
+
+/// Writes `id` as the certificate file and the key file (0600), each
+/// atomically, certificate first (the module header says why).
+pub fn write_pair(cert_path: &Path, key_path: &Path, id: &Identity) -> Result<(), String> {
+    write_file(
+        cert_path,
+        pem("CERTIFICATE", &id.cert_der).as_bytes(),
+        0o644,
+    )?;
+    write_file(
+        key_path,
+        pem("PRIVATE KEY", &id.key_pkcs8).as_bytes(),
+        0o600,
+    )
+}
+
+fn read_pem(path: &Path, label: &str) -> Option<Vec<u8>> {
+    unpem(&fs::read_to_string(path).ok()?, label)
+}
+
+/// The identity on disk with its rotation proof, when both files read,
+/// parse and belong together; never writes (tests, tools).
+pub fn read(cert_path: &Path, key_path: &Path) -> Option<Identity> {
+    let mut id = load(cert_path, key_path)?;
+    id.rotation = load_rotation(cert_path, &id.fingerprint);
+    Some(id)
 }
 
 /// The pair on disk, when both files read, parse and belong together.
 fn load(cert_path: &Path, key_path: &Path) -> Option<Identity> {
-    let cert_der = unpem(&fs::read_to_string(cert_path).ok()?, "CERTIFICATE")?;
-    let key_pkcs8 = unpem(&fs::read_to_string(key_path).ok()?, "PRIVATE KEY")?;
-    let info = cert::parse(&cert_der).ok()?;
-    let pair = EcdsaKeyPair::from_pkcs8(
+    let cert_der = read_pem(cert_path, "CERTIFICATE")?;
+    let key_pkcs8 = read_pem(key_path, "PRIVATE KEY")?;
+    match pair(cert_der, key_pkcs8) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            log::warn!(
+                "certificate {} with key {}: {e}",
+                cert_path.display(),
+                key_path.display()
+            );
+            None
+        }
+    }
+}
+
+/// A renewal cut short after the certificate and before the key: the
+/// proof names the certificate on disk, and the key on disk belongs to the
+/// old certificate the proof carries. That old pair, to renew from.
+fn interrupted_renewal(cert_path: &Path, key_path: &Path) -> Option<Identity> {
+    let cert_der = read_pem(cert_path, "CERTIFICATE")?;
+    let proof = load_rotation(cert_path, &super::fingerprint(&cert_der))?;
+    pair(proof.old_cert_der, read_pem(key_path, "PRIVATE KEY")?).ok()
+}
+
+fn pair(cert_der: Vec<u8>, key_pkcs8: Vec<u8>) -> Result<Identity, String> {
+    let info = cert::parse(&cert_der).map_err(|e| e.to_string())?;
+    let key = EcdsaKeyPair::from_pkcs8(
         &ECDSA_P256_SHA256_ASN1_SIGNING,
         &key_pkcs8,
         &SystemRandom::new(),
     )
-    .ok()?;
-    if pair.public_key().as_ref() != info.public_key.as_slice() {
-        log::warn!(
-            "key {} does not match certificate {}",
-            key_path.display(),
-            cert_path.display()
-        );
-        return None;
+    .map_err(|e| format!("private key: {e}"))?;
+    if key.public_key().as_ref() != info.public_key.as_slice() {
+        return Err("the key does not match the certificate".into());
     }
-    Some(Identity {
+    Ok(Identity {
         fingerprint: super::fingerprint(&cert_der),
+        not_before: info.not_before,
         not_after: info.not_after,
         cert_der,
         key_pkcs8,
@@ -316,99 +415,19 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
         .map_err(ctx)?;
     f.write_all(bytes).map_err(ctx)?;
     f.sync_all().map_err(ctx)?;
-    fs::rename(&tmp, path).map_err(ctx)
+    fs::rename(&tmp, path).map_err(ctx)?;
+    // The rename durable before the next file is written, so a crash
+    // keeps the order the module header relies on.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn tmpdir(name: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("opengslb-identity-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).expect("tmpdir");
-        d
-    }
-
-    #[test]
-    fn generates_then_reuses_then_rotates_when_expired() {
-        let d = tmpdir("cycle");
-        let (c, k) = (d.join("agent.crt"), d.join("agent.key"));
-        let now = 1_800_000_000;
-        let first = ensure_certificate_at(&c, &k, "eu-a", now).expect("generate");
-        assert_eq!(
-            fs::metadata(&k).expect("key").permissions().mode() & 0o777,
-            0o600
-        );
-        assert!(first.not_after >= now + CERT_VALIDITY_SECS - 86_400);
-        assert!(first.rotation.is_none());
-        let again = ensure_certificate_at(&c, &k, "eu-a", now + 10).expect("load");
-        assert_eq!(again.fingerprint, first.fingerprint);
-        // a year later the certificate has expired: new one, with proof
-        let later = first.not_after + 1;
-        let rotated = ensure_certificate_at(&c, &k, "eu-a", later).expect("rotate");
-        assert_ne!(rotated.fingerprint, first.fingerprint);
-        let proof = rotated.rotation.clone().expect("proof");
-        let old_key = cert::parse(&proof.old_cert_der)
-            .expect("old cert")
-            .public_key;
-        assert!(verify(
-            &old_key,
-            &rotation_message("eu-a", &rotated.fingerprint),
-            &proof.signature
-        ));
-        // the proof survives a restart
-        let reloaded = ensure_certificate_at(&c, &k, "eu-a", later + 5).expect("reload");
-        assert_eq!(reloaded.rotation, Some(proof));
-        let _ = fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn unreadable_files_are_replaced() {
-        let d = tmpdir("garbage");
-        let (c, k) = (d.join("agent.crt"), d.join("agent.key"));
-        fs::write(&c, "junk").expect("write");
-        fs::write(&k, "junk").expect("write");
-        let id = ensure_certificate_at(&c, &k, "x", 1_800_000_000).expect("generate");
-        assert!(id.rotation.is_none());
-        let sig = id.sign(b"m").expect("sign");
-        let pk = cert::parse(&id.cert_der).expect("parse").public_key;
-        assert!(verify(&pk, b"m", &sig));
-        assert!(!verify(&pk, b"n", &sig));
-        let _ = fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn openssl_reads_the_certificate() {
-        let Ok(out) = std::process::Command::new("openssl")
-            .arg("version")
-            .output()
-        else {
-            // Straight to stderr (libtest does not capture it), so CI sees it.
-            use std::io::Write;
-            let _ = std::io::stderr()
-                .write_all(b"SKIPPED: openssl_reads_the_certificate: no openssl binary\n");
-            return;
-        };
-        assert!(out.status.success());
-        let d = tmpdir("openssl");
-        let (c, k) = (d.join("agent.crt"), d.join("agent.key"));
-        ensure_certificate_at(&c, &k, "eu-a", crate::timefmt::unix_now()).expect("generate");
-        let out = std::process::Command::new("openssl")
-            .args(["x509", "-noout", "-dates", "-in"])
-            .arg(&c)
-            .output()
-            .expect("run openssl");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("notAfter="), "{text}");
-        let _ = fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn default_id_has_region_prefix() {
-        let id = default_agent_id("eu");
-        assert!(id.starts_with("eu-") && id.len() > 3, "{id}");
-    }
-}
+#[path = "identity_tests.rs"]
+mod tests;

@@ -313,3 +313,69 @@ fn alert_rules_fire_as_documented() {
         text(&out)
     );
 }
+
+/// Issue 12: agents renew at two thirds of the certificate's lifetime, so
+/// `OpenGSLBAgentCertExpiring` (and its agent-side twin) never fires on a
+/// healthy fleet. 90-day certificates, hourly for 240 days: `renews` gets
+/// a new one every 60 days (30 days left, the least it ever has); `stuck`
+/// never does and fires from day 76 on.
+const RENEWAL_TESTS: &str = r#"
+evaluation_interval: 1h
+tests:
+  - interval: 1h
+    input_series:
+      - series: 'opengslb_overwatch_agent_cert_not_after_seconds{agent_id="renews"}'
+        values: '7776000x1439 12960000x1439 18144000x1439 23328000x1439'
+      - series: 'opengslb_overwatch_agent_cert_not_after_seconds{agent_id="stuck"}'
+        values: '7776000x5759'
+      - series: 'opengslb_agent_cert_not_after_seconds{instance="renews"}'
+        values: '7776000x1439 12960000x1439 18144000x1439 23328000x1439'
+      - series: 'opengslb_agent_cert_not_after_seconds{instance="stuck"}'
+        values: '7776000x5759'
+    alert_rule_test:
+      - { eval_time: 59d, alertname: OpenGSLBAgentCertExpiring, exp_alerts: [] }
+      - { eval_time: 59d, alertname: OpenGSLBAgentLocalCertExpiring, exp_alerts: [] }
+      - { eval_time: 75d, alertname: OpenGSLBAgentCertExpiring, exp_alerts: [] }
+      - eval_time: 77d
+        alertname: OpenGSLBAgentCertExpiring
+        exp_alerts: [ { exp_labels: { severity: warning, agent_id: stuck } } ]
+      - eval_time: 77d
+        alertname: OpenGSLBAgentLocalCertExpiring
+        exp_alerts: [ { exp_labels: { severity: warning, instance: stuck } } ]
+      - eval_time: 119d
+        alertname: OpenGSLBAgentCertExpiring
+        exp_alerts: [ { exp_labels: { severity: warning, agent_id: stuck } } ]
+      - eval_time: 179d
+        alertname: OpenGSLBAgentCertExpiring
+        exp_alerts: [ { exp_labels: { severity: warning, agent_id: stuck } } ]
+      - eval_time: 239d
+        alertname: OpenGSLBAgentCertExpiring
+        exp_alerts: [ { exp_labels: { severity: warning, agent_id: stuck } } ]
+      - eval_time: 239d
+        alertname: OpenGSLBAgentLocalCertExpiring
+        exp_alerts: [ { exp_labels: { severity: warning, instance: stuck } } ]
+"#;
+
+#[test]
+fn cert_alerts_stay_quiet_when_certificates_renew_at_two_thirds() {
+    let test = "rules::cert_alerts_stay_quiet_when_certificates_renew_at_two_thirds";
+    if !need_tools(test, &["promtool"]) {
+        return;
+    }
+    let dir = TempDir::new("rules-renewal");
+    let rules = rules_without_annotations(&dir.0);
+    let tests = dir.0.join("renewal.yml");
+    let body = format!("rule_files:\n  - {}\n{RENEWAL_TESTS}", rules.display());
+    fs::write(&tests, body).unwrap();
+    let out = Command::new("promtool")
+        .arg("test")
+        .arg("rules")
+        .arg(&tests)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}",
+        text(&out)
+    );
+}

@@ -14,6 +14,7 @@ mod site;
 
 use crate::util::wait_for;
 use net::can_run;
+use opengslb::gossip::identity::{self, Identity};
 use site::{Monitor, Site, agent_yaml, assert_never, get, ow_yaml};
 use std::io::Read;
 use std::path::Path;
@@ -270,31 +271,12 @@ fn gossip_key_rotation_without_stale() {
     }
 }
 
-/// A certificate valid for `secs` more seconds, signed by a new key.
-fn short_lived_identity(id: &str, secs: u64) -> (String, String) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![id.to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, id);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let (y, m, d, ..) = opengslb::timefmt::civil(now);
-    let midnight = rcgen::date_time_ymd(y as i32, m as u8, d as u8);
-    params.not_before = midnight - Duration::from_secs(86_400);
-    params.not_after = midnight + Duration::from_secs(now % 86_400 + secs);
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
 #[test]
 fn expired_certificate_rotates_with_proof_from_the_old_key() {
     if !can_run("netns::expired_certificate_rotates_with_proof_from_the_old_key") {
         return;
     }
-    // One Overwatch, one agent whose first certificate lives 20 seconds.
+    // One Overwatch, one agent whose first certificate lives 30 seconds.
     let mut site = Site::bare("nf-cert", &["ow1", "ag1", "client"]);
     site.start_ow("ow1", (K1, &[]));
     let www = site.dir.path().join("www");
@@ -317,19 +299,27 @@ fn expired_certificate_rotates_with_proof_from_the_old_key() {
         &log,
     ));
     site.net.enter("client");
-    let (cert, key) = short_lived_identity("ag1", 20);
-    let crt_path = site.dir.path().join("ag1.crt");
-    std::fs::write(&crt_path, cert).unwrap();
-    crate::util::TempDir::write(&site.dir, "ag1.key", &key);
-    let expires = Instant::now() + Duration::from_secs(20);
     wait_for("ow1 ready", Duration::from_secs(15), || {
         get(&format!("{}/api/v1/ready", site.api("ow1"))).filter(|(c, _)| *c == 200)
     });
+    // Valid from now for 30 s: the agent would renew it at two thirds
+    // (20 s, tests/it/cert_renewal.rs); it is stopped before that and
+    // started again once the certificate expired.
+    let crt_path = site.dir.path().join("ag1.crt");
+    let now = opengslb::timefmt::unix_now();
+    let first = Identity::generate_valid("ag1", now, now + 30).unwrap();
+    identity::write_pair(&crt_path, &site.dir.path().join("ag1.key"), &first).unwrap();
+    let expires = Instant::now() + Duration::from_secs(30);
     site.start_agent("ag1", &["ow1"], (K1, &[]));
     site.wait_dns("ow1", &ip, true, Duration::from_secs(15));
     let old_fp = site.agent_status("ow1", "ag1")["fingerprint"].clone();
     assert!(old_fp.is_string());
     assert_eq!(site.agents.get_mut("ag1").unwrap().stop(), Some(0));
+    let log = site.agents["ag1"].log_text();
+    assert!(
+        !log.contains("renewed at two thirds"),
+        "the first run lasted past two thirds of the certificate's 30 s: {log}"
+    );
     std::thread::sleep(expires.saturating_duration_since(Instant::now()) + Duration::from_secs(2));
     let t = Instant::now();
     site.start_agent("ag1", &["ow1"], (K1, &[]));

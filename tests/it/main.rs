@@ -10,6 +10,7 @@ mod agent_gossip;
 mod api_contract;
 mod api_openapi;
 mod bad_input;
+mod cert_renewal;
 mod cli_commands;
 mod cli_completion;
 mod config_load;

@@ -2,7 +2,7 @@
 //! `start_with_resolver`) spawns the loop (`client_loop.rs`, thread
 //! `gossip-client`) that drives an `AgentSession` per Overwatch node, and
 //! returns a `GossipClient` handle that sends it commands (backends,
-//! keyring, leave, stop) through a channel and its `Waker`, and reads what
+//! keyring, identity, leave, stop) through a channel and its `Waker`, and reads what
 //! the loop published (node status, heartbeat counters, liveness).
 //!
 //! Node names are resolved at start and again while a node is unreachable
@@ -75,6 +75,7 @@ pub enum AgentEvent {
 pub(super) enum Command {
     SetBackends(Vec<BackendReport>),
     SetKeyring(Keyring),
+    SetIdentity(Arc<Identity>),
     LeaveAndStop,
     Stop,
 }
@@ -178,6 +179,13 @@ impl GossipClient {
     /// messages are sealed with the first key, replies opened with any.
     pub fn set_keyring(&self, keyring: Keyring) {
         let _ = self.commands.send(Command::SetKeyring(keyring));
+        let _ = self.waker.wake();
+    }
+
+    /// Replaces the certificate and key (a renewal, with its proof): every
+    /// node session registers again with the new identity, no restart.
+    pub fn set_identity(&self, identity: Arc<Identity>) {
+        let _ = self.commands.send(Command::SetIdentity(identity));
         let _ = self.waker.wake();
     }
 

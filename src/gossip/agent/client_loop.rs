@@ -105,6 +105,11 @@ impl Loop {
                             node.session.set_keyring(k.clone());
                         }
                     }
+                    Command::SetIdentity(id) => {
+                        for node in &mut self.nodes {
+                            node.session.set_identity(Arc::clone(&id), now);
+                        }
+                    }
                     Command::SetBackends(b) => {
                         for i in 0..self.nodes.len() {
                             let outs = self.nodes[i].session.set_state(&b, now);

@@ -24,13 +24,19 @@ impl AgentSession {
         }
     }
 
-    pub(super) fn tick_registered(&mut self, now: Now, out: &mut Vec<Outgoing>) {
-        let t = now.mono;
-        if self.status.connected && t >= self.connected_until() {
+    /// "Connected" ends when no ack came within the missed-heartbeat
+    /// window, registered or not (a session re-registering after a
+    /// renewal keeps it until then).
+    pub(super) fn expire_connected(&mut self, now: Now) {
+        if self.status.connected && now.mono >= self.connected_until() {
             self.status.connected = false;
             self.status.last_error =
                 Some("no acknowledgement within the missed-heartbeat window".into());
         }
+    }
+
+    pub(super) fn tick_registered(&mut self, now: Now, out: &mut Vec<Outgoing>) {
+        let t = now.mono;
         if t >= self.reregister_at() {
             // Start over: the node may have lost our session, and the
             // registration carries the full state anyway.

@@ -209,6 +209,21 @@ impl AgentSession {
         self.cfg.keyring = keyring;
     }
 
+    /// Swaps the certificate and key (a renewal). A session registered or
+    /// registering starts over with Hello, so the node sees the new
+    /// certificate and its proof; "connected" holds while the last ack is
+    /// recent, so a renewal does not read as lost contact. A leaving
+    /// session only keeps the identity for later.
+    pub fn set_identity(&mut self, identity: Arc<Identity>, now: Now) {
+        self.cfg.identity = identity;
+        if self.leave.is_some() || self.left {
+            return;
+        }
+        let connected = self.status.connected;
+        self.reset_registration(now);
+        self.status.connected = connected;
+    }
+
     pub fn status(&self) -> &NodeStatus {
         &self.status
     }
@@ -249,12 +264,12 @@ impl AgentSession {
                 if let Some(p) = self.pending.iter().map(|p| p.next_send).min() {
                     d = d.min(p);
                 }
-                if self.status.connected {
-                    d = d.min(self.connected_until());
-                }
                 d = d.min(self.reregister_at());
             }
             _ => d = d.min(self.next_attempt).min(self.next_missed),
+        }
+        if self.status.connected {
+            d = d.min(self.connected_until());
         }
         d
     }
@@ -304,6 +319,7 @@ impl AgentSession {
             return out;
         }
         self.count_missed(now);
+        self.expire_connected(now);
         if self.phase == Phase::Registered {
             self.tick_registered(now, &mut out);
         } else {

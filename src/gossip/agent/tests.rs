@@ -158,3 +158,91 @@ fn unacked_heartbeat_is_resent_twice_per_interval() {
     );
     assert_eq!(s.counters().heartbeat_failures, 1);
 }
+
+/// Runs `s` against `ow` over a perfect link for a few turns; the events
+/// the Overwatch raised.
+fn exchange(
+    s: &mut AgentSession,
+    ow: &mut OverwatchProtocol,
+    from: u64,
+) -> Vec<crate::gossip::overwatch::OverwatchEvent> {
+    let (policy, src) = (policy(), "192.0.2.1:5000".parse().expect("addr"));
+    let mut events = Vec::new();
+    for now in from..from + 4 {
+        for o in s.tick(at(now)) {
+            let out = ow.on_packet(&o.bytes, src, at(now), &policy);
+            events.extend(out.events);
+            for r in out.replies {
+                s.on_datagram(&r, at(now));
+            }
+        }
+    }
+    events
+}
+
+#[test]
+fn a_renewed_identity_registers_again_and_moves_the_pin_with_its_proof() {
+    use crate::gossip::overwatch::OverwatchEvent;
+    let registered = |events: &[OverwatchEvent]| {
+        events.iter().find_map(|e| match e {
+            OverwatchEvent::Registered {
+                fingerprint,
+                cert_not_after,
+                pinned_new,
+                rotated,
+                ..
+            } => Some((fingerprint.clone(), *cert_not_after, *pinned_new, *rotated)),
+            _ => None,
+        })
+    };
+    let mut s = session(1);
+    let old = Arc::clone(&s.cfg.identity);
+    let mut ow = OverwatchProtocol::new(OverwatchConfig::default());
+    let first = exchange(&mut s, &mut ow, T0);
+    assert_eq!(
+        registered(&first),
+        Some((old.fingerprint.clone(), old.not_after, true, false))
+    );
+    assert!(s.status().connected);
+
+    // renewed with the old key's proof: registers again, still connected
+    let mut new = Identity::generate("eu-a", T0 / 1000 + 60, 365 * 86_400).expect("new");
+    new.rotation = Some(old.rotation_proof_for("eu-a", &new).expect("proof"));
+    let new = Arc::new(new);
+    s.set_identity(Arc::clone(&new), at(T0 + 10));
+    assert!(!s.is_registered());
+    assert!(s.status().connected, "a renewal is not lost contact");
+    let second = exchange(&mut s, &mut ow, T0 + 10);
+    assert_eq!(
+        registered(&second),
+        Some((new.fingerprint.clone(), new.not_after, false, true))
+    );
+    assert!(s.is_registered() && s.status().connected);
+    assert_eq!(s.counters().heartbeat_failures, 0);
+
+    // a certificate without proof is refused: the pin moved to `new`
+    let stranger = Identity::generate("eu-a", T0 / 1000, 86_400).expect("stranger");
+    s.set_identity(Arc::new(stranger), at(T0 + 20));
+    assert!(registered(&exchange(&mut s, &mut ow, T0 + 20)).is_none());
+    assert!(!s.status().connected);
+    let err = s.status().last_error.clone().unwrap_or_default();
+    assert!(err.starts_with("pin_mismatch"), "{err}");
+}
+
+#[test]
+fn connected_ends_with_the_missed_window_while_registering_again() {
+    let mut s = session(1);
+    let now = register(&mut s);
+    let id = Arc::clone(&s.cfg.identity);
+    s.set_identity(id, at(now));
+    assert!(s.status().connected);
+    // nobody answers from here: connected until interval × threshold
+    // after the last ack, then not
+    let mut t = now;
+    while s.status().connected && t < now + 10_000 {
+        s.tick(at(t));
+        t = s.next_deadline().0.max(t + 1);
+    }
+    assert!(!s.status().connected);
+    assert!(t <= now + 3_001, "the window is 3 s: {}", t - now);
+}
