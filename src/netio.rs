@@ -23,6 +23,8 @@ mod tests {
         assert!(would_block(&io::Error::from(io::ErrorKind::WouldBlock)));
         assert!(!would_block(&io::Error::from(io::ErrorKind::Interrupted)));
         assert!(interrupted(&io::Error::from(io::ErrorKind::Interrupted)));
-        assert!(!interrupted(&io::Error::from(io::ErrorKind::ConnectionReset)));
+        assert!(!interrupted(&io::Error::from(
+            io::ErrorKind::ConnectionReset
+        )));
     }
 }

@@ -399,7 +399,7 @@ impl AgentLoop {
             _ => None,
         };
         self.last_cpu = cpu;
-        let now_ms = crate::overwatch::clock::Clock::new().now_ms();
+        let now_ms = crate::clock::Now::read().wall_ms; // same clock as the errors window (check stamps)
         if self
             .predictor
             .update(&self.cfg.predictive, cpu_fraction, mem, now_ms)

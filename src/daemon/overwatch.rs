@@ -19,7 +19,6 @@ use crate::persist::Store;
 use crate::snapshot::SnapshotCell;
 use log::{error, info, warn};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -50,7 +49,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         policy: Arc::new(SnapshotCell::new(Default::default())),
         dns_stats: Arc::clone(&dns_stats),
         counters: Arc::new(OverwatchCounters::default()),
-        heartbeat: Arc::new(AtomicU64::new(0)),
+        liveness: Arc::new(crate::clock::Liveness::new()),
     };
     let (dns_cell, view_cell, policy_cell) = (
         Arc::clone(&published.dns),
@@ -58,7 +57,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         Arc::clone(&published.policy),
     );
     let counters = Arc::clone(&published.counters);
-    let registry_beat = Arc::clone(&published.heartbeat);
+    let registry_beat = Arc::clone(&published.liveness);
     let checker = HealthChecker::start(DEFAULT_WORKERS, ch.checks.0.clone());
     let mut runtime = match Runtime::new(&config, store, audit, checker, published) {
         Ok(r) => r,
@@ -200,11 +199,9 @@ pub fn run(loaded: Loaded, config_path: &Path) -> i32 {
         if let Some(every) = watchdog
             && last_watchdog.elapsed() >= every
         {
-            let beat = registry_beat.load(Ordering::Relaxed);
-            let now = crate::overwatch::clock::Clock::new().now_ms();
             if dns_server.alive()
                 && gossip_server.as_ref().is_none_or(|g| lock(g).alive())
-                && now.saturating_sub(beat) < 5_000
+                && registry_beat.fresh(crate::clock::Now::read().mono, Duration::from_secs(5))
             {
                 notify("WATCHDOG=1");
             } else {

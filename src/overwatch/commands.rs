@@ -8,15 +8,15 @@ use super::model::{BackendKey, Override, Revocation};
 use super::runtime::{AUDIT_TAIL, Runtime};
 use crate::api::command::{ApiError, Command, CommandRequest};
 use crate::api::view::AuditEntry;
+use crate::clock::Now;
 use log::error;
 use serde_json::json;
 
 impl Runtime {
-    pub(super) fn on_api(&mut self, req: CommandRequest) -> bool {
-        let now = self.clock.now_ms();
-        let at = now / 1000;
+    pub(super) fn on_api(&mut self, req: CommandRequest, now: Now) -> bool {
+        let at = now.wall_secs();
         let detail = detail(&req.command);
-        let result = self.apply(&req.command, &req.by, at);
+        let result = self.apply(&req.command, &req.by, now);
         let entry = AuditEntry {
             at,
             by: req.by.clone(),
@@ -48,7 +48,8 @@ impl Runtime {
         changed
     }
 
-    fn apply(&mut self, cmd: &Command, by: &str, at: u64) -> Result<serde_json::Value, ApiError> {
+    fn apply(&mut self, cmd: &Command, by: &str, now: Now) -> Result<serde_json::Value, ApiError> {
+        let at = now.wall_secs();
         match cmd {
             Command::SetOverride {
                 service,
@@ -60,14 +61,17 @@ impl Runtime {
             } => {
                 let key = self.backend_key(service, address, *port)?;
                 let expires_at = expires_in.map(|d| at.saturating_add(d.as_secs().max(1)));
-                self.reg.set_override(Override {
-                    key,
-                    healthy: *healthy,
-                    reason: reason.clone(),
-                    by: by.to_string(),
-                    at,
-                    expires_at,
-                });
+                self.reg.set_override(
+                    Override {
+                        key,
+                        healthy: *healthy,
+                        reason: reason.clone(),
+                        by: by.to_string(),
+                        at,
+                        expires_at,
+                    },
+                    now,
+                );
                 Ok(
                     json!({"status": "ok", "service": service, "address": address, "port": port,
                           "healthy": healthy, "expires_at": expires_at.map(crate::timefmt::rfc3339)}),

@@ -2,7 +2,6 @@
 //! precedence, and the thread that owns them and publishes snapshots for
 //! DNS, the API and gossip.
 
-pub mod clock;
 mod commands;
 pub mod dns_spec;
 pub mod metrics;

@@ -1,9 +1,11 @@
 //! The registry's plain data: backends, agents, overrides and lost agents.
 //!
-//! Times are milliseconds on the daemon clock (`crate::overwatch::clock`),
-//! which starts at the wall-clock time and then only moves forward, so a
-//! clock step cannot make every agent stale at once.
+//! Liveness runs on the monotonic clock (`crate::clock::Mono`), so a
+//! wall-clock step can neither make every agent stale at once nor keep a
+//! dead one active. Times shown to operators (first/last seen) are wall
+//! milliseconds recorded alongside; persisted times are wall unix seconds.
 
+use crate::clock::Mono;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
@@ -72,8 +74,11 @@ pub struct Agent {
     pub last_error: Option<String>,
     pub fingerprint: Option<String>,
     pub cert_not_after: Option<u64>,
-    pub first_seen_ms: u64,
-    pub last_seen_ms: u64,
+    /// Wall-clock unix ms, for operators only.
+    pub first_seen_wall_ms: u64,
+    pub last_seen_wall_ms: u64,
+    /// When the last valid message arrived, for staleness.
+    pub last_seen: Mono,
     /// No valid message for this long → stale.
     pub stale_after_ms: u64,
     pub backends: Vec<BackendKey>,
@@ -86,8 +91,11 @@ pub struct Override {
     pub healthy: bool,
     pub reason: String,
     pub by: String,
-    /// Unix seconds.
+    /// Unix seconds (wall clock) when it was set.
     pub at: u64,
+    /// Unix seconds (wall clock): shown to operators and persisted. While
+    /// the Overwatch runs, the override lasts the time it was given on the
+    /// monotonic clock (see `Registry::set_override`).
     pub expires_at: Option<u64>,
 }
 

@@ -5,6 +5,7 @@
 
 use super::model::{LostAgent, Override, Pin, Revocation};
 use super::registry::Registry;
+use crate::clock::Now;
 use crate::persist::{PersistError, Store};
 use serde::{Deserialize, Serialize};
 
@@ -31,9 +32,12 @@ pub fn snapshot(reg: &Registry) -> PersistedState {
     }
 }
 
-pub fn restore(reg: &mut Registry, state: PersistedState) {
+/// Puts persisted state back. An override's wall-clock `expires_at` is
+/// turned into a monotonic deadline against `now` (time left = expiry −
+/// wall time now), so an override keeps its end across a restart.
+pub fn restore(reg: &mut Registry, state: PersistedState, now: Now) {
     for o in state.overrides {
-        reg.overrides.insert(o.key.clone(), o);
+        reg.insert_override(o, now);
     }
     for p in state.pins {
         reg.pins.insert(p.agent_id.clone(), p);

@@ -2,12 +2,15 @@
 //! Overwatch knows, and the rules that change them.
 //!
 //! One thread owns the registry and is its only writer (`runtime.rs`); this
-//! file is pure logic driven by events and `now_ms`, so it is tested
-//! without sockets or clocks. After each change the owner publishes fresh
+//! file is pure logic driven by events and a `Now` read once per loop turn,
+//! so it is tested without sockets or clocks. Deadlines (staleness,
+//! removal, override expiry) use `now.mono`; what operators see and what
+//! is persisted uses `now.wall_ms`. After each change the owner publishes fresh
 //! snapshots for DNS (`dns_spec.rs`), the API (`view.rs`) and gossip.
 
 use super::model::*;
 use super::precedence::{self, AgentClaim, Facts, Rule, Status};
+use crate::clock::{Mono, Now};
 use crate::config::Config;
 use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +61,8 @@ pub struct Registry {
     pub effective: BTreeMap<BackendKey, Effective>,
     pub agents: BTreeMap<String, Agent>,
     pub overrides: BTreeMap<BackendKey, Override>,
+    /// When each expiring override ends, on the monotonic clock.
+    pub override_deadlines: BTreeMap<BackendKey, Mono>,
     pub pins: BTreeMap<String, Pin>,
     pub revocations: BTreeMap<String, Revocation>,
     pub lost: BTreeMap<String, LostAgent>,
@@ -79,10 +84,10 @@ impl Registry {
 
     /// Applies a reloaded configuration, keeping agents, verdicts and
     /// overrides of backends that still exist.
-    pub fn reconfigure(&mut self, cfg: RegistryConfig, now_ms: u64) {
+    pub fn reconfigure(&mut self, cfg: RegistryConfig, now: Now) {
         self.cfg = cfg;
         self.rebuild_static();
-        self.recompute(now_ms);
+        self.recompute(now);
     }
 
     /// Re-creates the static servers from the configuration: one backend
@@ -169,9 +174,9 @@ impl Registry {
 
     /// Recomputes staleness, expiries and every effective status; logs each
     /// change once. Returns true when anything visible changed.
-    pub fn recompute(&mut self, now_ms: u64) -> bool {
-        let mut changed = self.expire_overrides(now_ms);
-        changed |= self.update_agent_liveness(now_ms);
+    pub fn recompute(&mut self, now: Now) -> bool {
+        let mut changed = self.expire_overrides(now.mono);
+        changed |= self.update_agent_liveness(now.mono);
         let mut effective = BTreeMap::new();
         for (key, b) in &self.backends {
             let (status, rule) = precedence::decide(&self.facts(b));
@@ -241,13 +246,14 @@ impl Registry {
             .is_some_and(|v| !v.is_empty())
     }
 
-    fn expire_overrides(&mut self, now_ms: u64) -> bool {
-        let now = now_ms / 1000;
+    fn expire_overrides(&mut self, now: Mono) -> bool {
         let before = self.overrides.len();
-        self.overrides.retain(|key, o| {
-            let keep = o.expires_at.is_none_or(|t| t > now);
+        let deadlines = &mut self.override_deadlines;
+        self.overrides.retain(|key, _| {
+            let keep = deadlines.get(key).is_none_or(|t| *t > now);
             if !keep {
                 info!("override on {key} expired");
+                deadlines.remove(key);
             }
             keep
         });
@@ -256,11 +262,11 @@ impl Registry {
         changed
     }
 
-    fn update_agent_liveness(&mut self, now_ms: u64) -> bool {
+    fn update_agent_liveness(&mut self, now: Mono) -> bool {
         let mut changed = false;
         let mut remove = Vec::new();
         for agent in self.agents.values_mut() {
-            let silent = now_ms.saturating_sub(agent.last_seen_ms);
+            let silent = now.ms().saturating_sub(agent.last_seen.ms());
             let threshold = self.cfg.stale_threshold_ms.unwrap_or(agent.stale_after_ms);
             match agent.status {
                 AgentStatus::Active if silent >= threshold => {
@@ -303,7 +309,7 @@ impl Registry {
                         .or_else(|| first.map(|k| k.address.to_string()))
                         .unwrap_or_default(),
                     service: first.map(|k| k.service.clone()).unwrap_or_default(),
-                    last_heartbeat: agent.last_seen_ms / 1000,
+                    last_heartbeat: agent.last_seen_wall_ms / 1000,
                 },
             );
             self.persist_dirty = true;
@@ -342,7 +348,7 @@ impl Registry {
         cert_not_after: u64,
         stale_after_ms: u64,
         reports: Vec<AgentReport>,
-        now_ms: u64,
+        now: Now,
     ) {
         if self.lost.remove(id).is_some() {
             info!("lost agent {id} is back");
@@ -355,7 +361,7 @@ impl Registry {
                 Pin {
                     agent_id: id.to_string(),
                     fingerprint: fingerprint.to_string(),
-                    pinned_at: now_ms / 1000,
+                    pinned_at: now.wall_secs(),
                 },
             );
             self.persist_dirty = true;
@@ -364,8 +370,8 @@ impl Registry {
         let first_seen = self
             .agents
             .get(id)
-            .map(|a| a.first_seen_ms)
-            .unwrap_or(now_ms);
+            .map(|a| a.first_seen_wall_ms)
+            .unwrap_or(now.wall_ms);
         let agent = self.agents.entry(id.to_string()).or_insert_with(|| Agent {
             id: id.to_string(),
             region: region.to_string(),
@@ -375,8 +381,9 @@ impl Registry {
             last_error: None,
             fingerprint: None,
             cert_not_after: None,
-            first_seen_ms: first_seen,
-            last_seen_ms: now_ms,
+            first_seen_wall_ms: first_seen,
+            last_seen_wall_ms: now.wall_ms,
+            last_seen: now.mono,
             stale_after_ms,
             backends: Vec::new(),
         });
@@ -387,12 +394,13 @@ impl Registry {
         agent.last_error = None;
         agent.fingerprint = Some(fingerprint.to_string());
         agent.cert_not_after = Some(cert_not_after);
-        agent.last_seen_ms = now_ms;
+        agent.last_seen = now.mono;
+        agent.last_seen_wall_ms = now.wall_ms;
         agent.stale_after_ms = stale_after_ms.max(1);
         if was != Some(AgentStatus::Active) {
             info!("agent {id} registered from {address} (region {region})");
         }
-        self.agent_state(id, reports, true, now_ms);
+        self.agent_state(id, reports, true, now);
     }
 
     /// Backends an agent stopped reporting (a delta's removals).
@@ -407,11 +415,12 @@ impl Registry {
 
     /// A state report; `full` replaces the agent's backend list, a delta
     /// only updates the backends it names.
-    pub fn agent_state(&mut self, id: &str, reports: Vec<AgentReport>, full: bool, now_ms: u64) {
+    pub fn agent_state(&mut self, id: &str, reports: Vec<AgentReport>, full: bool, now: Now) {
         let Some(agent) = self.agents.get_mut(id) else {
             return;
         };
-        agent.last_seen_ms = now_ms;
+        agent.last_seen = now.mono;
+        agent.last_seen_wall_ms = now.wall_ms;
         if agent.status == AgentStatus::Stale {
             info!("agent {id} is active again");
             agent.status = AgentStatus::Active;
@@ -457,9 +466,10 @@ impl Registry {
         }
     }
 
-    pub fn agent_heartbeat(&mut self, id: &str, now_ms: u64) {
+    pub fn agent_heartbeat(&mut self, id: &str, now: Now) {
         if let Some(agent) = self.agents.get_mut(id) {
-            agent.last_seen_ms = now_ms;
+            agent.last_seen = now.mono;
+            agent.last_seen_wall_ms = now.wall_ms;
             if agent.status == AgentStatus::Stale {
                 info!("agent {id} is active again");
                 agent.status = AgentStatus::Active;
@@ -468,11 +478,12 @@ impl Registry {
     }
 
     /// A graceful leave: the agent's backends leave DNS at once.
-    pub fn agent_left(&mut self, id: &str, now_ms: u64) {
+    pub fn agent_left(&mut self, id: &str, now: Now) {
         if let Some(agent) = self.agents.get_mut(id) {
             info!("agent {id} left");
             agent.status = AgentStatus::Left;
-            agent.last_seen_ms = now_ms;
+            agent.last_seen = now.mono;
+            agent.last_seen_wall_ms = now.wall_ms;
         }
     }
 
@@ -482,7 +493,7 @@ impl Registry {
         id: Option<&str>,
         address: SocketAddr,
         reason: &str,
-        now_ms: u64,
+        now: Now,
     ) {
         let Some(id) = id else { return };
         let agent = self.agents.entry(id.to_string()).or_insert_with(|| Agent {
@@ -494,8 +505,9 @@ impl Registry {
             last_error: None,
             fingerprint: None,
             cert_not_after: None,
-            first_seen_ms: now_ms,
-            last_seen_ms: now_ms,
+            first_seen_wall_ms: now.wall_ms,
+            last_seen_wall_ms: now.wall_ms,
+            last_seen: now.mono,
             stale_after_ms: u64::MAX,
             backends: Vec::new(),
         });
@@ -517,7 +529,11 @@ impl Registry {
 
     // ---------------------------------------------------------- operators
 
-    pub fn set_override(&mut self, o: Override) {
+    /// Sets an override. Its `expires_at` is a wall time; it is turned into
+    /// a monotonic deadline here, against this reading, so a later step of
+    /// the wall clock neither shortens nor stretches it. (On restart the
+    /// remaining time is taken from the persisted wall `expires_at`.)
+    pub fn set_override(&mut self, o: Override, now: Now) {
         info!(
             "override on {}: {} by {} ({})",
             o.key,
@@ -525,12 +541,30 @@ impl Registry {
             o.by,
             o.reason
         );
-        self.overrides.insert(o.key.clone(), o);
+        self.insert_override(o, now);
         self.persist_dirty = true;
+    }
+
+    /// Keeps an override (set now or restored from disk) with its deadline.
+    pub(super) fn insert_override(&mut self, o: Override, now: Now) {
+        match o.expires_at {
+            Some(t) => {
+                let left = t.saturating_mul(1000).saturating_sub(now.wall_ms);
+                self.override_deadlines.insert(
+                    o.key.clone(),
+                    now.mono.after(std::time::Duration::from_millis(left)),
+                );
+            }
+            None => {
+                self.override_deadlines.remove(&o.key);
+            }
+        }
+        self.overrides.insert(o.key.clone(), o);
     }
 
     pub fn clear_override(&mut self, key: &BackendKey) -> bool {
         let removed = self.overrides.remove(key).is_some();
+        self.override_deadlines.remove(key);
         if removed {
             info!("override on {key} cleared");
             self.persist_dirty = true;
@@ -584,25 +618,23 @@ impl Registry {
 
     /// The earliest time something changes by itself (staleness, removal,
     /// override expiry), so the owner thread can sleep until then.
-    pub fn next_deadline_ms(&self) -> Option<u64> {
-        let mut next: Option<u64> = None;
-        let mut consider = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
+    pub fn next_deadline(&self) -> Option<Mono> {
+        let mut next: Option<Mono> = None;
+        let mut consider = |t: Mono| next = Some(next.map_or(t, |n: Mono| n.min(t)));
         for a in self.agents.values() {
             match a.status {
                 AgentStatus::Active => {
                     let th = self.cfg.stale_threshold_ms.unwrap_or(a.stale_after_ms);
-                    consider(a.last_seen_ms.saturating_add(th));
+                    consider(Mono(a.last_seen.ms().saturating_add(th)));
                 }
-                AgentStatus::Stale | AgentStatus::Left => {
-                    consider(a.last_seen_ms.saturating_add(self.cfg.remove_after_ms))
-                }
+                AgentStatus::Stale | AgentStatus::Left => consider(Mono(
+                    a.last_seen.ms().saturating_add(self.cfg.remove_after_ms),
+                )),
                 AgentStatus::Rejected => {}
             }
         }
-        for o in self.overrides.values() {
-            if let Some(t) = o.expires_at {
-                consider(t.saturating_mul(1000));
-            }
+        for t in self.override_deadlines.values() {
+            consider(*t);
         }
         next
     }

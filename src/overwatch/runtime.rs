@@ -2,13 +2,14 @@
 //!
 //! It waits on its channels (check results, gossip events, API commands,
 //! control) with a timeout to the next thing that changes by itself, so
-//! nothing polls. Events are applied in batches; after a batch that
+//! nothing polls. Each turn reads the clock once (`crate::clock::Now`),
+//! beats its `Liveness` for the watchdog with that reading's monotonic
+//! part, and passes the reading down to every registry call. Events are applied in batches; after a batch that
 //! changed something visible it recomputes every effective status and
 //! publishes fresh snapshots for DNS, the API and gossip, then persists
 //! what must survive a restart. Heartbeats alone do not rebuild DNS; they
 //! refresh the API view at most once a second.
 
-use super::clock::Clock;
 use super::metrics::OverwatchCounters;
 use super::model::*;
 use super::registry::{Registry, RegistryConfig};
@@ -16,6 +17,7 @@ use super::targets::{self, CheckPlan, TargetIds};
 use super::{dns_spec, persisted, view};
 use crate::api::command::CommandRequest;
 use crate::api::view::{AuditEntry, OverwatchView};
+use crate::clock::{Liveness, Mono, Now};
 use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
 use crate::gossip::overwatch_side::OverwatchEvent;
@@ -28,7 +30,6 @@ use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +48,14 @@ pub enum Control {
     Stop,
 }
 
+/// The first input of a turn, taken before the clock is read.
+enum Input {
+    Check(CheckResult),
+    Gossip(OverwatchEvent),
+    Api(CommandRequest),
+    Reload(Box<Config>),
+}
+
 /// The cells the registry publishes and the readers hold.
 pub struct Published {
     pub dns: Arc<SnapshotCell<DnsTable>>,
@@ -54,8 +63,8 @@ pub struct Published {
     pub policy: Arc<SnapshotCell<Policy>>,
     pub dns_stats: Arc<DnsStats>,
     pub counters: Arc<OverwatchCounters>,
-    /// Milliseconds of the last loop iteration, for the watchdog.
-    pub heartbeat: Arc<AtomicU64>,
+    /// Beaten with `now.mono` every loop turn, for the watchdog.
+    pub liveness: Arc<Liveness>,
 }
 
 pub struct Inputs {
@@ -67,7 +76,6 @@ pub struct Inputs {
 
 pub struct Runtime {
     pub(super) reg: Registry,
-    pub(super) clock: Clock,
     pub(super) node_id: String,
     pub(super) store: Store,
     pub(super) audit: AuditLog,
@@ -78,9 +86,9 @@ pub struct Runtime {
     pub(super) plan_signature: Vec<(u64, Vec<BackendKey>)>,
     pub(super) out: Published,
     pub(super) ready: bool,
-    pub(super) next_deadline: Option<u64>,
+    pub(super) next_deadline: Option<Mono>,
     pub(super) view_stale: bool,
-    pub(super) last_view_ms: u64,
+    pub(super) last_view: Mono,
     pub(super) gossip: Option<Arc<Mutex<GossipServer>>>,
     pub(super) policy_dirty: bool,
 }
@@ -94,17 +102,16 @@ impl Runtime {
         checker: HealthChecker,
         out: Published,
     ) -> Result<Runtime, String> {
-        let clock = Clock::new();
+        let now = Now::read();
         let mut reg = Registry::new(RegistryConfig::from_config(config));
         let state = persisted::load(&store).map_err(|e| e.to_string())?;
-        persisted::restore(&mut reg, state);
+        persisted::restore(&mut reg, state, now);
         let audit_tail = audit
             .recent::<AuditEntry>(AUDIT_TAIL)
             .map_err(|e| e.to_string())?;
         let node_id = node_id(config);
         let mut rt = Runtime {
             reg,
-            clock,
             node_id,
             store,
             audit,
@@ -117,11 +124,10 @@ impl Runtime {
             ready: false,
             next_deadline: None,
             view_stale: false,
-            last_view_ms: 0,
+            last_view: Mono(0),
             gossip: None,
             policy_dirty: false,
         };
-        let now = rt.clock.now_ms();
         rt.reg.recompute(now);
         rt.replan();
         rt.publish(now);
@@ -137,47 +143,55 @@ impl Runtime {
     /// Marks DNS as serving (after the sockets are bound).
     pub fn set_ready(&mut self) {
         self.ready = true;
-        let now = self.clock.now_ms();
-        self.publish(now);
+        self.publish(Now::read());
     }
 
     pub fn run(mut self, inputs: Inputs) {
+        let mut now = Now::read();
         loop {
-            let now = self.clock.now_ms();
-            self.out.heartbeat.store(now, Ordering::Relaxed);
+            self.out.liveness.beat(now.mono);
             let wait = self
                 .next_deadline
-                .map(|d| Duration::from_millis(d.saturating_sub(now)))
+                .map(|d| now.mono.until(d))
                 .unwrap_or(MAX_WAIT)
                 .min(MAX_WAIT);
-            let mut changed = false;
-            select! {
-                recv(inputs.checks) -> m => if let Ok(r) = m { changed |= self.on_check(r) },
-                recv(inputs.gossip) -> m => if let Ok(e) = m { changed |= self.on_gossip(e) },
-                recv(inputs.api) -> m => if let Ok(r) = m { changed |= self.on_api(r) },
+            let first = select! {
+                recv(inputs.checks) -> m => m.ok().map(Input::Check),
+                recv(inputs.gossip) -> m => m.ok().map(Input::Gossip),
+                recv(inputs.api) -> m => m.ok().map(Input::Api),
                 recv(inputs.control) -> m => match m {
-                    Ok(Control::Reload(cfg)) => changed |= self.on_reload(*cfg),
+                    Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
                     Ok(Control::Stop) | Err(_) => break,
                 },
-                default(wait) => {}
+                default(wait) => None,
+            };
+            // The one clock reading of this turn.
+            now = Now::read();
+            self.out.liveness.beat(now.mono);
+            let mut changed = false;
+            match first {
+                Some(Input::Check(r)) => changed |= self.on_check(r, now),
+                Some(Input::Gossip(e)) => changed |= self.on_gossip(e, now),
+                Some(Input::Api(r)) => changed |= self.on_api(r, now),
+                Some(Input::Reload(cfg)) => changed |= self.on_reload(*cfg, now),
+                None => {}
             }
             // Drain what else is waiting, up to a batch, before publishing.
             for _ in 0..BATCH {
                 let mut any = false;
                 if let Ok(r) = inputs.checks.try_recv() {
-                    changed |= self.on_check(r);
+                    changed |= self.on_check(r, now);
                     any = true;
                 }
                 if let Ok(e) = inputs.gossip.try_recv() {
-                    changed |= self.on_gossip(e);
+                    changed |= self.on_gossip(e, now);
                     any = true;
                 }
                 if !any {
                     break;
                 }
             }
-            let now = self.clock.now_ms();
-            let due = self.next_deadline.is_some_and(|d| now >= d);
+            let due = self.next_deadline.is_some_and(|d| now.mono >= d);
             if changed || due {
                 let recomputed = self.reg.recompute(now);
                 // What readers are about to see (a new pin, a lost agent, an
@@ -188,9 +202,11 @@ impl Runtime {
                     self.replan();
                     self.publish(now);
                 } else {
-                    self.next_deadline = self.reg.next_deadline_ms();
+                    self.next_deadline = self.reg.next_deadline();
                 }
-            } else if self.view_stale && now.saturating_sub(self.last_view_ms) >= VIEW_REFRESH_MS {
+            } else if self.view_stale
+                && now.mono.since(self.last_view) >= Duration::from_millis(VIEW_REFRESH_MS)
+            {
                 self.publish_view(now);
             }
             self.persist();
@@ -216,7 +232,7 @@ impl Runtime {
 
     // ------------------------------------------------------------ inputs
 
-    fn on_check(&mut self, r: CheckResult) -> bool {
+    fn on_check(&mut self, r: CheckResult, now: Now) -> bool {
         let counter = if r.probe_ok {
             &self.out.counters.validation_success
         } else {
@@ -233,7 +249,7 @@ impl Runtime {
         let at =
             r.at.duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
-                .unwrap_or_else(|_| self.clock.now_ms());
+                .unwrap_or(now.wall_ms);
         let verdict = Verdict {
             healthy: r.healthy,
             last_check_ms: at,
@@ -245,8 +261,7 @@ impl Runtime {
         r.changed || first
     }
 
-    fn on_gossip(&mut self, e: OverwatchEvent) -> bool {
-        let now = self.clock.now_ms();
+    fn on_gossip(&mut self, e: OverwatchEvent, now: Now) -> bool {
         match e {
             OverwatchEvent::Registered {
                 agent_id,
@@ -339,8 +354,7 @@ impl Runtime {
         }
     }
 
-    fn on_reload(&mut self, config: Config) -> bool {
-        let now = self.clock.now_ms();
+    fn on_reload(&mut self, config: Config, now: Now) -> bool {
         self.node_id = node_id(&config);
         self.reg
             .reconfigure(RegistryConfig::from_config(&config), now);
@@ -377,26 +391,26 @@ impl Runtime {
         self.checker.set_targets(list);
     }
 
-    pub(super) fn publish(&mut self, now: u64) {
+    pub(super) fn publish(&mut self, now: Now) {
         let spec = dns_spec::build(&self.reg);
         self.out
             .dns
             .publish(DnsTable::build(&spec, &self.out.dns_stats));
         self.publish_view_with(now, &spec);
-        self.next_deadline = self.reg.next_deadline_ms();
+        self.next_deadline = self.reg.next_deadline();
     }
 
-    fn publish_view(&mut self, now: u64) {
+    fn publish_view(&mut self, now: Now) {
         let spec = dns_spec::build(&self.reg);
         self.publish_view_with(now, &spec);
     }
 
-    fn publish_view_with(&mut self, now: u64, spec: &crate::dns::TableSpec) {
+    fn publish_view_with(&mut self, now: Now, spec: &crate::dns::TableSpec) {
         let v = view::build(
             &self.reg,
             &view::ViewInputs {
                 node_id: &self.node_id,
-                now_secs: now / 1000,
+                now_secs: now.wall_secs(),
                 ready: self.ready,
                 spec,
                 audit: &self.audit_tail,
@@ -404,7 +418,7 @@ impl Runtime {
         );
         self.out.view.publish(v);
         self.view_stale = false;
-        self.last_view_ms = now;
+        self.last_view = now.mono;
     }
 
     fn publish_policy(&mut self, config: &Config) {

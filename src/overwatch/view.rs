@@ -58,7 +58,7 @@ pub fn build(reg: &Registry, inputs: &ViewInputs<'_>) -> OverwatchView {
                 effective_status: eff.map(|e| status(e.status)).unwrap_or_default(),
                 status_reason: eff.map(|e| e.rule.as_str().to_string()).unwrap_or_default(),
                 agent_healthy: claim.map(|c| c.healthy),
-                agent_last_seen: agent.map(|a| secs(a.last_seen_ms)),
+                agent_last_seen: agent.map(|a| secs(a.last_seen_wall_ms)),
                 validation_healthy: validation.map(|v| v.healthy),
                 validation_last_check: validation.map(|v| secs(v.last_check_ms)),
                 validation_error: validation.and_then(|v| v.error.clone()),
@@ -99,8 +99,8 @@ pub fn build(reg: &Registry, inputs: &ViewInputs<'_>) -> OverwatchView {
                 .clone()
                 .or_else(|| reg.pins.get(&a.id).map(|p| p.fingerprint.clone())),
             cert_not_after: a.cert_not_after,
-            first_seen: Some(secs(a.first_seen_ms)),
-            last_seen: Some(secs(a.last_seen_ms)),
+            first_seen: Some(secs(a.first_seen_wall_ms)),
+            last_seen: Some(secs(a.last_seen_wall_ms)),
             backend_count: a.backends.len(),
         })
         .collect();
