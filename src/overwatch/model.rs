@@ -7,22 +7,9 @@
 
 use crate::clock::Mono;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-pub use crate::backend::{BackendKey, normalize_name};
-
-/// What an agent last reported about one of its backends.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgentReport {
-    pub service: String,
-    pub address: IpAddr,
-    pub port: u16,
-    pub weight: u32,
-    pub healthy: bool,
-    pub draining: bool,
-    pub drain_reason: Option<String>,
-    pub last_error: Option<String>,
-}
+pub use crate::backend::{BackendKey, BackendReport, normalize_name};
 
 /// The Overwatch's own verdict on a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +28,8 @@ pub struct Backend {
     /// `None` for a backend only an agent reports.
     pub static_order: Option<usize>,
     pub agent_id: Option<String>,
-    pub claim: Option<AgentReport>,
+    /// What the agent last said about it (the shared report type).
+    pub claim: Option<BackendReport>,
     pub validation: Option<Verdict>,
 }
 

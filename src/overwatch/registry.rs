@@ -347,7 +347,7 @@ impl Registry {
         fingerprint: &str,
         cert_not_after: u64,
         stale_after_ms: u64,
-        reports: Vec<AgentReport>,
+        reports: Vec<BackendReport>,
         now: Now,
     ) {
         if self.lost.remove(id).is_some() {
@@ -415,7 +415,7 @@ impl Registry {
 
     /// A state report; `full` replaces the agent's backend list, a delta
     /// only updates the backends it names.
-    pub fn agent_state(&mut self, id: &str, reports: Vec<AgentReport>, full: bool, now: Now) {
+    pub fn agent_state(&mut self, id: &str, reports: Vec<BackendReport>, full: bool, now: Now) {
         let Some(agent) = self.agents.get_mut(id) else {
             return;
         };
@@ -432,7 +432,7 @@ impl Registry {
             agent.backends.clone()
         };
         for report in reports {
-            let key = BackendKey::new(&report.service, report.address, report.port);
+            let key = report.key.clone();
             if !self.cfg.services.contains(&key.service) {
                 continue; // the gossip layer rejects these with unknown_service
             }

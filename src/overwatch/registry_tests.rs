@@ -31,11 +31,9 @@ fn registry() -> Registry {
     Registry::new(RegistryConfig::from_config(&config))
 }
 
-fn report(addr: &str, healthy: bool, draining: bool) -> AgentReport {
-    AgentReport {
-        service: "APP.gslb.test.".into(),
-        address: addr.parse().unwrap(),
-        port: 80,
+fn report(addr: &str, healthy: bool, draining: bool) -> BackendReport {
+    BackendReport {
+        key: BackendKey::new("APP.gslb.test.", addr.parse().unwrap(), 80),
         weight: 100,
         healthy,
         draining,
@@ -49,7 +47,7 @@ fn status(r: &Registry, addr: &str) -> Option<Status> {
     r.effective.get(&key).map(|e| e.status)
 }
 
-fn register(r: &mut Registry, id: &str, reports: Vec<AgentReport>, now: u64) {
+fn register(r: &mut Registry, id: &str, reports: Vec<BackendReport>, now: u64) {
     let now = t(now);
     let from: SocketAddr = "10.0.0.9:40000".parse().unwrap();
     r.agent_registered(id, "east", from, "fp1", 2_000_000_000, 3000, reports, now);
@@ -186,7 +184,7 @@ fn rejected_agent_loses_its_backends() {
 fn unknown_service_is_ignored() {
     let mut r = registry();
     let mut bad = report("10.0.0.5", true, false);
-    bad.service = "other.test".into();
+    bad.key = BackendKey::new("other.test", bad.key.address, bad.key.port);
     register(&mut r, "a1", vec![bad], 0);
     r.recompute(t(0));
     assert_eq!(r.backends.len(), 1);

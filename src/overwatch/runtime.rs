@@ -466,16 +466,17 @@ impl Runtime {
     }
 }
 
-fn report(b: gossip::BackendReport) -> Option<AgentReport> {
-    Some(AgentReport {
-        service: b.service,
-        address: b
-            .address
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()?,
-        port: b.port,
+/// The gossip wire report as the shared backend model: the service name
+/// normalised and the address parsed once, here.
+fn report(b: gossip::BackendReport) -> Option<BackendReport> {
+    let address = b
+        .address
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    Some(BackendReport {
+        key: BackendKey::new(&b.service, address, b.port),
         weight: b.weight,
         healthy: b.healthy,
         draining: b.draining,
