@@ -25,29 +25,22 @@ pub struct PersistedState {
 
 pub fn snapshot(reg: &Registry) -> PersistedState {
     PersistedState {
-        overrides: reg.overrides.values().cloned().collect(),
-        pins: reg.pins.values().cloned().collect(),
-        revocations: reg.revocations.values().cloned().collect(),
-        lost_agents: reg.lost.values().cloned().collect(),
+        overrides: reg.overrides().values().cloned().collect(),
+        pins: reg.pins().values().cloned().collect(),
+        revocations: reg.revocations().values().cloned().collect(),
+        lost_agents: reg.lost().values().cloned().collect(),
     }
 }
 
-/// Puts persisted state back. An override's wall-clock `expires_at` is
-/// turned into a monotonic deadline against `now` (time left = expiry −
-/// wall time now), so an override keeps its end across a restart.
+/// Puts persisted state back (see `Registry::restore` for override expiry).
 pub fn restore(reg: &mut Registry, state: PersistedState, now: Now) {
-    for o in state.overrides {
-        reg.insert_override(o, now);
-    }
-    for p in state.pins {
-        reg.pins.insert(p.agent_id.clone(), p);
-    }
-    for r in state.revocations {
-        reg.revocations.insert(r.agent_id.clone(), r);
-    }
-    for l in state.lost_agents {
-        reg.lost.insert(l.agent_id.clone(), l);
-    }
+    reg.restore(
+        state.overrides,
+        state.pins,
+        state.revocations,
+        state.lost_agents,
+        now,
+    );
 }
 
 pub fn load(store: &Store) -> Result<PersistedState, PersistError> {

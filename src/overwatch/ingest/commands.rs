@@ -4,8 +4,8 @@
 //! the result, and the new state is published before the reply so a read
 //! after the write sees it.
 
-use super::model::{BackendKey, Override, Revocation};
-use super::runtime::{AUDIT_TAIL, Runtime};
+use super::super::model::{BackendKey, Override, Revocation};
+use super::super::runtime::{AUDIT_TAIL, Runtime};
 use crate::api::command::{ApiError, Command, CommandRequest};
 use crate::api::view::AuditEntry;
 use crate::clock::Now;
@@ -13,7 +13,7 @@ use log::error;
 use serde_json::json;
 
 impl Runtime {
-    pub(super) fn on_api(&mut self, req: CommandRequest, now: Now) -> bool {
+    pub(in crate::overwatch) fn on_api(&mut self, req: CommandRequest, now: Now) {
         let at = now.wall_secs();
         let detail = detail(&req.command);
         let result = self.apply(&req.command, &req.by, now);
@@ -37,15 +37,12 @@ impl Runtime {
             let cut = self.audit_tail.len() - AUDIT_TAIL;
             self.audit_tail.drain(..cut);
         }
-        let changed = result.is_ok();
         // Saved, then published, then answered: a read after the write
         // sees it, and nothing visible is lost to a crash.
         self.reg.recompute(now);
         self.persist();
-        self.replan();
         self.publish(now);
         let _ = req.reply.send(result);
-        changed
     }
 
     fn apply(&mut self, cmd: &Command, by: &str, now: Now) -> Result<serde_json::Value, ApiError> {
@@ -130,7 +127,7 @@ impl Runtime {
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid address {address:?}")))?;
         let key = BackendKey::new(service, ip, port);
-        if !self.reg.cfg.services.contains(&key.service) {
+        if !self.reg.cfg().services.contains(&key.service) {
             return Err(ApiError::not_found(format!("unknown service {service:?}")));
         }
         Ok(key)

@@ -1,8 +1,8 @@
 //! Registry behaviour over time, driven by made-up clocks.
 
-use super::model::*;
-use super::precedence::Status;
-use super::registry::{Registry, RegistryConfig};
+use super::super::model::*;
+use super::super::precedence::Status;
+use super::{Registry, RegistryConfig};
 use crate::clock::{Mono, Now};
 use crate::config::Config;
 use std::net::SocketAddr;
@@ -44,7 +44,7 @@ fn report(addr: &str, healthy: bool, draining: bool) -> BackendReport {
 
 fn status(r: &Registry, addr: &str) -> Option<Status> {
     let key = BackendKey::new("app.gslb.test", addr.parse().unwrap(), 80);
-    r.effective.get(&key).map(|e| e.status)
+    r.effective(&key).map(|e| e.status)
 }
 
 fn register(r: &mut Registry, id: &str, reports: Vec<BackendReport>, now: u64) {
@@ -85,10 +85,10 @@ fn agent_goes_stale_then_lost_then_returns() {
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Stale));
     r.recompute(t(62_000));
     assert_eq!(status(&r, "10.0.0.2"), None);
-    assert!(r.lost.contains_key("a1"));
+    assert!(r.lost().contains_key("a1"));
     register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 70_000);
     r.recompute(t(70_000));
-    assert!(!r.lost.contains_key("a1"));
+    assert!(!r.lost().contains_key("a1"));
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
 }
 
@@ -101,7 +101,7 @@ fn graceful_leave_is_immediate_and_not_lost() {
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Draining));
     r.recompute(t(100_000));
     assert_eq!(status(&r, "10.0.0.2"), None);
-    assert!(!r.lost.contains_key("a1"));
+    assert!(!r.lost().contains_key("a1"));
 }
 
 #[test]
@@ -131,12 +131,12 @@ fn agent_report_merges_with_static_server() {
     let mut r = registry();
     register(&mut r, "a1", vec![report("10.0.0.1", false, false)], 0);
     r.recompute(t(0));
-    assert_eq!(r.backends.len(), 1);
+    assert_eq!(r.backends().len(), 1);
     assert_eq!(status(&r, "10.0.0.1"), Some(Status::Unhealthy));
     r.agent_left("a1", t(1));
     r.recompute(t(200_000));
     // The static server stays after its agent is gone.
-    assert_eq!(r.backends.len(), 1);
+    assert_eq!(r.backends().len(), 1);
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn override_wins_and_expires() {
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Unhealthy));
     r.agent_heartbeat("a1", t(2000));
     r.recompute(t(2000));
-    assert!(r.overrides.is_empty());
+    assert!(r.overrides().is_empty());
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
 }
 
@@ -173,11 +173,11 @@ fn rejected_agent_loses_its_backends() {
     r.recompute(t(10));
     assert_eq!(status(&r, "10.0.0.2"), None);
     assert_eq!(
-        r.agents["a1"].reject_reason.as_deref(),
+        r.agents()["a1"].reject_reason.as_deref(),
         Some("pin_mismatch")
     );
     assert!(r.forget_agent("a1"));
-    assert!(!r.pins.contains_key("a1"));
+    assert!(!r.pins().contains_key("a1"));
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn unknown_service_is_ignored() {
     bad.key = BackendKey::new("other.test", bad.key.address, bad.key.port);
     register(&mut r, "a1", vec![bad], 0);
     r.recompute(t(0));
-    assert_eq!(r.backends.len(), 1);
+    assert_eq!(r.backends().len(), 1);
 }
 
 /// Issue 9: the wall clock steps back and forward an hour while agents
@@ -228,7 +228,7 @@ fn wall_clock_steps_neither_stale_agents_nor_move_override_expiry() {
             r.agent_heartbeat("a1", at(s * 1000));
             r.recompute(at(s * 1000));
             assert_eq!(
-                r.agents["a1"].status,
+                r.agents()["a1"].status,
                 AgentStatus::Active,
                 "step {step} at {s} s"
             );
@@ -240,16 +240,16 @@ fn wall_clock_steps_neither_stale_agents_nor_move_override_expiry() {
         }
         assert_eq!(r.next_deadline(), Some(Mono(30_000)));
         r.recompute(at(29_999));
-        assert!(r.overrides.contains_key(&key));
+        assert!(r.overrides().contains_key(&key));
         r.agent_heartbeat("a1", at(30_000));
         r.recompute(at(30_000));
         assert!(
-            r.overrides.is_empty(),
+            r.overrides().is_empty(),
             "step {step}: expired 30 s after it was set"
         );
         assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
         // Operators see the wall time of the last message, stepped or not.
-        assert_eq!(r.agents["a1"].last_seen_wall_ms, wall(30_000, true));
+        assert_eq!(r.agents()["a1"].last_seen_wall_ms, wall(30_000, true));
     }
 }
 
@@ -276,5 +276,5 @@ fn restored_override_keeps_its_wall_expiry() {
     r.recompute(Now::at(24_999, WALL0_SECS * 1000 + 19_999));
     assert_eq!(status(&r, "10.0.0.1"), Some(Status::Healthy));
     r.recompute(Now::at(25_000, WALL0_SECS * 1000 + 20_000));
-    assert!(r.overrides.is_empty());
+    assert!(r.overrides().is_empty());
 }
