@@ -146,6 +146,11 @@ lg_alive() {
     done
 }
 
+# Alive and not a zombie waiting to be reaped.
+running() { # pid
+    [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+
 start_overwatch() {
     "$BIN" --config "$WORK/overwatch.yaml" --mode overwatch >>"$WORK/overwatch.log" 2>&1 &
     OW_PID=$!
@@ -375,6 +380,17 @@ RESTART_RSS=0
 if [ "$RESTART" = 1 ]; then
     echo "== restarting the Overwatch under the fleet (load average $(loadavg))"
     kill -TERM "$OW_PID"
+    i=0
+    while running "$OW_PID" && [ "$i" -lt 150 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if running "$OW_PID"; then
+        echo "WARNING: the Overwatch did not stop within 15 s of SIGTERM; killed"
+        kill -KILL "$OW_PID" 2>/dev/null || true
+    else
+        echo "stopped $((i / 10)).$((i % 10)) s after SIGTERM"
+    fi
     wait "$OW_PID" 2>/dev/null || true
     r0=$(date +%s%N)
     start_overwatch

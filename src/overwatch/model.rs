@@ -5,6 +5,7 @@
 //! dead one active. Times shown to operators (first/last seen) are wall
 //! milliseconds recorded alongside; persisted times are wall unix seconds.
 
+use super::precedence::{Rule, Status};
 use crate::clock::Mono;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -19,6 +20,14 @@ pub struct Verdict {
     pub error: Option<String>,
 }
 
+/// What `precedence::decide` concluded for one backend, kept with it for
+/// views, DNS and logging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Effective {
+    pub status: Status,
+    pub rule: Rule,
+}
+
 #[derive(Clone, Debug)]
 pub struct Backend {
     pub key: BackendKey,
@@ -31,6 +40,8 @@ pub struct Backend {
     /// What the agent last said about it (the shared report type).
     pub claim: Option<BackendReport>,
     pub validation: Option<Verdict>,
+    /// Set by the registry's `recompute` only; `None` until first decided.
+    pub effective: Option<Effective>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! built from its own backends only, so the publisher rebuilds just the
 //! domains that changed.
 
-use super::super::model::{BackendKey, normalize_name};
+use super::super::model::{Backend, BackendKey, normalize_name};
 use super::super::precedence::Status;
 use super::super::registry::Registry;
 use crate::config::{Config, Domain};
@@ -29,32 +29,46 @@ pub fn zones(cfg: &Config) -> Vec<ZoneSpec> {
 pub fn domain(reg: &Registry, d: &Domain) -> DomainSpec {
     let cfg = &reg.cfg().config;
     let name = normalize_name(&d.name);
-    let priority = |key: &BackendKey| {
-        let b = reg.backends().get(key);
-        let region_rank = b
-            .and_then(|b| d.regions.iter().position(|r| *r == b.region))
+    let rank = |b: &Backend| {
+        let region_rank = d
+            .regions
+            .iter()
+            .position(|r| *r == b.region)
             .unwrap_or(usize::MAX);
-        let static_rank = b.and_then(|b| b.static_order).unwrap_or(usize::MAX);
-        (region_rank, static_rank, key.address, key.port)
+        let static_rank = b.static_order.unwrap_or(usize::MAX);
+        (region_rank, static_rank, b.key.address, b.key.port)
     };
-    let mut healthy: Vec<&BackendKey> = reg
+    // Walks the domain's own backends: no lookup per backend.
+    let mut healthy: Vec<&Backend> = reg
         .domain_backends(&name)
-        .filter(|b| {
-            reg.effective(&b.key)
-                .is_some_and(|e| e.status == Status::Healthy)
-        })
-        .map(|b| &b.key)
+        .filter(|b| b.effective.is_some_and(|e| e.status == Status::Healthy))
         .collect();
-    healthy.sort_by_cached_key(|k| priority(k));
-    let targets = to_targets(reg, healthy.iter().copied());
+    healthy.sort_by_cached_key(|b| rank(b));
+    let targets = healthy.iter().map(|b| target(b)).collect();
     let return_last = d.return_last_healthy.unwrap_or(cfg.dns.return_last_healthy);
     let last_healthy = if return_last {
-        let mut last: Vec<&BackendKey> = reg
+        // A backend that went since keeps its place last, weight 1.
+        let mut last: Vec<(Option<&Backend>, &BackendKey)> = reg
             .last_healthy(&name)
-            .map(|v| v.iter().collect())
-            .unwrap_or_default();
-        last.sort_by_cached_key(|k| priority(k));
-        Some(to_targets(reg, last.into_iter()))
+            .unwrap_or_default()
+            .iter()
+            .map(|k| (reg.backends().get(k), k))
+            .collect();
+        last.sort_by_cached_key(|(b, k)| match b {
+            Some(b) => rank(b),
+            None => (usize::MAX, usize::MAX, k.address, k.port),
+        });
+        Some(
+            last.iter()
+                .map(|(b, k)| match b {
+                    Some(b) => target(b),
+                    None => Target {
+                        ip: k.address,
+                        weight: 1,
+                    },
+                })
+                .collect(),
+        )
     } else {
         None
     };
@@ -68,10 +82,9 @@ pub fn domain(reg: &Registry, d: &Domain) -> DomainSpec {
     }
 }
 
-fn to_targets<'a>(reg: &Registry, keys: impl Iterator<Item = &'a BackendKey>) -> Vec<Target> {
-    keys.map(|k| Target {
-        ip: k.address,
-        weight: reg.backends().get(k).map(|b| b.weight).unwrap_or(1),
-    })
-    .collect()
+fn target(b: &Backend) -> Target {
+    Target {
+        ip: b.key.address,
+        weight: b.weight,
+    }
 }

@@ -30,7 +30,7 @@ fn secs(ms: u64) -> u64 {
 
 /// One backend's entry, and whether its agent and validation disagree.
 pub fn backend(reg: &Registry, b: &Backend) -> (BackendView, bool) {
-    let eff = reg.effective(&b.key);
+    let eff = b.effective;
     let agent = b.agent_id.as_ref().and_then(|id| reg.agents().get(id));
     let claim = b.claim.as_ref();
     let validated = reg.is_validated(b);

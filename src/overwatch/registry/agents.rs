@@ -128,6 +128,7 @@ impl Registry {
                 agent_id: None,
                 claim: None,
                 validation: None,
+                effective: None,
             });
             // What DNS serves depends on weight and region (priority).
             let dns = b.weight != report.weight || b.region != region;

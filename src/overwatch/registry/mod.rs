@@ -20,7 +20,7 @@ mod tests;
 pub use changes::Changes;
 
 use super::model::*;
-use super::precedence::{self, AgentClaim, Facts, Rule, Status};
+use super::precedence::{self, AgentClaim, Facts, Status};
 use crate::clock::{Mono, Now};
 use crate::config::Config;
 use changes::Dirty;
@@ -59,18 +59,10 @@ impl RegistryConfig {
     }
 }
 
-/// What `decide` concluded for one backend, cached for views and logging.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Effective {
-    pub status: Status,
-    pub rule: Rule,
-}
-
 #[derive(Default)]
 pub struct Registry {
     cfg: RegistryConfig,
     backends: BTreeMap<BackendKey, Backend>,
-    effective: BTreeMap<BackendKey, Effective>,
     agents: BTreeMap<String, Agent>,
     overrides: BTreeMap<BackendKey, Override>,
     /// When each expiring override ends, on the monotonic clock.
@@ -113,7 +105,6 @@ impl Registry {
     fn mark_all(&mut self) {
         self.dirty.changes = Changes::everything();
         self.dirty.undecided = self.backends.keys().cloned().collect();
-        self.dirty.undecided.extend(self.effective.keys().cloned());
     }
 
     // --------------------------------------------------------- accessors
@@ -140,7 +131,7 @@ impl Registry {
     }
 
     pub fn effective(&self, key: &BackendKey) -> Option<Effective> {
-        self.effective.get(key).copied()
+        self.backends.get(key).and_then(|b| b.effective)
     }
 
     pub fn agents(&self) -> &BTreeMap<String, Agent> {
@@ -236,6 +227,7 @@ impl Registry {
                 agent_id: None,
                 claim: None,
                 validation: None,
+                effective: None,
             });
             b.static_order = Some(order);
             if b.agent_id.is_none() {
@@ -281,19 +273,19 @@ impl Registry {
         }
         let mut touched: BTreeSet<String> = BTreeSet::new();
         for key in std::mem::take(&mut self.dirty.undecided) {
-            let new = self.backends.get(&key).map(|b| {
-                let (status, rule) = precedence::decide(&self.facts(b));
-                Effective { status, rule }
-            });
-            let old = self.effective.get(&key).copied();
-            if old == new {
+            // A backend that went was marked (and its domain) when it went.
+            let Some(b) = self.backends.get(&key) else {
+                continue;
+            };
+            let (status, rule) = precedence::decide(&self.facts(b));
+            let new = Effective { status, rule };
+            if b.effective == Some(new) {
                 continue;
             }
-            log_change(&key, old, new);
-            match new {
-                Some(e) => self.effective.insert(key.clone(), e),
-                None => self.effective.remove(&key),
-            };
+            log_change(&key, b.effective, new);
+            if let Some(b) = self.backends.get_mut(&key) {
+                b.effective = Some(new);
+            }
             changed = true;
             self.dirty.domain(&key.service);
             self.dirty.changes.backends.insert(key.clone());
@@ -313,17 +305,10 @@ impl Registry {
         if !self.cfg.services.contains(service) {
             return;
         }
-        let from = BackendKey {
-            service: service.to_string(),
-            address: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            port: 0,
-        };
         let healthy: Vec<BackendKey> = self
-            .effective
-            .range(from..)
-            .take_while(|(k, _)| k.service == service)
-            .filter(|(_, e)| e.status == Status::Healthy)
-            .map(|(k, _)| k.clone())
+            .domain_backends(service)
+            .filter(|b| b.effective.is_some_and(|e| e.status == Status::Healthy))
+            .map(|b| b.key.clone())
             .collect();
         if !healthy.is_empty() {
             self.last_healthy.insert(service.to_string(), healthy);
@@ -434,25 +419,24 @@ impl Registry {
     }
 }
 
-fn log_change(key: &BackendKey, old: Option<Effective>, new: Option<Effective>) {
-    match (old, new) {
-        (Some(old), Some(new)) if old.status == new.status => log::debug!(
+fn log_change(key: &BackendKey, old: Option<Effective>, new: Effective) {
+    match old {
+        Some(old) if old.status == new.status => log::debug!(
             "backend {key} still {} ({} -> {})",
             new.status.as_str(),
             old.rule.as_str(),
             new.rule.as_str()
         ),
-        (Some(old), Some(new)) => info!(
+        Some(old) => info!(
             "backend {key} {} -> {} ({})",
             old.status.as_str(),
             new.status.as_str(),
             new.rule.as_str()
         ),
-        (None, Some(new)) => info!(
+        None => info!(
             "backend {key} is {} ({})",
             new.status.as_str(),
             new.rule.as_str()
         ),
-        (_, None) => log::debug!("backend {key} is gone"),
     }
 }
