@@ -134,9 +134,11 @@ impl Runtime {
         };
         rt.reg.recompute(now);
         rt.publish(now);
-        rt.out
-            .policy
-            .publish(publish::policy::build(config, &rt.reg));
+        rt.out.policy.publish(publish::policy::build(
+            config,
+            &rt.reg,
+            &rt.out.policy.load(),
+        ));
         Ok(rt)
     }
 

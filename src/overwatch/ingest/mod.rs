@@ -125,9 +125,11 @@ impl Runtime {
         self.node_id = node_id(&config);
         self.reg
             .reconfigure(RegistryConfig::from_config(&config), now);
-        self.out
-            .policy
-            .publish(publish::policy::build(&config, &self.reg));
+        self.out.policy.publish(publish::policy::build(
+            &config,
+            &self.reg,
+            &self.out.policy.load(),
+        ));
         let names: HashSet<String> = config
             .domains
             .iter()

@@ -9,8 +9,13 @@ use crate::gossip::{Keyring, Policy};
 use log::warn;
 use std::collections::{HashMap, HashSet};
 
-/// The whole policy after a (re)load; pins and revocations from the registry.
-pub fn build(config: &Config, reg: &Registry) -> Policy {
+/// The policy after a (re)load: keys, tokens and services from the
+/// configuration, pins and revocations from the registry, anything else
+/// kept from the policy published before (`old`).
+// Every field is set today; the update keeps fields gossip adds to the
+// policy (and owns) when the configuration is reloaded.
+#[allow(clippy::needless_update)]
+pub fn build(config: &Config, reg: &Registry, old: &Policy) -> Policy {
     let keyring = match config.resolved_secrets(Mode::Overwatch) {
         Ok(secrets) => Keyring::from_raw(&secrets.gossip_keys),
         Err(e) => {
@@ -29,6 +34,7 @@ pub fn build(config: &Config, reg: &Registry) -> Policy {
         known_services: reg.cfg().services.iter().cloned().collect(),
         pins: pins(reg),
         revoked: revoked(reg),
+        ..old.clone()
     }
 }
 
