@@ -2,7 +2,8 @@
 //!
 //! It waits on its channels (check results, gossip events, API commands,
 //! control) with a timeout to the next thing that changes by itself, so
-//! nothing polls. Each turn reads the clock once (`crate::clock::Now`),
+//! nothing polls; gossip is taken in batches at most every `GOSSIP_PACE`
+//! while it keeps coming. Each turn reads the clock once (`crate::clock::Now`),
 //! beats its `Liveness` for the watchdog with that reading's monotonic
 //! part, and passes the reading down. Events are applied in batches
 //! (`ingest`); after a batch that changed something visible the registry
@@ -45,6 +46,12 @@ pub(super) const AUDIT_TAIL: usize = crate::api::read::AUDIT_MAX;
 const VIEW_REFRESH: Duration = Duration::from_millis(5_000);
 /// Events applied before publishing, under load.
 const BATCH: usize = 4096;
+/// After a turn that took gossip messages, how long new ones wait so they
+/// are taken in batches: 10,000 heartbeats a second become ~100 turns
+/// instead of a wake-up each.
+const GOSSIP_PACE: Duration = Duration::from_millis(10);
+/// How long staleness may wait while the registry is behind on gossip.
+const MAX_LIVENESS_DEFER: Duration = Duration::from_secs(5);
 
 pub enum Control {
     Reload(Box<Config>),
@@ -93,6 +100,10 @@ pub struct Runtime {
     pub(super) ready: bool,
     pub(super) next_deadline: Option<Mono>,
     pub(super) last_view: Mono,
+    /// Since when the batches end with gossip still queued.
+    pub(super) behind_since: Option<Mono>,
+    /// Gossip is not waited for before this (see `GOSSIP_PACE`).
+    pub(super) gossip_paced_until: Option<Mono>,
     pub(super) gossip: Option<Arc<Mutex<GossipServer>>>,
     pub(super) policy_dirty: bool,
 }
@@ -129,6 +140,8 @@ impl Runtime {
             ready: false,
             next_deadline: None,
             last_view: now.mono,
+            behind_since: None,
+            gossip_paced_until: None,
             gossip: None,
             policy_dirty: false,
         };
@@ -162,22 +175,44 @@ impl Runtime {
                 .map(|d| now.mono.until(d))
                 .unwrap_or(MAX_WAIT)
                 .min(MAX_WAIT);
-            let first = select! {
-                recv(inputs.checks) -> m => m.ok().map(Input::Check),
-                recv(inputs.gossip) -> m => m.ok().map(Input::Gossip),
-                recv(inputs.api) -> m => m.ok().map(Input::Api),
-                recv(inputs.control) -> m => match m {
-                    Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
-                    Ok(Control::Stop) | Err(_) => break,
+            // Right after a turn that took gossip, gossip waits out the
+            // pace (heartbeats queue up and are taken as one batch);
+            // operators and checks are taken at once.
+            let pace = self
+                .gossip_paced_until
+                .map(|t| now.mono.until(t))
+                .filter(|d| !d.is_zero());
+            let first = match pace {
+                Some(pace) => select! {
+                    recv(inputs.checks) -> m => m.ok().map(Input::Check),
+                    recv(inputs.api) -> m => m.ok().map(Input::Api),
+                    recv(inputs.control) -> m => match m {
+                        Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
+                        Ok(Control::Stop) | Err(_) => break,
+                    },
+                    default(wait.min(pace)) => None,
                 },
-                default(wait) => None,
+                None => select! {
+                    recv(inputs.checks) -> m => m.ok().map(Input::Check),
+                    recv(inputs.gossip) -> m => m.ok().map(Input::Gossip),
+                    recv(inputs.api) -> m => m.ok().map(Input::Api),
+                    recv(inputs.control) -> m => match m {
+                        Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
+                        Ok(Control::Stop) | Err(_) => break,
+                    },
+                    default(wait) => None,
+                },
             };
             // The one clock reading of this turn.
             now = Now::read();
             self.out.liveness.beat(now.mono);
+            let mut took_gossip = false;
             match first {
                 Some(Input::Check(r)) => self.on_check(r, now),
-                Some(Input::Gossip(e)) => self.on_gossip(e, now),
+                Some(Input::Gossip(e)) => {
+                    took_gossip = true;
+                    self.on_gossip(e, now)
+                }
                 Some(Input::Api(r)) => self.on_api(r, now),
                 Some(Input::Reload(cfg)) => self.on_reload(*cfg, now),
                 None => {}
@@ -191,15 +226,30 @@ impl Runtime {
                 }
                 if let Ok(e) = inputs.gossip.try_recv() {
                     self.on_gossip(e, now);
+                    took_gossip = true;
                     any = true;
                 }
                 if !any {
                     break;
                 }
             }
+            self.gossip_paced_until = took_gossip.then(|| now.mono.after(GOSSIP_PACE));
             let due = self.next_deadline.is_some_and(|d| now.mono >= d);
             if due || self.reg.changes().visible() {
-                self.reg.recompute(now);
+                // Behind on gossip (the batch ended with messages queued):
+                // heartbeats still in the queue must not make agents stale,
+                // for a while; an overload that lasts must not keep a dead
+                // agent in DNS either.
+                let behind = !inputs.gossip.is_empty();
+                let since = *self.behind_since.get_or_insert(now.mono);
+                if !behind {
+                    self.behind_since = None;
+                }
+                if behind && now.mono.since(since) < MAX_LIVENESS_DEFER {
+                    self.reg.recompute_behind(now);
+                } else {
+                    self.reg.recompute(now);
+                }
             }
             // What readers are about to see (a new pin, a lost agent, an
             // expired override) is on disk first, so a crash right after

@@ -267,8 +267,20 @@ impl Registry {
     /// every backend whose facts changed; logs each change once. Returns
     /// true when an effective status changed or a backend appeared or went.
     pub fn recompute(&mut self, now: Now) -> bool {
+        self.recompute_with(now, true)
+    }
+
+    /// `recompute` for an owner that has not caught up with its input:
+    /// messages still queued may be the very heartbeats that keep agents
+    /// fresh, so nobody is declared stale (or removed) until the queue is
+    /// drained. Everything else is decided as usual.
+    pub fn recompute_behind(&mut self, now: Now) -> bool {
+        self.recompute_with(now, false)
+    }
+
+    fn recompute_with(&mut self, now: Now, judge_liveness: bool) -> bool {
         let mut changed = self.expire_overrides(now.mono);
-        if self.liveness_due.is_some_and(|d| now.mono >= d) {
+        if judge_liveness && self.liveness_due.is_some_and(|d| now.mono >= d) {
             changed |= self.update_agent_liveness(now.mono);
         }
         let mut touched: BTreeSet<String> = BTreeSet::new();

@@ -278,3 +278,20 @@ fn restored_override_keeps_its_wall_expiry() {
     r.recompute(Now::at(25_000, WALL0_SECS * 1000 + 20_000));
     assert!(r.overrides().is_empty());
 }
+
+/// While the owner is behind on its input, the heartbeats that keep an
+/// agent fresh may still be queued: nobody goes stale until it caught up.
+#[test]
+fn no_agent_goes_stale_while_heartbeats_may_be_queued() {
+    let mut r = registry();
+    register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 0);
+    r.recompute(t(0));
+    r.recompute_behind(t(10_000));
+    assert_eq!(r.agents()["a1"].status, AgentStatus::Active);
+    // The queued heartbeat arrives; caught up, the agent is fresh.
+    r.agent_heartbeat("a1", t(10_000));
+    r.recompute(t(10_000));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+    r.recompute(t(13_000));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Stale));
+}
