@@ -44,9 +44,12 @@ pub fn domain(reg: &Registry, d: &Domain) -> DomainSpec {
         .filter(|b| b.effective.is_some_and(|e| e.status == Status::Healthy))
         .collect();
     healthy.sort_by_cached_key(|b| rank(b));
-    let targets = healthy.iter().map(|b| target(b)).collect();
+    let targets: Vec<Target> = healthy.iter().map(|b| target(b)).collect();
     let return_last = d.return_last_healthy.unwrap_or(cfg.dns.return_last_healthy);
-    let last_healthy = if return_last {
+    let last_healthy = if return_last && !targets.is_empty() {
+        // Healthy backends now: they are the last healthy set.
+        Some(targets.clone())
+    } else if return_last {
         // A backend that went since keeps its place last, weight 1.
         let mut last: Vec<(Option<&Backend>, &BackendKey)> = reg
             .last_healthy(&name)

@@ -289,8 +289,8 @@ impl Registry {
         if b.static_order.is_some() {
             b.agent_id = None;
             b.claim = None;
-        } else {
-            self.backends.remove(key);
+        } else if let Some(b) = self.backends.remove(key) {
+            self.forget_effective(&b);
             self.dirty.domain(&key.service);
         }
     }

@@ -70,8 +70,16 @@ pub struct Registry {
     pins: BTreeMap<String, Pin>,
     revocations: BTreeMap<String, Revocation>,
     lost: BTreeMap<String, LostAgent>,
-    /// Last non-empty healthy set per domain, for `return_last_healthy`.
+    /// Per domain, its healthy set from when it last lost its last healthy
+    /// backend, for `return_last_healthy` (while a domain has healthy
+    /// backends, DNS serves those and this is not read).
     last_healthy: BTreeMap<String, Vec<BackendKey>>,
+    /// Backends that stopped being healthy (or went while healthy) since
+    /// the last `recompute`, per domain: the domain's healthy set before
+    /// this round, should it now be empty. Effective statuses change only
+    /// in `recompute`, once per backend a round, so nothing is copied
+    /// while a domain keeps healthy backends.
+    healthy_gone: BTreeMap<String, Vec<BackendKey>>,
     /// Set on every change that persisted state must follow.
     persist_dirty: bool,
     /// No agent can change liveness before this; agents are scanned only
@@ -211,12 +219,19 @@ impl Registry {
             }
         }
         // Drop static servers that left the config unless an agent reports them.
+        let gone = &mut self.healthy_gone;
         self.backends.retain(|key, b| {
             if wanted.contains_key(key) {
                 return true;
             }
             b.static_order = None;
-            b.agent_id.is_some()
+            let keep = b.agent_id.is_some();
+            if !keep && b.effective.is_some_and(|e| e.status == Status::Healthy) {
+                gone.entry(key.service.clone())
+                    .or_default()
+                    .push(key.clone());
+            }
+            keep
         });
         for (key, (weight, region, order)) in wanted {
             let b = self.backends.entry(key.clone()).or_insert_with(|| Backend {
@@ -283,7 +298,6 @@ impl Registry {
         if judge_liveness && self.liveness_due.is_some_and(|d| now.mono >= d) {
             changed |= self.update_agent_liveness(now.mono);
         }
-        let mut touched: BTreeSet<String> = BTreeSet::new();
         for key in std::mem::take(&mut self.dirty.undecided) {
             // A backend that went was marked (and its domain) when it went.
             let Some(b) = self.backends.get(&key) else {
@@ -295,41 +309,50 @@ impl Registry {
                 continue;
             }
             log_change(&key, b.effective, new);
+            let was_healthy = b.effective.is_some_and(|e| e.status == Status::Healthy);
             if let Some(b) = self.backends.get_mut(&key) {
                 b.effective = Some(new);
             }
             changed = true;
             self.dirty.domain(&key.service);
             self.dirty.changes.backends.insert(key.clone());
-            if !touched.contains(&key.service) {
-                touched.insert(key.service.clone());
+            if was_healthy && new.status != Status::Healthy {
+                self.healthy_gone
+                    .entry(key.service.clone())
+                    .or_default()
+                    .push(key.clone());
             }
         }
-        for service in touched {
-            self.track_last_healthy(&service);
+        for (service, gone) in std::mem::take(&mut self.healthy_gone) {
+            self.track_last_healthy(&service, gone);
         }
         changed
     }
 
-    /// Keeps the domain's healthy set for `return_last_healthy` when it is
-    /// not empty; says once when it became empty.
-    fn track_last_healthy(&mut self, service: &str) {
-        if !self.cfg.services.contains(service) {
+    /// A backend leaves the registry: if it was healthy, its domain's
+    /// healthy set before this round included it.
+    pub(super) fn forget_effective(&mut self, b: &Backend) {
+        if b.effective.is_some_and(|e| e.status == Status::Healthy) {
+            self.healthy_gone
+                .entry(b.key.service.clone())
+                .or_default()
+                .push(b.key.clone());
+        }
+    }
+
+    /// Records the domain's last healthy set when it has just lost its
+    /// last healthy backend (`gone` is then that set), and says so once.
+    fn track_last_healthy(&mut self, service: &str, mut gone: Vec<BackendKey>) {
+        if !self.cfg.services.contains(service) || gone.is_empty() {
             return;
         }
-        let healthy: Vec<BackendKey> = self
+        let any = self
             .domain_backends(service)
-            .filter(|b| b.effective.is_some_and(|e| e.status == Status::Healthy))
-            .map(|b| b.key.clone())
-            .collect();
-        if !healthy.is_empty() {
-            self.last_healthy.insert(service.to_string(), healthy);
-        } else if self
-            .last_healthy
-            .get(service)
-            .is_some_and(|v| !v.is_empty())
-        {
+            .any(|b| b.effective.is_some_and(|e| e.status == Status::Healthy));
+        if !any {
             warn!("domain {service} has no healthy backend");
+            gone.sort();
+            self.last_healthy.insert(service.to_string(), gone);
         }
     }
 

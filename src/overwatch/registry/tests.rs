@@ -295,3 +295,46 @@ fn no_agent_goes_stale_while_heartbeats_may_be_queued() {
     r.recompute(t(13_000));
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Stale));
 }
+
+/// `return_last_healthy` serves the set a domain had just before it lost
+/// its last healthy backend, even when several went in one batch.
+#[test]
+fn last_healthy_is_the_set_before_the_domain_went_empty() {
+    let mut r = registry();
+    let two = vec![
+        report("10.0.0.2", true, false),
+        report("10.0.0.3", true, false),
+    ];
+    register(&mut r, "a1", two, 0);
+    r.recompute(t(0));
+    r.agent_state("a1", vec![report("10.0.0.2", false, false)], false, t(10));
+    r.agent_state("a1", vec![report("10.0.0.3", false, false)], false, t(10));
+    r.recompute(t(10));
+    let keys: Vec<String> = r
+        .last_healthy("app.gslb.test")
+        .unwrap_or_default()
+        .iter()
+        .map(|k| k.address.to_string())
+        .collect();
+    assert_eq!(keys, ["10.0.0.2", "10.0.0.3"]);
+    // A healthy backend again, then gone with its agent: that one is the
+    // last healthy set now.
+    r.agent_state("a1", vec![report("10.0.0.3", true, false)], false, t(20));
+    r.recompute(t(20));
+    r.agent_removed(
+        "a1",
+        &[BackendKey::new(
+            "app.gslb.test",
+            "10.0.0.3".parse().unwrap(),
+            80,
+        )],
+    );
+    r.recompute(t(30));
+    let keys: Vec<String> = r
+        .last_healthy("app.gslb.test")
+        .unwrap_or_default()
+        .iter()
+        .map(|k| k.address.to_string())
+        .collect();
+    assert_eq!(keys, ["10.0.0.3"]);
+}
