@@ -95,6 +95,12 @@ loadavg() {
     cut -d' ' -f1-3 /proc/loadavg
 }
 
+# UDP datagrams the kernel dropped for a full receive buffer, machine-wide
+# (other processes' drops count too).
+rcvbuf_errors() {
+    awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $6 }' /proc/net/snmp
+}
+
 # utime + stime of a process (all its threads), in clock ticks.
 cpu_ticks() { # pid
     sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
@@ -335,6 +341,7 @@ fi
 echo "== loaded, measuring $LOAD_SECONDS s (load average $(loadavg))"
 show_stats before
 E0=$(reg_events)
+D0=$(rcvbuf_errors)
 o0=$(cpu_ticks "$OW_PID")
 l0=$(lg_ticks)
 PEAK_RSS=0
@@ -355,6 +362,7 @@ while [ "$n" -lt "$LOAD_SECONDS" ]; do
 done
 o1=$(cpu_ticks "$OW_PID")
 E1=$(reg_events)
+D1=$(rcvbuf_errors)
 l1=$(lg_ticks)
 LOAD_CPU=$(awk -v d=$((o1 - o0)) -v hz="$HZ" -v s="$LOAD_SECONDS" 'BEGIN { printf "%.1f", d / hz / s * 100 }')
 LG_CPU=$(awk -v d=$((l1 - l0)) -v hz="$HZ" -v s="$LOAD_SECONDS" 'BEGIN { printf "%.1f", d / hz / s * 100 }')
@@ -363,6 +371,7 @@ track_extremes
 echo "overwatch CPU under load: $LOAD_CPU % of one core (idle $IDLE_CPU %); peak RSS $((PEAK_RSS / 1024)) MB (idle $((IDLE_RSS / 1024)) MB)"
 echo "load generator CPU: $LG_CPU % of one core (shares the 2 cores with the Overwatch)"
 echo "registrations during the window (load generator, 5 s resolution): $((E1 - E0))"
+echo "UDP datagrams dropped for a full receive buffer during the window (machine-wide): $((D1 - D0))"
 echo "load average $(loadavg)"
 
 dnsperf_run
@@ -414,6 +423,9 @@ if [ "$RESTART" = 1 ]; then
     RESTART_SECS=$(awk -v d=$((r1 - r0)) 'BEGIN { printf "%.1f", d / 1e9 }')
     RESTART_CPU=$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v ns=$((r1 - r0)) 'BEGIN { printf "%.1f", d / hz / (ns / 1e9) * 100 }')
     echo "after the restart: $ACTIVE of $AGENTS agents active after $RESTART_SECS s (per the API, 1 s resolution); Overwatch CPU meanwhile $RESTART_CPU % of one core, peak RSS $((RESTART_RSS / 1024)) MB; load average $(loadavg)"
+    if [ "$ACTIVE" -lt "$AGENTS" ]; then
+        RESTART_SECS="not all: $ACTIVE of $AGENTS after $RESTART_SECS"
+    fi
 fi
 
 touch "$WORK/stop"
