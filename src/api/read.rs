@@ -48,7 +48,7 @@ pub fn answer(route: &Route, query: &str, view: &OverwatchView) -> Result<(u16, 
             ok(json!({"overrides": to_value(&view.overrides), "generated_at": generated_at}))
         }
         Route::HealthServers => {
-            let servers: Vec<Value> = view.backends.iter().map(server_entry).collect();
+            let servers: Vec<Value> = view.backends.iter().map(|b| server_entry(b)).collect();
             ok(json!({"servers": servers, "generated_at": generated_at}))
         }
         Route::Healthz => ok(healthz(view)),
@@ -261,7 +261,10 @@ mod tests {
                 backend("app", "eu", BackendStatus::Healthy),
                 backend("app", "us", BackendStatus::Stale),
                 backend("api", "eu", BackendStatus::Draining),
-            ],
+            ]
+            .into_iter()
+            .map(Into::into)
+            .collect(),
             agents: vec![
                 AgentView {
                     id: "a".into(),
@@ -278,7 +281,10 @@ mod tests {
                     status: AgentStatus::Rejected,
                     ..Default::default()
                 },
-            ],
+            ]
+            .into_iter()
+            .map(Into::into)
+            .collect(),
             ..Default::default()
         }
     }

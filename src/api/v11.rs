@@ -130,16 +130,16 @@ mod tests {
         OverwatchView {
             generated_at: now,
             agents: vec![
-                agent("soon", Some(now + 2 * DAY)),
-                agent("later", Some(now + 60 * DAY)),
-                agent("expired", Some(now - DAY)),
-                agent("unknown", None),
+                agent("soon", Some(now + 2 * DAY)).into(),
+                agent("later", Some(now + 60 * DAY)).into(),
+                agent("expired", Some(now - DAY)).into(),
+                agent("unknown", None).into(),
             ],
             backends: vec![
-                b("east", BackendStatus::Healthy),
-                b("east", BackendStatus::Stale),
-                b("west", BackendStatus::Healthy),
-                b("", BackendStatus::Draining),
+                b("east", BackendStatus::Healthy).into(),
+                b("east", BackendStatus::Stale).into(),
+                b("west", BackendStatus::Healthy).into(),
+                b("", BackendStatus::Draining).into(),
             ],
             ..Default::default()
         }

@@ -8,6 +8,7 @@
 
 use crate::timefmt;
 use serde::{Deserialize, Serialize, Serializer};
+use std::sync::Arc;
 
 /// Serializes Unix seconds as RFC 3339, `None` as `null`.
 pub fn ser_opt_time<S: Serializer>(t: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
@@ -202,10 +203,12 @@ pub struct OverwatchView {
     pub validation_enabled: bool,
     /// Backends where the agent and validation disagree now.
     pub disagreement_count: u64,
-    pub backends: Vec<BackendView>,
-    pub agents: Vec<AgentView>,
+    /// Entries are shared between successive views: the registry rebuilds
+    /// only those that changed.
+    pub backends: Vec<Arc<BackendView>>,
+    pub agents: Vec<Arc<AgentView>>,
     pub overrides: Vec<OverrideView>,
-    pub domains: Vec<DomainView>,
+    pub domains: Vec<Arc<DomainView>>,
     pub lost_agents: Vec<LostAgentView>,
     /// The newest writes, oldest first (the registry keeps a bounded tail).
     pub audit: Vec<AuditEntry>,

@@ -295,7 +295,11 @@ mod tests {
             ..Default::default()
         };
         let view = OverwatchView {
-            backends: vec![b("app", 80), b("web", 80), b("web", 8080)],
+            backends: vec![
+                b("app", 80).into(),
+                b("web", 80).into(),
+                b("web", 8080).into(),
+            ],
             overrides: vec![OverrideView {
                 service: "gone".into(),
                 address: "10.0.0.1".into(),

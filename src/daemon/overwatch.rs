@@ -39,7 +39,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         policy: Arc::new(SnapshotCell::new(Default::default())),
         dns_stats: Arc::clone(&dns_stats),
         counters: Arc::new(OverwatchCounters::default()),
-        heartbeat: Arc::new(Liveness::new()),
+        liveness: Arc::new(Liveness::new()),
     };
     let (dns_cell, view_cell, policy_cell) = (
         Arc::clone(&published.dns),
@@ -47,7 +47,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         Arc::clone(&published.policy),
     );
     let counters = Arc::clone(&published.counters);
-    let registry_beat = Arc::clone(&published.heartbeat);
+    let registry_beat = Arc::clone(&published.liveness);
     let checker = HealthChecker::start(DEFAULT_WORKERS, ch.checks.0.clone());
     let mut runtime = Runtime::new(&config, store, audit, checker, published)
         .map_err(|e| ExitError::state(format!("cannot start: {e}")))?;

@@ -94,10 +94,10 @@ mod tests {
         };
         let view = OverwatchView {
             backends: vec![
-                b(BackendStatus::Healthy, None, None, 80),
-                b(BackendStatus::Healthy, None, None, 80),
-                b(BackendStatus::Unhealthy, Some("unhealthy"), Some("a1"), 81),
-                b(BackendStatus::Stale, None, Some("a2"), 82),
+                b(BackendStatus::Healthy, None, None, 80).into(),
+                b(BackendStatus::Healthy, None, None, 80).into(),
+                b(BackendStatus::Unhealthy, Some("unhealthy"), Some("a1"), 81).into(),
+                b(BackendStatus::Stale, None, Some("a2"), 82).into(),
             ],
             ..Default::default()
         };

@@ -1,26 +1,16 @@
 //! The registry's plain data: backends, agents, overrides and lost agents.
 //!
-//! Times are milliseconds on the daemon clock (`crate::overwatch::clock`),
-//! which starts at the wall-clock time and then only moves forward, so a
-//! clock step cannot make every agent stale at once.
+//! Liveness runs on the monotonic clock (`crate::clock::Mono`), so a
+//! wall-clock step can neither make every agent stale at once nor keep a
+//! dead one active. Times shown to operators (first/last seen) are wall
+//! milliseconds recorded alongside; persisted times are wall unix seconds.
 
+use super::precedence::{Rule, Status};
+use crate::clock::Mono;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-pub use crate::backend::{BackendKey, normalize_name};
-
-/// What an agent last reported about one of its backends.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgentReport {
-    pub service: String,
-    pub address: IpAddr,
-    pub port: u16,
-    pub weight: u32,
-    pub healthy: bool,
-    pub draining: bool,
-    pub drain_reason: Option<String>,
-    pub last_error: Option<String>,
-}
+pub use crate::backend::{BackendKey, BackendReport, normalize_name};
 
 /// The Overwatch's own verdict on a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +18,14 @@ pub struct Verdict {
     pub healthy: bool,
     pub last_check_ms: u64,
     pub error: Option<String>,
+}
+
+/// What `precedence::decide` concluded for one backend, kept with it for
+/// views, DNS and logging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Effective {
+    pub status: Status,
+    pub rule: Rule,
 }
 
 #[derive(Clone, Debug)]
@@ -39,8 +37,11 @@ pub struct Backend {
     /// `None` for a backend only an agent reports.
     pub static_order: Option<usize>,
     pub agent_id: Option<String>,
-    pub claim: Option<AgentReport>,
+    /// What the agent last said about it (the shared report type).
+    pub claim: Option<BackendReport>,
     pub validation: Option<Verdict>,
+    /// Set by the registry's `recompute` only; `None` until first decided.
+    pub effective: Option<Effective>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,8 +73,11 @@ pub struct Agent {
     pub last_error: Option<String>,
     pub fingerprint: Option<String>,
     pub cert_not_after: Option<u64>,
-    pub first_seen_ms: u64,
-    pub last_seen_ms: u64,
+    /// Wall-clock unix ms, for operators only.
+    pub first_seen_wall_ms: u64,
+    pub last_seen_wall_ms: u64,
+    /// When the last valid message arrived, for staleness.
+    pub last_seen: Mono,
     /// No valid message for this long → stale.
     pub stale_after_ms: u64,
     pub backends: Vec<BackendKey>,
@@ -86,8 +90,11 @@ pub struct Override {
     pub healthy: bool,
     pub reason: String,
     pub by: String,
-    /// Unix seconds.
+    /// Unix seconds (wall clock) when it was set.
     pub at: u64,
+    /// Unix seconds (wall clock): shown to operators and persisted. While
+    /// the Overwatch runs, the override lasts the time it was given on the
+    /// monotonic clock (see `Registry::set_override`).
     pub expires_at: Option<u64>,
 }
 

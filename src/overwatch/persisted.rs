@@ -5,6 +5,7 @@
 
 use super::model::{LostAgent, Override, Pin, Revocation};
 use super::registry::Registry;
+use crate::clock::Now;
 use crate::persist::{PersistError, Store};
 use serde::{Deserialize, Serialize};
 
@@ -24,26 +25,22 @@ pub struct PersistedState {
 
 pub fn snapshot(reg: &Registry) -> PersistedState {
     PersistedState {
-        overrides: reg.overrides.values().cloned().collect(),
-        pins: reg.pins.values().cloned().collect(),
-        revocations: reg.revocations.values().cloned().collect(),
-        lost_agents: reg.lost.values().cloned().collect(),
+        overrides: reg.overrides().values().cloned().collect(),
+        pins: reg.pins().values().cloned().collect(),
+        revocations: reg.revocations().values().cloned().collect(),
+        lost_agents: reg.lost().values().cloned().collect(),
     }
 }
 
-pub fn restore(reg: &mut Registry, state: PersistedState) {
-    for o in state.overrides {
-        reg.overrides.insert(o.key.clone(), o);
-    }
-    for p in state.pins {
-        reg.pins.insert(p.agent_id.clone(), p);
-    }
-    for r in state.revocations {
-        reg.revocations.insert(r.agent_id.clone(), r);
-    }
-    for l in state.lost_agents {
-        reg.lost.insert(l.agent_id.clone(), l);
-    }
+/// Puts persisted state back (see `Registry::restore` for override expiry).
+pub fn restore(reg: &mut Registry, state: PersistedState, now: Now) {
+    reg.restore(
+        state.overrides,
+        state.pins,
+        state.revocations,
+        state.lost_agents,
+        now,
+    );
 }
 
 pub fn load(store: &Store) -> Result<PersistedState, PersistError> {

@@ -2,33 +2,38 @@
 //!
 //! It waits on its channels (check results, gossip events, API commands,
 //! control) with a timeout to the next thing that changes by itself, so
-//! nothing polls. Events are applied in batches; after a batch that
-//! changed something visible it recomputes every effective status and
-//! publishes fresh snapshots for DNS, the API and gossip, then persists
-//! what must survive a restart. Heartbeats alone do not rebuild DNS; they
-//! refresh the API view at most once a second.
+//! nothing polls; gossip is taken in batches at most every `GOSSIP_PACE`
+//! while it keeps coming. Each turn reads the clock once (`crate::clock::Now`),
+//! beats its `Liveness` for the watchdog with that reading's monotonic
+//! part, and passes the reading down. Events are applied in batches
+//! (`ingest`); after a batch that changed something visible the registry
+//! decides the touched backends again, what must survive a restart is
+//! saved, and `publish` rebuilds only the marked entries of the DNS table
+//! spec and the API view. Heartbeats alone do not rebuild DNS; the
+//! last-seen times they move reach the API view with the next publish, or
+//! after `VIEW_REFRESH_MS` at the latest.
 
-use super::clock::Clock;
 use super::metrics::OverwatchCounters;
 use super::model::*;
+use super::persisted;
+use super::publish::{self, Publisher};
 use super::registry::{Registry, RegistryConfig};
 use super::targets::{self, CheckPlan, TargetIds};
-use super::{dns_spec, persisted, view};
 use crate::api::command::CommandRequest;
 use crate::api::view::{AuditEntry, OverwatchView};
-use crate::clock::Liveness;
+use crate::clock::{Liveness, Mono, Now};
 use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
+use crate::gossip::Policy;
 use crate::gossip::overwatch::OverwatchEvent;
 use crate::gossip::overwatch::server::GossipServer;
-use crate::gossip::{self, Policy};
 use crate::health::{self, CheckResult, HealthChecker};
 use crate::persist::AuditLog;
 use crate::persist::Store;
 use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,15 +41,29 @@ use std::time::Duration;
 const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How many recent audit entries the API view carries.
 pub(super) const AUDIT_TAIL: usize = crate::api::read::AUDIT_MAX;
-/// How often heartbeats alone refresh the API view (`agent_last_seen`):
-/// the view is rebuilt whole, which is O(backends).
-const VIEW_REFRESH_MS: u64 = 5_000;
+/// How long last-seen and last-check times alone may wait to reach the API
+/// view (each refresh rebuilds the entries of every agent heard from).
+const VIEW_REFRESH: Duration = Duration::from_millis(5_000);
 /// Events applied before publishing, under load.
 const BATCH: usize = 4096;
+/// After a turn that took gossip messages, how long new ones wait so they
+/// are taken in batches: 10,000 heartbeats a second become ~100 turns
+/// instead of a wake-up each.
+const GOSSIP_PACE: Duration = Duration::from_millis(10);
+/// How long staleness may wait while the registry is behind on gossip.
+const MAX_LIVENESS_DEFER: Duration = Duration::from_secs(5);
 
 pub enum Control {
     Reload(Box<Config>),
     Stop,
+}
+
+/// The first input of a turn, taken before the clock is read.
+enum Input {
+    Check(CheckResult),
+    Gossip(OverwatchEvent),
+    Api(CommandRequest),
+    Reload(Box<Config>),
 }
 
 /// The cells the registry publishes and the readers hold.
@@ -54,8 +73,9 @@ pub struct Published {
     pub policy: Arc<SnapshotCell<Policy>>,
     pub dns_stats: Arc<DnsStats>,
     pub counters: Arc<OverwatchCounters>,
-    /// Beaten with `Now.mono` every loop turn, for the watchdog.
-    pub heartbeat: Arc<Liveness>,
+    /// Beaten with `now.mono` every loop turn; the watchdog asks it
+    /// `fresh(Now::read().mono, ..)`.
+    pub liveness: Arc<Liveness>,
 }
 
 pub struct Inputs {
@@ -67,7 +87,7 @@ pub struct Inputs {
 
 pub struct Runtime {
     pub(super) reg: Registry,
-    pub(super) clock: Clock,
+    pub(super) publisher: Publisher,
     pub(super) node_id: String,
     pub(super) store: Store,
     pub(super) audit: AuditLog,
@@ -78,9 +98,12 @@ pub struct Runtime {
     pub(super) plan_signature: Vec<(u64, Vec<BackendKey>)>,
     pub(super) out: Published,
     pub(super) ready: bool,
-    pub(super) next_deadline: Option<u64>,
-    pub(super) view_stale: bool,
-    pub(super) last_view_ms: u64,
+    pub(super) next_deadline: Option<Mono>,
+    pub(super) last_view: Mono,
+    /// Since when the batches end with gossip still queued.
+    pub(super) behind_since: Option<Mono>,
+    /// Gossip is not waited for before this (see `GOSSIP_PACE`).
+    pub(super) gossip_paced_until: Option<Mono>,
     pub(super) gossip: Option<Arc<Mutex<GossipServer>>>,
     pub(super) policy_dirty: bool,
 }
@@ -94,17 +117,17 @@ impl Runtime {
         checker: HealthChecker,
         out: Published,
     ) -> Result<Runtime, String> {
-        let clock = Clock::new();
+        let now = Now::read();
         let mut reg = Registry::new(RegistryConfig::from_config(config));
         let state = persisted::load(&store).map_err(|e| e.to_string())?;
-        persisted::restore(&mut reg, state);
+        persisted::restore(&mut reg, state, now);
         let audit_tail = audit
             .recent::<AuditEntry>(AUDIT_TAIL)
             .map_err(|e| e.to_string())?;
         let node_id = node_id(config);
         let mut rt = Runtime {
             reg,
-            clock,
+            publisher: Publisher::default(),
             node_id,
             store,
             audit,
@@ -116,16 +139,19 @@ impl Runtime {
             out,
             ready: false,
             next_deadline: None,
-            view_stale: false,
-            last_view_ms: 0,
+            last_view: now.mono,
+            behind_since: None,
+            gossip_paced_until: None,
             gossip: None,
             policy_dirty: false,
         };
-        let now = rt.clock.now_ms();
         rt.reg.recompute(now);
-        rt.replan();
         rt.publish(now);
-        rt.publish_policy(config);
+        rt.out.policy.publish(publish::policy::build(
+            config,
+            &rt.reg,
+            &rt.out.policy.load(),
+        ));
         Ok(rt)
     }
 
@@ -137,63 +163,106 @@ impl Runtime {
     /// Marks DNS as serving (after the sockets are bound).
     pub fn set_ready(&mut self) {
         self.ready = true;
-        let now = self.clock.now_ms();
-        self.publish(now);
+        self.publish(Now::read());
     }
 
     pub fn run(mut self, inputs: Inputs) {
+        let mut now = Now::read();
+        self.out.liveness.beat(now.mono);
         loop {
-            let now = self.clock.now_ms();
-            self.out.heartbeat.beat(crate::clock::Now::read().mono);
             let wait = self
                 .next_deadline
-                .map(|d| Duration::from_millis(d.saturating_sub(now)))
+                .map(|d| now.mono.until(d))
                 .unwrap_or(MAX_WAIT)
                 .min(MAX_WAIT);
-            let mut changed = false;
-            select! {
-                recv(inputs.checks) -> m => if let Ok(r) = m { changed |= self.on_check(r) },
-                recv(inputs.gossip) -> m => if let Ok(e) = m { changed |= self.on_gossip(e) },
-                recv(inputs.api) -> m => if let Ok(r) = m { changed |= self.on_api(r) },
-                recv(inputs.control) -> m => match m {
-                    Ok(Control::Reload(cfg)) => changed |= self.on_reload(*cfg),
-                    Ok(Control::Stop) | Err(_) => break,
+            // Right after a turn that took gossip, gossip waits out the
+            // pace (heartbeats queue up and are taken as one batch);
+            // operators and checks are taken at once.
+            let pace = self
+                .gossip_paced_until
+                .map(|t| now.mono.until(t))
+                .filter(|d| !d.is_zero());
+            let first = match pace {
+                Some(pace) => select! {
+                    recv(inputs.checks) -> m => m.ok().map(Input::Check),
+                    recv(inputs.api) -> m => m.ok().map(Input::Api),
+                    recv(inputs.control) -> m => match m {
+                        Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
+                        Ok(Control::Stop) | Err(_) => break,
+                    },
+                    default(wait.min(pace)) => None,
                 },
-                default(wait) => {}
+                None => select! {
+                    recv(inputs.checks) -> m => m.ok().map(Input::Check),
+                    recv(inputs.gossip) -> m => m.ok().map(Input::Gossip),
+                    recv(inputs.api) -> m => m.ok().map(Input::Api),
+                    recv(inputs.control) -> m => match m {
+                        Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
+                        Ok(Control::Stop) | Err(_) => break,
+                    },
+                    default(wait) => None,
+                },
+            };
+            // The one clock reading of this turn.
+            now = Now::read();
+            self.out.liveness.beat(now.mono);
+            let mut took_gossip = false;
+            match first {
+                Some(Input::Check(r)) => self.on_check(r, now),
+                Some(Input::Gossip(e)) => {
+                    took_gossip = true;
+                    self.on_gossip(e, now)
+                }
+                Some(Input::Api(r)) => self.on_api(r, now),
+                Some(Input::Reload(cfg)) => self.on_reload(*cfg, now),
+                None => {}
             }
             // Drain what else is waiting, up to a batch, before publishing.
             for _ in 0..BATCH {
                 let mut any = false;
                 if let Ok(r) = inputs.checks.try_recv() {
-                    changed |= self.on_check(r);
+                    self.on_check(r, now);
                     any = true;
                 }
                 if let Ok(e) = inputs.gossip.try_recv() {
-                    changed |= self.on_gossip(e);
+                    self.on_gossip(e, now);
+                    took_gossip = true;
                     any = true;
                 }
                 if !any {
                     break;
                 }
             }
-            let now = self.clock.now_ms();
-            let due = self.next_deadline.is_some_and(|d| now >= d);
-            if changed || due {
-                let recomputed = self.reg.recompute(now);
-                // What readers are about to see (a new pin, a lost agent, an
-                // expired override) is on disk first, so a crash right after
-                // it shows in the API or DNS cannot take it back.
-                self.persist();
-                if recomputed || changed {
-                    self.replan();
-                    self.publish(now);
-                } else {
-                    self.next_deadline = self.reg.next_deadline_ms();
+            self.gossip_paced_until = took_gossip.then(|| now.mono.after(GOSSIP_PACE));
+            let due = self.next_deadline.is_some_and(|d| now.mono >= d);
+            if due || self.reg.changes().visible() {
+                // Behind on gossip (the batch ended with messages queued):
+                // heartbeats still in the queue must not make agents stale,
+                // for a while; an overload that lasts must not keep a dead
+                // agent in DNS either.
+                let behind = !inputs.gossip.is_empty();
+                let since = *self.behind_since.get_or_insert(now.mono);
+                if !behind {
+                    self.behind_since = None;
                 }
-            } else if self.view_stale && now.saturating_sub(self.last_view_ms) >= VIEW_REFRESH_MS {
-                self.publish_view(now);
+                if behind && now.mono.since(since) < MAX_LIVENESS_DEFER {
+                    self.reg.recompute_behind(now);
+                } else {
+                    self.reg.recompute(now);
+                }
             }
+            // What readers are about to see (a new pin, a lost agent, an
+            // expired override) is on disk first, so a crash right after
+            // it shows in the API or DNS cannot take it back.
             self.persist();
+            let changes = self.reg.changes();
+            if changes.visible()
+                || (!changes.is_empty() && now.mono.since(self.last_view) >= VIEW_REFRESH)
+            {
+                self.publish(now);
+            } else if due {
+                self.next_deadline = self.reg.next_deadline();
+            }
             if self.policy_dirty {
                 self.policy_dirty = false;
                 self.publish_policy_now();
@@ -205,163 +274,13 @@ impl Runtime {
     }
 
     pub(super) fn persist(&mut self) {
-        if !self.reg.persist_dirty {
+        if !self.reg.persist_dirty() {
             return;
         }
         match persisted::save(&self.store, &self.reg) {
-            Ok(()) => self.reg.persist_dirty = false,
+            Ok(()) => self.reg.mark_persisted(),
             Err(e) => error!("could not save state: {e}"),
         }
-    }
-
-    // ------------------------------------------------------------ inputs
-
-    fn on_check(&mut self, r: CheckResult) -> bool {
-        let counter = if r.probe_ok {
-            &self.out.counters.validation_success
-        } else {
-            &self.out.counters.validation_failure
-        };
-        OverwatchCounters::add(counter);
-        let Some(keys) = self.plans.get(&r.id) else {
-            return false;
-        };
-        let first = keys
-            .first()
-            .and_then(|k| self.reg.backends.get(k))
-            .is_some_and(|b| b.validation.is_none());
-        let at =
-            r.at.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or_else(|_| self.clock.now_ms());
-        let verdict = Verdict {
-            healthy: r.healthy,
-            last_check_ms: at,
-            error: r.error.clone(),
-        };
-        let keys = keys.clone();
-        self.reg.validation_result(&keys, verdict);
-        self.view_stale = true;
-        r.changed || first
-    }
-
-    fn on_gossip(&mut self, e: OverwatchEvent) -> bool {
-        let now = self.clock.now_ms();
-        match e {
-            OverwatchEvent::Registered {
-                agent_id,
-                region,
-                addr,
-                fingerprint,
-                cert_not_after,
-                heartbeat_interval,
-                missed_threshold,
-                backends,
-                pinned_new,
-                rotated,
-            } => {
-                if pinned_new {
-                    info!("agent {agent_id}: certificate {fingerprint} pinned on first use");
-                }
-                if rotated {
-                    info!(
-                        "agent {agent_id}: certificate rotated to {fingerprint} (proof from the old key)"
-                    );
-                }
-                let stale_after = (heartbeat_interval.as_millis().min(u64::MAX as u128) as u64)
-                    .saturating_mul(missed_threshold.max(1) as u64);
-                let reports = backends.into_iter().map(report).collect();
-                // v1.1 agents may leave their region empty: file them
-                // under this Overwatch's own region.
-                let region = if region.trim().is_empty() {
-                    self.reg
-                        .cfg
-                        .config
-                        .overwatch
-                        .identity
-                        .region
-                        .clone()
-                        .unwrap_or_default()
-                } else {
-                    region
-                };
-                self.reg.agent_registered(
-                    &agent_id,
-                    &region,
-                    addr,
-                    &fingerprint,
-                    cert_not_after,
-                    stale_after,
-                    reports,
-                    now,
-                );
-                if pinned_new || rotated {
-                    // Published once per loop turn, not per registration:
-                    // rebuilding the pin map is O(agents), and the gossip
-                    // server keeps pins it learned until they appear.
-                    self.policy_dirty = true;
-                }
-                true
-            }
-            OverwatchEvent::State {
-                agent_id,
-                backends,
-                removed,
-                full,
-            } => {
-                // Addresses were parsed at gossip admission.
-                self.reg.agent_removed(&agent_id, &removed);
-                let reports = backends.into_iter().map(report).collect();
-                self.reg.agent_state(&agent_id, reports, full, now);
-                true
-            }
-            OverwatchEvent::Heartbeat { agent_id, .. } => {
-                OverwatchCounters::add(&self.out.counters.heartbeats_received);
-                let was_stale = self
-                    .reg
-                    .agents
-                    .get(&agent_id)
-                    .is_some_and(|a| a.status == AgentStatus::Stale);
-                self.reg.agent_heartbeat(&agent_id, now);
-                self.view_stale = true;
-                was_stale
-            }
-            OverwatchEvent::Leave { agent_id } => {
-                self.reg.agent_left(&agent_id, now);
-                true
-            }
-            OverwatchEvent::Rejected {
-                agent_id,
-                addr,
-                reason,
-            } => {
-                let known = agent_id
-                    .as_deref()
-                    .is_some_and(|id| self.reg.agents.contains_key(id));
-                if agent_id.is_none() {
-                    return false; // decrypt failures and replays: counted only
-                }
-                self.reg
-                    .agent_rejected(agent_id.as_deref(), addr, reason.as_str(), now);
-                known || agent_id.is_some()
-            }
-        }
-    }
-
-    fn on_reload(&mut self, config: Config) -> bool {
-        let now = self.clock.now_ms();
-        self.node_id = node_id(&config);
-        self.reg
-            .reconfigure(RegistryConfig::from_config(&config), now);
-        self.publish_policy(&config);
-        let names: HashSet<String> = config
-            .domains
-            .iter()
-            .map(|d| normalize_name(&d.name))
-            .collect();
-        self.out.dns_stats.retain_domains(&|d| names.contains(d));
-        info!("configuration reloaded");
-        true
     }
 
     // ----------------------------------------------------------- outputs
@@ -386,92 +305,39 @@ impl Runtime {
         self.checker.set_targets(list);
     }
 
-    pub(super) fn publish(&mut self, now: u64) {
-        let spec = dns_spec::build(&self.reg);
-        self.out
-            .dns
-            .publish(DnsTable::build(&spec, &self.out.dns_stats));
-        self.publish_view_with(now, &spec);
-        self.next_deadline = self.reg.next_deadline_ms();
-    }
-
-    fn publish_view(&mut self, now: u64) {
-        let spec = dns_spec::build(&self.reg);
-        self.publish_view_with(now, &spec);
-    }
-
-    fn publish_view_with(&mut self, now: u64, spec: &crate::dns::TableSpec) {
-        let v = view::build(
+    /// Publishes what changed since the last publish: the probes if they
+    /// may have changed, the DNS table if a domain changed, and the view.
+    pub(super) fn publish(&mut self, now: Now) {
+        let changes = self.reg.take_changes();
+        if changes.probes {
+            self.replan();
+        }
+        if self.publisher.update(&self.reg, &changes) {
+            let spec = self.publisher.table_spec(now.wall_secs() as u32);
+            self.out
+                .dns
+                .publish(DnsTable::build(&spec, &self.out.dns_stats));
+        }
+        let view = self.publisher.view(
             &self.reg,
-            &view::ViewInputs {
+            &publish::ViewInputs {
                 node_id: &self.node_id,
-                now_secs: now / 1000,
+                now_secs: now.wall_secs(),
                 ready: self.ready,
-                spec,
                 audit: &self.audit_tail,
             },
         );
-        self.out.view.publish(v);
-        self.view_stale = false;
-        self.last_view_ms = now;
-    }
-
-    fn publish_policy(&mut self, config: &Config) {
-        let keyring = match config.resolved_secrets(crate::config::Mode::Overwatch) {
-            Ok(secrets) => gossip::Keyring::from_raw(&secrets.gossip_keys),
-            Err(e) => {
-                warn!("gossip keys: {e}");
-                gossip::Keyring::default()
-            }
-        };
-        let old = self.out.policy.load();
-        let policy = Policy {
-            keyring,
-            agent_tokens: config
-                .overwatch
-                .agent_tokens
-                .iter()
-                .map(|(k, v)| (normalize_name(k), v.clone()))
-                .collect(),
-            known_services: self.reg.cfg.services.iter().cloned().collect(),
-            pins: old.pins.clone(),
-            revoked: old.revoked.clone(),
-            forgotten: old.forgotten.clone(),
-        };
-        self.out.policy.publish(policy);
-        self.publish_policy_now();
+        self.out.view.publish(view);
+        self.last_view = now.mono;
+        self.next_deadline = self.reg.next_deadline();
     }
 
     /// Re-publishes pins and revocations into the gossip policy.
     pub(super) fn publish_policy_now(&mut self) {
         let old = self.out.policy.load();
-        let pins: HashMap<String, String> = self
-            .reg
-            .pins
-            .values()
-            .map(|p| (p.agent_id.clone(), p.fingerprint.clone()))
-            .collect();
-        let revoked: HashSet<String> = self.reg.revocations.keys().cloned().collect();
-        if pins == old.pins && revoked == old.revoked {
-            return;
+        if let Some(policy) = publish::policy::with_trust(&self.reg, &old) {
+            self.out.policy.publish(policy);
         }
-        let mut policy = (*old).clone();
-        policy.pins = pins;
-        policy.revoked = revoked;
-        self.out.policy.publish(policy);
-    }
-}
-
-fn report(b: crate::backend::BackendReport) -> AgentReport {
-    AgentReport {
-        service: b.key.service,
-        address: b.key.address,
-        port: b.key.port,
-        weight: b.weight,
-        healthy: b.healthy,
-        draining: b.draining,
-        drain_reason: b.drain_reason,
-        last_error: b.last_error,
     }
 }
 

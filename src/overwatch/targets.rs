@@ -77,7 +77,7 @@ fn server_host<'a>(
 }
 
 pub fn plan(reg: &Registry, ids: &mut TargetIds) -> Vec<CheckPlan> {
-    let cfg = &reg.cfg.config;
+    let cfg = &reg.cfg().config;
     let region_check = |name: &str| -> Option<&HealthCheck> {
         cfg.regions
             .iter()
@@ -85,7 +85,7 @@ pub fn plan(reg: &Registry, ids: &mut TargetIds) -> Vec<CheckPlan> {
             .map(|r| &r.health_check)
     };
     let mut plans: BTreeMap<ProbeKey, CheckPlan> = BTreeMap::new();
-    for b in reg.backends.values() {
+    for b in reg.backends().values() {
         if !reg.is_validated(b) {
             continue;
         }

@@ -9,7 +9,9 @@
 //!   BENCH_TOKEN     the agent token (the same for every service)
 //!   BENCH_STOP_FILE the generator stops when this file appears
 //!   BENCH_AGENTS (10000), BENCH_BACKENDS (5), BENCH_RAMP (agents started
-//!   per second, 1000), BENCH_MAX_SECS (900)
+//!   per second, 1000), BENCH_MAX_SECS (900), BENCH_FIRST (0: the number of
+//!   the first agent, so several generators can share one fleet when one
+//!   process may not open enough sockets)
 //! Every simulated agent is a real `AgentSession` (the protocol code the
 //! agent daemon runs) with its own connected UDP socket, so replies find
 //! their session by the socket they arrive on: the Overwatch answers from
@@ -139,6 +141,7 @@ fn gossip_load() {
     let per_agent = env_num("BENCH_BACKENDS", 5);
     let ramp = env_num("BENCH_RAMP", 1000).max(1);
     let max_ms = env_num("BENCH_MAX_SECS", 900) * 1000;
+    let first = env_num("BENCH_FIRST", 0);
     raise_nofile(agents + 64);
 
     let start = now_ms();
@@ -162,8 +165,9 @@ fn gossip_load() {
         // Ramp: agent i starts at start + i / ramp seconds.
         while (sims.len() as u64) < agents && start + sims.len() as u64 * 1000 / ramp <= now {
             let i = sims.len();
+            let n = first + i as u64;
             let cfg = SessionConfig {
-                agent_id: format!("bench-{i:05}"),
+                agent_id: format!("bench-{n:05}"),
                 region: "bench".into(),
                 token: token.clone(),
                 identity: Arc::clone(&identity),
@@ -184,7 +188,7 @@ fn gossip_load() {
             };
             let out = sim
                 .session
-                .set_state(&backends_of(i as u64, per_agent), Now::read());
+                .set_state(&backends_of(n, per_agent), Now::read());
             send(&sim, out, &mut t);
             reschedule(&mut sim, i, &mut heap);
             sims.push(sim);

@@ -112,7 +112,7 @@ pub fn sample_view() -> OverwatchView {
         ready: true,
         validation_enabled: true,
         disagreement_count: 1,
-        backends: vec![healthy, stale, draining, forced],
+        backends: vec![healthy.into(), stale.into(), draining.into(), forced.into()],
         agents: vec![
             AgentView {
                 id: "web-1".into(),
@@ -125,7 +125,8 @@ pub fn sample_view() -> OverwatchView {
                 last_seen: Some(NOW - 1),
                 backend_count: 2,
                 ..Default::default()
-            },
+            }
+            .into(),
             AgentView {
                 id: "web-2".into(),
                 region: "us-east".into(),
@@ -133,7 +134,8 @@ pub fn sample_view() -> OverwatchView {
                 last_seen: Some(NOW - 60),
                 backend_count: 1,
                 ..Default::default()
-            },
+            }
+            .into(),
             AgentView {
                 id: "web-3".into(),
                 region: "us-east".into(),
@@ -141,7 +143,8 @@ pub fn sample_view() -> OverwatchView {
                 reject_reason: Some("pin_mismatch".into()),
                 last_error: Some("certificate does not match the pinned one".into()),
                 ..Default::default()
-            },
+            }
+            .into(),
         ],
         overrides: vec![OverrideView {
             service: "app.example.com".into(),
@@ -153,12 +156,15 @@ pub fn sample_view() -> OverwatchView {
             at: NOW - 100,
             expires_at: Some(NOW + 3500),
         }],
-        domains: vec![DomainView {
-            name: "app.example.com".into(),
-            routing_algorithm: "round-robin".into(),
-            ttl: 30,
-            answers: vec!["10.0.1.10".into()],
-        }],
+        domains: vec![
+            DomainView {
+                name: "app.example.com".into(),
+                routing_algorithm: "round-robin".into(),
+                ttl: 30,
+                answers: vec!["10.0.1.10".into()],
+            }
+            .into(),
+        ],
         lost_agents: vec![LostAgentView {
             agent_id: "web-9".into(),
             region: "ap-south".into(),

@@ -4,19 +4,19 @@
 //! the result, and the new state is published before the reply so a read
 //! after the write sees it.
 
-use super::model::{BackendKey, Override, Revocation};
-use super::runtime::{AUDIT_TAIL, Runtime};
+use super::super::model::{BackendKey, Override, Revocation};
+use super::super::runtime::{AUDIT_TAIL, Runtime};
 use crate::api::command::{ApiError, Command, CommandRequest};
 use crate::api::view::AuditEntry;
+use crate::clock::Now;
 use log::error;
 use serde_json::json;
 
 impl Runtime {
-    pub(super) fn on_api(&mut self, req: CommandRequest) -> bool {
-        let now = self.clock.now_ms();
-        let at = now / 1000;
+    pub(in crate::overwatch) fn on_api(&mut self, req: CommandRequest, now: Now) {
+        let at = now.wall_secs();
         let detail = detail(&req.command);
-        let result = self.apply(&req.command, &req.by, at);
+        let result = self.apply(&req.command, &req.by, now);
         let entry = AuditEntry {
             at,
             by: req.by.clone(),
@@ -37,18 +37,16 @@ impl Runtime {
             let cut = self.audit_tail.len() - AUDIT_TAIL;
             self.audit_tail.drain(..cut);
         }
-        let changed = result.is_ok();
         // Saved, then published, then answered: a read after the write
         // sees it, and nothing visible is lost to a crash.
         self.reg.recompute(now);
         self.persist();
-        self.replan();
         self.publish(now);
         let _ = req.reply.send(result);
-        changed
     }
 
-    fn apply(&mut self, cmd: &Command, by: &str, at: u64) -> Result<serde_json::Value, ApiError> {
+    fn apply(&mut self, cmd: &Command, by: &str, now: Now) -> Result<serde_json::Value, ApiError> {
+        let at = now.wall_secs();
         match cmd {
             Command::SetOverride {
                 service,
@@ -60,14 +58,17 @@ impl Runtime {
             } => {
                 let key = self.backend_key(service, address, *port)?;
                 let expires_at = expires_in.map(|d| at.saturating_add(d.as_secs().max(1)));
-                self.reg.set_override(Override {
-                    key,
-                    healthy: *healthy,
-                    reason: reason.clone(),
-                    by: by.to_string(),
-                    at,
-                    expires_at,
-                });
+                self.reg.set_override(
+                    Override {
+                        key,
+                        healthy: *healthy,
+                        reason: reason.clone(),
+                        by: by.to_string(),
+                        at,
+                        expires_at,
+                    },
+                    now,
+                );
                 Ok(
                     json!({"status": "ok", "service": service, "address": address, "port": port,
                           "healthy": healthy, "expires_at": expires_at.map(crate::timefmt::rfc3339)}),
@@ -126,7 +127,7 @@ impl Runtime {
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid address {address:?}")))?;
         let key = BackendKey::new(service, ip, port);
-        if !self.reg.cfg.services.contains(&key.service) {
+        if !self.reg.cfg().services.contains(&key.service) {
             return Err(ApiError::not_found(format!("unknown service {service:?}")));
         }
         Ok(key)

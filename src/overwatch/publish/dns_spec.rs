@@ -1,0 +1,93 @@
+//! From registry to DNS: one domain's `DomainSpec` and the zones.
+//!
+//! A domain's targets are its healthy backends in priority order: the
+//! order of `domains[].regions` (backends of unlisted regions last), then
+//! the configured order of static servers, then address and port for
+//! agent-reported ones. `failover` serves the first of that list, so the
+//! primary returns automatically when it is healthy again. Each domain is
+//! built from its own backends only, so the publisher rebuilds just the
+//! domains that changed.
+
+use super::super::model::{Backend, BackendKey, normalize_name};
+use super::super::precedence::Status;
+use super::super::registry::Registry;
+use crate::config::{Config, Domain};
+use crate::dns::{DomainSpec, Target, ZoneSpec};
+
+pub fn zones(cfg: &Config) -> Vec<ZoneSpec> {
+    cfg.dns
+        .zones
+        .iter()
+        .map(|z| ZoneSpec {
+            apex: normalize_name(z),
+            soa: cfg.dns.soa.clone(),
+            nameservers: cfg.dns.nameservers.iter().map(|n| n.name.clone()).collect(),
+        })
+        .collect()
+}
+
+pub fn domain(reg: &Registry, d: &Domain) -> DomainSpec {
+    let cfg = &reg.cfg().config;
+    let name = normalize_name(&d.name);
+    let rank = |b: &Backend| {
+        let region_rank = d
+            .regions
+            .iter()
+            .position(|r| *r == b.region)
+            .unwrap_or(usize::MAX);
+        let static_rank = b.static_order.unwrap_or(usize::MAX);
+        (region_rank, static_rank, b.key.address, b.key.port)
+    };
+    // Walks the domain's own backends: no lookup per backend.
+    let mut healthy: Vec<&Backend> = reg
+        .domain_backends(&name)
+        .filter(|b| b.effective.is_some_and(|e| e.status == Status::Healthy))
+        .collect();
+    healthy.sort_by_cached_key(|b| rank(b));
+    let targets: Vec<Target> = healthy.iter().map(|b| target(b)).collect();
+    let return_last = d.return_last_healthy.unwrap_or(cfg.dns.return_last_healthy);
+    let last_healthy = if return_last && !targets.is_empty() {
+        // Healthy backends now: they are the last healthy set.
+        Some(targets.clone())
+    } else if return_last {
+        // A backend that went since keeps its place last, weight 1.
+        let mut last: Vec<(Option<&Backend>, &BackendKey)> = reg
+            .last_healthy(&name)
+            .unwrap_or_default()
+            .iter()
+            .map(|k| (reg.backends().get(k), k))
+            .collect();
+        last.sort_by_cached_key(|(b, k)| match b {
+            Some(b) => rank(b),
+            None => (usize::MAX, usize::MAX, k.address, k.port),
+        });
+        Some(
+            last.iter()
+                .map(|(b, k)| match b {
+                    Some(b) => target(b),
+                    None => Target {
+                        ip: k.address,
+                        weight: 1,
+                    },
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    DomainSpec {
+        name,
+        ttl: d.ttl.unwrap_or(cfg.dns.default_ttl),
+        algorithm: d.routing_algorithm,
+        max_records: d.max_records,
+        targets,
+        last_healthy,
+    }
+}
+
+fn target(b: &Backend) -> Target {
+    Target {
+        ip: b.key.address,
+        weight: b.weight,
+    }
+}

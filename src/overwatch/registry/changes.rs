@@ -1,0 +1,107 @@
+//! What changed in the registry since the last publish.
+//!
+//! Every rule that changes state marks here which backends, domains and
+//! agents it touched, so the publisher rebuilds only those entries of the
+//! DNS table spec and the API view, and `recompute` decides the precedence
+//! again only for backends whose facts moved. `seen` is kept apart: a
+//! heartbeat only moves an agent's last-seen time, which the API shows but
+//! DNS does not use, so the runtime folds it into the next publish (or a
+//! periodic refresh) instead of publishing for it; so does `checked`, a
+//! health check that only moved a backend's last-check time.
+
+use super::super::model::BackendKey;
+use std::collections::BTreeSet;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Everything (first publish, configuration reload).
+    pub all: bool,
+    /// Backends whose API entry must be rebuilt (or dropped).
+    pub backends: BTreeSet<BackendKey>,
+    /// Domains whose DNS entry (and API domain entry) must be rebuilt.
+    pub domains: BTreeSet<String>,
+    /// Agents whose API entry must be rebuilt (or dropped).
+    pub agents: BTreeSet<String>,
+    /// Agents whose last-seen time moved: their entry and their backends'.
+    pub seen: BTreeSet<String>,
+    /// Backends with only a new last-check time (same verdict).
+    pub checked: BTreeSet<BackendKey>,
+    /// The override list changed.
+    pub overrides: bool,
+    /// The lost-agent list or the pins changed.
+    pub lost: bool,
+    /// The set of probes may have changed (a backend came, went, or moved
+    /// between validated and not).
+    pub probes: bool,
+}
+
+impl Changes {
+    pub fn everything() -> Changes {
+        Changes {
+            all: true,
+            overrides: true,
+            lost: true,
+            probes: true,
+            ..Default::default()
+        }
+    }
+
+    /// Something readers would see other than last-seen times.
+    pub fn visible(&self) -> bool {
+        self.all
+            || self.overrides
+            || self.lost
+            || !self.backends.is_empty()
+            || !self.domains.is_empty()
+            || !self.agents.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.visible() && self.seen.is_empty() && self.checked.is_empty() && !self.probes
+    }
+}
+
+/// The registry's marks: what to publish, and what to decide again.
+#[derive(Debug, Default)]
+pub(super) struct Dirty {
+    pub changes: Changes,
+    /// Backends whose effective status must be decided again.
+    pub undecided: BTreeSet<BackendKey>,
+}
+
+impl Dirty {
+    /// The backend's facts or fields changed.
+    pub fn backend(&mut self, key: &BackendKey) {
+        if !self.undecided.contains(key) {
+            self.undecided.insert(key.clone());
+        }
+        if !self.changes.backends.contains(key) {
+            self.changes.backends.insert(key.clone());
+        }
+    }
+
+    /// Something DNS serves for the domain may have changed.
+    pub fn domain(&mut self, service: &str) {
+        if !self.changes.domains.contains(service) {
+            self.changes.domains.insert(service.to_string());
+        }
+    }
+
+    pub fn agent(&mut self, id: &str) {
+        if !self.changes.agents.contains(id) {
+            self.changes.agents.insert(id.to_string());
+        }
+    }
+
+    pub fn checked(&mut self, key: &BackendKey) {
+        if !self.changes.checked.contains(key) {
+            self.changes.checked.insert(key.clone());
+        }
+    }
+
+    pub fn seen(&mut self, id: &str) {
+        if !self.changes.seen.contains(id) {
+            self.changes.seen.insert(id.to_string());
+        }
+    }
+}
