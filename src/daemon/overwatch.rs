@@ -22,7 +22,7 @@ use crate::snapshot::SnapshotCell;
 use crossbeam_channel::Sender;
 use log::{error, info, warn};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     let config = loaded.config.clone();
@@ -69,7 +69,6 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         dns_cfg.threads
     );
     let gossip_server = start_gossip(&loaded, policy_cell, ch.gossip.0.clone())?;
-    runtime.set_gossip(gossip_server.clone());
     let render = {
         let (view_cell, counters, dns_stats, gossip) = (
             Arc::clone(&view_cell),
@@ -79,10 +78,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         );
         Arc::new(move || {
             let mut w = TextWriter::new();
-            let gossip_counters = gossip
-                .as_ref()
-                .map(|g| lock(g).counters())
-                .unwrap_or_default();
+            let gossip_counters = gossip.as_ref().map(|g| g.counters()).unwrap_or_default();
             let view = view_cell.load();
             counters.write(&view, &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
@@ -124,9 +120,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     let mut sup = Supervisor::new();
     sup.watch("registry", registry_beat);
     sup.probe("dns", || dns_server.alive());
-    if let Some(g) = gossip_server.clone() {
-        sup.watch("gossip", lock(&g).liveness());
+    if let Some(g) = &gossip_server {
+        sup.watch("gossip", g.liveness());
     }
+    // Stopped before the registry: a gossip thread blocked on a full
+    // registry channel is freed by the registry still draining it.
+    let gossip_stop = gossip_server.as_ref().map(|g| g.stop_handle());
     sup.spawn("registry", move || {
         runtime.run(inputs);
         Ok(())
@@ -143,11 +142,11 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     if let Some(m) = metrics_server.as_mut() {
         m.stop();
     }
+    if let Some(g) = &gossip_stop {
+        g.stop();
+    }
     let _ = ch.control.0.send(Control::Stop);
     sup.join();
-    if let Some(g) = &gossip_server {
-        lock(g).stop();
-    }
     dns_server.stop();
     info!("stopped");
     outcome
@@ -160,7 +159,7 @@ fn start_gossip(
     loaded: &Loaded,
     policy: Arc<SnapshotCell<gossip::Policy>>,
     events: Sender<OverwatchEvent>,
-) -> Result<Option<Arc<Mutex<GossipServer>>>, ExitError> {
+) -> Result<Option<Arc<GossipServer>>, ExitError> {
     if loaded.secrets.gossip_keys.is_empty() {
         warn!("no overwatch.gossip.encryption_key: gossip is off, only static servers are served");
         return Ok(None);
@@ -169,7 +168,7 @@ fn start_gossip(
     let server = gossip::overwatch::server::start(bind, policy, events)
         .map_err(|e| ExitError::failure(format!("cannot listen for gossip on {bind}: {e}")))?;
     info!("gossip listening on {}", server.local_addr());
-    Ok(Some(Arc::new(Mutex::new(server))))
+    Ok(Some(Arc::new(server)))
 }
 
 /// SIGHUP: a valid file goes to the registry; an invalid one is logged,
@@ -198,8 +197,4 @@ fn reload(
             );
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -26,7 +26,6 @@ use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
 use crate::gossip::Policy;
 use crate::gossip::overwatch::OverwatchEvent;
-use crate::gossip::overwatch::server::GossipServer;
 use crate::health::{self, CheckResult, HealthChecker};
 use crate::persist::AuditLog;
 use crate::persist::Store;
@@ -34,7 +33,7 @@ use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest the thread sleeps, so liveness is reported to the watchdog.
@@ -104,7 +103,6 @@ pub struct Runtime {
     pub(super) behind_since: Option<Mono>,
     /// Gossip is not waited for before this (see `GOSSIP_PACE`).
     pub(super) gossip_paced_until: Option<Mono>,
-    pub(super) gossip: Option<Arc<Mutex<GossipServer>>>,
     pub(super) policy_dirty: bool,
 }
 
@@ -142,7 +140,6 @@ impl Runtime {
             last_view: now.mono,
             behind_since: None,
             gossip_paced_until: None,
-            gossip: None,
             policy_dirty: false,
         };
         rt.reg.recompute(now);
@@ -153,11 +150,6 @@ impl Runtime {
             &rt.out.policy.load(),
         ));
         Ok(rt)
-    }
-
-    /// The gossip server, told directly when an operator forgets a pin.
-    pub fn set_gossip(&mut self, gossip: Option<Arc<Mutex<GossipServer>>>) {
-        self.gossip = gossip;
     }
 
     /// Marks DNS as serving (after the sockets are bound).

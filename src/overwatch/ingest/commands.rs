@@ -91,9 +91,11 @@ impl Runtime {
             Command::ForgetAgent { id } => {
                 if self.reg.forget_agent(id) {
                     self.publish_policy_now();
-                    if let Some(g) = &self.gossip {
-                        g.lock().unwrap_or_else(|e| e.into_inner()).forget(id);
-                    }
+                    // Gossip drops the agent's session through the policy
+                    // snapshot alone: a new number for the id is a forget.
+                    let mut policy = (*self.out.policy.load()).clone();
+                    *policy.forgotten.entry(id.clone()).or_insert(0) += 1;
+                    self.out.policy.publish(policy);
                     Ok(json!({"status": "ok", "forgotten": id}))
                 } else {
                     Err(ApiError::not_found(format!(
