@@ -14,12 +14,12 @@
 //! exist, beyond that such requests are refused while reads keep flowing.
 //! Bodies are read through a 64 KiB limit (413 above it, checked first
 //! against Content-Length); a declared body above 1 MiB is refused without
-//! being drained (see `reject_oversized`). tiny_http does not
-//! expose the socket, so a body that trickles in is not cut off by a
-//! deadline: it holds its side thread until it completes or the client
-//! disconnects. Answers are written synchronously: a client that stops
-//! reading a large answer (`/metrics`, the backend list) holds its worker
-//! until TCP gives up.
+//! being drained (see `reject_oversized`). The socket is bound through
+//! `crate::httpguard`: a read or write that blocks longer than its idle
+//! deadline fails, a connection older than its age limit (a body that
+//! trickles in) is shut down, and so are connections beyond the
+//! per-client and total caps; so a slow client holds a side thread or a
+//! worker for a bounded time, and one client cannot hold them all.
 
 use super::access::{Access, author};
 use super::command::{ApiError, CommandRequest, CommandSender, REPLY_TIMEOUT};
@@ -28,6 +28,7 @@ use super::routes::{Route, RouteError, route};
 use super::view::OverwatchView;
 use super::write;
 use crate::config::{ApiConfig, Listener};
+use crate::httpguard::{self, Guard};
 use crate::snapshot::SnapshotCell;
 use serde_json::Value;
 use std::io::{self, Read};
@@ -70,6 +71,7 @@ pub struct ApiServer {
     server: Option<Arc<tiny_http::Server>>,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
+    guard: Option<Guard>,
 }
 
 /// Binds `cfg.address` and starts the workers; returns once listening.
@@ -84,12 +86,8 @@ pub fn start(
     let wanted = Listener::Api
         .parse(&cfg.address)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("api.address: {e}")))?;
-    let server = tiny_http::Server::http(wanted).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("api.address {wanted}: {e}"),
-        )
-    })?;
+    let (server, guard) = httpguard::bind("api", wanted, httpguard::LIMITS)
+        .map_err(|e| io::Error::new(e.kind(), format!("api.address {wanted}: {e}")))?;
     let addr = server.server_addr().to_ip().unwrap_or(wanted);
     let server = Arc::new(server);
     let shared = Arc::new(Shared {
@@ -115,6 +113,7 @@ pub fn start(
         server: Some(server),
         workers,
         stopping,
+        guard: Some(guard),
     })
 }
 
@@ -139,6 +138,7 @@ impl ApiServer {
             let _ = handle.join();
         }
         drop(server);
+        self.guard.take();
     }
 }
 

@@ -9,6 +9,7 @@ mod util;
 mod agent_gossip;
 mod api_contract;
 mod api_openapi;
+mod api_starvation;
 mod bad_input;
 mod cli_commands;
 mod cli_completion;
