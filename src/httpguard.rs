@@ -14,7 +14,8 @@
 //!   this).
 //! - A guard thread per listener that every `Limits::scan` lists the
 //!   process's sockets accepted on that listener (`/proc/self/fd`, matched
-//!   by local address, keyed by fd and inode) and shuts down the ones
+//!   by local address, one per inode: tiny_http holds two descriptors per
+//!   connection) and shuts down the ones
 //!   beyond the limits: no data either way for `idle` (from the kernel's
 //!   `TCP_INFO`: an idle keep-alive, a head or body that stalled), older
 //!   than `max_age` (a client that trickles a byte now and then is never
@@ -29,7 +30,7 @@
 //! few more sockets than the caps say.
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
@@ -199,7 +200,8 @@ pub fn start(name: &str, local: SocketAddr, limits: Limits) -> io::Result<Guard>
 }
 
 fn run(local: SocketAddr, limits: Limits, stopped: &Receiver<()>, stats: &GuardStats) {
-    let mut first_seen: HashMap<(i32, u64), Instant> = HashMap::new();
+    // By inode: tiny_http holds two descriptors per connection.
+    let mut first_seen: HashMap<u64, Instant> = HashMap::new();
     let mut next = Instant::now();
     loop {
         let wait = next.saturating_duration_since(Instant::now());
@@ -219,13 +221,14 @@ fn run(local: SocketAddr, limits: Limits, stopped: &Receiver<()>, stats: &GuardS
                 return;
             }
         };
-        first_seen.retain(|key, _| open.iter().any(|(k, _)| k == key));
+        let inodes: HashSet<u64> = open.iter().map(|((_, ino), _)| *ino).collect();
+        first_seen.retain(|ino, _| inodes.contains(ino));
         let conns: Vec<Conn<(i32, u64)>> = open
             .iter()
             .map(|&(key, peer)| Conn {
                 key,
                 peer,
-                age: now.duration_since(*first_seen.entry(key).or_insert(now)),
+                age: now.duration_since(*first_seen.entry(key.1).or_insert(now)),
                 idle: idle_for(key.0),
             })
             .collect();
@@ -346,14 +349,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The connections accepted on `local`, as ((fd, inode), client address).
+/// The connections accepted on `local`, as ((fd, inode), client address),
+/// one per socket however many descriptors refer to it.
 fn accepted(local: SocketAddr) -> io::Result<Vec<((i32, u64), IpAddr)>> {
     let mut out = Vec::new();
+    let mut seen = HashSet::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let Some(fd) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) else {
             continue;
         };
-        if let (Some(peer), Some(ino)) = (accepted_on(fd, local), inode(fd)) {
+        if let (Some(peer), Some(ino)) = (accepted_on(fd, local), inode(fd))
+            && seen.insert(ino)
+        {
             out.push(((fd, ino), peer));
         }
     }
@@ -475,7 +482,11 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..5 {
             clients.push(TcpStream::connect(local).unwrap());
-            held.push(l.accept().unwrap().0);
+            let accepted = l.accept().unwrap().0;
+            // Bug: a second descriptor (tiny_http keeps one to read, one
+            // to write) made each connection count twice.
+            held.push(accepted.try_clone().unwrap());
+            held.push(accepted);
         }
         let give_up = Instant::now() + Duration::from_secs(10);
         while guard.stats().source.load(Ordering::Relaxed) < 3 && Instant::now() < give_up {
