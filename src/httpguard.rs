@@ -419,7 +419,12 @@ mod tests {
         let cuts = decide(&conns, &limits(2, 3));
         assert_eq!(
             cuts,
-            [(7, Cut::Idle), (1, Cut::Age), (4, Cut::Source), (6, Cut::Total)]
+            [
+                (7, Cut::Idle),
+                (1, Cut::Age),
+                (4, Cut::Source),
+                (6, Cut::Total)
+            ]
         );
         assert!(decide(&conns[2..4], &limits(2, 3)).is_empty());
     }
@@ -463,7 +468,9 @@ mod tests {
         let guard = start("test-idle", local, lim).unwrap();
         let mut client = TcpStream::connect(local).unwrap();
         let _held = l.accept().unwrap().0;
-        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0);
         assert_eq!(guard.stats().idle.load(Ordering::Relaxed), 1);
     }

@@ -117,7 +117,11 @@ impl AuditLog {
             log::info!(
                 "{}: reopened ({})",
                 self.path.display(),
-                if same { "asked to" } else { "the file was moved" }
+                if same {
+                    "asked to"
+                } else {
+                    "the file was moved"
+                }
             );
             (self.file, self.size) = (file, size);
         }
@@ -127,7 +131,11 @@ impl AuditLog {
     /// Shifts `audit.jsonl` to `.1`, `.1` to `.2`, … and starts a new file.
     fn rotate(&mut self) -> Result<(), PersistError> {
         let keep = self.rotation.max_files;
-        let oldest = if keep == 0 { self.path.clone() } else { self.rotated(keep) };
+        let oldest = if keep == 0 {
+            self.path.clone()
+        } else {
+            self.rotated(keep)
+        };
         if let Err(e) = std::fs::remove_file(&oldest)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -184,7 +192,11 @@ impl AuditLog {
             if out.len() >= limit {
                 break;
             }
-            let path = if n == 0 { self.path.clone() } else { self.rotated(n) };
+            let path = if n == 0 {
+                self.path.clone()
+            } else {
+                self.rotated(n)
+            };
             let mut older = match File::open(&path) {
                 Ok(mut reader) => newest(&mut reader, &path, limit - out.len())?,
                 Err(e) if n > 0 && e.kind() == std::io::ErrorKind::NotFound => break,
@@ -392,7 +404,12 @@ mod tests {
         assert!(!dir.join("audit.jsonl.3").exists());
         // Newest in the current file, then .1, then .2; nothing lost in
         // between and the oldest gone with the third rotation.
-        let all: Vec<u32> = two.iter().chain(&one).chain(&current).map(|e| e.n).collect();
+        let all: Vec<u32> = two
+            .iter()
+            .chain(&one)
+            .chain(&current)
+            .map(|e| e.n)
+            .collect();
         let first = all[0];
         assert!(first > 0, "{all:?}");
         assert_eq!(all, (first..20).collect::<Vec<_>>());
