@@ -122,7 +122,7 @@ pub fn decide<K: Copy>(conns: &[Conn<K>], limits: &Limits) -> Vec<(K, Cut)> {
         }
     }
     // Oldest first.
-    live.sort_by(|a, b| b.age.cmp(&a.age));
+    live.sort_by_key(|c| std::cmp::Reverse(c.age));
     let mut per_source: HashMap<IpAddr, usize> = HashMap::new();
     let mut kept = 0usize;
     for c in live {
