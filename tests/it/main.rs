@@ -24,6 +24,7 @@ mod fuzz_corpus;
 mod gossip_loopback;
 mod gossip_sim;
 mod health_checks;
+mod ops_audit_rotation;
 mod ops_metrics;
 mod ops_restart;
 mod ops_runbook;
