@@ -61,7 +61,7 @@ pub const LIMITS: Limits = Limits {
     max_age: Duration::from_secs(30),
     per_source: 32,
     total: 512,
-    scan: Duration::from_millis(250),
+    scan: Duration::from_secs(1),
 };
 
 /// Why a connection was shut down.
@@ -202,6 +202,7 @@ pub fn start(name: &str, local: SocketAddr, limits: Limits) -> io::Result<Guard>
 fn run(local: SocketAddr, limits: Limits, stopped: &Receiver<()>, stats: &GuardStats) {
     // By inode: tiny_http holds two descriptors per connection.
     let mut first_seen: HashMap<u64, Instant> = HashMap::new();
+    let mut known = HashMap::new();
     let mut next = Instant::now();
     loop {
         let wait = next.saturating_duration_since(Instant::now());
@@ -214,7 +215,7 @@ fn run(local: SocketAddr, limits: Limits, stopped: &Receiver<()>, stats: &GuardS
         }
         next = Instant::now() + limits.scan;
         let now = Instant::now();
-        let open = match accepted(local) {
+        let open = match accepted(local, &mut known) {
             Ok(open) => open,
             Err(e) => {
                 log::warn!("{local}: cannot list connections, only deadlines apply: {e}");
@@ -322,6 +323,16 @@ fn idle_for(fd: i32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
 
+/// The inode of `fd` when it is a socket.
+fn socket_inode(fd: i32) -> Option<u64> {
+    // SAFETY: fstat into a zeroed stat buffer.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+            .then_some(st.st_ino)
+    }
+}
+
 fn inode(fd: i32) -> Option<u64> {
     // SAFETY: fstat into a zeroed stat buffer.
     unsafe {
@@ -350,20 +361,31 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The connections accepted on `local`, as ((fd, inode), client address),
-/// one per socket however many descriptors refer to it.
-fn accepted(local: SocketAddr) -> io::Result<Vec<((i32, u64), IpAddr)>> {
+/// one per socket however many descriptors refer to it. `known` caches
+/// each socket's verdict by inode (sockets do not move), so a steady scan
+/// costs one `fstat` per descriptor; it is pruned to what is open.
+fn accepted(
+    local: SocketAddr,
+    known: &mut HashMap<u64, Option<IpAddr>>,
+) -> io::Result<Vec<((i32, u64), IpAddr)>> {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut present = HashSet::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let Some(fd) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) else {
             continue;
         };
-        if let (Some(peer), Some(ino)) = (accepted_on(fd, local), inode(fd))
-            && seen.insert(ino)
-        {
+        let Some(ino) = socket_inode(fd) else {
+            continue;
+        };
+        if !present.insert(ino) {
+            continue;
+        }
+        let verdict = *known.entry(ino).or_insert_with(|| accepted_on(fd, local));
+        if let Some(peer) = verdict {
             out.push(((fd, ino), peer));
         }
     }
+    known.retain(|ino, _| present.contains(ino));
     Ok(out)
 }
 
@@ -511,5 +533,40 @@ mod tests {
         assert_eq!(closed, 3);
         assert_eq!(guard.stats().source.load(Ordering::Relaxed), 3);
         drop(held);
+    }
+}
+
+/// The cost of one scan with many descriptors open (docs/benchmarks.md):
+/// `cargo test --release --lib httpguard::scan_cost -- --ignored --nocapture`
+/// (needs `ulimit -n` above 6100).
+#[cfg(test)]
+mod scan_cost {
+    use super::*;
+
+    #[test]
+    #[ignore = "benchmark; see docs/benchmarks.md"]
+    fn scan_with_6000_unrelated_sockets() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut keep = Vec::new();
+        for _ in 0..3000 {
+            keep.push(std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap());
+            keep.push(other.accept().unwrap().0);
+        }
+        let mut known = HashMap::new();
+        let local = l.local_addr().unwrap();
+        for i in 0..3 {
+            let t = Instant::now();
+            let found = accepted(local, &mut known).unwrap();
+            println!("scan {i}: {:?} for {} sockets", t.elapsed(), keep.len());
+            assert!(found.is_empty(), "{found:?}");
+        }
+        // The other listener's connections are found, once each.
+        assert_eq!(
+            accepted(other.local_addr().unwrap(), &mut HashMap::new())
+                .unwrap()
+                .len(),
+            3000
+        );
     }
 }
