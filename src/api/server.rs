@@ -19,7 +19,10 @@
 //! deadline fails, a connection older than its age limit (a body that
 //! trickles in) is shut down, and so are connections beyond the
 //! per-client and total caps; so a slow client holds a side thread or a
-//! worker for a bounded time, and one client cannot hold them all.
+//! worker for a bounded time (at most the age limit). Within that time
+//! one client address may still fill all `MAX_WRITERS` with trickled
+//! bodies (its connection cap is higher), and a write refused for want of
+//! a writer drains its body on the worker that refused it.
 
 use super::access::{Access, author};
 use super::command::{ApiError, CommandRequest, CommandSender, REPLY_TIMEOUT};
