@@ -3,8 +3,10 @@
 //! takes requests from tiny_http's queue and answers each with a router
 //! function; `stop` unblocks and joins it. Requests are few and cheap
 //! (status, drain, scrapes), so one thread is enough; the Overwatch API,
-//! with its writers and ACL, has its own server (`api::server`).
+//! with its writers and ACL, has its own server (`api::server`). Both
+//! bind through `httpguard`, which cuts slow and idle clients.
 
+use crate::httpguard::{self, Guard};
 use std::io::{self, Cursor};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ pub struct HttpServer {
     server: Arc<Server>,
     thread: Option<JoinHandle<()>>,
     addr: SocketAddr,
+    _guard: Guard,
 }
 
 impl HttpServer {
@@ -29,8 +32,8 @@ impl HttpServer {
         address: SocketAddr,
         route: impl Fn(&mut Request) -> Reply + Send + 'static,
     ) -> io::Result<HttpServer> {
-        let server =
-            Server::http(address).map_err(|e| io::Error::other(format!("{address}: {e}")))?;
+        let (server, guard) = httpguard::bind(name, address, httpguard::LIMITS)
+            .map_err(|e| io::Error::new(e.kind(), format!("{address}: {e}")))?;
         let addr = server.server_addr().to_ip().unwrap_or(address);
         let server = Arc::new(server);
         let srv = Arc::clone(&server);
@@ -50,6 +53,7 @@ impl HttpServer {
             server,
             thread: Some(thread),
             addr,
+            _guard: guard,
         })
     }
 

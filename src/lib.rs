@@ -18,6 +18,7 @@ pub mod dns;
 pub mod exit;
 pub mod gossip;
 pub mod health;
+pub mod httpguard;
 pub mod httpserve;
 pub mod metrics;
 pub mod netio;

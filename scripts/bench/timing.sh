@@ -3,7 +3,8 @@
 # and counts; a loaded machine must not make them fail): a 300 ms probe
 # timeout, 503 -> unhealthy verdict, first-probe spread and check_now, a
 # gossip leave with one node unreachable, the API's 413 on a huge
-# Content-Length, and the DNS server closing a stalled TCP connection.
+# Content-Length, the DNS server closing a stalled TCP connection, and
+# `GET /api/v1/ready` while 200 slow HTTP clients are connected.
 #
 # Runs the ignored tests of tests/bench/timing.rs (release build, one at a
 # time), then the dnsperf flood of tests/faults/load.rs for the API latency

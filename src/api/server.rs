@@ -14,12 +14,15 @@
 //! exist, beyond that such requests are refused while reads keep flowing.
 //! Bodies are read through a 64 KiB limit (413 above it, checked first
 //! against Content-Length); a declared body above 1 MiB is refused without
-//! being drained (see `reject_oversized`). tiny_http does not
-//! expose the socket, so a body that trickles in is not cut off by a
-//! deadline: it holds its side thread until it completes or the client
-//! disconnects. Answers are written synchronously: a client that stops
-//! reading a large answer (`/metrics`, the backend list) holds its worker
-//! until TCP gives up.
+//! being drained (see `reject_oversized`). The socket is bound through
+//! `crate::httpguard`: a read or write that blocks longer than its idle
+//! deadline fails, a connection older than its age limit (a body that
+//! trickles in) is shut down, and so are connections beyond the
+//! per-client and total caps; so a slow client holds a side thread or a
+//! worker for a bounded time (at most the age limit). Within that time
+//! one client address may still fill all `MAX_WRITERS` with trickled
+//! bodies (its connection cap is higher), and a write refused for want of
+//! a writer drains its body on the worker that refused it.
 
 use super::access::{Access, author};
 use super::command::{ApiError, CommandRequest, CommandSender, REPLY_TIMEOUT};
@@ -28,6 +31,7 @@ use super::view::OverwatchView;
 use super::write;
 use super::{read, v11};
 use crate::config::{ApiConfig, Listener};
+use crate::httpguard::{self, Guard};
 use crate::snapshot::SnapshotCell;
 use serde_json::Value;
 use std::io::{self, Read};
@@ -74,6 +78,7 @@ pub struct ApiServer {
     server: Option<Arc<tiny_http::Server>>,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
+    guard: Option<Guard>,
 }
 
 /// Binds `cfg.address` and starts the workers; returns once listening.
@@ -89,12 +94,8 @@ pub fn start(
     let wanted = Listener::Api
         .parse(&cfg.address)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("api.address: {e}")))?;
-    let server = tiny_http::Server::http(wanted).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("api.address {wanted}: {e}"),
-        )
-    })?;
+    let (server, guard) = httpguard::bind("api", wanted, httpguard::LIMITS)
+        .map_err(|e| io::Error::new(e.kind(), format!("api.address {wanted}: {e}")))?;
     let addr = server.server_addr().to_ip().unwrap_or(wanted);
     let server = Arc::new(server);
     let shared = Arc::new(Shared {
@@ -121,6 +122,7 @@ pub fn start(
         server: Some(server),
         workers,
         stopping,
+        guard: Some(guard),
     })
 }
 
@@ -145,6 +147,7 @@ impl ApiServer {
             let _ = handle.join();
         }
         drop(server);
+        self.guard.take();
     }
 }
 

@@ -5,6 +5,7 @@
 //! typed config, the mode, secrets read from `*_file` keys, warnings to log)
 //! comes back in [`Loaded`]; every problem comes back in [`ConfigErrors`].
 
+pub mod audit;
 mod compat;
 pub mod conflicts;
 pub mod duration;

@@ -189,6 +189,7 @@ pub struct OverwatchConfig {
     pub validation: ValidationConfig,
     pub stale: StaleConfig,
     pub data_dir: String,
+    pub audit: super::audit::AuditConfig,
     /// v1.1 keys accepted and not acted on.
     pub dnssec: Option<serde_norway::Value>,
     pub geolocation: Option<serde_norway::Value>,
@@ -203,6 +204,7 @@ impl Default for OverwatchConfig {
             validation: ValidationConfig::default(),
             stale: StaleConfig::default(),
             data_dir: "/var/lib/opengslb".into(),
+            audit: Default::default(),
             dnssec: None,
             geolocation: None,
         }

@@ -30,7 +30,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         warn!("{w}");
     }
     let store = Store::open(&config.overwatch.data_dir).map_err(ExitError::state)?;
-    let audit = AuditLog::open(&config.overwatch.data_dir).map_err(ExitError::state)?;
+    let audit = AuditLog::open_rotating(
+        &config.overwatch.data_dir,
+        config.overwatch.audit.rotation(),
+    )
+    .map_err(ExitError::state)?;
+    let reopen_audit = audit.reopen_handle();
     let ch = Channels::default();
     let dns_stats = Arc::new(DnsStats::new());
     let published = Published {
@@ -119,6 +124,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     };
     let mut sup = Supervisor::new();
     sup.watch("registry", registry_beat);
+    sup.on_reopen(move || reopen_audit.request());
     sup.probe("dns", || dns_server.alive());
     if let Some(g) = &gossip_server {
         sup.watch("gossip", g.liveness());

@@ -1,4 +1,4 @@
-//! Signals without a crate: SIGTERM, SIGINT and SIGHUP are blocked in every
+//! Signals without a crate: SIGTERM, SIGINT, SIGHUP and SIGUSR1 are blocked in every
 //! thread (call `block` before spawning any) and the main thread collects
 //! them with `sigtimedwait`, so no handler ever runs in signal context.
 
@@ -8,6 +8,8 @@ use std::time::Duration;
 pub enum Signal {
     Terminate,
     Reload,
+    /// SIGUSR1: reopen log files (after logrotate).
+    Reopen,
 }
 
 fn set() -> libc::sigset_t {
@@ -18,6 +20,7 @@ fn set() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         set
     }
 }
@@ -43,6 +46,7 @@ pub fn wait(timeout: Duration) -> Option<Signal> {
     match sig {
         libc::SIGTERM | libc::SIGINT => Some(Signal::Terminate),
         libc::SIGHUP => Some(Signal::Reload),
+        libc::SIGUSR1 => Some(Signal::Reopen),
         _ => None,
     }
 }

@@ -1,5 +1,6 @@
 //! The one supervision loop of both modes, on the main thread: it collects
-//! signals (SIGTERM/SIGINT stop, SIGHUP reloads), notices a worker thread
+//! signals (SIGTERM/SIGINT stop, SIGHUP reloads, SIGUSR1 asks whoever
+//! registered with `on_reopen` to reopen its files), notices a worker thread
 //! that ended (which ends the process with that thread's exit code), and
 //! feeds the systemd watchdog only while every loop shows progress.
 //!
@@ -42,6 +43,7 @@ pub struct Supervisor<'a> {
     loops: Vec<(&'static str, Arc<Liveness>)>,
     probes: Vec<(&'static str, Probe<'a>)>,
     threads: Vec<(&'static str, JoinHandle<Outcome>)>,
+    reopen: Vec<Box<dyn Fn() + 'a>>,
     /// Half of systemd's `WatchdogSec`, when it asked for a watchdog.
     watchdog: Option<Duration>,
 }
@@ -58,6 +60,7 @@ impl<'a> Supervisor<'a> {
             loops: Vec::new(),
             probes: Vec::new(),
             threads: Vec::new(),
+            reopen: Vec::new(),
             watchdog: watchdog_interval(),
         }
     }
@@ -72,6 +75,11 @@ impl<'a> Supervisor<'a> {
     /// not keep a `Liveness`.
     pub fn probe(&mut self, name: &'static str, alive: impl Fn() -> bool + 'a) {
         self.probes.push((name, Box::new(alive)));
+    }
+
+    /// Runs `reopen` on SIGUSR1 (files that logrotate moves).
+    pub fn on_reopen(&mut self, reopen: impl Fn() + 'a) {
+        self.reopen.push(Box::new(reopen));
     }
 
     /// Runs `body` on a named thread; when it ends before the supervisor
@@ -114,6 +122,10 @@ impl<'a> Supervisor<'a> {
                     notify("RELOADING=1");
                     reload();
                     notify("READY=1");
+                }
+                Some(Signal::Reopen) => {
+                    log::info!("SIGUSR1: reopening {} file(s)", self.reopen.len());
+                    self.reopen.iter().for_each(|f| f());
                 }
                 None => {}
             }

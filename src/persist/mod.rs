@@ -12,7 +12,7 @@
 
 mod audit;
 
-pub use audit::AuditLog;
+pub use audit::{AuditLog, ReopenHandle, Rotation};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

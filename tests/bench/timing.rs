@@ -2,7 +2,8 @@
 //! suite used to assert (a probe timeout, the 503 → unhealthy verdict, the
 //! first-probe spread and `check_now`, a gossip leave with one node
 //! unreachable, the API's 413 on a huge Content-Length, the DNS server
-//! closing a stalled TCP connection). The tests now assert order and
+//! closing a stalled TCP connection, `/api/v1/ready` under 200 slow
+//! clients). The tests now assert order and
 //! counts; the figures and their bounds live here, where a loaded machine
 //! makes a benchmark slow instead of making a test flaky.
 //!
@@ -218,4 +219,39 @@ fn api_413_and_slowloris() {
     let api_ok = bound("api_413", refused, MS(0), MS(3000));
     let slow_ok = bound("slowloris", held, MS(0), MS(4000));
     assert!(api_ok && slow_ok);
+}
+
+/// `GET /api/v1/ready` while 200 slow clients (half trickling a header
+/// byte every 250 ms, half silent) are connected from 127.0.0.2/3: the
+/// slowest of 20 answers, over the first 5 s (before the idle limit cuts
+/// the silent ones). Bound: one second (issue 12).
+#[test]
+#[ignore = "benchmark; run by scripts/bench/timing.sh"]
+fn api_ready_slow_clients() {
+    let dir = util::TempDir::new("bench-starve");
+    let ow = util::ops::Overwatch::start(&dir, "ow-bench-starve", &Default::default());
+    let api: std::net::SocketAddr = ow.api.trim_start_matches("http://").parse().unwrap();
+    let mut clients = util::slow::open(200, api).expect("200 slow clients from 127.0.0.2/3");
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        util::slow::tick(&mut clients, true);
+        let t = Instant::now();
+        let ready = util::api::http(api, "GET", "/api/v1/ready", &[], b"");
+        times.push(t.elapsed());
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        std::thread::sleep(MS(250));
+    }
+    times.sort();
+    println!(
+        "api_ready_slow_clients: median {:.1} ms over {} requests, {:?} of 200 slow clients closed meanwhile",
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times.len(),
+        util::slow::closed(&clients)
+    );
+    assert!(bound(
+        "api_ready_slow_clients",
+        times[times.len() - 1],
+        MS(0),
+        MS(1000)
+    ));
 }

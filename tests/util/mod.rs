@@ -14,6 +14,7 @@ pub mod dnsclient;
 pub mod health;
 pub mod ops;
 pub mod site;
+pub mod slow;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -24,6 +24,8 @@ pub struct OwOptions {
     pub static_servers: Vec<SocketAddr>,
     /// Lines added to the `dns:` section (indented two spaces).
     pub dns_extra: &'static str,
+    /// Lines added to the `overwatch:` section (indented two spaces).
+    pub overwatch_extra: &'static str,
     /// Lines added at the end of the file.
     pub tail: &'static str,
 }
@@ -36,6 +38,7 @@ impl Default for OwOptions {
             validation: false,
             static_servers: Vec::new(),
             dns_extra: "",
+            overwatch_extra: "",
             tail: "",
         }
     }
@@ -95,13 +98,14 @@ dns:
   validation: {{ enabled: {validation}, check_interval: 200ms, check_timeout: 500ms }}
   stale: {{ remove_after: {remove_after}{threshold} }}
   data_dir: "{data}"
-regions:
+{overwatch_extra}regions:
 {region}domains:
   - {{ name: {SERVICE}, routing_algorithm: round-robin, regions: [east] }}
 api:
   address: "127.0.0.1:{api_port}"
 {tail}"#,
         dns_extra = o.dns_extra,
+        overwatch_extra = o.overwatch_extra,
         tail = o.tail,
         validation = o.validation,
         remove_after = o.remove_after,
