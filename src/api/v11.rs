@@ -21,6 +21,17 @@ const DAY: u64 = 86_400;
 /// The look-ahead of `expiring`, in seconds.
 fn within(query: &str) -> Result<u64, ApiError> {
     let pairs = query_pairs(query);
+    // Both are checked when given; `within` wins when both are valid.
+    let days = match pairs.iter().find(|(k, _)| k == "threshold_days") {
+        Some((_, v)) => Some(
+            v.parse::<u64>()
+                .ok()
+                .filter(|d| (1..=36_500).contains(d))
+                .map(|d| d.saturating_mul(DAY))
+                .ok_or_else(|| ApiError::bad_request(format!("threshold_days: invalid {v:?}")))?,
+        ),
+        None => None,
+    };
     if let Some((_, v)) = pairs.iter().find(|(k, _)| k == "within") {
         // Days are what certificates are counted in; Go durations stop at h.
         if let Some(days) = v.strip_suffix('d').and_then(|d| d.parse::<u64>().ok()) {
@@ -30,15 +41,7 @@ fn within(query: &str) -> Result<u64, ApiError> {
             .map(|d| d.as_secs())
             .map_err(|e| ApiError::bad_request(format!("within: {e} (or a number of days: 30d)")));
     }
-    if let Some((_, v)) = pairs.iter().find(|(k, _)| k == "threshold_days") {
-        return v
-            .parse::<u64>()
-            .ok()
-            .filter(|&d| d > 0)
-            .map(|d| d.saturating_mul(DAY))
-            .ok_or_else(|| ApiError::bad_request(format!("threshold_days: invalid {v:?}")));
-    }
-    Ok(30 * DAY)
+    Ok(days.unwrap_or(30 * DAY))
 }
 
 /// `GET /api/v1/overwatch/agents/expiring`.
