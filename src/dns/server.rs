@@ -169,18 +169,7 @@ fn set_int(
     opt: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fd is open; the option value is a c_int of the given size.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            opt,
-            &value as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
+    crate::netio::set_int_option(fd, level, opt, value)
 }
 
 /// A non-blocking socket with SO_REUSEPORT (and SO_REUSEADDR), bound to

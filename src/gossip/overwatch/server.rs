@@ -163,6 +163,12 @@ fn bind_both(bind: SocketAddr) -> io::Result<(std::net::UdpSocket, std::net::Tcp
         let port = udp.local_addr()?.port();
         match std::net::TcpListener::bind(SocketAddr::new(bind.ip(), port)) {
             Ok(tcp) => {
+                // Heartbeats of a large fleet arrive in bursts: the default
+                // ~208 KB buffer overflowed at 25,000 agents (scale.sh), as
+                // DNS asks for 4 MB. Best effort: the kernel caps it at
+                // net.core.rmem_max.
+                let _ =
+                    crate::netio::set_int_option(&udp, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
                 udp.set_nonblocking(true)?;
                 tcp.set_nonblocking(true)?;
                 return Ok((udp, tcp));
