@@ -53,9 +53,12 @@ impl LoopCtl {
         })
     }
 
-    /// Beats the heartbeat (one clock read; loops call it once per turn).
-    pub fn tick(&self) {
-        self.live.beat(Now::read().mono);
+    /// Reads the clock once for this turn, beats the heartbeat with it and
+    /// hands the reading on (the responder takes it for cookies and RRL).
+    pub fn tick(&self) -> Now {
+        let now = Now::read();
+        self.live.beat(now.mono);
+        now
     }
 
     pub fn stopping(&self) -> bool {

@@ -92,7 +92,7 @@ impl TcpLoop {
         let mut reader = self.table.reader();
         let mut responder = Responder::new(self.max_udp_size);
         let mut scratch = vec![0u8; 16 * 1024];
-        self.ctl.tick();
+        let _ = self.ctl.tick();
         loop {
             let now = Instant::now();
             let next = conns
@@ -107,12 +107,12 @@ impl TcpLoop {
                 log::error!("dns: tcp poll failed: {e}");
                 return;
             }
-            self.ctl.tick();
+            let clock = self.ctl.tick();
             if self.ctl.stopping() {
                 return;
             }
             let now = Instant::now();
-            responder.set_now(crate::clock::Now::read());
+            responder.set_now(clock);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(&mut conns, &mut open, now),

@@ -24,7 +24,6 @@ use super::server::{LoopCtl, TICK};
 use super::stats::{self, DnsStats};
 use super::table::DnsTable;
 use super::udp_batch::Batch;
-use crate::clock::Now;
 use crate::snapshot::SnapshotCell;
 use std::io;
 use std::net::UdpSocket;
@@ -115,7 +114,7 @@ impl UdpLoop {
         let mut errors = 0u32;
         loop {
             let received = batch.recv(fd);
-            self.ctl.tick();
+            let now = self.ctl.tick();
             if self.ctl.stopping() {
                 return;
             }
@@ -139,7 +138,7 @@ impl UdpLoop {
                 }
             };
             let table = reader.get();
-            responder.set_now(Now::read());
+            responder.set_now(now);
             for i in 0..n {
                 let Some(d) = batch.datagram(i) else { continue };
                 let (Some(peer), false) = (d.peer, d.truncated) else {
