@@ -8,6 +8,7 @@
 mod cookies;
 mod edns;
 mod fastpath;
+pub mod learned;
 pub mod nameservers;
 mod query;
 pub mod responder;
