@@ -36,12 +36,33 @@ pub struct Backend {
     /// Position among the configured static servers (failover priority);
     /// `None` for a backend only an agent reports.
     pub static_order: Option<usize>,
-    pub agent_id: Option<String>,
-    /// What the agent last said about it (the shared report type).
-    pub claim: Option<BackendReport>,
+    /// What each agent reporting it last said (SPEC §4: one claim per
+    /// agent, in the order they first claimed it; usually one).
+    pub claims: Vec<Claim>,
     pub validation: Option<Verdict>,
     /// Set by the registry's `recompute` only; `None` until first decided.
     pub effective: Option<Effective>,
+}
+
+/// One agent's report on a backend (the shared report type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub agent_id: String,
+    pub report: BackendReport,
+}
+
+impl Backend {
+    /// Whether any agent reports this backend.
+    pub fn is_claimed(&self) -> bool {
+        !self.claims.is_empty()
+    }
+
+    pub fn claim_of(&self, agent_id: &str) -> Option<&BackendReport> {
+        self.claims
+            .iter()
+            .find(|c| c.agent_id == agent_id)
+            .map(|c| &c.report)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

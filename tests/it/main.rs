@@ -6,6 +6,7 @@
 #[path = "../util/mod.rs"]
 mod util;
 
+mod agent_claims;
 mod agent_gossip;
 mod api_contract;
 mod api_openapi;

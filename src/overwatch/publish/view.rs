@@ -31,8 +31,10 @@ fn secs(ms: u64) -> u64 {
 /// One backend's entry, and whether its agent and validation disagree.
 pub fn backend(reg: &Registry, b: &Backend) -> (BackendView, bool) {
     let eff = b.effective;
-    let agent = b.agent_id.as_ref().and_then(|id| reg.agents().get(id));
-    let claim = b.claim.as_ref();
+    // With several claimants, the API shows the claim that decides.
+    let deciding = reg.deciding_claim(b);
+    let agent = deciding.and_then(|c| reg.agents().get(&c.agent_id));
+    let claim = deciding.map(|c| &c.report);
     let validated = reg.is_validated(b);
     let validation = b.validation.as_ref().filter(|_| validated);
     let disagree = matches!((claim, validation), (Some(c), Some(v)) if c.healthy != v.healthy);
@@ -43,7 +45,7 @@ pub fn backend(reg: &Registry, b: &Backend) -> (BackendView, bool) {
         port: b.key.port,
         weight: b.weight,
         region: b.region.clone(),
-        agent_id: b.agent_id.clone(),
+        agent_id: deciding.map(|c| c.agent_id.clone()),
         effective_status: eff.map(|e| status(e.status)).unwrap_or_default(),
         status_reason: eff.map(|e| e.rule.as_str().to_string()).unwrap_or_default(),
         agent_healthy: claim.map(|c| c.healthy),

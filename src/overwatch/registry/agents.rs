@@ -125,15 +125,15 @@ impl Registry {
                 weight: report.weight,
                 region: region.clone(),
                 static_order: None,
-                agent_id: None,
-                claim: None,
+                claims: Vec::new(),
                 validation: None,
                 effective: None,
             });
             // What DNS serves depends on weight and region (priority).
             let dns = b.weight != report.weight || b.region != region;
-            let attached = b.agent_id.as_deref() != Some(id);
-            if b.claim.as_ref() != Some(&report) || dns || attached {
+            let previous = b.claims.iter().position(|c| c.agent_id == id);
+            let attached = previous.is_none();
+            if previous.map(|i| &b.claims[i].report) != Some(&report) || dns || attached {
                 self.dirty.backend(&key);
             }
             if dns {
@@ -142,10 +142,15 @@ impl Registry {
             if created || attached || b.region != region {
                 self.dirty.changes.probes = true;
             }
-            b.agent_id = Some(id.to_string());
             b.weight = report.weight;
             b.region = region.clone();
-            b.claim = Some(report);
+            match previous {
+                Some(i) => b.claims[i].report = report,
+                None => b.claims.push(Claim {
+                    agent_id: id.to_string(),
+                    report,
+                }),
+            }
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -275,21 +280,23 @@ impl Registry {
         }
     }
 
-    /// The agent no longer reports this backend: a static server keeps it
-    /// (without the claim), an agent-only backend goes.
+    /// The agent no longer reports this backend: its claim goes; the
+    /// backend stays while another agent claims it or it is a static
+    /// server, and goes (out of DNS at once) with its last claim.
     pub(super) fn detach_backend(&mut self, key: &BackendKey, agent_id: &str) {
         let Some(b) = self.backends.get_mut(key) else {
             return;
         };
-        if b.agent_id.as_deref() != Some(agent_id) {
+        let Some(i) = b.claims.iter().position(|c| c.agent_id == agent_id) else {
             return;
-        }
+        };
+        b.claims.remove(i);
         self.dirty.backend(key);
         self.dirty.changes.probes = true;
-        if b.static_order.is_some() {
-            b.agent_id = None;
-            b.claim = None;
-        } else if let Some(b) = self.backends.remove(key) {
+        if b.is_claimed() || b.static_order.is_some() {
+            return;
+        }
+        if let Some(b) = self.backends.remove(key) {
             self.forget_effective(&b);
             self.dirty.domain(&key.service);
         }

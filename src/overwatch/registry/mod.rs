@@ -13,6 +13,7 @@
 
 mod agents;
 mod changes;
+pub mod claims;
 mod operators;
 #[cfg(test)]
 mod tests;
@@ -20,7 +21,7 @@ mod tests;
 pub use changes::Changes;
 
 use super::model::*;
-use super::precedence::{self, AgentClaim, Facts, Status};
+use super::precedence::{self, Facts, Status};
 use crate::clock::{Mono, Now};
 use crate::config::Config;
 use changes::Dirty;
@@ -225,7 +226,7 @@ impl Registry {
                 return true;
             }
             b.static_order = None;
-            let keep = b.agent_id.is_some();
+            let keep = b.is_claimed();
             if !keep && b.effective.is_some_and(|e| e.status == Status::Healthy) {
                 gone.entry(key.service.clone())
                     .or_default()
@@ -239,13 +240,12 @@ impl Registry {
                 weight,
                 region: region.clone(),
                 static_order: None,
-                agent_id: None,
-                claim: None,
+                claims: Vec::new(),
                 validation: None,
                 effective: None,
             });
             b.static_order = Some(order);
-            if b.agent_id.is_none() {
+            if !b.is_claimed() {
                 b.weight = weight;
                 b.region = region;
             }
@@ -254,22 +254,27 @@ impl Registry {
 
     /// Whether the Overwatch runs its own checks on this backend.
     pub fn is_validated(&self, b: &Backend) -> bool {
-        b.static_order.is_some() || (self.cfg.validation_enabled && b.agent_id.is_some())
+        b.static_order.is_some() || (self.cfg.validation_enabled && b.is_claimed())
+    }
+
+    /// The claimant's liveness, as the claim rules read it.
+    fn claimant_status(&self, id: &str) -> Option<AgentStatus> {
+        self.agents.get(id).map(|a| a.status)
+    }
+
+    /// The claim the API shows for a backend: the one that decides it.
+    pub fn deciding_claim<'a>(&self, b: &'a Backend) -> Option<&'a Claim> {
+        claims::deciding(&b.claims, |id| self.claimant_status(id))
     }
 
     pub fn facts(&self, b: &Backend) -> Facts {
-        let agent = match (&b.agent_id, &b.claim) {
-            (Some(id), Some(claim)) => self.agents.get(id).map(|a| {
-                let left = a.status == AgentStatus::Left;
-                AgentClaim {
-                    healthy: claim.healthy,
-                    // A graceful leave takes the backends out at once.
-                    draining: claim.draining || left,
-                    fresh: a.status == AgentStatus::Active,
-                }
-            }),
-            _ => None,
-        };
+        let agent = claims::combine(b.claims.iter().filter_map(|c| {
+            self.claimant_status(&c.agent_id)
+                .map(|status| claims::Seen {
+                    report: &c.report,
+                    status,
+                })
+        }));
         Facts {
             override_healthy: self.overrides.get(&b.key).map(|o| o.healthy),
             agent,

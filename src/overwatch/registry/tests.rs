@@ -338,3 +338,77 @@ fn last_healthy_is_the_set_before_the_domain_went_empty() {
         .collect();
     assert_eq!(keys, ["10.0.0.3"]);
 }
+
+/// Issue 11 item 5: two agents claim one backend; one stops gracefully.
+/// The other's claim keeps it healthy, and removing the stopped one
+/// leaves the backend in place.
+#[test]
+fn two_claimants_one_leaves_the_other_keeps_the_backend() {
+    let mut r = registry();
+    register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 0);
+    register(&mut r, "a2", vec![report("10.0.0.2", true, false)], 0);
+    r.recompute(t(0));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+    r.agent_left("a1", t(100));
+    r.recompute(t(100));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+    // a1 is removed after remove_after (60 s) while a2 keeps heartbeating.
+    for ms in (1000..=70_000).step_by(1000) {
+        r.agent_heartbeat("a2", t(ms));
+        r.recompute(t(ms));
+    }
+    assert!(!r.agents().contains_key("a1"));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+    let key = BackendKey::new("app.gslb.test", "10.0.0.2".parse().unwrap(), 80);
+    let b = &r.backends()[&key];
+    assert_eq!(b.claims.len(), 1);
+    assert_eq!(r.deciding_claim(b).unwrap().agent_id, "a2");
+    // The last claimant leaves: out of DNS at once.
+    r.agent_left("a2", t(70_100));
+    r.recompute(t(70_100));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Draining));
+}
+
+#[test]
+fn any_fresh_drain_drains_a_shared_backend() {
+    let mut r = registry();
+    register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 0);
+    register(&mut r, "a2", vec![report("10.0.0.2", true, false)], 0);
+    r.agent_state("a1", vec![report("10.0.0.2", true, true)], false, t(10));
+    r.recompute(t(10));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Draining));
+    r.agent_state("a1", vec![report("10.0.0.2", true, false)], false, t(20));
+    r.recompute(t(20));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+}
+
+#[test]
+fn healthy_while_any_fresh_claim_is_healthy_and_stale_claims_do_not_count() {
+    let mut r = registry();
+    register(&mut r, "a1", vec![report("10.0.0.2", false, false)], 0);
+    register(&mut r, "a2", vec![report("10.0.0.2", true, false)], 0);
+    r.recompute(t(0));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+    // a2 goes silent: only a1's fresh "unhealthy" counts now.
+    for ms in (1000..=4000).step_by(1000) {
+        r.agent_heartbeat("a1", t(ms));
+        r.recompute(t(ms));
+    }
+    assert_eq!(r.agents()["a2"].status, AgentStatus::Stale);
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Unhealthy));
+    // a2 is removed (withdrawing its claim); the backend stays with a1's.
+    for ms in (5000..=65_000).step_by(1000) {
+        r.agent_heartbeat("a1", t(ms));
+        r.recompute(t(ms));
+    }
+    assert!(!r.agents().contains_key("a2"));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Unhealthy));
+    // A rejected claimant withdraws only its own claim too.
+    register(&mut r, "a3", vec![report("10.0.0.2", true, false)], 66_000);
+    r.recompute(t(66_000));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+    let from: SocketAddr = "10.0.0.9:40000".parse().unwrap();
+    r.agent_rejected(Some("a1"), from, "pin_mismatch", t(66_100));
+    r.recompute(t(66_100));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+}
