@@ -8,6 +8,7 @@ mod util;
 
 mod agent_claims;
 mod agent_gossip;
+mod agent_lost;
 mod api_contract;
 mod api_openapi;
 mod api_starvation;

@@ -177,6 +177,10 @@ impl Registry {
         if agent.status == AgentStatus::Stale {
             info!("agent {id} is active again");
             agent.status = AgentStatus::Active;
+            if self.lost.remove(id).is_some() {
+                self.persist_dirty = true;
+                self.dirty.changes.lost = true;
+            }
             self.dirty.agent(id);
             for key in &agent.backends {
                 self.dirty.backend(key);
@@ -191,6 +195,11 @@ impl Registry {
 
     /// A graceful leave: the agent's backends leave DNS at once.
     pub fn agent_left(&mut self, id: &str, now: Now) {
+        if self.agents.contains_key(id) && self.lost.remove(id).is_some() {
+            // It was stale and reached us again to say goodbye: not lost.
+            self.persist_dirty = true;
+            self.dirty.changes.lost = true;
+        }
         if let Some(agent) = self.agents.get_mut(id) {
             info!("agent {id} left");
             agent.status = AgentStatus::Left;
@@ -257,22 +266,9 @@ impl Registry {
         self.dirty.agent(id);
         self.dirty.changes.lost = true;
         if lost && agent.status != AgentStatus::Left {
-            let first = agent.backends.first();
-            warn!("agent {id} removed after remove_after; listed as lost");
-            self.lost.insert(
-                id.to_string(),
-                LostAgent {
-                    agent_id: id.to_string(),
-                    region: agent.region.clone(),
-                    ip: agent
-                        .address
-                        .map(|a| a.ip().to_string())
-                        .or_else(|| first.map(|k| k.address.to_string()))
-                        .unwrap_or_default(),
-                    service: first.map(|k| k.service.clone()).unwrap_or_default(),
-                    last_heartbeat: agent.last_seen_wall_ms / 1000,
-                },
-            );
+            // Listed since it turned stale; refreshed in case it was not.
+            warn!("agent {id} removed after remove_after; still listed as lost");
+            self.lost.insert(id.to_string(), lost_entry(&agent));
             self.persist_dirty = true;
         }
         for key in &agent.backends {
@@ -300,5 +296,22 @@ impl Registry {
             self.forget_effective(&b);
             self.dirty.domain(&key.service);
         }
+    }
+}
+
+/// How healthz lists an agent that cannot be reached (SPEC §4): from the
+/// moment it turns stale, and on after its removal.
+pub(super) fn lost_entry(agent: &Agent) -> LostAgent {
+    let first = agent.backends.first();
+    LostAgent {
+        agent_id: agent.id.clone(),
+        region: agent.region.clone(),
+        ip: agent
+            .address
+            .map(|a| a.ip().to_string())
+            .or_else(|| first.map(|k| k.address.to_string()))
+            .unwrap_or_default(),
+        service: first.map(|k| k.service.clone()).unwrap_or_default(),
+        last_heartbeat: agent.last_seen_wall_ms / 1000,
     }
 }

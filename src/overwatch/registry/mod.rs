@@ -419,6 +419,11 @@ impl Registry {
                         agent.id, silent
                     );
                     agent.status = AgentStatus::Stale;
+                    // Lost from this moment (healthz, `degraded`).
+                    self.lost
+                        .insert(agent.id.clone(), agents::lost_entry(agent));
+                    self.dirty.changes.lost = true;
+                    self.persist_dirty = true;
                     self.dirty.agent(&agent.id);
                     for key in &agent.backends {
                         self.dirty.backend(key);

@@ -412,3 +412,44 @@ fn healthy_while_any_fresh_claim_is_healthy_and_stale_claims_do_not_count() {
     r.recompute(t(66_100));
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
 }
+
+/// Issue 11 item 4: an agent is lost from the moment it turns stale, stays
+/// lost past remove_after, and is no longer lost when it comes back; a
+/// graceful leave is never lost; forgetting it ends the listing.
+#[test]
+fn an_agent_is_lost_from_the_moment_it_is_stale() {
+    let mut r = registry();
+    register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 0);
+    register(&mut r, "a2", vec![report("10.0.0.3", true, false)], 0);
+    r.recompute(t(0));
+    r.take_changes();
+    r.recompute(t(2999));
+    assert!(r.lost().is_empty());
+    r.recompute(t(3000));
+    assert_eq!(r.agents()["a1"].status, AgentStatus::Stale);
+    let lost = &r.lost()["a1"];
+    assert_eq!(lost.ip, "10.0.0.9");
+    assert_eq!(lost.service, "app.gslb.test");
+    assert_eq!(lost.region, "east");
+    assert_eq!(lost.last_heartbeat, WALL0_SECS);
+    assert!(r.changes().lost && r.persist_dirty());
+    // Back by a heartbeat: no longer lost.
+    r.agent_heartbeat("a1", t(3500));
+    r.recompute(t(3500));
+    assert!(!r.lost().contains_key("a1"));
+    // Both fall silent; past remove_after they are gone but still lost.
+    r.recompute(t(70_000));
+    assert!(!r.agents().contains_key("a2"));
+    assert!(r.lost().contains_key("a2"));
+    assert!(r.forget_agent("a2"));
+    assert_eq!(r.lost().keys().collect::<Vec<_>>(), ["a1"]);
+    register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 71_000);
+    assert!(r.lost().is_empty());
+    // Stale, then a graceful leave: it reached us, so it is not lost.
+    r.recompute(t(80_000));
+    assert!(r.lost().contains_key("a1"));
+    r.agent_left("a1", t(80_001));
+    assert!(r.lost().is_empty());
+    r.recompute(t(200_000));
+    assert!(r.lost().is_empty());
+}
