@@ -111,22 +111,30 @@ impl Publisher {
             return true;
         }
         // A heartbeat moves an agent's last-seen time, shown on its
-        // backends too.
+        // backends too. The marked backends and agents are rebuilt first;
+        // the (many) merely seen ones after, each once, without collecting
+        // them into a set (a periodic refresh names every agent heard from).
         let mut keys: BTreeSet<&BackendKey> = changes.backends.iter().collect();
         keys.extend(changes.checked.iter());
-        let mut ids: BTreeSet<&String> = changes.agents.iter().collect();
-        for id in &changes.seen {
-            ids.insert(id);
-            if let Some(a) = reg.agents().get(id) {
-                keys.extend(a.backends.iter());
-            }
-        }
-        for key in keys {
+        for key in &keys {
             self.backend(reg, key);
         }
         let mut membership = false;
-        for id in ids {
+        for id in &changes.agents {
             membership |= self.agent(reg, id);
+        }
+        for id in &changes.seen {
+            let Some(a) = reg.agents().get(id) else {
+                continue;
+            };
+            for key in &a.backends {
+                if keys.is_empty() || !keys.contains(key) {
+                    self.backend(reg, key);
+                }
+            }
+            if !changes.agents.contains(id) {
+                membership |= self.agent(reg, id);
+            }
         }
         if changes.lost || membership {
             self.lost_lists(reg);
@@ -164,7 +172,12 @@ impl Publisher {
                 self.rebuilt.backends += 1;
                 let (v, disagree) = view::backend(reg, b);
                 self.disagreements += u64::from(disagree);
-                self.backends.insert(key.clone(), (Arc::new(v), disagree))
+                let entry = (Arc::new(v), disagree);
+                // In place when it exists: no key copy per refresh.
+                match self.backends.get_mut(key) {
+                    Some(slot) => Some(std::mem::replace(slot, entry)),
+                    None => self.backends.insert(key.clone(), entry),
+                }
             }
             None => self.backends.remove(key),
         };
@@ -178,9 +191,14 @@ impl Publisher {
         match reg.agents().get(id) {
             Some(a) => {
                 self.rebuilt.agents += 1;
-                self.agents
-                    .insert(id.to_string(), Arc::new(view::agent(reg, a)))
-                    .is_none()
+                let entry = Arc::new(view::agent(reg, a));
+                match self.agents.get_mut(id) {
+                    Some(slot) => {
+                        *slot = entry;
+                        false
+                    }
+                    None => self.agents.insert(id.to_string(), entry).is_none(),
+                }
             }
             None => self.agents.remove(id).is_some(),
         }

@@ -303,6 +303,7 @@ impl Registry {
         if judge_liveness && self.liveness_due.is_some_and(|d| now.mono >= d) {
             changed |= self.update_agent_liveness(now.mono);
         }
+        let mut logged = 0usize;
         for key in std::mem::take(&mut self.dirty.undecided) {
             // A backend that went was marked (and its domain) when it went.
             let Some(b) = self.backends.get(&key) else {
@@ -313,7 +314,8 @@ impl Registry {
             if b.effective == Some(new) {
                 continue;
             }
-            log_change(&key, b.effective, new);
+            logged += 1;
+            log_change(&key, b.effective, new, logged <= LOGGED_CHANGES);
             let was_healthy = b.effective.is_some_and(|e| e.status == Status::Healthy);
             if let Some(b) = self.backends.get_mut(&key) {
                 b.effective = Some(new);
@@ -327,6 +329,12 @@ impl Registry {
                     .or_default()
                     .push(key.clone());
             }
+        }
+        if logged > LOGGED_CHANGES {
+            info!(
+                "... and {} more backend status changes this round (debug level lists them)",
+                logged - LOGGED_CHANGES
+            );
         }
         for (service, gone) in std::mem::take(&mut self.healthy_gone) {
             self.track_last_healthy(&service, gone);
@@ -419,11 +427,13 @@ impl Registry {
                         agent.id, silent
                     );
                     agent.status = AgentStatus::Stale;
-                    // Lost from this moment (healthz, `degraded`).
+                    // Lost from this moment (healthz, `degraded`). Not a
+                    // reason to save state by itself (a flapping fleet
+                    // would rewrite it every turn): saved with the next
+                    // change that is, and always once it is removed.
                     self.lost
                         .insert(agent.id.clone(), agents::lost_entry(agent));
                     self.dirty.changes.lost = true;
-                    self.persist_dirty = true;
                     self.dirty.agent(&agent.id);
                     for key in &agent.backends {
                         self.dirty.backend(key);
@@ -464,7 +474,21 @@ impl Registry {
     }
 }
 
-fn log_change(key: &BackendKey, old: Option<Effective>, new: Effective) {
+/// Backend status changes logged at info per `recompute` round; during
+/// churn (a fleet flapping, a restart) the rest go to debug with one
+/// summary line, so logging does not become the registry's main cost.
+const LOGGED_CHANGES: usize = 20;
+
+fn log_change(key: &BackendKey, old: Option<Effective>, new: Effective, at_info: bool) {
+    if !at_info {
+        log::debug!(
+            "backend {key} {} -> {} ({})",
+            old.map_or("new", |o| o.status.as_str()),
+            new.status.as_str(),
+            new.rule.as_str()
+        );
+        return;
+    }
     match old {
         Some(old) if old.status == new.status => log::debug!(
             "backend {key} still {} ({} -> {})",
