@@ -51,10 +51,10 @@ pub fn combine<'a>(claims: impl Iterator<Item = Seen<'a>>) -> Option<AgentClaim>
 /// The claim the API shows for a backend: the one that decides it (a
 /// fresh drain, else a fresh healthy claim, else any fresh one, else a
 /// stale one, else one that left).
-pub fn deciding<'a>(
-    claims: &'a [Claim],
+pub fn deciding(
+    claims: &[Claim],
     status_of: impl Fn(&str) -> Option<AgentStatus>,
-) -> Option<&'a Claim> {
+) -> Option<&Claim> {
     let rank = |c: &Claim| match status_of(&c.agent_id) {
         Some(AgentStatus::Active) if c.report.draining => 0,
         Some(AgentStatus::Active) if c.report.healthy => 1,
