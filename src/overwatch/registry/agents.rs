@@ -26,9 +26,7 @@ impl Registry {
     ) {
         if self.lost.remove(id).is_some() {
             info!("lost agent {id} is back");
-            // Saved at once when it had been removed (its entry was the
-            // persisted kind); a merely stale one is saved with the next.
-            self.persist_dirty |= !self.agents.contains_key(id);
+            self.persist_dirty = true;
             self.dirty.changes.lost = true;
         }
         let pin_changed = self.pins.get(id).map(|p| p.fingerprint.as_str()) != Some(fingerprint);
@@ -180,6 +178,7 @@ impl Registry {
             info!("agent {id} is active again");
             agent.status = AgentStatus::Active;
             if self.lost.remove(id).is_some() {
+                self.persist_dirty = true;
                 self.dirty.changes.lost = true;
             }
             self.dirty.agent(id);
@@ -198,6 +197,7 @@ impl Registry {
     pub fn agent_left(&mut self, id: &str, now: Now) {
         if self.agents.contains_key(id) && self.lost.remove(id).is_some() {
             // It was stale and reached us again to say goodbye: not lost.
+            self.persist_dirty = true;
             self.dirty.changes.lost = true;
         }
         if let Some(agent) = self.agents.get_mut(id) {

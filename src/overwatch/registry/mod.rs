@@ -427,13 +427,12 @@ impl Registry {
                         agent.id, silent
                     );
                     agent.status = AgentStatus::Stale;
-                    // Lost from this moment (healthz, `degraded`). Not a
-                    // reason to save state by itself (a flapping fleet
-                    // would rewrite it every turn): saved with the next
-                    // change that is, and always once it is removed.
+                    // Lost from this moment (healthz, `degraded`); on disk
+                    // before readers see it, like every lost entry.
                     self.lost
                         .insert(agent.id.clone(), agents::lost_entry(agent));
                     self.dirty.changes.lost = true;
+                    self.persist_dirty = true;
                     self.dirty.agent(&agent.id);
                     for key in &agent.backends {
                         self.dirty.backend(key);

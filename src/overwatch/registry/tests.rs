@@ -432,7 +432,7 @@ fn an_agent_is_lost_from_the_moment_it_is_stale() {
     assert_eq!(lost.service, "app.gslb.test");
     assert_eq!(lost.region, "east");
     assert_eq!(lost.last_heartbeat, WALL0_SECS);
-    assert!(r.changes().lost);
+    assert!(r.changes().lost && r.persist_dirty());
     // Back by a heartbeat: no longer lost.
     r.agent_heartbeat("a1", t(3500));
     r.recompute(t(3500));
