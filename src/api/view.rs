@@ -158,6 +158,13 @@ pub struct DomainView {
     /// The addresses DNS serves for the name now (healthy backends, or the
     /// last healthy set when `return_last_healthy` applies).
     pub answers: Vec<String>,
+    /// `domains[].min_healthy` as configured (`2`, `50%`), null if none.
+    pub min_healthy: Option<String>,
+    /// The drain guard holds backends in now (`status_reason: drain_guard`).
+    pub drain_guard_active: bool,
+    /// Times the guard turned on since start (a metric, not in the API).
+    #[serde(skip)]
+    pub drain_guard_activations: u64,
 }
 
 /// An agent past `overwatch.stale.remove_after`, listed by `/healthz`
