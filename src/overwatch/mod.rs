@@ -9,6 +9,7 @@
 
 pub mod drain_guard;
 mod ingest;
+pub mod managed;
 pub mod metrics;
 pub mod model;
 pub mod persisted;
