@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod command;
+pub mod managed_read;
 pub mod openapi;
 pub mod read;
 pub mod routes;

@@ -352,8 +352,15 @@ fn answer_write(
         Ok(command) => command,
         Err(err) => return respond_error(request, &err, &[]),
     };
+    // v1.1's codes for the managed entities: 201 created, 204 deleted.
+    let code = match route {
+        Route::Manage(_, super::command::ManageOp::Create, _) => 201,
+        Route::Manage(_, super::command::ManageOp::Delete, _) => 204,
+        _ => 200,
+    };
     match send_command(shared, command, by, from) {
-        Ok(value) => respond_json(request, 200, &value, &[]),
+        Ok(_) if code == 204 => send(request, tiny_http::Response::empty(204)),
+        Ok(value) => respond_json(request, code, &value, &[]),
         Err(err) => respond_error(request, &err, &[]),
     }
 }

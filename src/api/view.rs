@@ -219,6 +219,18 @@ pub struct OverwatchView {
     pub lost_agents: Vec<LostAgentView>,
     /// The newest writes, oldest first (the registry keeps a bounded tail).
     pub audit: Vec<AuditEntry>,
+    /// Servers and regions of the file and the API, and the API's domains.
+    pub managed: Arc<ManagedListing>,
+}
+
+/// What `GET /api/v1/servers` and `/api/v1/regions` list (each entry with
+/// `source` and `shadowed_by_config`), and which domains the API manages
+/// (name, shadowed by the file) for the `source` of `GET /api/v1/domains`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ManagedListing {
+    pub servers: Vec<serde_json::Value>,
+    pub regions: Vec<serde_json::Value>,
+    pub api_domains: Vec<(String, bool)>,
 }
 
 #[cfg(test)]

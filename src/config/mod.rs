@@ -34,3 +34,13 @@ pub use schema::*;
 pub use secrets::Secrets;
 pub use validate::LOG_LEVELS;
 pub use values::{decode_key, parse_host_port, parse_network};
+
+/// Validates a configuration built in memory (the file's with the API's
+/// entries laid over it): the first error, with its key, or Ok.
+pub fn revalidate(cfg: &Config) -> Result<(), String> {
+    let report = validate::validate(cfg, Mode::Overwatch);
+    match report.errors.first() {
+        Some((path, msg)) => Err(format!("{path}: {msg}")),
+        None => Ok(()),
+    }
+}

@@ -171,7 +171,9 @@ fn overrides_domains_servers_audit() {
             "ttl",
             "answers",
             "min_healthy",
-            "drain_guard_active"
+            "drain_guard_active",
+            "source",
+            "shadowed_by_config"
         ])
     );
     let one = get(&f, "/api/v1/domains/APP.example.com.").json();

@@ -182,6 +182,7 @@ pub fn sample_view() -> OverwatchView {
             detail: Some("unhealthy: maintenance".into()),
             result: "ok".into(),
         }],
+        managed: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod body;
 #[cfg(test)]
 mod tests;
 
+use crate::api::view::ManagedListing as Listing;
 use crate::backend::normalize_name;
 use crate::config::{Config, Domain, HealthCheck, Region, RoutingAlgorithm, Server};
 use serde::{Deserialize, Serialize};
@@ -158,14 +159,6 @@ pub fn overlay(base: &Config, m: &Managed) -> (Config, Vec<String>) {
 /// The listings of `GET /api/v1/servers|regions`, every entry with its
 /// `source` (config or api) and, for API entries, whether the file
 /// shadows them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Listing {
-    pub servers: Vec<Value>,
-    pub regions: Vec<Value>,
-    /// Normalised names of the domains the API manages, with shadowing.
-    pub api_domains: Vec<(String, bool)>,
-}
-
 pub fn listing(base: &Config, m: &Managed) -> Listing {
     let mut servers = Vec::new();
     for r in &base.regions {

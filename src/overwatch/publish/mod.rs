@@ -288,6 +288,7 @@ impl Publisher {
             domains: self.domains.iter().map(|d| Arc::clone(&d.view)).collect(),
             lost_agents: self.lost.clone(),
             audit: inputs.audit.to_vec(),
+            managed: Default::default(),
         }
     }
 }
