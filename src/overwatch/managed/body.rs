@@ -180,10 +180,8 @@ pub fn region(body: &Value, old: Option<&ManagedRegion>) -> Result<ManagedRegion
     if let Some(v) = strings(obj, "continents")? {
         r.continents = v;
     }
-    if let Some(c) = string(obj, "continent")? {
-        if !c.is_empty() {
-            r.continents = vec![c];
-        }
+    if let Some(c) = string(obj, "continent")?.filter(|c| !c.is_empty()) {
+        r.continents = vec![c];
     }
     Ok(r)
 }
