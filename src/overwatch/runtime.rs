@@ -131,6 +131,7 @@ impl Runtime {
             warn!("{s}");
         }
         let listing = Arc::new(managed::listing(config, &managed));
+        let base = config.clone();
         let config = &merged;
         let mut reg = Registry::new(RegistryConfig::from_config(config));
         let state = persisted::load(&store).map_err(|e| e.to_string())?;
@@ -157,7 +158,7 @@ impl Runtime {
             behind_since: None,
             gossip_paced_until: None,
             policy_dirty: false,
-            base: config.clone(),
+            base,
             managed,
             listing,
         };

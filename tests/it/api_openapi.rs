@@ -72,7 +72,9 @@ fn every_operation_documents_its_errors_and_tags() {
             // v1.1's managed-entity writes answer 201 (created) and 204
             // (deleted); everything else 200.
             assert!(
-                ["200", "201", "204"].iter().any(|c| responses.contains_key(*c)),
+                ["200", "201", "204"]
+                    .iter()
+                    .any(|c| responses.contains_key(*c)),
                 "{what}: 2xx"
             );
             let tags = op["tags"].as_array().expect("tags");

@@ -8,6 +8,7 @@ mod util;
 
 mod agent_gossip;
 mod api_contract;
+mod api_crud;
 mod api_openapi;
 mod api_starvation;
 mod bad_input;
