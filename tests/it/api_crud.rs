@@ -125,7 +125,7 @@ fn servers_regions_and_domains_through_the_api() {
             .contains("configuration reloaded")
             .then_some(())
     });
-    assert_eq!(answers(&ow, name), [ip.clone()]);
+    assert_eq!(answers(&ow, name), std::slice::from_ref(&ip));
     ow.daemon.signal(libc::SIGTERM);
     ow.daemon.wait_exit(Duration::from_secs(10));
     ow.restart(&dir);
