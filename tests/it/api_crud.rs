@@ -168,3 +168,32 @@ fn servers_regions_and_domains_through_the_api() {
         assert!(actions.contains(&want), "{want} not audited: {actions:?}");
     }
 }
+
+#[test]
+fn cli_servers_create_update_delete() {
+    let dir = TempDir::new("api-crud-cli");
+    let backend = HttpBackend::start("127.0.0.1");
+    let ow = Overwatch::start(&dir, "ow", &OwOptions::default());
+    let id = backend.addr.to_string();
+    let out = cli(
+        &ow.api,
+        &[
+            "servers", "create", &id, "--region", "east", "--weight", "3",
+        ],
+    );
+    assert_eq!(out.ok("servers create"), format!("server {id} created\n"));
+    wait_for("created server in DNS", Duration::from_secs(10), || {
+        ow.answers()
+            .contains(&backend.addr.ip().to_string())
+            .then_some(())
+    });
+    let v = cli_json(&ow.api, &["servers", "update", &id, "--weight", "9"]);
+    assert_eq!(v["server"]["weight"], 9);
+    let bad = cli(&ow.api, &["servers", "update", &id, "--region", "nowhere"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("region"), "{}", bad.stderr);
+    cli(&ow.api, &["servers", "delete", &id]).ok("servers delete");
+    assert!(api_servers(&ow).is_empty());
+    let gone = cli(&ow.api, &["servers", "delete", &id]);
+    assert_ne!(gone.code, 0, "deleting twice is a 404");
+}
