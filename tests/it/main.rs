@@ -31,6 +31,7 @@ mod ops_audit_rotation;
 mod ops_metrics;
 mod ops_restart;
 mod ops_runbook;
+mod ops_runbook_docs;
 mod ops_v11;
 mod overwatch_dns;
 mod regressions;
