@@ -17,6 +17,7 @@ pub mod server;
 pub mod v11;
 pub mod view;
 pub mod write;
+pub mod writers;
 
 pub use command::{ApiError, Command, CommandRequest, CommandSender, Reply};
 pub use server::{ApiServer, MetricsFn, start};
