@@ -43,6 +43,41 @@ pub enum Command {
     },
     /// Run validation of every backend now.
     Validate,
+    /// Create, update or delete a server, region or domain managed
+    /// through the API (`overwatch::managed`). `id` names the entry for
+    /// update and delete; `body` is the JSON the client sent (checked by
+    /// the registry thread, which knows the regions).
+    Manage {
+        entity: Entity,
+        op: ManageOp,
+        id: Option<String>,
+        body: Value,
+    },
+}
+
+/// What a `Command::Manage` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entity {
+    Server,
+    Region,
+    Domain,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Server => "server",
+            Entity::Region => "region",
+            Entity::Domain => "domain",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManageOp {
+    Create,
+    Update,
+    Delete,
 }
 
 impl Command {
@@ -54,6 +89,17 @@ impl Command {
             Command::ForgetAgent { .. } => "forget_agent",
             Command::RevokeAgent { .. } => "revoke_agent",
             Command::Validate => "validate",
+            Command::Manage { entity, op, .. } => match (op, entity) {
+                (ManageOp::Create, Entity::Server) => "create_server",
+                (ManageOp::Update, Entity::Server) => "update_server",
+                (ManageOp::Delete, Entity::Server) => "delete_server",
+                (ManageOp::Create, Entity::Region) => "create_region",
+                (ManageOp::Update, Entity::Region) => "update_region",
+                (ManageOp::Delete, Entity::Region) => "delete_region",
+                (ManageOp::Create, Entity::Domain) => "create_domain",
+                (ManageOp::Update, Entity::Domain) => "update_domain",
+                (ManageOp::Delete, Entity::Domain) => "delete_domain",
+            },
         }
     }
 
@@ -73,6 +119,14 @@ impl Command {
             } => format!("{service}/{}", host_port(address, *port)),
             Command::ForgetAgent { id } | Command::RevokeAgent { id, .. } => id.clone(),
             Command::Validate => "all".into(),
+            Command::Manage { id: Some(id), .. } => id.clone(),
+            Command::Manage { body, .. } => {
+                let field = |f: &str| body.get(f).and_then(Value::as_str).map(str::to_string);
+                match (field("address"), body.get("port").and_then(Value::as_u64)) {
+                    (Some(a), Some(p)) => host_port(&a, p as u16),
+                    _ => field("name").unwrap_or_default(),
+                }
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod command;
+pub mod managed_read;
 pub mod openapi;
 pub mod read;
 pub mod routes;
@@ -16,6 +17,7 @@ pub mod server;
 pub mod v11;
 pub mod view;
 pub mod write;
+pub mod writers;
 
 pub use command::{ApiError, Command, CommandRequest, CommandSender, Reply};
 pub use server::{ApiServer, MetricsFn, start};

@@ -53,14 +53,23 @@ pub fn answer(route: &Route, query: &str, view: &OverwatchView) -> Result<(u16, 
         }
         Route::Healthz => ok(healthz(view)),
         Route::Domains => {
-            ok(json!({"domains": to_value(&view.domains), "generated_at": generated_at}))
+            let domains: Vec<Value> = view
+                .domains
+                .iter()
+                .map(|d| super::managed_read::domain(view, d))
+                .collect();
+            ok(json!({"domains": domains, "generated_at": generated_at}))
+        }
+        Route::ManagedList(entity) => ok(super::managed_read::list(view, *entity, &generated_at)),
+        Route::ManagedOne(entity, id) => {
+            super::managed_read::one(view, *entity, id).map(|v| (200, v))
         }
         Route::Domain(name) => {
             let want = name.trim_end_matches('.');
             view.domains
                 .iter()
                 .find(|d| d.name.trim_end_matches('.').eq_ignore_ascii_case(want))
-                .map(|d| (200, to_value(d)))
+                .map(|d| (200, super::managed_read::domain(view, d)))
                 .ok_or_else(|| ApiError::not_found(format!("no configured domain {name:?}")))
         }
         Route::Ready => {

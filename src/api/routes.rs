@@ -1,6 +1,8 @@
 //! Pure routing: method and path in, the endpoint and its parameters out.
 //! No I/O, so every route, every 404 and every 405 is unit-tested here.
 
+use super::command::{Entity, ManageOp};
+
 /// An endpoint of SPEC §7 with the parameters taken from its path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -31,6 +33,11 @@ pub enum Route {
     ExpiringAgents,
     HealthRegions,
     Config,
+    /// `GET /api/v1/servers`, `/api/v1/regions`: file and API entries.
+    ManagedList(Entity),
+    ManagedOne(Entity, String),
+    /// Create (no id), update or delete an API-managed entry.
+    Manage(Entity, ManageOp, Option<String>),
 }
 
 impl Route {
@@ -44,12 +51,18 @@ impl Route {
                 | Route::SetOverride(_)
                 | Route::ClearOverride(_)
                 | Route::Validate
+                | Route::Manage(..)
         )
     }
 
     /// Whether the handler reads a JSON body.
     pub fn has_body(&self) -> bool {
-        matches!(self, Route::RevokeAgent(_) | Route::SetOverride(_))
+        matches!(
+            self,
+            Route::RevokeAgent(_)
+                | Route::SetOverride(_)
+                | Route::Manage(_, ManageOp::Create | ManageOp::Update, _)
+        )
     }
 }
 
@@ -257,6 +270,35 @@ fn service_host_port(params: &[&str]) -> Result<BackendKey, RouteError> {
     })
 }
 
+/// The methods of one managed entry (v1.1 takes PUT and PATCH alike).
+const ENTRY: &str = "GET, HEAD, PUT, PATCH, DELETE";
+
+/// `POST` on a managed collection: create.
+fn collection(method: &str, entity: Entity) -> Option<Route> {
+    (method == "POST").then_some(Route::Manage(entity, ManageOp::Create, None))
+}
+
+/// `PUT`/`PATCH`/`DELETE` on a managed entry.
+fn entry(method: &str, entity: Entity, id: &str) -> Option<Route> {
+    let op = match method {
+        "PUT" | "PATCH" => ManageOp::Update,
+        "DELETE" => ManageOp::Delete,
+        _ => return None,
+    };
+    Some(Route::Manage(entity, op, Some(id.to_string())))
+}
+
+/// A server's id is its `address:port`, canonical.
+fn server_id(text: &str) -> Result<String, RouteError> {
+    let (address, port) = parse_host_port(text).map_err(RouteError::BadPath)?;
+    if address.parse::<std::net::IpAddr>().is_err() {
+        return Err(RouteError::BadPath(format!(
+            "server id {text:?} must be IP:PORT (e.g. 10.0.1.10:80 or [2001:db8::1]:80)"
+        )));
+    }
+    Ok(super::command::host_port(&address, port))
+}
+
 /// Every endpoint of the Overwatch API (SPEC §7).
 pub const ROUTES: &[RouteDef] = &[
     def("/metrics", READ, |_, _| Ok(Route::Metrics)),
@@ -322,9 +364,26 @@ pub const ROUTES: &[RouteDef] = &[
     }),
     def("/api/v1/healthz", READ, |_, _| Ok(Route::Healthz)),
     def("/api/v1/config", READ, |_, _| Ok(Route::Config)),
-    def("/api/v1/domains", READ, |_, _| Ok(Route::Domains)),
-    def("/api/v1/domains/{name}", READ, |_, ps| {
-        Ok(Route::Domain(p(ps, 0).to_string()))
+    def("/api/v1/domains", "GET, HEAD, POST", |m, _| {
+        Ok(collection(m, Entity::Domain).unwrap_or(Route::Domains))
+    }),
+    def("/api/v1/domains/{name}", ENTRY, |m, ps| {
+        let name = p(ps, 0).to_string();
+        Ok(entry(m, Entity::Domain, &name).unwrap_or(Route::Domain(name)))
+    }),
+    def("/api/v1/servers", "GET, HEAD, POST", |m, _| {
+        Ok(collection(m, Entity::Server).unwrap_or(Route::ManagedList(Entity::Server)))
+    }),
+    def("/api/v1/servers/{id}", ENTRY, |m, ps| {
+        let id = server_id(p(ps, 0))?;
+        Ok(entry(m, Entity::Server, &id).unwrap_or(Route::ManagedOne(Entity::Server, id)))
+    }),
+    def("/api/v1/regions", "GET, HEAD, POST", |m, _| {
+        Ok(collection(m, Entity::Region).unwrap_or(Route::ManagedList(Entity::Region)))
+    }),
+    def("/api/v1/regions/{name}", ENTRY, |m, ps| {
+        let name = p(ps, 0).to_string();
+        Ok(entry(m, Entity::Region, &name).unwrap_or(Route::ManagedOne(Entity::Region, name)))
     }),
     def("/api/v1/ready", READ, |_, _| Ok(Route::Ready)),
     def("/api/v1/live", READ, |_, _| Ok(Route::Live)),

@@ -19,16 +19,18 @@
 //! deadline fails, a connection older than its age limit (a body that
 //! trickles in) is shut down, and so are connections beyond the
 //! per-client and total caps; so a slow client holds a side thread or a
-//! worker for a bounded time (at most the age limit). Within that time
-//! one client address may still fill all `MAX_WRITERS` with trickled
-//! bodies (its connection cap is higher), and a write refused for want of
-//! a writer drains its body on the worker that refused it.
+//! worker for a bounded time (at most the age limit). One client address
+//! holds at most `MAX_WRITERS_PER_SOURCE` of the `MAX_WRITERS` side
+//! threads (`api::writers`), so trickled bodies from one source cannot
+//! lock other operators out of writes; a write refused for want of a
+//! writer drains its body on the worker that refused it.
 
 use super::access::{Access, author};
 use super::command::{ApiError, CommandRequest, CommandSender, REPLY_TIMEOUT};
 use super::routes::{Route, RouteError, route};
 use super::view::OverwatchView;
 use super::write;
+use super::writers::{Refused, WriterSlots};
 use super::{read, v11};
 use crate::config::{ApiConfig, Listener};
 use crate::httpguard::{self, Guard};
@@ -37,7 +39,7 @@ use serde_json::Value;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 /// Largest request body accepted.
@@ -53,6 +55,8 @@ pub const PREBUFFERED: usize = 1024;
 /// Concurrent writes (and requests with unbuffered bodies) in flight
 /// before new ones are refused.
 pub const MAX_WRITERS: usize = 16;
+/// Of those, at most this many from one client address (`api::writers`).
+pub const MAX_WRITERS_PER_SOURCE: usize = 4;
 
 /// Renders the `/metrics` text.
 pub type MetricsFn = crate::metrics::Render;
@@ -66,7 +70,7 @@ struct Shared {
     commands: CommandSender,
     metrics: MetricsFn,
     config: ConfigFn,
-    writers: AtomicUsize,
+    writers: Arc<WriterSlots>,
     /// Connections refused with an oversized body and deliberately held.
     leaked: AtomicU64,
 }
@@ -104,7 +108,7 @@ pub fn start(
         commands,
         metrics,
         config,
-        writers: AtomicUsize::new(0),
+        writers: WriterSlots::new(MAX_WRITERS, MAX_WRITERS_PER_SOURCE),
         leaked: AtomicU64::new(0),
     });
     let stopping = Arc::new(AtomicBool::new(false));
@@ -189,23 +193,33 @@ fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
     if !(is_write || unbuffered_body) {
         return serve(request, shared);
     }
-    if shared.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS {
-        shared.writers.fetch_sub(1, Ordering::SeqCst);
-        // With an unbuffered body this drains up to DRAIN_LIMIT bytes here.
-        let err = ApiError::unavailable("too many writes in flight; retry");
-        return respond_error(request, &err, &[]);
-    }
+    let source = shared.access.client_ip(
+        request.remote_addr().map(|a| a.ip()),
+        header(&request, "X-Forwarded-For"),
+    );
+    let slot = match shared.writers.acquire(source) {
+        Ok(slot) => slot,
+        Err(why) => {
+            // With an unbuffered body this drains up to DRAIN_LIMIT bytes here.
+            let err = ApiError::unavailable(match why {
+                Refused::Full => "too many writes in flight; retry".to_string(),
+                Refused::SourceFull => format!(
+                    "this client already has {MAX_WRITERS_PER_SOURCE} writes in flight; retry"
+                ),
+            });
+            return respond_error(request, &err, &[]);
+        }
+    };
     let side = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("api-write".into())
         .spawn(move || {
             serve(request, &side);
-            side.writers.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
         });
     if let Err(e) = spawned {
-        // The request moved into the closure and is dropped with it; the
-        // client sees the connection close.
-        shared.writers.fetch_sub(1, Ordering::SeqCst);
+        // The request and the slot moved into the closure and are dropped
+        // with it; the client sees the connection close.
         log::error!("API: cannot start a writer thread: {e}");
     }
 }
@@ -352,8 +366,15 @@ fn answer_write(
         Ok(command) => command,
         Err(err) => return respond_error(request, &err, &[]),
     };
+    // v1.1's codes for the managed entities: 201 created, 204 deleted.
+    let code = match route {
+        Route::Manage(_, super::command::ManageOp::Create, _) => 201,
+        Route::Manage(_, super::command::ManageOp::Delete, _) => 204,
+        _ => 200,
+    };
     match send_command(shared, command, by, from) {
-        Ok(value) => respond_json(request, 200, &value, &[]),
+        Ok(_) if code == 204 => send(request, tiny_http::Response::empty(204)),
+        Ok(value) => respond_json(request, code, &value, &[]),
         Err(err) => respond_error(request, &err, &[]),
     }
 }

@@ -158,6 +158,13 @@ pub struct DomainView {
     /// The addresses DNS serves for the name now (healthy backends, or the
     /// last healthy set when `return_last_healthy` applies).
     pub answers: Vec<String>,
+    /// `domains[].min_healthy` as configured (`2`, `50%`), null if none.
+    pub min_healthy: Option<String>,
+    /// The drain guard holds backends in now (`status_reason: drain_guard`).
+    pub drain_guard_active: bool,
+    /// Times the guard turned on since start (a metric, not in the API).
+    #[serde(skip)]
+    pub drain_guard_activations: u64,
 }
 
 /// An agent past `overwatch.stale.remove_after`, listed by `/healthz`
@@ -212,6 +219,18 @@ pub struct OverwatchView {
     pub lost_agents: Vec<LostAgentView>,
     /// The newest writes, oldest first (the registry keeps a bounded tail).
     pub audit: Vec<AuditEntry>,
+    /// Servers and regions of the file and the API, and the API's domains.
+    pub managed: Arc<ManagedListing>,
+}
+
+/// What `GET /api/v1/servers` and `/api/v1/regions` list (each entry with
+/// `source` and `shadowed_by_config`), and which domains the API manages
+/// (name, shadowed by the file) for the `source` of `GET /api/v1/domains`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ManagedListing {
+    pub servers: Vec<serde_json::Value>,
+    pub regions: Vec<serde_json::Value>,
+    pub api_domains: Vec<(String, bool)>,
 }
 
 #[cfg(test)]

@@ -170,6 +170,19 @@ pub fn command(route: &Route, body: &[u8]) -> Result<Command, ApiError> {
             })
         }
         Route::Validate => Ok(Command::Validate),
+        Route::Manage(entity, op, id) => {
+            let body = if *op == super::command::ManageOp::Delete {
+                serde_json::Value::Null
+            } else {
+                parse_json(body)?
+            };
+            Ok(Command::Manage {
+                entity: *entity,
+                op: *op,
+                id: id.clone(),
+                body,
+            })
+        }
         _ => Err(ApiError::new(500, "route is not a write")),
     }
 }

@@ -109,6 +109,9 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
                 )
             }))
         }
+        "servers create" | "servers update" | "servers delete" => {
+            super::servers::run(inv, &api(inv)?, json_out)
+        }
         "status" => Ok(out(
             api(inv)?.call("GET", "/api/v1/overwatch/stats", None)?,
             &key_values,

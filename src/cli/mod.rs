@@ -13,6 +13,7 @@ pub mod commands;
 pub mod completion;
 pub mod migrate;
 pub mod render;
+mod servers;
 pub mod spec;
 
 pub use spec::{command_names, flag_names};

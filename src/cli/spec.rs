@@ -83,8 +83,18 @@ pub const GLOBAL_FLAGS: &[Flag] = &[
 
 /// Flags that belong to particular commands.
 pub const COMMAND_FLAGS: &[Flag] = &[
-    flag("service", Some("S"), "only backends of this service"),
-    flag("region", Some("R"), "only backends in this region"),
+    flag(
+        "service",
+        Some("S"),
+        "servers list: only backends of this service; create/update: the domain the server answers for",
+    ),
+    flag(
+        "region",
+        Some("R"),
+        "servers list: only backends in this region; create/update: the server's region",
+    ),
+    flag("weight", Some("N"), "the server's weight (default 100)"),
+    flag("name", Some("NAME"), "the server's display name (v1.1)"),
     flag(
         "status",
         Some("ST"),
@@ -117,6 +127,30 @@ pub const COMMANDS: &[CommandSpec] = &[
         flags: &["service", "region", "status"],
         required: &[],
         help: "list backends with their effective status (STATUS column: healthy, unhealthy, draining, stale)",
+    },
+    CommandSpec {
+        name: "servers create",
+        aliases: &[],
+        args: &["ADDRESS:PORT"],
+        flags: &["region", "service", "weight", "name"],
+        required: &["region"],
+        help: "add a server through the API (persisted, in DNS at once; a server of the file with the same ADDRESS:PORT wins)",
+    },
+    CommandSpec {
+        name: "servers update",
+        aliases: &[],
+        args: &["ADDRESS:PORT"],
+        flags: &["region", "service", "weight", "name"],
+        required: &[],
+        help: "change a server added through the API",
+    },
+    CommandSpec {
+        name: "servers delete",
+        aliases: &[],
+        args: &["ADDRESS:PORT"],
+        flags: &[],
+        required: &[],
+        help: "remove a server added through the API",
     },
     CommandSpec {
         name: "status",

@@ -28,6 +28,8 @@ pub enum Kind {
     U16List,
     /// A mapping from free-form names to strings (tokens).
     StrMap,
+    /// A non-negative integer or a string `N%` (`domains[].min_healthy`).
+    CountOrPercent,
     /// A string out of a fixed set.
     Enum(&'static [&'static str]),
     /// Anything (v1.1 sections we accept and ignore).
@@ -174,6 +176,7 @@ const TOP: &[Key] = &[
     k("domains[].ttl", U32),
     k("domains[].max_records", Usize),
     k("domains[].return_last_healthy", Bool),
+    k("domains[].min_healthy", CountOrPercent),
     inert("domains[].latency_config", Any),
     k("api", Section),
     k("api.enabled", Bool),
@@ -346,6 +349,7 @@ mod tests {
                 U16 | U32 | Usize => Value::Number(1.into()),
                 F64 => Value::Number(0.5.into()),
                 Dur => Value::String("1s".into()),
+                CountOrPercent => Value::String("50%".into()),
                 StrList => Value::Sequence(vec![Value::String("a".into())]),
                 U16List => Value::Sequence(vec![Value::Number(200.into())]),
                 Enum(values) => Value::String(values[0].into()),

@@ -400,6 +400,8 @@ pub struct Domain {
     pub max_records: Option<usize>,
     /// Per-domain override of `dns.return_last_healthy`.
     pub return_last_healthy: Option<bool>,
+    /// The drain guard's floor (`overwatch::drain_guard`); none: no guard.
+    pub min_healthy: Option<super::MinHealthy>,
     /// v1.1 key accepted and not acted on.
     pub latency_config: Option<serde_norway::Value>,
 }

@@ -187,6 +187,13 @@ fn check(v: &mut Value, kind: Kind, g: &str, c: &str, out: &mut Findings) -> boo
         },
         Kind::Str => v.is_string() || wrong(out, v, "a string"),
         Kind::Bool => v.is_bool() || wrong(out, v, "true or false"),
+        Kind::CountOrPercent => {
+            let ok = int_in(v, u64::from(u32::MAX))
+                || v.as_str().is_some_and(|s| {
+                    s.trim().ends_with('%') && super::MinHealthy::parse(s).is_ok()
+                });
+            ok || wrong(out, v, "a count like 2 or a percentage like \"50%\"")
+        }
         Kind::U16 => int_in(v, u64::from(u16::MAX)) || wrong(out, v, "an integer from 0 to 65535"),
         Kind::U32 => {
             int_in(v, u64::from(u32::MAX)) || wrong(out, v, "an integer from 0 to 4294967295")

@@ -193,5 +193,37 @@ impl OverwatchCounters {
             &[("result", "failure")],
             load(&self.reload_failure),
         );
+        drain_guard(view, w);
+    }
+}
+
+/// The drain guard of every domain with `min_healthy`: on now, and how
+/// often it turned on.
+fn drain_guard(view: &OverwatchView, w: &mut TextWriter) {
+    let guarded = || view.domains.iter().filter(|d| d.min_healthy.is_some());
+    w.family(
+        "opengslb_overwatch_drain_guard_active",
+        "1 while the drain guard keeps predictively drained or agent-unhealthy backends of the domain in DNS.",
+        Kind::Gauge,
+    );
+    for d in guarded() {
+        let on = if d.drain_guard_active { 1.0 } else { 0.0 };
+        w.sample(
+            "opengslb_overwatch_drain_guard_active",
+            &[("domain", &d.name)],
+            on,
+        );
+    }
+    w.family(
+        "opengslb_overwatch_drain_guard_activations_total",
+        "Times the drain guard of the domain turned on.",
+        Kind::Counter,
+    );
+    for d in guarded() {
+        w.sample(
+            "opengslb_overwatch_drain_guard_activations_total",
+            &[("domain", &d.name)],
+            d.drain_guard_activations as f64,
+        );
     }
 }

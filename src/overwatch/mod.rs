@@ -7,7 +7,9 @@
 //! changes into the DNS table spec, the API view and the gossip policy,
 //! and `runtime.rs` is the loop that ties them together.
 
+pub mod drain_guard;
 mod ingest;
+pub mod managed;
 pub mod metrics;
 pub mod model;
 pub mod persisted;

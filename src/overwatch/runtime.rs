@@ -13,6 +13,7 @@
 //! last-seen times they move reach the API view with the next publish, or
 //! after `VIEW_REFRESH_MS` at the latest.
 
+use super::managed::{self, Managed};
 use super::metrics::OverwatchCounters;
 use super::model::*;
 use super::persisted;
@@ -20,7 +21,7 @@ use super::publish::{self, Publisher};
 use super::registry::{Registry, RegistryConfig};
 use super::targets::{self, CheckPlan, TargetIds};
 use crate::api::command::CommandRequest;
-use crate::api::view::{AuditEntry, OverwatchView};
+use crate::api::view::{AuditEntry, ManagedListing, OverwatchView};
 use crate::clock::{Liveness, Mono, Now};
 use crate::config::Config;
 use crate::dns::{DnsStats, DnsTable};
@@ -104,6 +105,11 @@ pub struct Runtime {
     /// Gossip is not waited for before this (see `GOSSIP_PACE`).
     pub(super) gossip_paced_until: Option<Mono>,
     pub(super) policy_dirty: bool,
+    /// The configuration file as loaded; `managed` is laid over it.
+    pub(super) base: Config,
+    /// Servers, regions and domains managed through the API.
+    pub(super) managed: Managed,
+    pub(super) listing: Arc<ManagedListing>,
 }
 
 impl Runtime {
@@ -116,6 +122,17 @@ impl Runtime {
         out: Published,
     ) -> Result<Runtime, String> {
         let now = Now::read();
+        let managed: Managed = store
+            .load(managed::STORE_FILE)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let (merged, skipped) = managed::overlay(config, &managed);
+        for s in skipped {
+            warn!("{s}");
+        }
+        let listing = Arc::new(managed::listing(config, &managed));
+        let base = config.clone();
+        let config = &merged;
         let mut reg = Registry::new(RegistryConfig::from_config(config));
         let state = persisted::load(&store).map_err(|e| e.to_string())?;
         persisted::restore(&mut reg, state, now);
@@ -141,6 +158,9 @@ impl Runtime {
             behind_since: None,
             gossip_paced_until: None,
             policy_dirty: false,
+            base,
+            managed,
+            listing,
         };
         rt.reg.recompute(now);
         rt.publish(now);
@@ -310,7 +330,7 @@ impl Runtime {
                 .dns
                 .publish(DnsTable::build(&spec, &self.out.dns_stats));
         }
-        let view = self.publisher.view(
+        let mut view = self.publisher.view(
             &self.reg,
             &publish::ViewInputs {
                 node_id: &self.node_id,
@@ -319,6 +339,7 @@ impl Runtime {
                 audit: &self.audit_tail,
             },
         );
+        view.managed = Arc::clone(&self.listing);
         self.out.view.publish(view);
         self.last_view = now.mono;
         self.next_deadline = self.reg.next_deadline();

@@ -165,7 +165,16 @@ fn overrides_domains_servers_audit() {
     let d = get(&f, "/api/v1/domains").json();
     assert_eq!(
         keys(&d["domains"][0]),
-        sorted(&["name", "routing_algorithm", "ttl", "answers"])
+        sorted(&[
+            "name",
+            "routing_algorithm",
+            "ttl",
+            "answers",
+            "min_healthy",
+            "drain_guard_active",
+            "source",
+            "shadowed_by_config"
+        ])
     );
     let one = get(&f, "/api/v1/domains/APP.example.com.").json();
     assert_eq!(one["answers"][0], "10.0.1.10");

@@ -162,6 +162,7 @@ pub fn sample_view() -> OverwatchView {
                 routing_algorithm: "round-robin".into(),
                 ttl: 30,
                 answers: vec!["10.0.1.10".into()],
+                ..Default::default()
             }
             .into(),
         ],
@@ -181,6 +182,7 @@ pub fn sample_view() -> OverwatchView {
             detail: Some("unhealthy: maintenance".into()),
             result: "ok".into(),
         }],
+        managed: Default::default(),
     }
 }
 

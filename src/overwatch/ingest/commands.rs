@@ -117,6 +117,12 @@ impl Runtime {
                 self.checker.check_now();
                 Ok(json!({"status": "ok", "targets": self.plans.len()}))
             }
+            Command::Manage {
+                entity,
+                op,
+                id,
+                body,
+            } => self.manage(*entity, *op, id.as_deref(), body, now),
         }
     }
 

@@ -5,6 +5,7 @@
 //! publishes once per batch from what the registry marked.
 
 mod commands;
+mod managed;
 
 use super::metrics::OverwatchCounters;
 use super::model::*;
@@ -130,7 +131,17 @@ impl Runtime {
         }
     }
 
+    /// A reloaded file: the API's entries are laid over it again, so a
+    /// reload never drops them.
     pub(in crate::overwatch) fn on_reload(&mut self, config: Config, now: Now) {
+        self.base = config;
+        self.apply_overlay(now);
+        info!("configuration reloaded");
+    }
+
+    /// Takes a configuration (the file's with the API's entries) into the
+    /// registry, the gossip policy and the DNS counters.
+    pub(in crate::overwatch) fn reconfigure(&mut self, config: Config, now: Now) {
         self.node_id = node_id(&config);
         self.reg
             .reconfigure(RegistryConfig::from_config(&config), now);
@@ -145,6 +156,5 @@ impl Runtime {
             .map(|d| normalize_name(&d.name))
             .collect();
         self.out.dns_stats.retain_domains(&|d| names.contains(d));
-        info!("configuration reloaded");
     }
 }

@@ -13,6 +13,7 @@ use super::super::precedence::Status;
 use super::super::registry::Registry;
 use crate::config::{Config, Domain};
 use crate::dns::{DomainSpec, Target, ZoneSpec};
+use std::collections::BTreeSet;
 
 pub fn zones(cfg: &Config) -> Vec<ZoneSpec> {
     cfg.dns
@@ -26,7 +27,9 @@ pub fn zones(cfg: &Config) -> Vec<ZoneSpec> {
         .collect()
 }
 
-pub fn domain(reg: &Registry, d: &Domain) -> DomainSpec {
+/// `held`: the backends the drain guard keeps in although precedence took
+/// them out (`publish::guard`).
+pub fn domain(reg: &Registry, d: &Domain, held: &BTreeSet<BackendKey>) -> DomainSpec {
     let cfg = &reg.cfg().config;
     let name = normalize_name(&d.name);
     let rank = |b: &Backend| {
@@ -41,7 +44,9 @@ pub fn domain(reg: &Registry, d: &Domain) -> DomainSpec {
     // Walks the domain's own backends: no lookup per backend.
     let mut healthy: Vec<&Backend> = reg
         .domain_backends(&name)
-        .filter(|b| b.effective.is_some_and(|e| e.status == Status::Healthy))
+        .filter(|b| {
+            b.effective.is_some_and(|e| e.status == Status::Healthy) || held.contains(&b.key)
+        })
         .collect();
     healthy.sort_by_cached_key(|b| rank(b));
     let targets: Vec<Target> = healthy.iter().map(|b| target(b)).collect();

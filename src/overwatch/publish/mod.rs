@@ -11,6 +11,9 @@
 //! `Publisher::full` is the reference every incremental result must equal.
 
 pub mod dns_spec;
+pub mod guard;
+#[cfg(test)]
+mod guard_tests;
 pub mod policy;
 #[cfg(test)]
 mod tests;
@@ -24,6 +27,7 @@ use crate::api::view::{
 use crate::dns::NameServerSpec;
 use crate::dns::rrl::RateLimit;
 use crate::dns::{DomainSpec, TableSpec, ZoneSpec};
+use log::{info, warn};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -66,6 +70,9 @@ pub struct Publisher {
     lost_agents: Vec<Arc<AgentView>>,
     lost: Vec<LostAgentView>,
     overrides: Vec<OverrideView>,
+    /// Per domain with `min_healthy`: the backends the drain guard holds
+    /// in and how many times it turned on.
+    guards: BTreeMap<String, (BTreeSet<BackendKey>, u64)>,
     rebuilt: Rebuilt,
 }
 
@@ -142,12 +149,20 @@ impl Publisher {
         if changes.overrides {
             self.overrides = reg.overrides().values().map(view::override_entry).collect();
         }
+        // A guarded domain depends on its backends' drain reasons too,
+        // which move without an effective status changing.
+        let guarded: BTreeSet<&str> = changes
+            .backends
+            .iter()
+            .chain(changes.checked.iter())
+            .map(|k| k.service.as_str())
+            .filter(|s| self.guards.contains_key(*s))
+            .collect();
         let mut dns = false;
         for (i, d) in reg.cfg().config.domains.iter().enumerate() {
-            let stale = self
-                .domains
-                .get(i)
-                .is_some_and(|e| changes.domains.contains(&e.name));
+            let stale = self.domains.get(i).is_some_and(|e| {
+                changes.domains.contains(&e.name) || guarded.contains(e.name.as_str())
+            });
             if stale {
                 self.domains[i] = self.domain_entry(reg, d);
                 dns = true;
@@ -158,11 +173,54 @@ impl Publisher {
 
     fn domain_entry(&mut self, reg: &Registry, d: &crate::config::Domain) -> DomainEntry {
         self.rebuilt.domains += 1;
-        let spec = dns_spec::domain(reg, d);
+        let guard = self.guard(reg, d);
+        let held = self
+            .guards
+            .get(&crate::backend::normalize_name(&d.name))
+            .map(|(h, _)| h.clone())
+            .unwrap_or_default();
+        let spec = dns_spec::domain(reg, d, &held);
         DomainEntry {
             name: spec.name.clone(),
-            view: Arc::new(view::domain(&spec)),
+            view: Arc::new(view::domain(&spec, d, guard)),
             spec: Arc::new(spec),
+        }
+    }
+
+    /// Decides `d`'s drain guard again; logs when it turns on or off and
+    /// rebuilds the entries of backends it took in or let go.
+    fn guard(&mut self, reg: &Registry, d: &crate::config::Domain) -> view::GuardView {
+        let name = crate::backend::normalize_name(&d.name);
+        if d.min_healthy.is_none() {
+            if let Some((old, _)) = self.guards.remove(&name) {
+                for key in &old {
+                    self.backend(reg, key);
+                }
+            }
+            return view::GuardView::default();
+        }
+        let held = guard::held(reg, d);
+        let (old, mut activations) = self.guards.remove(&name).unwrap_or_default();
+        if old.is_empty() && !held.is_empty() {
+            activations += 1;
+            warn!(
+                "drain guard on for {name}: fewer than min_healthy {} backends healthy; \
+                 keeping {} predictively drained or agent-unhealthy backend(s) in DNS",
+                d.min_healthy.map(|m| m.to_string()).unwrap_or_default(),
+                held.len()
+            );
+        } else if !old.is_empty() && held.is_empty() {
+            info!("drain guard off for {name}: verdicts apply again");
+        }
+        let moved: Vec<BackendKey> = old.symmetric_difference(&held).cloned().collect();
+        let active = !held.is_empty();
+        self.guards.insert(name, (held, activations));
+        for key in &moved {
+            self.backend(reg, key);
+        }
+        view::GuardView {
+            active,
+            activations,
         }
     }
 
@@ -170,7 +228,11 @@ impl Publisher {
         let old = match reg.backends().get(key) {
             Some(b) => {
                 self.rebuilt.backends += 1;
-                let (v, disagree) = view::backend(reg, b);
+                let held = self
+                    .guards
+                    .get(&key.service)
+                    .is_some_and(|(h, _)| h.contains(key));
+                let (v, disagree) = view::backend(reg, b, held);
                 self.disagreements += u64::from(disagree);
                 let entry = (Arc::new(v), disagree);
                 // In place when it exists: no key copy per refresh.
@@ -244,6 +306,7 @@ impl Publisher {
             domains: self.domains.iter().map(|d| Arc::clone(&d.view)).collect(),
             lost_agents: self.lost.clone(),
             audit: inputs.audit.to_vec(),
+            managed: Default::default(),
         }
     }
 }

@@ -13,7 +13,16 @@ use crate::api::view::{
     AgentStatus as ViewAgentStatus, AgentView, BackendStatus, BackendView, DomainView,
     LostAgentView, OverrideView,
 };
+use crate::config::Domain;
 use crate::dns::DomainSpec;
+
+/// A domain's drain guard as the view shows it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuardView {
+    pub active: bool,
+    /// Times it turned on since the process started.
+    pub activations: u64,
+}
 
 pub fn status(s: Status) -> BackendStatus {
     match s {
@@ -29,7 +38,9 @@ fn secs(ms: u64) -> u64 {
 }
 
 /// One backend's entry, and whether its agent and validation disagree.
-pub fn backend(reg: &Registry, b: &Backend) -> (BackendView, bool) {
+/// `held`: the drain guard keeps it in DNS (shown as healthy, reason
+/// `drain_guard`).
+pub fn backend(reg: &Registry, b: &Backend, held: bool) -> (BackendView, bool) {
     let eff = b.effective;
     // With several claimants, the API shows the claim that decides.
     let deciding = reg.deciding_claim(b);
@@ -46,8 +57,16 @@ pub fn backend(reg: &Registry, b: &Backend) -> (BackendView, bool) {
         weight: b.weight,
         region: b.region.clone(),
         agent_id: deciding.map(|c| c.agent_id.clone()),
-        effective_status: eff.map(|e| status(e.status)).unwrap_or_default(),
-        status_reason: eff.map(|e| e.rule.as_str().to_string()).unwrap_or_default(),
+        effective_status: if held {
+            BackendStatus::Healthy
+        } else {
+            eff.map(|e| status(e.status)).unwrap_or_default()
+        },
+        status_reason: if held {
+            "drain_guard".to_string()
+        } else {
+            eff.map(|e| e.rule.as_str().to_string()).unwrap_or_default()
+        },
         agent_healthy: claim.map(|c| c.healthy),
         agent_last_seen: agent.map(|a| secs(a.last_seen_wall_ms)),
         validation_healthy: validation.map(|v| v.healthy),
@@ -136,8 +155,8 @@ pub fn override_entry(o: &Override) -> OverrideView {
 }
 
 /// What the API says DNS serves for a domain: its targets, or the last
-/// healthy set when that applies.
-pub fn domain(d: &DomainSpec) -> DomainView {
+/// healthy set when that applies, and its drain guard.
+pub fn domain(d: &DomainSpec, cfg: &Domain, guard: GuardView) -> DomainView {
     let serving = if d.targets.is_empty() {
         d.last_healthy.as_deref().unwrap_or(&[])
     } else {
@@ -148,5 +167,8 @@ pub fn domain(d: &DomainSpec) -> DomainView {
         routing_algorithm: d.algorithm.as_str().to_string(),
         ttl: d.ttl,
         answers: serving.iter().map(|t| t.ip.to_string()).collect(),
+        min_healthy: cfg.min_healthy.map(|m| m.to_string()),
+        drain_guard_active: guard.active,
+        drain_guard_activations: guard.activations,
     }
 }
