@@ -10,6 +10,7 @@
 mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod peers;
 pub mod persisted;
 pub mod precedence;
 pub mod publish;
