@@ -31,6 +31,8 @@ pub enum Route {
     ExpiringAgents,
     HealthRegions,
     Config,
+    /// `GET /api/v1/cluster/status`: this node and its peers (SPEC §12).
+    ClusterStatus,
 }
 
 impl Route {
@@ -322,6 +324,9 @@ pub const ROUTES: &[RouteDef] = &[
     }),
     def("/api/v1/healthz", READ, |_, _| Ok(Route::Healthz)),
     def("/api/v1/config", READ, |_, _| Ok(Route::Config)),
+    def("/api/v1/cluster/status", READ, |_, _| {
+        Ok(Route::ClusterStatus)
+    }),
     def("/api/v1/domains", READ, |_, _| Ok(Route::Domains)),
     def("/api/v1/domains/{name}", READ, |_, ps| {
         Ok(Route::Domain(p(ps, 0).to_string()))
@@ -390,6 +395,7 @@ mod tests {
             ),
             ("/api/v1/health/regions", Route::HealthRegions),
             ("/api/v1/config", Route::Config),
+            ("/api/v1/cluster/status", Route::ClusterStatus),
             ("/api/v1/overwatch/stats/", Route::Stats),
         ];
         for (url, want) in cases {

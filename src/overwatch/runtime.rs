@@ -15,6 +15,7 @@
 
 use super::metrics::OverwatchCounters;
 use super::model::*;
+use super::peers::{Entry, Replica};
 use super::persisted;
 use super::publish::{self, Publisher};
 use super::registry::{Registry, RegistryConfig};
@@ -33,7 +34,7 @@ use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest the thread sleeps, so liveness is reported to the watchdog.
@@ -62,6 +63,7 @@ enum Input {
     Check(CheckResult),
     Gossip(OverwatchEvent),
     Api(CommandRequest),
+    Peer(Entry),
     Reload(Box<Config>),
 }
 
@@ -81,6 +83,8 @@ pub struct Inputs {
     pub checks: Receiver<CheckResult>,
     pub gossip: Receiver<OverwatchEvent>,
     pub api: Receiver<CommandRequest>,
+    /// Changes that won on the `peers` thread (never sends without peers).
+    pub peers: Receiver<Entry>,
     pub control: Receiver<Control>,
 }
 
@@ -104,6 +108,11 @@ pub struct Runtime {
     /// Gossip is not waited for before this (see `GOSSIP_PACE`).
     pub(super) gossip_paced_until: Option<Mono>,
     pub(super) policy_dirty: bool,
+    /// The replicated operator state, shared with the `peers` thread.
+    pub(super) replica: Arc<Mutex<Replica>>,
+    /// Where local writes go to be pushed; `None` without peers.
+    pub(super) peer_out: Option<Sender<Entry>>,
+    pub(super) replica_dirty: bool,
 }
 
 impl Runtime {
@@ -117,12 +126,14 @@ impl Runtime {
     ) -> Result<Runtime, String> {
         let now = Now::read();
         let mut reg = Registry::new(RegistryConfig::from_config(config));
-        let state = persisted::load(&store).map_err(|e| e.to_string())?;
+        let mut state = persisted::load(&store).map_err(|e| e.to_string())?;
+        let node_id = node_id(config);
+        let mut replica = Replica::new(&node_id);
+        replica.restore(std::mem::take(&mut state.replicated), now.wall_ms);
         persisted::restore(&mut reg, state, now);
         let audit_tail = audit
             .recent::<AuditEntry>(AUDIT_TAIL)
             .map_err(|e| e.to_string())?;
-        let node_id = node_id(config);
         let mut rt = Runtime {
             reg,
             publisher: Publisher::default(),
@@ -141,6 +152,9 @@ impl Runtime {
             behind_since: None,
             gossip_paced_until: None,
             policy_dirty: false,
+            replica: Arc::new(Mutex::new(replica)),
+            peer_out: None,
+            replica_dirty: false,
         };
         rt.reg.recompute(now);
         rt.publish(now);
@@ -150,6 +164,16 @@ impl Runtime {
             &rt.out.policy.load(),
         ));
         Ok(rt)
+    }
+
+    /// The replicated operator state, for the `peers` thread.
+    pub fn replica(&self) -> Arc<Mutex<Replica>> {
+        Arc::clone(&self.replica)
+    }
+
+    /// Local operator writes are handed to the `peers` thread from now on.
+    pub fn attach_peers(&mut self, out: Sender<Entry>) {
+        self.peer_out = Some(out);
     }
 
     /// Marks DNS as serving (after the sockets are bound).
@@ -178,6 +202,7 @@ impl Runtime {
                 Some(pace) => select! {
                     recv(inputs.checks) -> m => m.ok().map(Input::Check),
                     recv(inputs.api) -> m => m.ok().map(Input::Api),
+                    recv(inputs.peers) -> m => m.ok().map(Input::Peer),
                     recv(inputs.control) -> m => match m {
                         Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
                         Ok(Control::Stop) | Err(_) => break,
@@ -188,6 +213,7 @@ impl Runtime {
                     recv(inputs.checks) -> m => m.ok().map(Input::Check),
                     recv(inputs.gossip) -> m => m.ok().map(Input::Gossip),
                     recv(inputs.api) -> m => m.ok().map(Input::Api),
+                    recv(inputs.peers) -> m => m.ok().map(Input::Peer),
                     recv(inputs.control) -> m => match m {
                         Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
                         Ok(Control::Stop) | Err(_) => break,
@@ -206,6 +232,7 @@ impl Runtime {
                     self.on_gossip(e, now)
                 }
                 Some(Input::Api(r)) => self.on_api(r, now),
+                Some(Input::Peer(e)) => self.on_peer(e, now),
                 Some(Input::Reload(cfg)) => self.on_reload(*cfg, now),
                 None => {}
             }
@@ -266,11 +293,18 @@ impl Runtime {
     }
 
     pub(super) fn persist(&mut self) {
-        if !self.reg.persist_dirty() {
+        if !self.reg.persist_dirty() && !self.replica_dirty {
             return;
         }
-        match persisted::save(&self.store, &self.reg) {
-            Ok(()) => self.reg.mark_persisted(),
+        let saved = {
+            let replica = self.replica.lock().unwrap_or_else(|e| e.into_inner());
+            persisted::save(&self.store, &self.reg, &replica)
+        };
+        match saved {
+            Ok(()) => {
+                self.reg.mark_persisted();
+                self.replica_dirty = false;
+            }
             Err(e) => error!("could not save state: {e}"),
         }
     }
@@ -351,6 +385,7 @@ pub struct Channels {
     pub checks: (Sender<CheckResult>, Receiver<CheckResult>),
     pub gossip: (Sender<OverwatchEvent>, Receiver<OverwatchEvent>),
     pub api: (Sender<CommandRequest>, Receiver<CommandRequest>),
+    pub peers: (Sender<Entry>, Receiver<Entry>),
     pub control: (Sender<Control>, Receiver<Control>),
 }
 
@@ -361,6 +396,7 @@ impl Default for Channels {
             checks: crossbeam_channel::bounded(65_536),
             gossip: crossbeam_channel::bounded(65_536),
             api: crossbeam_channel::bounded(256),
+            peers: crossbeam_channel::bounded(65_536),
             control: crossbeam_channel::bounded(8),
         }
     }

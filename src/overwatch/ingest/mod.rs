@@ -5,6 +5,7 @@
 //! publishes once per batch from what the registry marked.
 
 mod commands;
+pub mod peers;
 
 use super::metrics::OverwatchCounters;
 use super::model::*;

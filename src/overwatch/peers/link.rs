@@ -14,6 +14,7 @@
 //! - On first contact and every `peer_sync.interval` it sends its digest;
 //!   a peer whose digest differs gets everything this node holds, and
 //!   answers with its own so the exchange is symmetric.
+//!
 //! Sends go out of a UDP socket of its own; answers come back to the
 //! gossip port, like every peer packet.
 
@@ -50,8 +51,6 @@ pub struct LinkConfig {
 
 /// What the daemon wires to the thread.
 pub struct LinkHandles {
-    /// Peer packets from the gossip loop: (packet, source).
-    pub packets: Sender<(Vec<u8>, SocketAddr)>,
     /// Local writes from the registry thread.
     pub local: Sender<Entry>,
     pub status: Arc<SnapshotCell<ClusterStatus>>,
@@ -92,15 +91,16 @@ struct Link {
     next_sync: Mono,
 }
 
-/// Starts the `peers` thread.
+/// Starts the `peers` thread; `packets` come from the gossip loop
+/// (`gossip::overwatch::server::start_with_peers`).
 pub fn start(
     cfg: LinkConfig,
     policy: Arc<SnapshotCell<Policy>>,
     replica: Arc<Mutex<Replica>>,
     applied: Sender<Entry>,
+    packets: Receiver<(Vec<u8>, SocketAddr)>,
 ) -> std::io::Result<(LinkHandles, std::thread::JoinHandle<()>)> {
     let socket = UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0))?;
-    let (packets_tx, packets) = crossbeam_channel::bounded(4096);
     let (local_tx, local) = crossbeam_channel::bounded(65_536);
     let (stop_tx, stop) = crossbeam_channel::bounded(1);
     let status = Arc::new(SnapshotCell::new(ClusterStatus::default()));
@@ -137,7 +137,6 @@ pub fn start(
         .spawn(move || link.run(packets, local, stop))?;
     Ok((
         LinkHandles {
-            packets: packets_tx,
             local: local_tx,
             status,
             counters,
@@ -462,6 +461,72 @@ impl Link {
             self.status.publish(status);
         }
     }
+}
+
+/// `opengslb_overwatch_peers{state}`, `..._peer_sync_changes_total{direction}`
+/// and `..._peer_refused_total{reason}`.
+pub fn write_metrics(
+    status: &ClusterStatus,
+    counters: &PeerCounters,
+    w: &mut crate::metrics::TextWriter,
+) {
+    use crate::metrics::Kind;
+    w.family(
+        "opengslb_overwatch_peers",
+        "Overwatch peers listed in overwatch.peers, by state.",
+        Kind::Gauge,
+    );
+    for state in ["connected", "unreachable"] {
+        let n = status.peers.iter().filter(|p| p.state == state).count();
+        w.sample("opengslb_overwatch_peers", &[("state", state)], n as f64);
+    }
+    w.single(
+        "opengslb_overwatch_peers_out_of_sync",
+        "Connected peers whose replicated state digest differs from ours.",
+        Kind::Gauge,
+        status
+            .peers
+            .iter()
+            .filter(|p| p.state == "connected" && !p.in_sync)
+            .count() as f64,
+    );
+    w.family(
+        "opengslb_overwatch_peer_sync_changes_total",
+        "Replicated operator changes pushed to peers (sent) and taken from them (received).",
+        Kind::Counter,
+    );
+    for (dir, c) in [
+        ("sent", &counters.changes_sent),
+        ("received", &counters.changes_received),
+    ] {
+        w.sample(
+            "opengslb_overwatch_peer_sync_changes_total",
+            &[("direction", dir)],
+            PeerCounters::get(c) as f64,
+        );
+    }
+    w.family(
+        "opengslb_overwatch_peer_refused_total",
+        "Peer packets refused, by reason.",
+        Kind::Counter,
+    );
+    for r in PeerRefusal::ALL {
+        w.sample(
+            "opengslb_overwatch_peer_refused_total",
+            &[("reason", r.as_str())],
+            counters.refused(r) as f64,
+        );
+    }
+}
+
+/// The body of `GET /api/v1/cluster/status`.
+pub fn status_json(status: &ClusterStatus, now_secs: u64) -> serde_json::Value {
+    serde_json::json!({
+        "node_id": status.node_id,
+        "digest": status.digest,
+        "peers": status.peers,
+        "generated_at": crate::timefmt::rfc3339(now_secs),
+    })
 }
 
 /// Every entry of a push must pass before any is merged.

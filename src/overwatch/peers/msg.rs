@@ -13,8 +13,7 @@
 use super::lww::{Entry, MAX_ID_LEN};
 use serde::{Deserialize, Serialize};
 
-/// The clear-header session id that marks a peer packet.
-pub const PEER_SESSION: u64 = u64::MAX;
+pub use crate::gossip::wire::PEER_SESSION;
 /// Largest plaintext (one datagram with room for header and tag).
 pub const MAX_PLAIN: usize = 1300;
 /// Most entries in one push.
