@@ -8,6 +8,7 @@ use super::notify::notify;
 use super::supervise::Supervisor;
 use crate::api;
 use crate::clock::Liveness;
+use crate::clock::Now;
 use crate::config::{self, Listener, Loaded, Mode};
 use crate::dns::{self, DnsStats, DnsTable};
 use crate::exit::ExitError;
@@ -15,7 +16,6 @@ use crate::gossip::overwatch::OverwatchEvent;
 use crate::gossip::{self, overwatch::server::GossipServer};
 use crate::health::{DEFAULT_WORKERS, HealthChecker};
 use crate::metrics::{self, TextWriter};
-use crate::clock::Now;
 use crate::overwatch::metrics::OverwatchCounters;
 use crate::overwatch::peers::link::{self, LinkConfig};
 use crate::overwatch::peers::status::ClusterStatus;
@@ -242,7 +242,7 @@ fn start_gossip(
         Default::default(),
         peers,
     )
-        .map_err(|e| ExitError::failure(format!("cannot listen for gossip on {bind}: {e}")))?;
+    .map_err(|e| ExitError::failure(format!("cannot listen for gossip on {bind}: {e}")))?;
     info!("gossip listening on {}", server.local_addr());
     Ok(Some(Arc::new(server)))
 }

@@ -32,4 +32,5 @@ mod ops_restart;
 mod ops_runbook;
 mod ops_v11;
 mod overwatch_dns;
+mod peers;
 mod regressions;

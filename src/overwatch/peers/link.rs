@@ -132,6 +132,7 @@ pub fn start(
         counter: 0,
         next_sync: Now::read().mono,
     };
+    link.resolve();
     let thread = std::thread::Builder::new()
         .name("peers".into())
         .spawn(move || link.run(packets, local, stop))?;
@@ -175,10 +176,15 @@ impl Link {
         }
     }
 
-    fn sync_round(&mut self, now: Now) {
+    /// Resolves listed peers not resolved yet (at start and each round).
+    fn resolve(&mut self) {
         for p in self.peers.iter_mut().filter(|p| p.addr.is_none()) {
             p.addr = p.listed.to_socket_addrs().ok().and_then(|mut a| a.next());
         }
+    }
+
+    fn sync_round(&mut self, now: Now) {
+        self.resolve();
         let (digest, count) = {
             let mut r = self.replica.lock().unwrap_or_else(|e| e.into_inner());
             r.expire_tombstones(now.wall_ms, self.cfg.tombstone_ttl_ms);
