@@ -96,6 +96,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                 peers: config.overwatch.peers.clone(),
                 interval: *config.overwatch.peer_sync.interval,
                 tombstone_ttl_ms: config.overwatch.peer_sync.tombstone_ttl.as_millis() as u64,
+                api: advertised_api(&config, g.local_addr().ip()),
             };
             let (handles, _thread) = link::start(
                 cfg,
@@ -245,6 +246,21 @@ fn start_gossip(
     .map_err(|e| ExitError::failure(format!("cannot listen for gossip on {bind}: {e}")))?;
     info!("gossip listening on {}", server.local_addr());
     Ok(Some(Arc::new(server)))
+}
+
+/// The API address peers are told: `api.address`, with an unspecified
+/// IP (`0.0.0.0`) replaced by the gossip IP.
+fn advertised_api(config: &config::Config, gossip_ip: std::net::IpAddr) -> Option<String> {
+    if !config.api.enabled {
+        return None;
+    }
+    let addr: std::net::SocketAddr = config.api.address.parse().ok()?;
+    let ip = if addr.ip().is_unspecified() {
+        gossip_ip
+    } else {
+        addr.ip()
+    };
+    Some(std::net::SocketAddr::new(ip, addr.port()).to_string())
 }
 
 /// SIGHUP: a valid file goes to the registry; an invalid one is logged,

@@ -47,6 +47,8 @@ pub struct LinkConfig {
     pub peers: Vec<String>,
     pub interval: Duration,
     pub tombstone_ttl_ms: u64,
+    /// Our API address as peers can reach it (advertised in digests).
+    pub api: Option<String>,
 }
 
 /// What the daemon wires to the thread.
@@ -66,6 +68,7 @@ struct Peer {
     last_contact: Option<Mono>,
     rtt_ms: Option<u64>,
     in_sync: bool,
+    api: Option<String>,
 }
 
 struct Pending {
@@ -116,6 +119,7 @@ pub fn start(
             last_contact: None,
             rtt_ms: None,
             in_sync: false,
+            api: None,
         })
         .collect();
     let mut link = Link {
@@ -197,6 +201,7 @@ impl Link {
                 digest: digest.clone(),
                 count,
                 reply: false,
+                api: self.cfg.api.clone(),
             };
             self.send(i, &m);
         }
@@ -352,7 +357,12 @@ impl Link {
                     p.in_sync = mine == digest;
                 }
             }
-            PeerMsg::Digest { digest, reply, .. } => {
+            PeerMsg::Digest {
+                digest, reply, api, ..
+            } => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.api = api;
+                }
                 let (mine, count, all) = {
                     let r = self.lock();
                     let mine = r.digest();
@@ -376,6 +386,7 @@ impl Link {
                         digest: mine,
                         count,
                         reply: true,
+                        api: self.cfg.api.clone(),
                     };
                     self.send(peer, &m);
                 }
@@ -455,6 +466,7 @@ impl Link {
                         .map(|ms| crate::timefmt::rfc3339(ms / 1000)),
                     rtt_ms: p.rtt_ms,
                     in_sync: connected && p.in_sync,
+                    api: p.api.clone(),
                 }
             })
             .collect();

@@ -46,6 +46,10 @@ pub enum PeerMsg {
         digest: String,
         count: u64,
         reply: bool,
+        /// The sender's API address (`host:port`), for
+        /// `opengslb-cli servers --cluster`.
+        #[serde(default)]
+        api: Option<String>,
     },
 }
 
@@ -125,6 +129,9 @@ pub fn decode(plain: &[u8]) -> Result<PeerMsg, PeerRefusal> {
             return Err(PeerRefusal::Oversize);
         }
         PeerMsg::Digest { digest, .. } | PeerMsg::Ack { digest, .. } if digest.len() > 64 => {
+            return Err(PeerRefusal::Oversize);
+        }
+        PeerMsg::Digest { api: Some(a), .. } if a.len() > MAX_ID_LEN => {
             return Err(PeerRefusal::Oversize);
         }
         _ => {}

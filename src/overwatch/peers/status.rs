@@ -15,6 +15,8 @@ pub struct PeerStatus {
     pub last_contact: Option<String>,
     pub rtt_ms: Option<u64>,
     pub in_sync: bool,
+    /// The API address the peer advertises (`host:port`).
+    pub api: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
