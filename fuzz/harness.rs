@@ -481,6 +481,10 @@ pub fn peer_sync(data: &[u8]) -> usize {
     for e in entries {
         let _ = r.merge(e, now_ms);
     }
-    assert_eq!(r.digest(), once, "merging the same push twice changed state");
+    assert_eq!(
+        r.digest(),
+        once,
+        "merging the same push twice changed state"
+    );
     taken
 }
