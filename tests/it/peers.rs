@@ -7,7 +7,7 @@
 //! converges; forged peer packets are refused with a reason and counted.
 
 use crate::util::dnsclient::{self, A, Query};
-use crate::util::ops::{KEY, OTHER_KEY, SERVICE, cli, stable_port};
+use crate::util::ops::{KEY, OTHER_KEY, SERVICE, stable_port};
 use crate::util::*;
 use opengslb::gossip::crypto::Keyring;
 use opengslb::gossip::wire::PEER_SESSION;

@@ -403,18 +403,15 @@ impl Link {
     fn on_push(&mut self, peer: usize, seq: u64, entries: Vec<Entry>, now: Now) {
         let (applied, digest) = {
             let mut r = self.lock();
-            match check_all(&r, &entries, now.wall_ms) {
-                Err(refusal) => {
-                    drop(r);
-                    let reason = match refusal {
-                        Refusal::ClockSkew => PeerRefusal::ClockSkew,
-                        Refusal::Oversize => PeerRefusal::Oversize,
-                    };
-                    self.counters.refuse(reason);
-                    warn!("peers: push refused: {}", reason.as_str());
-                    return;
-                }
-                Ok(()) => {}
+            if let Err(refusal) = check_all(&r, &entries, now.wall_ms) {
+                drop(r);
+                let reason = match refusal {
+                    Refusal::ClockSkew => PeerRefusal::ClockSkew,
+                    Refusal::Oversize => PeerRefusal::Oversize,
+                };
+                self.counters.refuse(reason);
+                warn!("peers: push refused: {}", reason.as_str());
+                return;
             }
             let mut applied = Vec::new();
             for e in &entries {
