@@ -330,17 +330,21 @@ impl Link {
     }
 
     fn handle(&mut self, peer: usize, m: PeerMsg, now: Now) {
+        let down_after = self.down_after();
         if let Some(p) = self.peers.get_mut(peer) {
             let (from, _) = m.from();
             if p.node_id.as_deref() != Some(from) {
                 info!("peers: {} is node {from}", p.listed);
                 p.node_id = Some(from.to_string());
             }
-            let first = p.last_contact.is_none();
+            // First contact, or back after it was unreachable (a healed
+            // partition, a restart): compare digests at once.
+            let back = p
+                .last_contact
+                .is_none_or(|t| now.mono.since(t) >= down_after);
             p.last_contact = Some(now.mono);
             p.last_contact_ms = Some(now.wall_ms);
-            if first {
-                // First contact: compare digests at once.
+            if back {
                 self.next_sync = now.mono;
             }
         }
@@ -436,12 +440,16 @@ impl Link {
         self.send(peer, &ack);
     }
 
-    fn publish(&mut self, now: Now) {
-        let down_after = self
-            .cfg
+    /// A peer not heard from for this long is `unreachable`.
+    fn down_after(&self) -> Duration {
+        self.cfg
             .interval
             .saturating_mul(3)
-            .max(Duration::from_secs(3));
+            .max(Duration::from_secs(3))
+    }
+
+    fn publish(&mut self, now: Now) {
+        let down_after = self.down_after();
         let digest = self.lock().digest();
         let peers = self
             .peers
