@@ -18,7 +18,7 @@ use crate::health::{DEFAULT_WORKERS, HealthChecker};
 use crate::metrics::{self, TextWriter};
 use crate::overwatch::metrics::OverwatchCounters;
 use crate::overwatch::peers::link::{self, LinkConfig};
-use crate::overwatch::peers::status::ClusterStatus;
+use crate::overwatch::peers::status::{self, ClusterStatus};
 use crate::overwatch::runtime::{Channels, Control, Inputs, Published, Runtime};
 use crate::persist::{AuditLog, Store};
 use crate::snapshot::SnapshotCell;
@@ -140,7 +140,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
             let view = view_cell.load();
             counters.write(&view, &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
-            link::write_metrics(&cluster_status.load(), &peer_counters, &mut w);
+            status::write_metrics(&cluster_status.load(), &peer_counters, &mut w);
             // v1.1 names (dashboards of migrated sites) and process_*.
             metrics::v11::write_common(&mut w);
             metrics::v11::write_overwatch(&view, &mut w);
@@ -165,7 +165,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                 {
                     let cluster_status = Arc::clone(&cluster_status);
                     Arc::new(move || {
-                        link::status_json(&cluster_status.load(), Now::read().wall_secs())
+                        status::status_json(&cluster_status.load(), Now::read().wall_secs())
                     })
                 },
             )
