@@ -28,13 +28,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Every target, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "dns_query",
     "dns_edns_options",
     "gossip_frame_raw",
     "gossip_frame_decrypted",
     "config_yaml",
     "api_body",
+    "peer_sync",
 ];
 
 /// Runs one input through the named target.
@@ -46,6 +47,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<usize> {
         "gossip_frame_decrypted" => gossip_frame_decrypted(data),
         "config_yaml" => config_yaml(data),
         "api_body" => api_body(data),
+        "peer_sync" => peer_sync(data),
         _ => return None,
     })
 }
@@ -448,4 +450,41 @@ pub fn api_body(data: &[u8]) -> usize {
         }
     }
     accepted
+}
+
+// ---------------------------------------------------------------- peers
+
+/// A peer message plaintext (what the `peers` thread decodes after
+/// opening a packet): decoding never panics; a push merges into a replica
+/// so that a refused entry leaves the digest untouched and merging the
+/// same push again changes nothing (idempotent).
+pub fn peer_sync(data: &[u8]) -> usize {
+    use opengslb::overwatch::peers::Replica;
+    use opengslb::overwatch::peers::msg::{self, PeerMsg};
+    let Ok(m) = msg::decode(data) else {
+        return 0;
+    };
+    let PeerMsg::Push { entries, .. } = &m else {
+        return 1;
+    };
+    let now_ms = 1_800_000_000_000;
+    let mut r = Replica::new("fuzz");
+    let mut taken = 1;
+    for e in entries {
+        let before = r.digest();
+        match r.merge(e, now_ms) {
+            Ok(_) => taken += 1,
+            Err(_) => assert_eq!(r.digest(), before, "a refused entry changed state"),
+        }
+    }
+    let once = r.digest();
+    for e in entries {
+        let _ = r.merge(e, now_ms);
+    }
+    assert_eq!(
+        r.digest(),
+        once,
+        "merging the same push twice changed state"
+    );
+    taken
 }

@@ -11,7 +11,8 @@
 #   --reason R     why (shown in the API, the CLI and the logs)
 #   --wait         on: return only when no --dns server answers any of the
 #                  agent's backend addresses for its service name (A for
-#                  IPv4, AAAA for IPv6, compared as dig prints them);
+#                  IPv4, AAAA for IPv6, compared as dig prints them), and
+#                  say which server (Overwatch node) dropped them last;
 #                  off: return only when the agent no longer drains for any
 #                  reason (a drain file or a predictive signal may hold it)
 #   --timeout S    give up waiting after S seconds (default 30)
@@ -251,15 +252,23 @@ if [ "$ACTION" = on ]; then
         exit 0
     fi
     deadline=$(($(now) + TIMEOUT))
+    : >"$TMP/last_pending"
     while still_answered; do
         if [ "$(now)" -ge "$deadline" ]; then
             printf 'drain.sh: timed out after %ss waiting for DNS to drop the backends:\n' "$TIMEOUT" >&2
             sed 's/^/  /' "$TMP/pending" >&2
             exit 6
         fi
+        cp "$TMP/pending" "$TMP/last_pending"
         pause
     done
     say "no DNS server answers the drained addresses any more ($DNS_LIST)"
+    # With several Overwatches: which one dropped them last.
+    if [ -s "$TMP/last_pending" ]; then
+        say "last to drop them: $(awk '{ print $1 }' "$TMP/last_pending" | sort -u | tr '\n' ' ' | sed 's/ $//')"
+    else
+        say "every DNS server had dropped them at the first look"
+    fi
 else
     api DELETE /api/v1/agent/drain
     if [ "$(field "$TMP/reply" draining)" != true ]; then

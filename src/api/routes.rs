@@ -38,6 +38,8 @@ pub enum Route {
     ManagedOne(Entity, String),
     /// Create (no id), update or delete an API-managed entry.
     Manage(Entity, ManageOp, Option<String>),
+    /// `GET /api/v1/cluster/status`: this node and its peers (SPEC §12).
+    ClusterStatus,
 }
 
 impl Route {
@@ -385,6 +387,9 @@ pub const ROUTES: &[RouteDef] = &[
         let name = p(ps, 0).to_string();
         Ok(entry(m, Entity::Region, &name).unwrap_or(Route::ManagedOne(Entity::Region, name)))
     }),
+    def("/api/v1/cluster/status", READ, |_, _| {
+        Ok(Route::ClusterStatus)
+    }),
     def("/api/v1/ready", READ, |_, _| Ok(Route::Ready)),
     def("/api/v1/live", READ, |_, _| Ok(Route::Live)),
     def("/api/v1/version", READ, |_, _| Ok(Route::Version)),
@@ -449,6 +454,7 @@ mod tests {
             ),
             ("/api/v1/health/regions", Route::HealthRegions),
             ("/api/v1/config", Route::Config),
+            ("/api/v1/cluster/status", Route::ClusterStatus),
             ("/api/v1/overwatch/stats/", Route::Stats),
         ];
         for (url, want) in cases {

@@ -61,7 +61,8 @@ pub const MAX_WRITERS_PER_SOURCE: usize = 4;
 /// Renders the `/metrics` text.
 pub type MetricsFn = crate::metrics::Render;
 
-/// The effective configuration, secrets redacted (`GET /api/v1/config`).
+/// The effective configuration, secrets redacted (`GET /api/v1/config`);
+/// the same shape of closure answers `GET /api/v1/cluster/status`.
 pub type ConfigFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 struct Shared {
@@ -71,6 +72,7 @@ struct Shared {
     metrics: MetricsFn,
     config: ConfigFn,
     writers: Arc<WriterSlots>,
+    cluster: ConfigFn,
     /// Connections refused with an oversized body and deliberately held.
     leaked: AtomicU64,
 }
@@ -92,6 +94,7 @@ pub fn start(
     commands: CommandSender,
     metrics: MetricsFn,
     config: ConfigFn,
+    cluster: ConfigFn,
 ) -> io::Result<ApiServer> {
     let access = Access::new(&cfg.allowed_networks, cfg.trust_proxy_headers, &cfg.tokens)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -109,6 +112,7 @@ pub fn start(
         metrics,
         config,
         writers: WriterSlots::new(MAX_WRITERS, MAX_WRITERS_PER_SOURCE),
+        cluster,
         leaked: AtomicU64::new(0),
     });
     let stopping = Arc::new(AtomicBool::new(false));
@@ -335,6 +339,7 @@ fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &S
         Route::ExpiringAgents => v11::expiring(query, &view).map(|v| (200, v)),
         Route::HealthRegions => Ok((200, v11::health_regions(&view))),
         Route::Config => Ok((200, (shared.config)())),
+        Route::ClusterStatus => Ok((200, (shared.cluster)())),
         _ => read::answer(route, query, &view),
     };
     match answer {

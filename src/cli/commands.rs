@@ -14,7 +14,7 @@ pub const DEFAULT_API: &str = "http://localhost:9090";
 pub const DEFAULT_AGENT_API: &str = "http://127.0.0.1:9100";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn timeout(inv: &Invocation) -> Result<Duration, CliError> {
+pub(super) fn timeout(inv: &Invocation) -> Result<Duration, CliError> {
     match inv.flag("timeout") {
         None => Ok(DEFAULT_TIMEOUT),
         Some(t) => parse_duration(t)
@@ -85,6 +85,9 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
                 ("region", inv.flag("region")),
                 ("status", inv.flag("status")),
             ]);
+            if inv.switch("cluster") {
+                return super::cluster::servers(inv, &api(inv)?, &q, timeout(inv)?);
+            }
             let v = api(inv)?.call("GET", &format!("/api/v1/overwatch/backends{q}"), None)?;
             if json_out {
                 return Ok(pretty(&list_out(v, "backends")));
@@ -111,6 +114,10 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
         }
         "servers create" | "servers update" | "servers delete" => {
             super::servers::run(inv, &api(inv)?, json_out)
+        }
+        "cluster status" => {
+            let v = api(inv)?.call("GET", "/api/v1/cluster/status", None)?;
+            Ok(out(v, &super::cluster::status_table))
         }
         "status" => Ok(out(
             api(inv)?.call("GET", "/api/v1/overwatch/stats", None)?,

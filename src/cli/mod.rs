@@ -9,7 +9,8 @@
 
 pub mod args;
 pub mod client;
-pub mod commands;
+pub mod cluster;
+mod commands;
 pub mod completion;
 pub mod migrate;
 pub mod render;

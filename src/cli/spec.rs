@@ -100,6 +100,11 @@ pub const COMMAND_FLAGS: &[Flag] = &[
         Some("ST"),
         "only backends with this status: healthy, unhealthy, draining, stale",
     ),
+    flag(
+        "cluster",
+        None,
+        "ask every Overwatch of the cluster (GET /api/v1/cluster/status) and show one STATUS column per node",
+    ),
     flag("reason", Some("TEXT"), "why (recorded in the audit log)"),
     flag(
         "healthy",
@@ -124,7 +129,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "servers list",
         aliases: &["servers"],
         args: &[],
-        flags: &["service", "region", "status"],
+        flags: &["service", "region", "status", "cluster"],
         required: &[],
         help: "list backends with their effective status (STATUS column: healthy, unhealthy, draining, stale)",
     },
@@ -151,6 +156,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         flags: &[],
         required: &[],
         help: "remove a server added through the API",
+    },
+    CommandSpec {
+        name: "cluster status",
+        aliases: &["cluster"],
+        args: &[],
+        flags: &[],
+        required: &[],
+        help: "show this Overwatch's peers: connected or unreachable, last contact, round trip, in sync",
     },
     CommandSpec {
         name: "status",

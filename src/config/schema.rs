@@ -189,6 +189,9 @@ pub struct OverwatchConfig {
     pub validation: ValidationConfig,
     pub stale: StaleConfig,
     pub data_dir: String,
+    /// Gossip addresses (`host:port`) of the other Overwatch nodes (SPEC §12).
+    pub peers: Vec<String>,
+    pub peer_sync: PeerSyncConfig,
     pub audit: super::audit::AuditConfig,
     /// v1.1 keys accepted and not acted on.
     pub dnssec: Option<serde_norway::Value>,
@@ -204,6 +207,8 @@ impl Default for OverwatchConfig {
             validation: ValidationConfig::default(),
             stale: StaleConfig::default(),
             data_dir: "/var/lib/opengslb".into(),
+            peers: Vec::new(),
+            peer_sync: PeerSyncConfig::default(),
             audit: Default::default(),
             dnssec: None,
             geolocation: None,
@@ -260,6 +265,24 @@ impl Default for ValidationConfig {
             enabled: true,
             check_interval: Dur::secs(30),
             check_timeout: Dur::secs(5),
+        }
+    }
+}
+
+/// Replication between Overwatch peers: how often the digests are
+/// compared, and how long deletes are remembered.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerSyncConfig {
+    pub interval: Dur,
+    pub tombstone_ttl: Dur,
+}
+
+impl Default for PeerSyncConfig {
+    fn default() -> Self {
+        PeerSyncConfig {
+            interval: Dur::secs(10),
+            tombstone_ttl: Dur::secs(7 * 86_400),
         }
     }
 }

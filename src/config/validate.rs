@@ -226,6 +226,15 @@ fn overwatch(cfg: &Config, r: &mut Report) {
     if ow.data_dir.trim().is_empty() {
         r.err("overwatch.data_dir", "must not be empty");
     }
+    for (i, peer) in ow.peers.iter().enumerate() {
+        r.check(format!("overwatch.peers[{i}]"), parse_host_port(peer));
+    }
+    positive(r, "overwatch.peer_sync.interval", ow.peer_sync.interval);
+    positive(
+        r,
+        "overwatch.peer_sync.tombstone_ttl",
+        ow.peer_sync.tombstone_ttl,
+    );
 
     let domain_names: Vec<String> = cfg
         .domains

@@ -8,6 +8,7 @@ use super::notify::notify;
 use super::supervise::Supervisor;
 use crate::api;
 use crate::clock::Liveness;
+use crate::clock::Now;
 use crate::config::{self, Listener, Loaded, Mode};
 use crate::dns::{self, DnsStats, DnsTable};
 use crate::exit::ExitError;
@@ -16,6 +17,8 @@ use crate::gossip::{self, overwatch::server::GossipServer};
 use crate::health::{DEFAULT_WORKERS, HealthChecker};
 use crate::metrics::{self, TextWriter};
 use crate::overwatch::metrics::OverwatchCounters;
+use crate::overwatch::peers::link::{self, LinkConfig};
+use crate::overwatch::peers::status::{self, ClusterStatus};
 use crate::overwatch::runtime::{Channels, Control, Inputs, Published, Runtime};
 use crate::persist::{AuditLog, Store};
 use crate::snapshot::SnapshotCell;
@@ -73,7 +76,55 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         dns_server.local_addr(),
         dns_cfg.threads
     );
-    let gossip_server = start_gossip(&loaded, policy_cell, ch.gossip.0.clone())?;
+    // Peers (SPEC §12): their packets arrive on the gossip port and go to
+    // the `peers` thread, which never holds up DNS or the registry.
+    let want_peers = !config.overwatch.peers.is_empty() && !loaded.secrets.gossip_keys.is_empty();
+    let (peer_packets_tx, peer_packets_rx) = crossbeam_channel::bounded(4096);
+    let gossip_server = start_gossip(
+        &loaded,
+        Arc::clone(&policy_cell),
+        ch.gossip.0.clone(),
+        want_peers.then_some(peer_packets_tx),
+    )?;
+    let node_id = crate::overwatch::runtime::node_id(&config);
+    let peer_link = match (&gossip_server, want_peers) {
+        (Some(g), true) => {
+            let cfg = LinkConfig {
+                node_id: node_id.clone(),
+                gossip_port: g.local_addr().port(),
+                bind_ip: g.local_addr().ip(),
+                peers: config.overwatch.peers.clone(),
+                interval: *config.overwatch.peer_sync.interval,
+                tombstone_ttl_ms: config.overwatch.peer_sync.tombstone_ttl.as_millis() as u64,
+                api: advertised_api(&config, g.local_addr().ip()),
+            };
+            let (handles, _thread) = link::start(
+                cfg,
+                Arc::clone(&policy_cell),
+                runtime.replica(),
+                ch.peers.0.clone(),
+                peer_packets_rx,
+            )
+            .map_err(|e| ExitError::failure(format!("cannot start the peers thread: {e}")))?;
+            runtime.attach_peers(handles.local.clone());
+            Some(handles)
+        }
+        _ => None,
+    };
+    let cluster_status = peer_link
+        .as_ref()
+        .map(|h| Arc::clone(&h.status))
+        .unwrap_or_else(|| {
+            Arc::new(SnapshotCell::new(ClusterStatus {
+                node_id: node_id.clone(),
+                digest: String::new(),
+                peers: Vec::new(),
+            }))
+        });
+    let peer_counters = peer_link
+        .as_ref()
+        .map(|h| Arc::clone(&h.counters))
+        .unwrap_or_default();
     let render = {
         let (view_cell, counters, dns_stats, gossip) = (
             Arc::clone(&view_cell),
@@ -81,12 +132,15 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
             Arc::clone(&dns_stats),
             gossip_server.clone(),
         );
+        let (cluster_status, peer_counters) =
+            (Arc::clone(&cluster_status), Arc::clone(&peer_counters));
         Arc::new(move || {
             let mut w = TextWriter::new();
             let gossip_counters = gossip.as_ref().map(|g| g.counters()).unwrap_or_default();
             let view = view_cell.load();
             counters.write(&view, &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
+            status::write_metrics(&cluster_status.load(), &peer_counters, &mut w);
             // v1.1 names (dashboards of migrated sites) and process_*.
             metrics::v11::write_common(&mut w);
             metrics::v11::write_overwatch(&view, &mut w);
@@ -108,6 +162,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                 ch.api.0.clone(),
                 Arc::clone(&render),
                 config_fn,
+                {
+                    let cluster_status = Arc::clone(&cluster_status);
+                    Arc::new(move || {
+                        status::status_json(&cluster_status.load(), Now::read().wall_secs())
+                    })
+                },
             )
             .map_err(|e| ExitError::failure(format!("cannot start the API: {e}")))?,
         ),
@@ -120,6 +180,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         checks: ch.checks.1.clone(),
         gossip: ch.gossip.1.clone(),
         api: ch.api.1.clone(),
+        peers: ch.peers.1.clone(),
         control: ch.control.1.clone(),
     };
     let mut sup = Supervisor::new();
@@ -151,6 +212,9 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     if let Some(g) = &gossip_stop {
         g.stop();
     }
+    if let Some(p) = &peer_link {
+        let _ = p.stop.send(());
+    }
     let _ = ch.control.0.send(Control::Stop);
     sup.join();
     dns_server.stop();
@@ -165,16 +229,38 @@ fn start_gossip(
     loaded: &Loaded,
     policy: Arc<SnapshotCell<gossip::Policy>>,
     events: Sender<OverwatchEvent>,
+    peers: Option<Sender<(Vec<u8>, std::net::SocketAddr)>>,
 ) -> Result<Option<Arc<GossipServer>>, ExitError> {
     if loaded.secrets.gossip_keys.is_empty() {
         warn!("no overwatch.gossip.encryption_key: gossip is off, only static servers are served");
         return Ok(None);
     }
     let bind = listen::required(&loaded.config, Mode::Overwatch, Listener::Gossip)?;
-    let server = gossip::overwatch::server::start(bind, policy, events)
-        .map_err(|e| ExitError::failure(format!("cannot listen for gossip on {bind}: {e}")))?;
+    let server = gossip::overwatch::server::start_with_peers(
+        bind,
+        policy,
+        events,
+        Default::default(),
+        peers,
+    )
+    .map_err(|e| ExitError::failure(format!("cannot listen for gossip on {bind}: {e}")))?;
     info!("gossip listening on {}", server.local_addr());
     Ok(Some(Arc::new(server)))
+}
+
+/// The API address peers are told: `api.address`, with an unspecified
+/// IP (`0.0.0.0`) replaced by the gossip IP.
+fn advertised_api(config: &config::Config, gossip_ip: std::net::IpAddr) -> Option<String> {
+    if !config.api.enabled {
+        return None;
+    }
+    let addr: std::net::SocketAddr = config.api.address.parse().ok()?;
+    let ip = if addr.ip().is_unspecified() {
+        gossip_ip
+    } else {
+        addr.ip()
+    };
+    Some(std::net::SocketAddr::new(ip, addr.port()).to_string())
 }
 
 /// SIGHUP: a valid file goes to the registry; an invalid one is logged,

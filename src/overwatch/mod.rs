@@ -12,6 +12,7 @@ mod ingest;
 pub mod managed;
 pub mod metrics;
 pub mod model;
+pub mod peers;
 pub mod persisted;
 pub mod precedence;
 pub mod publish;

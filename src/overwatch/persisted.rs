@@ -4,6 +4,7 @@
 //! The audit log is a separate append-only file (`crate::persist::audit`).
 
 use super::model::{LostAgent, Override, Pin, Revocation};
+use super::peers::{Entry, Replica};
 use super::registry::Registry;
 use crate::clock::Now;
 use crate::persist::{PersistError, Store};
@@ -21,14 +22,19 @@ pub struct PersistedState {
     pub revocations: Vec<Revocation>,
     #[serde(default)]
     pub lost_agents: Vec<LostAgent>,
+    /// The replicated operator state with its stamps and tombstones
+    /// (SPEC §12), so a node restarted during a partition converges.
+    #[serde(default)]
+    pub replicated: Vec<Entry>,
 }
 
-pub fn snapshot(reg: &Registry) -> PersistedState {
+pub fn snapshot(reg: &Registry, replica: &Replica) -> PersistedState {
     PersistedState {
         overrides: reg.overrides().values().cloned().collect(),
         pins: reg.pins().values().cloned().collect(),
         revocations: reg.revocations().values().cloned().collect(),
         lost_agents: reg.lost().values().cloned().collect(),
+        replicated: replica.entries().cloned().collect(),
     }
 }
 
@@ -49,6 +55,6 @@ pub fn load(store: &Store) -> Result<PersistedState, PersistError> {
         .unwrap_or_default())
 }
 
-pub fn save(store: &Store, reg: &Registry) -> Result<(), PersistError> {
-    store.save(STATE_FILE, &snapshot(reg))
+pub fn save(store: &Store, reg: &Registry, replica: &Replica) -> Result<(), PersistError> {
+    store.save(STATE_FILE, &snapshot(reg, replica))
 }

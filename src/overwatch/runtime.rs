@@ -16,6 +16,7 @@
 use super::managed::{self, Managed};
 use super::metrics::OverwatchCounters;
 use super::model::*;
+use super::peers::{Entry, Replica};
 use super::persisted;
 use super::publish::{self, Publisher};
 use super::registry::{Registry, RegistryConfig};
@@ -34,7 +35,7 @@ use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, select};
 use log::{error, info, warn};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest the thread sleeps, so liveness is reported to the watchdog.
@@ -63,6 +64,7 @@ enum Input {
     Check(CheckResult),
     Gossip(OverwatchEvent),
     Api(CommandRequest),
+    Peer(Entry),
     Reload(Box<Config>),
 }
 
@@ -82,6 +84,8 @@ pub struct Inputs {
     pub checks: Receiver<CheckResult>,
     pub gossip: Receiver<OverwatchEvent>,
     pub api: Receiver<CommandRequest>,
+    /// Changes that won on the `peers` thread (never sends without peers).
+    pub peers: Receiver<Entry>,
     pub control: Receiver<Control>,
 }
 
@@ -110,6 +114,11 @@ pub struct Runtime {
     /// Servers, regions and domains managed through the API.
     pub(super) managed: Managed,
     pub(super) listing: Arc<ManagedListing>,
+    /// The replicated operator state, shared with the `peers` thread.
+    pub(super) replica: Arc<Mutex<Replica>>,
+    /// Where local writes go to be pushed; `None` without peers.
+    pub(super) peer_out: Option<Sender<Entry>>,
+    pub(super) replica_dirty: bool,
 }
 
 impl Runtime {
@@ -134,12 +143,14 @@ impl Runtime {
         let base = config.clone();
         let config = &merged;
         let mut reg = Registry::new(RegistryConfig::from_config(config));
-        let state = persisted::load(&store).map_err(|e| e.to_string())?;
+        let mut state = persisted::load(&store).map_err(|e| e.to_string())?;
+        let node_id = node_id(config);
+        let mut replica = Replica::new(&node_id);
+        replica.restore(std::mem::take(&mut state.replicated), now.wall_ms);
         persisted::restore(&mut reg, state, now);
         let audit_tail = audit
             .recent::<AuditEntry>(AUDIT_TAIL)
             .map_err(|e| e.to_string())?;
-        let node_id = node_id(config);
         let mut rt = Runtime {
             reg,
             publisher: Publisher::default(),
@@ -161,6 +172,9 @@ impl Runtime {
             base,
             managed,
             listing,
+            replica: Arc::new(Mutex::new(replica)),
+            peer_out: None,
+            replica_dirty: false,
         };
         rt.reg.recompute(now);
         rt.publish(now);
@@ -170,6 +184,16 @@ impl Runtime {
             &rt.out.policy.load(),
         ));
         Ok(rt)
+    }
+
+    /// The replicated operator state, for the `peers` thread.
+    pub fn replica(&self) -> Arc<Mutex<Replica>> {
+        Arc::clone(&self.replica)
+    }
+
+    /// Local operator writes are handed to the `peers` thread from now on.
+    pub fn attach_peers(&mut self, out: Sender<Entry>) {
+        self.peer_out = Some(out);
     }
 
     /// Marks DNS as serving (after the sockets are bound).
@@ -198,6 +222,7 @@ impl Runtime {
                 Some(pace) => select! {
                     recv(inputs.checks) -> m => m.ok().map(Input::Check),
                     recv(inputs.api) -> m => m.ok().map(Input::Api),
+                    recv(inputs.peers) -> m => m.ok().map(Input::Peer),
                     recv(inputs.control) -> m => match m {
                         Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
                         Ok(Control::Stop) | Err(_) => break,
@@ -208,6 +233,7 @@ impl Runtime {
                     recv(inputs.checks) -> m => m.ok().map(Input::Check),
                     recv(inputs.gossip) -> m => m.ok().map(Input::Gossip),
                     recv(inputs.api) -> m => m.ok().map(Input::Api),
+                    recv(inputs.peers) -> m => m.ok().map(Input::Peer),
                     recv(inputs.control) -> m => match m {
                         Ok(Control::Reload(cfg)) => Some(Input::Reload(cfg)),
                         Ok(Control::Stop) | Err(_) => break,
@@ -226,6 +252,7 @@ impl Runtime {
                     self.on_gossip(e, now)
                 }
                 Some(Input::Api(r)) => self.on_api(r, now),
+                Some(Input::Peer(e)) => self.on_peer(e, now),
                 Some(Input::Reload(cfg)) => self.on_reload(*cfg, now),
                 None => {}
             }
@@ -286,11 +313,18 @@ impl Runtime {
     }
 
     pub(super) fn persist(&mut self) {
-        if !self.reg.persist_dirty() {
+        if !self.reg.persist_dirty() && !self.replica_dirty {
             return;
         }
-        match persisted::save(&self.store, &self.reg) {
-            Ok(()) => self.reg.mark_persisted(),
+        let saved = {
+            let replica = self.replica.lock().unwrap_or_else(|e| e.into_inner());
+            persisted::save(&self.store, &self.reg, &replica)
+        };
+        match saved {
+            Ok(()) => {
+                self.reg.mark_persisted();
+                self.replica_dirty = false;
+            }
             Err(e) => error!("could not save state: {e}"),
         }
     }
@@ -372,6 +406,7 @@ pub struct Channels {
     pub checks: (Sender<CheckResult>, Receiver<CheckResult>),
     pub gossip: (Sender<OverwatchEvent>, Receiver<OverwatchEvent>),
     pub api: (Sender<CommandRequest>, Receiver<CommandRequest>),
+    pub peers: (Sender<Entry>, Receiver<Entry>),
     pub control: (Sender<Control>, Receiver<Control>),
 }
 
@@ -382,6 +417,7 @@ impl Default for Channels {
             checks: crossbeam_channel::bounded(65_536),
             gossip: crossbeam_channel::bounded(65_536),
             api: crossbeam_channel::bounded(256),
+            peers: crossbeam_channel::bounded(65_536),
             control: crossbeam_channel::bounded(8),
         }
     }

@@ -89,6 +89,9 @@ const SPEC_METRICS: &[&str] = &[
     "opengslb_agent_backend_healthy",
     "opengslb_agent_draining",
     "opengslb_agent_cert_not_after_seconds",
+    // SPEC §12 (peers), and beyond it the out-of-sync gauge of the same thread.
+    "opengslb_overwatch_peers",
+    "opengslb_overwatch_peers_out_of_sync",
     // Beyond §9: the per-name outcome when nothing is healthy (src/dns/stats.rs).
     "opengslb_dns_no_healthy_total",
 ];

@@ -156,6 +156,19 @@ fn api_body_corpus() {
 }
 
 #[test]
+fn peer_sync_corpus() {
+    let r = replay("peer_sync");
+    // The message, then each entry merged.
+    assert_eq!(accepted(&r, "push_two"), 3);
+    // Decoded; the entry a century ahead is refused (clock skew).
+    assert_eq!(accepted(&r, "push_future"), 1);
+    assert_eq!(accepted(&r, "push_unknown_kind"), 0);
+    assert_eq!(accepted(&r, "ack"), 1);
+    assert_eq!(accepted(&r, "digest"), 1);
+    assert_eq!(accepted(&r, "digest_oversize"), 0);
+}
+
+#[test]
 fn plaintext_split_round_trips() {
     let parts = vec![b"one".to_vec(), Vec::new(), vec![7; 300]];
     let joined = harness::join_plaintexts(&parts);

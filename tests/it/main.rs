@@ -36,4 +36,5 @@ mod ops_runbook;
 mod ops_runbook_docs;
 mod ops_v11;
 mod overwatch_dns;
+mod peers;
 mod regressions;

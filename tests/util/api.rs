@@ -225,7 +225,11 @@ pub fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Fixture {
     });
     let config: opengslb::api::server::ConfigFn =
         Arc::new(|| opengslb::config::redact::redacted_json(&opengslb::config::Config::default()));
-    let server = opengslb::api::start(&cfg, view.clone(), tx, metrics, config).expect("start API");
+    let cluster: opengslb::api::server::ConfigFn = Arc::new(
+        || serde_json::json!({"node_id": "ow-test", "digest": "", "peers": [], "generated_at": "2026-01-01T00:00:00Z"}),
+    );
+    let server =
+        opengslb::api::start(&cfg, view.clone(), tx, metrics, config, cluster).expect("start API");
     let addr = server.local_addr();
     Fixture {
         base: format!("http://{addr}"),

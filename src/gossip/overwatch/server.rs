@@ -106,6 +106,17 @@ pub fn start_with(
     events: Sender<OverwatchEvent>,
     cfg: OverwatchConfig,
 ) -> io::Result<GossipServer> {
+    start_with_peers(bind, policy, events, cfg, None)
+}
+
+/// Like `start_with`; peer packets (`wire::PEER_SESSION`) go to `peers`.
+pub fn start_with_peers(
+    bind: SocketAddr,
+    policy: Arc<SnapshotCell<Policy>>,
+    events: Sender<OverwatchEvent>,
+    cfg: OverwatchConfig,
+    peers: Option<Sender<(Vec<u8>, SocketAddr)>>,
+) -> io::Result<GossipServer> {
     let (udp, listener) = bind_both(bind)?;
     let local_addr = udp.local_addr()?;
     let poll = Poll::new()?;
@@ -126,6 +137,7 @@ pub fn start_with(
         buf: vec![0u8; 65_536],
         heartbeats: Coalescer::new(),
         preauth: PreAuthBudget::new(PreAuthLimits::default()),
+        peer_packets: peers,
     };
     lp.poll
         .registry()

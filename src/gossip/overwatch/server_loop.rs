@@ -16,7 +16,7 @@ use crate::gossip::Policy;
 use crate::gossip::io::{
     FrameReader, MAX_FRAME, MAX_PREAUTH_FRAME, PreAuthBudget, flush_stream, frame,
 };
-use crate::gossip::wire::MAX_RECV_DATAGRAM;
+use crate::gossip::wire::{Header, MAX_RECV_DATAGRAM, PEER_SESSION};
 use crate::netio::{interrupted, would_block};
 use crate::snapshot::SnapshotCell;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -54,6 +54,9 @@ pub(super) struct Loop {
     /// Heartbeats the registry had no room for, newest per agent.
     pub(super) heartbeats: Coalescer,
     pub(super) preauth: PreAuthBudget,
+    /// Packets of Overwatch peers (header session `PEER_SESSION`), handed
+    /// unopened to the `peers` thread; `None` without `overwatch.peers`.
+    pub(super) peer_packets: Option<Sender<(Vec<u8>, SocketAddr)>>,
 }
 
 impl Loop {
@@ -164,6 +167,13 @@ impl Loop {
             let Some(packet) = self.buf.get(..n) else {
                 continue;
             };
+            if let Some(tx) = &self.peer_packets
+                && Header::parse(packet).is_ok_and(|h| h.session_id == PEER_SESSION)
+            {
+                // Never blocks: a full queue drops (anti-entropy repairs).
+                let _ = tx.try_send((packet.to_vec(), src));
+                continue;
+            }
             let out = self.proto.on_packet(packet, src, now, policy);
             for reply in &out.replies {
                 if let Err(e) = self.udp.send_to(reply, src) {

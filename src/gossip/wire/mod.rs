@@ -23,6 +23,10 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 36;
 /// Largest packet sent as one UDP datagram; anything bigger goes over TCP.
 pub const MAX_DATAGRAM: usize = 1400;
+/// The clear-header session id of packets between Overwatch peers: the
+/// gossip loop hands them to the `peers` thread unopened
+/// (`crate::overwatch::peers`); agent sessions never use it.
+pub const PEER_SESSION: u64 = u64::MAX;
 /// Largest datagram accepted (a little slack over what we send).
 pub const MAX_RECV_DATAGRAM: usize = 1500;
 

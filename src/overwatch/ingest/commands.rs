@@ -17,6 +17,9 @@ impl Runtime {
         let at = now.wall_secs();
         let detail = detail(&req.command);
         let result = self.apply(&req.command, &req.by, now);
+        if result.is_ok() {
+            self.replicate(&req.command, &req.by, now);
+        }
         let entry = AuditEntry {
             at,
             by: req.by.clone(),
@@ -89,13 +92,7 @@ impl Runtime {
                 }
             }
             Command::ForgetAgent { id } => {
-                if self.reg.forget_agent(id) {
-                    self.publish_policy_now();
-                    // Gossip drops the agent's session through the policy
-                    // snapshot alone: a new number for the id is a forget.
-                    let mut policy = (*self.out.policy.load()).clone();
-                    *policy.forgotten.entry(id.clone()).or_insert(0) += 1;
-                    self.out.policy.publish(policy);
+                if self.forget_now(id) {
                     Ok(json!({"status": "ok", "forgotten": id}))
                 } else {
                     Err(ApiError::not_found(format!(
@@ -124,6 +121,21 @@ impl Runtime {
                 body,
             } => self.manage(*entity, *op, id.as_deref(), body, now),
         }
+    }
+
+    /// Forgets an agent's pin and drops its gossip session; false when
+    /// there was nothing to forget.
+    pub(in crate::overwatch) fn forget_now(&mut self, id: &str) -> bool {
+        if !self.reg.forget_agent(id) {
+            return false;
+        }
+        self.publish_policy_now();
+        // Gossip drops the agent's session through the policy snapshot
+        // alone: a new number for the id is a forget.
+        let mut policy = (*self.out.policy.load()).clone();
+        *policy.forgotten.entry(id.to_string()).or_insert(0) += 1;
+        self.out.policy.publish(policy);
+        true
     }
 
     /// Overrides may name a backend that is configured or reported; a key

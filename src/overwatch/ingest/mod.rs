@@ -6,6 +6,7 @@
 
 mod commands;
 mod managed;
+pub mod peers;
 
 use super::metrics::OverwatchCounters;
 use super::model::*;
