@@ -110,6 +110,8 @@ pub struct DomainCounters {
     pub last_healthy: AtomicU64,
     /// Nothing healthy and no fallback: SERVFAIL.
     pub servfail: AtomicU64,
+    /// Client-dependent decisions by `RouteMatch::index` (regional.rs).
+    pub routed: [AtomicU64; 5],
 }
 
 /// Shards: 0 for TCP and other callers, 1.. for UDP threads (wrapping).

@@ -180,6 +180,11 @@ impl GeoResolver {
             .and_then(|i| u16::try_from(i).ok())
     }
 
+    /// The open database, to keep serving it when a reload fails.
+    pub fn database(&self) -> Option<std::sync::Arc<Database>> {
+        self.db.clone()
+    }
+
     /// The mappings in force (config first, then API), for the API.
     pub fn mappings(&self) -> &[ActiveMapping] {
         &self.active
@@ -195,7 +200,7 @@ impl GeoResolver {
                 scope: len,
             };
         }
-        if let Some((region, scope, _, _)) = self.database(ip) {
+        if let Some((region, scope, _, _)) = self.in_database(ip) {
             return Decision {
                 region,
                 match_type: MatchType::Geoip,
@@ -215,7 +220,7 @@ impl GeoResolver {
 
     /// Database lookup: (region, network prefix, country, continent) when
     /// the client's country or continent belongs to a region.
-    fn database(&self, ip: IpAddr) -> Option<(u16, u8, Option<&str>, Option<&str>)> {
+    fn in_database(&self, ip: IpAddr) -> Option<(u16, u8, Option<&str>, Option<&str>)> {
         let db = self.db.as_ref()?;
         let found = db.lookup(ip).ok()?;
         if !found.has_data() {

@@ -225,11 +225,10 @@ fn nested_includes_and_custom_mappings_merge() {
     assert_eq!(names, ["www.gslb.corp.example", "api.gslb.corp.example"]);
     assert_eq!(loaded.config.regions.len(), 1);
     let geo = loaded.config.overwatch.geolocation.as_ref().unwrap();
-    let cidrs: Vec<&str> = geo["custom_mappings"]
-        .as_sequence()
-        .unwrap()
+    let cidrs: Vec<&str> = geo
+        .custom_mappings
         .iter()
-        .map(|m| m["cidr"].as_str().unwrap())
+        .map(|m| m.cidr.as_str())
         .collect();
     assert_eq!(cidrs, ["10.0.0.0/8", "192.168.0.0/16"]);
 }

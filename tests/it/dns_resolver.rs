@@ -47,6 +47,7 @@ fn dom(name: &str, addrs: &[&str]) -> DomainSpec {
             })
             .collect(),
         last_healthy: None,
+        by_region: Vec::new(),
     }
 }
 
@@ -162,6 +163,7 @@ fn unbound_resolves_the_zone_through_a_stub() {
             dom("down.example.com", &[]),
         ],
         serial: 1,
+        geo: None,
         nameservers: NameServerSpec {
             hosts: vec![],
             self_addrs: vec!["127.0.0.1".parse().unwrap()],
