@@ -51,7 +51,7 @@ pub fn domain(reg: &Registry, d: &Domain) -> DomainSpec {
         d.routing_algorithm,
         RoutingAlgorithm::Geolocation | RoutingAlgorithm::LearnedLatency
     ) {
-        by_region(&healthy)
+        by_region(&d.regions, &healthy)
     } else {
         Vec::new()
     };
@@ -96,10 +96,17 @@ pub fn domain(reg: &Registry, d: &Domain) -> DomainSpec {
     }
 }
 
-/// Healthy backends (already in domain order) grouped by region, regions
-/// in order of first appearance.
-fn by_region(healthy: &[&Backend]) -> Vec<RegionTargets> {
-    let mut out: Vec<RegionTargets> = Vec::new();
+/// Healthy backends (already in domain order) grouped by region: every
+/// region of the domain in its order (one without healthy backends stays,
+/// empty, so its clients go on to the next), then unlisted regions.
+fn by_region(order: &[String], healthy: &[&Backend]) -> Vec<RegionTargets> {
+    let mut out: Vec<RegionTargets> = order
+        .iter()
+        .map(|r| RegionTargets {
+            region: r.clone(),
+            targets: Vec::new(),
+        })
+        .collect();
     for b in healthy {
         match out.iter_mut().find(|r| r.region == b.region) {
             Some(r) => r.targets.push(target(b)),
