@@ -88,6 +88,9 @@ impl RouteMatch {
     }
 }
 
+/// `algorithm` label values of the routing-decisions metric, by index.
+pub const ROUTE_ALGORITHMS: [&str; 2] = ["geolocation", "learned_latency"];
+
 #[derive(Debug)]
 pub(crate) struct Regional {
     pub algorithm: RoutingAlgorithm,
@@ -102,6 +105,12 @@ pub(crate) struct Route<'t> {
 }
 
 impl Regional {
+    /// Index of this domain's decision counter for `matched`.
+    pub fn counter(&self, matched: RouteMatch) -> usize {
+        let alg = usize::from(self.algorithm == RoutingAlgorithm::LearnedLatency);
+        alg * 5 + matched.index()
+    }
+
     /// None for algorithms whose answer does not depend on the client.
     pub fn build(
         algorithm: RoutingAlgorithm,

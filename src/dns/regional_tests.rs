@@ -305,7 +305,7 @@ fn learned_latency_takes_the_fastest_region_with_backends_else_geolocation() {
     );
     let c = stats.domain("geo.example.com");
     assert_eq!(
-        c.routed[RouteMatch::Learned.index()].load(std::sync::atomic::Ordering::Relaxed),
+        c.routed[5 + RouteMatch::Learned.index()].load(std::sync::atomic::Ordering::Relaxed),
         1
     );
 }

@@ -416,7 +416,7 @@ fn plan<'t>(
                     (v4, v6) = (&r.v4, &r.v6);
                     *scope = route.scope;
                 }
-                if let Some(c) = d.counters.routed.get(route.matched.index()) {
+                if let Some(c) = d.counters.routed.get(regional.counter(route.matched)) {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
             }
