@@ -146,7 +146,7 @@ impl Regional {
     /// The first region serving `want` from the one with resolver index
     /// `index` on, in the domain's order (wrapping); from the first when
     /// the domain does not list that region.
-    fn from_region(&self, index: u16, want: Want) -> Option<&RegionPools> {
+    fn starting_at(&self, index: u16, want: Want) -> Option<&RegionPools> {
         let start = self
             .regions
             .iter()
@@ -196,7 +196,7 @@ impl Regional {
             Some(g) => {
                 let d = g.resolve(client);
                 Route {
-                    pools: self.from_region(d.region, want),
+                    pools: self.starting_at(d.region, want),
                     scope: d.scope,
                     matched: RouteMatch::Geo(d.match_type),
                 }

@@ -45,6 +45,7 @@ fn serve_bench_names() {
                 max_records: None,
                 targets: targets.clone(),
                 last_healthy: None,
+                by_region: Vec::new(),
             })
             .collect(),
         serial: 1,
