@@ -28,9 +28,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Every target, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "dns_query",
     "dns_edns_options",
+    "dns_ecs_geo",
     "gossip_frame_raw",
     "gossip_frame_decrypted",
     "config_yaml",
@@ -43,6 +44,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<usize> {
     Some(match target {
         "dns_query" => dns_query(data),
         "dns_edns_options" => dns_edns_options(data),
+        "dns_ecs_geo" => dns_ecs_geo(data),
         "gossip_frame_raw" => gossip_frame_raw(data),
         "gossip_frame_decrypted" => gossip_frame_decrypted(data),
         "config_yaml" => config_yaml(data),
@@ -171,6 +173,88 @@ pub fn dns_edns_options(data: &[u8]) -> usize {
             let q = query_with_options(selector, &again);
             let _ = r.respond(&q, client, Transport::Udp, table, stats);
         }
+    }
+    answered
+}
+
+/// A table with a geolocation name (custom mappings) and a
+/// learned_latency one falling back to it: `geo.example.com`,
+/// `learned.example.com`, regions eu/us/ap.
+fn geo_table() -> &'static (DnsTable, DnsStats) {
+    use opengslb::config::RoutingAlgorithm;
+    use opengslb::dns::{RegionTargets, Target};
+    static T: OnceLock<(DnsTable, DnsStats)> = OnceLock::new();
+    T.get_or_init(|| {
+        let yaml = "mode: overwatch\noverwatch:\n  geolocation:\n    default_region: eu\n    custom_mappings:\n      - {cidr: 198.51.100.0/24, region: us}\n      - {cidr: 10.0.0.0/8, region: ap}\n      - {cidr: \"2001:db8::/32\", region: ap}\nregions:\n  - {name: eu, servers: [{address: 192.0.2.1}]}\n  - {name: us, servers: [{address: 192.0.2.2}]}\n  - {name: ap, servers: [{address: 192.0.2.3}]}\ndomains:\n  - {name: geo.example.com, routing_algorithm: geo, regions: [eu, us, ap]}\n";
+        let cfg = config::load_str(yaml, Path::new("fuzz.yaml"), None)
+            .expect("fuzz geolocation config loads")
+            .config;
+        let stats = DnsStats::new();
+        let mut spec = sample::spec();
+        spec.geo = opengslb::geo::GeoResolver::new(&cfg, None, &[]).map(Arc::new);
+        let region = |name: &str, ip: &str| RegionTargets {
+            region: name.into(),
+            targets: vec![Target {
+                ip: ip.parse().expect("literal address"),
+                weight: 1,
+            }],
+        };
+        let regions = vec![
+            region("eu", "10.0.1.1"),
+            region("us", "2001:db8:2::1"),
+            region("ap", "10.0.3.1"),
+        ];
+        for (name, alg) in [
+            ("geo.example.com", RoutingAlgorithm::Geolocation),
+            ("learned.example.com", RoutingAlgorithm::LearnedLatency),
+        ] {
+            let mut d = sample::domain(name, alg, &[]);
+            d.targets = regions.iter().flat_map(|r| r.targets.clone()).collect();
+            d.by_region = regions.clone();
+            spec.domains.push(d);
+        }
+        (DnsTable::build(&spec, &stats), stats)
+    })
+}
+
+/// The first byte picks the name and type, the rest is an ECS option body
+/// (family, source, scope, address) sent to the geolocation names: a
+/// malformed one is FORMERR with OPT, a good one is answered with OPT
+/// echoing ECS with a scope no longer than the family's address.
+pub fn dns_ecs_geo(data: &[u8]) -> usize {
+    let Some((&selector, body)) = data.split_first() else {
+        return 0;
+    };
+    let name: &[u8] = if selector & 1 == 0 {
+        b"\x03geo\x07example\x03com\x00"
+    } else {
+        b"\x07learned\x07example\x03com\x00"
+    };
+    let qtype: u16 = [1, 28, 255][usize::from(selector >> 1) % 3];
+    let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(name);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1, 0, 0, 41, 4, 208, 0, 0, 0, 0]);
+    let len = u16::try_from(body.len().min(1000)).unwrap_or(0);
+    q.extend_from_slice(&(len + 4).to_be_bytes());
+    q.extend_from_slice(&[0, 8]);
+    q.extend_from_slice(&len.to_be_bytes());
+    q.extend_from_slice(body.get(..usize::from(len)).unwrap_or(&[]));
+    let (table, stats) = geo_table();
+    let mut r = Responder::new(1232);
+    let mut answered = 0;
+    for source in ["192.0.2.1", "198.51.100.7", "2001:db8::1"] {
+        let client = source.parse().expect("literal address");
+        let Some(out) = r.respond(&q, client, Transport::Udp, table, stats) else {
+            continue;
+        };
+        let opt = last_opt(out).expect("an OPT query gets an OPT answer");
+        if let Some(ecs) = option(opt, 8) {
+            let family = u16::from_be_bytes([ecs[0], ecs[1]]);
+            let max = if family == 2 { 128 } else { 32 };
+            assert!(ecs[3] <= max, "scope {} beyond the address", ecs[3]);
+        }
+        answered += 1;
     }
     answered
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod exit;
+pub mod geo;
 pub mod gossip;
 pub mod health;
 pub mod httpguard;

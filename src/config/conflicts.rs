@@ -106,34 +106,6 @@ pub fn agent_token_warnings(cfg: &Config, mode: Mode) -> Vec<(String, String)> {
     )]
 }
 
-/// `overwatch.geolocation.database_path` naming a file that is not there.
-/// Geolocation routing is refused by this version, so the daemon does not
-/// open it yet; the warning keeps a broken path from surprising the
-/// operator on the upgrade that brings geolocation.
-pub fn geoip_warnings(cfg: &Config, mode: Mode, base: &std::path::Path) -> Vec<(String, String)> {
-    let Some(path) = cfg
-        .overwatch
-        .geolocation
-        .as_ref()
-        .and_then(|g| g.get("database_path"))
-        .and_then(|p| p.as_str())
-        .filter(|_| mode == Mode::Overwatch)
-    else {
-        return Vec::new();
-    };
-    let full = base.join(path);
-    if full.is_file() {
-        return Vec::new();
-    }
-    vec![(
-        "overwatch.geolocation.database_path".into(),
-        format!(
-            "GeoIP database {} does not exist (geolocation routing is not supported by this version, so nothing reads it yet)",
-            full.display()
-        ),
-    )]
-}
-
 /// The user the shipped systemd units run the daemon as (`User=`).
 pub const SERVICE_USER: &str = "opengslb";
 

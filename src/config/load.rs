@@ -10,6 +10,7 @@
 use super::compat;
 use super::conflicts::{self, Written};
 use super::error::{ConfigError, ConfigErrors};
+use super::geo_rules;
 use super::glob;
 use super::lines::LineIndex;
 use super::merge::{self, Collector, MERGED_LISTS, Origins};
@@ -272,6 +273,11 @@ fn load_parsed(
         .into_iter()
         .chain(compat_errors)
         .chain(conflicts::listener_conflicts(&config, mode, written))
+        .chain(if mode == Mode::Overwatch {
+            geo_rules::database_errors(&config)
+        } else {
+            Vec::new()
+        })
         .chain(duplicates)
         .chain(secret_errors)
     {
@@ -284,7 +290,6 @@ fn load_parsed(
         .into_iter()
         .chain(compat_warnings)
         .chain(conflicts::agent_token_warnings(&config, mode))
-        .chain(conflicts::geoip_warnings(&config, mode, &base))
     {
         let (f, line) = origins.locate(&p);
         warnings.push((f, line, format!("{p}: {m}")));
@@ -434,6 +439,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         }
     };
     fix(&mut config.overwatch.gossip.encryption_key_file);
+    if let Some(g) = config.overwatch.geolocation.as_mut() {
+        fix(&mut g.database_path);
+    }
     if let Some(agent) = config.agent.as_mut() {
         fix(&mut agent.gossip.encryption_key_file);
         fix(&mut agent.identity.service_token_file);

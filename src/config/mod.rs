@@ -10,6 +10,7 @@ mod compat;
 pub mod conflicts;
 pub mod duration;
 mod error;
+mod geo_rules;
 mod glob;
 pub mod keys;
 mod lines;

@@ -195,7 +195,42 @@ pub struct OverwatchConfig {
     pub audit: super::audit::AuditConfig,
     /// v1.1 keys accepted and not acted on.
     pub dnssec: Option<serde_norway::Value>,
-    pub geolocation: Option<serde_norway::Value>,
+    /// Client-location routing (SPEC §11); None = not configured.
+    pub geolocation: Option<GeolocationConfig>,
+}
+
+/// `overwatch.geolocation`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeolocationConfig {
+    /// A MaxMind DB (GeoIP2/GeoLite2 Country or City), memory-mapped.
+    pub database_path: Option<String>,
+    /// Region answering clients nothing else places.
+    pub default_region: String,
+    /// Route on the EDNS Client Subnet address when a query carries one.
+    pub ecs_enabled: bool,
+    pub custom_mappings: Vec<GeoMapping>,
+}
+
+impl Default for GeolocationConfig {
+    fn default() -> Self {
+        GeolocationConfig {
+            database_path: None,
+            default_region: String::new(),
+            ecs_enabled: true,
+            custom_mappings: Vec::new(),
+        }
+    }
+}
+
+/// One `custom_mappings` entry: clients in `cidr` go to `region`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GeoMapping {
+    pub cidr: String,
+    pub region: String,
+    #[serde(default)]
+    pub comment: String,
 }
 
 impl Default for OverwatchConfig {
@@ -311,7 +346,8 @@ pub struct Region {
     pub name: String,
     pub servers: Vec<Server>,
     pub health_check: HealthCheck,
-    /// v1.1 geolocation keys, accepted and not acted on yet.
+    /// ISO 3166 country codes and continent codes (AF, AN, AS, EU, NA,
+    /// OC, SA) whose clients geolocation sends to this region.
     pub countries: Vec<String>,
     pub continents: Vec<String>,
 }
@@ -425,8 +461,30 @@ pub struct Domain {
     pub return_last_healthy: Option<bool>,
     /// The drain guard's floor (`overwatch::drain_guard`); none: no guard.
     pub min_healthy: Option<super::MinHealthy>,
-    /// v1.1 key accepted and not acted on.
-    pub latency_config: Option<serde_norway::Value>,
+    /// `latency` routing's smoothing of the checks' round trips.
+    pub latency_config: LatencyConfig,
+}
+
+/// `domains[].latency_config`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyConfig {
+    /// EWMA weight of a new round trip, in (0, 1].
+    pub smoothing_factor: f64,
+    /// Round trips above this (ms) are ignored.
+    pub max_latency_ms: u32,
+    /// Samples a backend needs before its average counts.
+    pub min_samples: u32,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        LatencyConfig {
+            smoothing_factor: 0.3,
+            max_latency_ms: 5000,
+            min_samples: 3,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -315,18 +315,6 @@ fn overwatch(cfg: &Config, r: &mut Report) {
         // A domain outside dns.zones is made its own zone apex by the
         // loader (compat.rs), with a warning.
         domain_seen.entry(normalize_name(&domain.name)).or_insert(i);
-        match domain.routing_algorithm {
-            RoutingAlgorithm::Geolocation
-            | RoutingAlgorithm::Latency
-            | RoutingAlgorithm::LearnedLatency => r.err(
-                format!("{p}.routing_algorithm"),
-                format!(
-                    "{:?} is not supported by this version (use round-robin, weighted or failover)",
-                    domain.routing_algorithm.as_str()
-                ),
-            ),
-            _ => {}
-        }
         // No regions is fine: agent-reported backends of any region join
         // the name; `regions` only orders them and adds static servers.
         for (j, name) in domain.regions.iter().enumerate() {
@@ -342,6 +330,7 @@ fn overwatch(cfg: &Config, r: &mut Report) {
         }
     }
 
+    r.errors.extend(super::geo_rules::errors(cfg));
     listen(r, Listener::Api, &cfg.api.address);
     for (i, net) in cfg.api.allowed_networks.iter().enumerate() {
         r.check(format!("api.allowed_networks[{i}]"), parse_network(net));

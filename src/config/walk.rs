@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn reports_everything_and_cleans() {
         let (v, out) = run(
-            "dns:\n  listen_adress: ':53'\n  default_ttl: lots\nregions:\n  - name: eu\n    servers:\n      - address: 10.0.0.1\n        port: eighty\n      - port: 80\n    countries: [DE]\nlogging:\n  format: jsn\n",
+            "dns:\n  listen_adress: ':53'\n  default_ttl: lots\nregions:\n  - name: eu\n    servers:\n      - address: 10.0.0.1\n        port: eighty\n      - port: 80\n    countries: [DE]\noverwatch:\n  gossip:\n    probe_interval: 1s\nlogging:\n  format: jsn\n",
         );
         let msgs: Vec<String> = out
             .errors
@@ -335,7 +335,10 @@ mod tests {
         assert_eq!(msgs.len(), 5, "{msgs:?}");
         assert_eq!(
             out.inert,
-            vec![("regions[].countries", "regions[0].countries".to_string())]
+            vec![(
+                "overwatch.gossip.probe_interval",
+                "overwatch.gossip.probe_interval".to_string()
+            )]
         );
         assert!(out.covers("regions[0].servers[1].address"));
         assert!(!out.covers("regions[0].name"));

@@ -68,6 +68,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         tcp_idle_timeout: *config.dns.tcp_idle_timeout,
         tcp_max_connections: config.dns.tcp_max_connections,
         max_udp_size: config.dns.max_udp_size,
+        learned: None,
     };
     let dns_server = dns::server::start(&dns_cfg, Arc::clone(&dns_cell), Arc::clone(&dns_stats))
         .map_err(|e| ExitError::failure(format!("cannot serve DNS on {listen}: {e}")))?;

@@ -173,6 +173,8 @@ pub(crate) struct OptOut {
     pub dnssec_ok: bool,
     pub rcode: OptRcode,
     pub ecs: Option<Ecs>,
+    /// RFC 7871 §7.2.1: the prefix length the answer depends on.
+    pub ecs_scope: u8,
     /// Client cookie (8) followed by our server cookie (16).
     pub cookie: Option<[u8; 24]>,
     pub ede: Option<Ede>,
@@ -198,8 +200,7 @@ impl OptOut {
                 let len = 4 + body.len() as u16;
                 o.push_raw_option(OptionCode::CLIENT_SUBNET, len, |t| {
                     t.append_slice(&c.family.to_be_bytes())?;
-                    // Scope 0: the answer does not depend on the subnet.
-                    t.append_slice(&[c.source, 0])?;
+                    t.append_slice(&[c.source, self.ecs_scope])?;
                     t.append_slice(body)
                 })?;
             }

@@ -233,6 +233,8 @@ impl FastIndex {
             match node {
                 Node::Empty => entries[i].1.empty = true,
                 Node::Host(_) => entries[i].1.host = true,
+                // Client-dependent answers take the full path, like hosts.
+                Node::Domain(d) if d.regional.is_some() => entries[i].1.host = true,
                 Node::Domain(d) => {
                     entries[i].1.domain = idx.domains.len() as u32;
                     idx.domains.push(FastDomain {

@@ -11,6 +11,7 @@ mod fastpath;
 pub mod learned;
 pub mod nameservers;
 mod query;
+pub mod regional;
 pub mod responder;
 pub mod routing;
 pub mod rrl;
@@ -25,6 +26,7 @@ mod udp;
 mod udp_batch;
 
 pub use nameservers::{HostSpec, NameServerSpec};
+pub use regional::{RegionTargets, RouteMatch};
 pub use responder::{Responder, Transport};
 pub use server::{DnsServer, ServerConfig, start};
 pub use stats::DnsStats;

@@ -14,16 +14,19 @@
 //!   with qtype `OTHER`;
 //! - trailing bytes after the last record counted in the header are
 //!   malformed (FORMERR);
-//! - EDNS Client Subnet is echoed with scope prefix 0: answers do not
-//!   depend on the client subnet yet, and scope 0 tells resolvers they may
-//!   cache the answer for every client;
+//! - EDNS Client Subnet is echoed with the scope prefix length the answer
+//!   depends on: that of the mapping or database network that placed the
+//!   client (regional.rs), else 0 (the answer holds for every client);
 //! - AXFR/IXFR and classes other than IN are REFUSED; ANY gets the A and
 //!   AAAA the routing chose (RFC 8482 §4.2), or the SOA at a bare apex;
 //!   every other qtype at a name we serve is NODATA.
 
 use super::cookies::Verdict;
+use super::edns::Ecs;
 use super::edns::{Ede, Edns, OptOut};
+use super::learned::LearnedLookup;
 use super::query::{self, Parsed, Q};
+use super::regional::{Want, client_address};
 use super::routing::Pick;
 use super::rrl::Class as RrlClass;
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
@@ -36,6 +39,7 @@ use domain::base::wire::Composer;
 use domain::base::{Header, MessageBuilder};
 use domain::rdata::{A, Aaaa, Ns};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Largest answer over TCP (the 2-byte length prefix limit).
@@ -138,6 +142,8 @@ pub struct Responder {
     now: Now,
     /// Rate-limited responses so far, to slip every `slip`-th.
     limited: u32,
+    /// Learned round trips for `learned_latency` (None = not wired).
+    learned: Option<Arc<dyn LearnedLookup>>,
 }
 
 impl Responder {
@@ -148,7 +154,13 @@ impl Responder {
             max_udp_size: max_udp_size.max(PLAIN_UDP_MAX as u16),
             now: Now::at(0, 0),
             limited: 0,
+            learned: None,
         }
+    }
+
+    /// Hands the learned-latency table to this responder (server start).
+    pub fn set_learned(&mut self, learned: Option<Arc<dyn LearnedLookup>>) {
+        self.learned = learned;
     }
 
     /// The time of the current loop turn (protocol code reads no clock).
@@ -182,6 +194,7 @@ impl Responder {
         }
         // The lowercased query name, read once for the lookup and RRL.
         let mut wire = None;
+        let mut scope = 0u8;
         let (header, question, edns, plan) = match query::parse(query) {
             Parsed::Drop => {
                 stats.count_dropped();
@@ -199,7 +212,12 @@ impl Responder {
                     Some(e) if e.version > 0 => Plan::BadVers,
                     _ => {
                         wire = WireName::from_labels(q.qname().iter());
-                        plan(&q, wire.as_ref(), table)
+                        let who = Client {
+                            source: client,
+                            ecs: e.and_then(|e| e.ecs),
+                            learned: self.learned.as_deref(),
+                        };
+                        plan(&q, wire.as_ref(), table, &who, &mut scope)
                     }
                 };
                 (h, Some(q), e, plan)
@@ -232,6 +250,14 @@ impl Responder {
             }
         };
         let mut opt = edns.map(|e| self.opt_out(&e, &plan));
+        if let Some(o) = opt.as_mut() {
+            // RFC 7871 §7.1.2: a source prefix of 0 is answered with scope 0.
+            o.ecs_scope = if o.ecs.is_some_and(|e| e.source > 0) {
+                scope
+            } else {
+                0
+            };
+        }
         if let (Some(o), Some((_, (_, c)))) = (opt.as_mut(), cookie) {
             o.cookie = Some(c);
         }
@@ -306,6 +332,7 @@ impl Responder {
             dnssec_ok: edns.dnssec_ok,
             rcode,
             ecs: edns.ecs,
+            ecs_scope: 0,
             cookie: None,
             // RFC 8914: say why, so an operator sees it in `dig`.
             ede: match plan {
@@ -317,8 +344,22 @@ impl Responder {
     }
 }
 
-/// Decides the answer from the table.
-fn plan<'t>(question: &Q<'_>, wire: Option<&WireName>, table: &'t DnsTable) -> Plan<'t> {
+/// Who asked, for client-dependent routing (regional.rs).
+struct Client<'a> {
+    source: IpAddr,
+    ecs: Option<Ecs>,
+    learned: Option<&'a dyn LearnedLookup>,
+}
+
+/// Decides the answer from the table; `scope` receives the ECS scope
+/// prefix length of a client-dependent answer (left 0 otherwise).
+fn plan<'t>(
+    question: &Q<'_>,
+    wire: Option<&WireName>,
+    table: &'t DnsTable,
+    client: &Client<'_>,
+    scope: &mut u8,
+) -> Plan<'t> {
     let qtype = question.qtype();
     if question.qclass() != Class::IN || qtype == Rtype::AXFR || qtype == Rtype::IXFR {
         return Plan::Refused(Ede::NOT_SUPPORTED);
@@ -360,10 +401,29 @@ fn plan<'t>(question: &Q<'_>, wire: Option<&WireName>, table: &'t DnsTable) -> P
             if d.serving == Serving::LastHealthy {
                 d.counters.last_healthy.fetch_add(1, Ordering::Relaxed);
             }
+            let (mut v4, mut v6) = (&*d.v4, &*d.v6);
+            if let Some(regional) = &d.regional {
+                let want = match (any, qtype == Rtype::A) {
+                    (true, _) => Want::Any,
+                    (false, true) => Want::V4,
+                    (false, false) => Want::V6,
+                };
+                let geo = table.geo.as_deref();
+                let ecs_enabled = geo.is_none_or(|g| g.ecs_enabled);
+                let address = client_address(client.source, client.ecs.as_ref(), ecs_enabled);
+                let route = regional.route(address, want, geo, client.learned);
+                if let Some(r) = route.pools {
+                    (v4, v6) = (&r.v4, &r.v6);
+                    *scope = route.scope;
+                }
+                if let Some(c) = d.counters.routed.get(regional.counter(route.matched)) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             match (any, qtype == Rtype::A) {
-                (true, _) => Plan::Any(d, d.v4.pick(), d.v6.pick()),
-                (false, true) => Plan::Addrs(d, d.v4.pick()),
-                (false, false) => Plan::Addrs(d, d.v6.pick()),
+                (true, _) => Plan::Any(d, v4.pick(), v6.pick()),
+                (false, true) => Plan::Addrs(d, v4.pick()),
+                (false, false) => Plan::Addrs(d, v6.pick()),
             }
         }
         Some(Node::Host(h)) if qtype == Rtype::A || qtype == Rtype::AAAA || qtype == Rtype::ANY => {

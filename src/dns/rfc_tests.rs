@@ -299,6 +299,7 @@ fn default_ns_of_a_zone_resolves_and_configured_addresses_win() {
             max_records: None,
             targets: vec![],
             last_healthy: None,
+            by_region: vec![],
         }],
         serial: 1,
         nameservers: NameServerSpec {
@@ -309,6 +310,7 @@ fn default_ns_of_a_zone_resolves_and_configured_addresses_win() {
             self_addrs: vec![ip("192.0.2.1")],
         },
         rate_limit: None,
+        geo: None,
     };
     let t = DnsTable::build(&spec, &stats);
     let mut r = Responder::new(1232);

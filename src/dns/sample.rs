@@ -35,6 +35,7 @@ pub fn domain(name: &str, algorithm: RoutingAlgorithm, targets: &[&str]) -> Doma
         max_records: None,
         targets: targets.iter().map(|a| target(a)).collect(),
         last_healthy: None,
+        by_region: Vec::new(),
     }
 }
 
@@ -99,6 +100,7 @@ pub fn spec() -> TableSpec {
             ],
         },
         rate_limit: None,
+        geo: None,
     }
 }
 

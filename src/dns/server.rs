@@ -9,6 +9,7 @@
 //! second; `alive()` (or `liveness()`) checks them for the systemd
 //! watchdog.
 
+use super::learned::LearnedLookup;
 use super::stats::DnsStats;
 use super::table::DnsTable;
 use super::tcp::TcpLoop;
@@ -29,7 +30,7 @@ pub(crate) const TICK: Duration = Duration::from_secs(1);
 /// A loop whose heartbeat is older than this is considered stuck.
 const ALIVE_WINDOW: Duration = Duration::from_secs(3);
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// UDP responder threads (at least one).
@@ -37,6 +38,20 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub max_udp_size: u16,
+    /// The agents' learned round trips for `learned_latency` (None = the
+    /// algorithm falls back to geolocation, else round-robin).
+    pub learned: Option<Arc<dyn LearnedLookup>>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("threads", &self.threads)
+            .field("max_udp_size", &self.max_udp_size)
+            .field("learned", &self.learned.is_some())
+            .finish()
+    }
 }
 
 /// Shared between a loop and the handle: stop flag and heartbeat.
@@ -288,6 +303,7 @@ pub fn start(
             table: Arc::clone(&table),
             stats: Arc::clone(&stats),
             max_udp_size: cfg.max_udp_size,
+            learned: cfg.learned.clone(),
             index,
         };
         let thread = std::thread::Builder::new()

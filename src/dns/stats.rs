@@ -110,6 +110,9 @@ pub struct DomainCounters {
     pub last_healthy: AtomicU64,
     /// Nothing healthy and no fallback: SERVFAIL.
     pub servfail: AtomicU64,
+    /// Client-dependent decisions: `ROUTE_ALGORITHMS` index × 5 +
+    /// `RouteMatch::index` (regional.rs).
+    pub routed: [AtomicU64; 10],
 }
 
 /// Shards: 0 for TCP and other callers, 1.. for UDP threads (wrapping).
@@ -327,6 +330,31 @@ impl DnsStats {
             let sf = c.servfail.load(Ordering::Relaxed) as f64;
             w.sample(N, &[("domain", name), ("action", "last_healthy")], lh);
             w.sample(N, &[("domain", name), ("action", "servfail")], sf);
+        }
+        const R: &str = "opengslb_dns_routing_decisions_total";
+        w.family(
+            R,
+            "Client-dependent routing decisions, by name, algorithm and what placed the client.",
+            Kind::Counter,
+        );
+        for (name, c) in map.iter() {
+            for (i, n) in c.routed.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                let (Some(alg), Some(m)) = (
+                    super::regional::ROUTE_ALGORITHMS.get(i / 5),
+                    super::regional::RouteMatch::ALL.get(i % 5),
+                ) else {
+                    continue;
+                };
+                if n > 0 {
+                    let labels = [
+                        ("domain", name.as_str()),
+                        ("algorithm", alg),
+                        ("match_type", m.as_str()),
+                    ];
+                    w.sample(R, &labels, n as f64);
+                }
+            }
         }
     }
 }

@@ -16,10 +16,12 @@
 
 use super::fastpath::FastIndex;
 use super::nameservers::NameServerSpec;
+use super::regional::{RegionTargets, Regional};
 use super::routing::Pool;
 use super::rrl::RateLimit;
 use super::stats::{DnsStats, DomainCounters};
 use crate::config::{RoutingAlgorithm, SoaConfig};
+use crate::geo::GeoResolver;
 use domain::base::{Name, Serial, Ttl};
 use domain::rdata::Soa;
 use std::collections::{HashMap, HashSet};
@@ -40,6 +42,8 @@ pub struct TableSpec {
     pub nameservers: NameServerSpec,
     /// `dns.rate_limit`; None = off.
     pub rate_limit: Option<RateLimit>,
+    /// `overwatch.geolocation`, with the API's mappings; None = off.
+    pub geo: Option<Arc<GeoResolver>>,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +66,9 @@ pub struct DomainSpec {
     /// Some => serve these when `targets` is empty (return_last_healthy);
     /// None => SERVFAIL.
     pub last_healthy: Option<Vec<Target>>,
+    /// `targets` per region, in the domain's region order; used by the
+    /// client-dependent algorithms (regional.rs), empty for the others.
+    pub by_region: Vec<RegionTargets>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +107,8 @@ pub(crate) struct DomainEntry {
     pub v4: Arc<Pool>,
     pub v6: Arc<Pool>,
     pub counters: Arc<DomainCounters>,
+    /// Per-region pools of a client-dependent algorithm (regional.rs).
+    pub regional: Option<Regional>,
 }
 
 /// An in-zone name server name and its addresses.
@@ -160,6 +169,7 @@ pub struct DnsTable {
     zones: FnvMap<Zone>,
     nodes: FnvMap<Node>,
     pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) geo: Option<Arc<GeoResolver>>,
     /// Precomputed answers for plain queries (fastpath.rs).
     fast: FastIndex,
 }
@@ -340,6 +350,16 @@ impl DnsTable {
                 v4: Arc::new(Pool::new(&v4, d.algorithm, d.max_records)),
                 v6: Arc::new(Pool::new(&v6, d.algorithm, d.max_records)),
                 counters: stats.domain(&label),
+                regional: if serving == Serving::Healthy {
+                    Regional::build(
+                        d.algorithm,
+                        &d.by_region,
+                        d.max_records,
+                        spec.geo.as_deref(),
+                    )
+                } else {
+                    None
+                },
             };
             names.insert(label);
             table.nodes.insert(k, Node::Domain(entry));
@@ -350,6 +370,7 @@ impl DnsTable {
             stats.rrl.prepare();
         }
         table.rate_limit = spec.rate_limit.clone();
+        table.geo = spec.geo.clone();
         table.fast = FastIndex::build(
             table.zones.iter().map(|(k, z)| (&k[..], z)),
             table.nodes.iter().map(|(k, n)| (&k[..], n)),
@@ -464,6 +485,7 @@ mod tests {
                         weight: 1,
                     }],
                     last_healthy: None,
+                    by_region: vec![],
                 },
                 DomainSpec {
                     name: "lonely.test".into(),
@@ -472,6 +494,7 @@ mod tests {
                     max_records: None,
                     targets: vec![],
                     last_healthy: None,
+                    by_region: vec![],
                 },
             ],
             serial: 7,

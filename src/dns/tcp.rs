@@ -50,6 +50,7 @@ pub(crate) struct TcpLoop {
     idle: Duration,
     max_conns: usize,
     max_udp_size: u16,
+    learned: Option<Arc<dyn super::learned::LearnedLookup>>,
 }
 
 impl TcpLoop {
@@ -74,6 +75,7 @@ impl TcpLoop {
             idle: cfg.tcp_idle_timeout,
             max_conns: cfg.tcp_max_connections,
             max_udp_size: cfg.max_udp_size,
+            learned: cfg.learned.clone(),
         })
     }
 
@@ -91,6 +93,7 @@ impl TcpLoop {
         let mut open = 0usize;
         let mut reader = self.table.reader();
         let mut responder = Responder::new(self.max_udp_size);
+        responder.set_learned(self.learned.clone());
         let mut scratch = vec![0u8; 16 * 1024];
         let _ = self.ctl.tick();
         loop {

@@ -36,6 +36,7 @@ pub(crate) struct UdpLoop {
     pub table: Arc<SnapshotCell<DnsTable>>,
     pub stats: Arc<DnsStats>,
     pub max_udp_size: u16,
+    pub learned: Option<Arc<dyn super::learned::LearnedLookup>>,
     /// This thread's number, for its counter shard.
     pub index: usize,
 }
@@ -110,6 +111,7 @@ impl UdpLoop {
         let fd = self.sock.as_raw_fd();
         let mut reader = self.table.reader();
         let mut responder = Responder::new(self.max_udp_size);
+        responder.set_learned(self.learned.clone());
         let mut batch = Batch::new(usize::from(self.max_udp_size.max(512)));
         let mut errors = 0u32;
         loop {

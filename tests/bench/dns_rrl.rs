@@ -48,6 +48,7 @@ fn table(stats: &DnsStats, rate: u32) -> DnsTable {
                 weight: 1,
             }],
             last_healthy: None,
+            by_region: Vec::new(),
         }],
         serial: 1,
         rate_limit: RateLimit::from_config(&RateLimitConfig {

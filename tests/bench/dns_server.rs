@@ -45,6 +45,7 @@ fn serve_bench_names() {
                 max_records: None,
                 targets: targets.clone(),
                 last_healthy: None,
+                by_region: Vec::new(),
             })
             .collect(),
         serial: 1,
@@ -58,6 +59,7 @@ fn serve_bench_names() {
         tcp_idle_timeout: Duration::from_secs(10),
         tcp_max_connections: 256,
         max_udp_size: 1232,
+        learned: None,
     };
     let server = dns::start(&cfg, cell, Arc::clone(&stats)).expect("bind");
     println!("serving on {}", server.local_addr());

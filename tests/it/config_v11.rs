@@ -191,22 +191,49 @@ fn unresolvable_host_name_is_an_error_with_its_line() {
 }
 
 #[test]
-fn geolocation_and_learned_latency_refused_after_aliases() {
+fn geolocation_latency_and_learned_latency_load_after_aliases() {
+    use opengslb::config::RoutingAlgorithm;
     let dir = TempDir::new("geo");
     let path = dir.copy("geolocation.yaml");
+    let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    let algs: Vec<RoutingAlgorithm> = loaded
+        .config
+        .domains
+        .iter()
+        .map(|d| d.routing_algorithm)
+        .collect();
+    assert_eq!(
+        algs,
+        [
+            RoutingAlgorithm::Geolocation,
+            RoutingAlgorithm::LearnedLatency,
+            RoutingAlgorithm::Latency
+        ]
+    );
+    let geo = loaded.config.overwatch.geolocation.as_ref().unwrap();
+    assert!(geo.ecs_enabled);
+    assert_eq!(geo.custom_mappings[0].comment, "Corporate network");
+    assert_eq!(loaded.config.regions[1].continents, ["EU", "AF"]);
+    assert_eq!(loaded.config.domains[2].latency_config.max_latency_ms, 500);
+}
+
+#[test]
+fn geolocation_mistakes_are_errors_with_file_and_line() {
+    let dir = TempDir::new("geo-bad");
+    let path = dir.write(
+        "ow.yaml",
+        "overwatch:\n  geolocation:\n    default_region: mars\n    custom_mappings:\n      - {cidr: 10.0.0.0/33, region: a}\n      - {cidr: 10.1.0.0/16, regoin: a}\nregions:\n  - name: a\n    continents: [XX]\n    servers:\n      - address: 10.0.0.1\ndomains:\n  - name: www.example.com\n    routing_algorithm: geolocation\n    regions: [a]\n    latency_config: {smoothing_factor: 2}\n",
+    );
     let text = config::load(&path, None).unwrap_err().to_string();
-    assert!(
-        text.contains(
-            "domains[0].routing_algorithm: \"geolocation\" is not supported by this version"
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            "domains[1].routing_algorithm: \"learned_latency\" is not supported by this version"
-        ),
-        "{text}"
-    );
+    for want in [
+        "ow.yaml:3: overwatch.geolocation.default_region: region \"mars\" is not defined",
+        "ow.yaml:5: overwatch.geolocation.custom_mappings[0].cidr: \"10.0.0.0/33\" is not a CIDR",
+        "did you mean \"region\"",
+        "ow.yaml:9: regions[0].continents[0]: \"XX\" is not a continent code",
+        "domains[0].latency_config.smoothing_factor: must be greater than 0",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
 }
 
 #[test]
@@ -225,11 +252,10 @@ fn nested_includes_and_custom_mappings_merge() {
     assert_eq!(names, ["www.gslb.corp.example", "api.gslb.corp.example"]);
     assert_eq!(loaded.config.regions.len(), 1);
     let geo = loaded.config.overwatch.geolocation.as_ref().unwrap();
-    let cidrs: Vec<&str> = geo["custom_mappings"]
-        .as_sequence()
-        .unwrap()
+    let cidrs: Vec<&str> = geo
+        .custom_mappings
         .iter()
-        .map(|m| m["cidr"].as_str().unwrap())
+        .map(|m| m.cidr.as_str())
         .collect();
     assert_eq!(cidrs, ["10.0.0.0/8", "192.168.0.0/16"]);
 }
@@ -398,28 +424,25 @@ fn config_migrate_makes_a_v11_pair_consistent() {
 }
 
 #[test]
-fn missing_geoip_database_is_reported() {
+fn missing_or_unreadable_geoip_database_is_an_error() {
     let dir = TempDir::new("geoip");
     let path = dir.write(
         "ow.yaml",
-        "overwatch:\n  geolocation:\n    database_path: GeoLite2-Country.mmdb\n    default_region: a\nregions:\n  - name: a\n    servers:\n      - address: 10.0.0.1\ndomains:\n  - name: www.example.com\n    regions: [a]\n",
+        "overwatch:\n  geolocation:\n    database_path: GeoLite2-Country.mmdb\n    default_region: a\nregions:\n  - name: a\n    servers:\n      - address: 10.0.0.1\ndomains:\n  - name: www.example.com\n    routing_algorithm: geo\n    regions: [a]\n",
     );
-    let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    let text = config::load(&path, None).unwrap_err().to_string();
     assert!(
-        has_warning(
-            &loaded,
-            "overwatch.geolocation.database_path: GeoIP database"
-        ) && has_warning(&loaded, "GeoLite2-Country.mmdb does not exist"),
-        "{:?}",
-        loaded.warnings
+        text.contains("ow.yaml:3: overwatch.geolocation.database_path: cannot open GeoIP database")
+            && text.contains("GeoLite2-Country.mmdb"),
+        "{text}"
     );
-    dir.write("GeoLite2-Country.mmdb", "");
-    let loaded = config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        !has_warning(&loaded, "GeoIP database"),
-        "{:?}",
-        loaded.warnings
-    );
+    dir.write("GeoLite2-Country.mmdb", "garbage");
+    let text = config::load(&path, None).unwrap_err().to_string();
+    assert!(text.contains("cannot open GeoIP database"), "{text}");
+    let mut w = crate::util::mmdb::MmdbWriter::new();
+    w.insert("192.0.2.0/24", "US", "NA");
+    std::fs::write(dir.0.join("GeoLite2-Country.mmdb"), w.bytes()).unwrap();
+    config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `load_str` (the fuzzer, `config migrate`) never looks names up: the

@@ -199,3 +199,119 @@ fn rate_limited_and_cookie_queries_do_not_allocate() {
     assert_eq!(after - before, 0, "allocations with RRL and cookies");
     assert!(stats.rrl.dropped() > 0 && stats.rrl.slipped() > 0);
 }
+
+/// A learned table that knows one /24 (a stand-in for the Overwatch's).
+struct FakeLearned;
+
+impl opengslb::dns::learned::LearnedLookup for FakeLearned {
+    fn visit_fastest(&self, client: std::net::IpAddr, visit: &mut dyn FnMut(&str, u8) -> bool) {
+        if let std::net::IpAddr::V4(a) = client
+            && a.octets()[..3] == [198, 51, 100]
+        {
+            for r in ["ap", "us"] {
+                if visit(r, 24) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Geolocation (custom CIDR, MaxMind database, default) and learned
+/// latency, with and without ECS, stay off the heap too.
+#[test]
+fn client_dependent_routing_does_not_allocate() {
+    use opengslb::config::{RoutingAlgorithm, load_str};
+    use opengslb::dns::{DnsTable, RegionTargets, Target};
+    use opengslb::geo::{GeoResolver, open_database};
+    use std::sync::Arc;
+    let dir = crate::util::TempDir::new("alloc-geo");
+    let mut w = crate::util::mmdb::MmdbWriter::new();
+    w.insert("192.0.2.0/24", "US", "NA");
+    w.insert("203.0.113.0/24", "JP", "AS");
+    let db_path = dir.path().join("geo.mmdb");
+    std::fs::write(&db_path, w.bytes()).unwrap();
+    let yaml = "mode: overwatch\noverwatch:\n  geolocation:\n    default_region: eu\n    custom_mappings: [{cidr: 10.0.0.0/8, region: us}]\nregions:\n  - {name: eu, countries: [DE], servers: [{address: 192.0.2.1}]}\n  - {name: us, countries: [US], servers: [{address: 192.0.2.2}]}\n  - {name: ap, continents: [AS], servers: [{address: 192.0.2.3}]}\ndomains:\n  - {name: geo.example.com, routing_algorithm: geo, regions: [eu, us, ap]}\n";
+    let cfg = load_str(yaml, std::path::Path::new("t.yaml"), None)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let db = Arc::new(open_database(db_path.to_str().unwrap()).unwrap());
+    let stats = DnsStats::new();
+    let mut spec = sample::spec();
+    spec.geo = GeoResolver::new(&cfg, Some(db), &[]).map(Arc::new);
+    let t = |ip: &str| Target {
+        ip: ip.parse().unwrap(),
+        weight: 1,
+    };
+    let regions = vec![
+        RegionTargets {
+            region: "eu".into(),
+            targets: vec![t("10.0.1.1"), t("2001:db8:1::1")],
+        },
+        RegionTargets {
+            region: "us".into(),
+            targets: vec![t("10.0.2.1")],
+        },
+        RegionTargets {
+            region: "ap".into(),
+            targets: vec![t("10.0.3.1"), t("10.0.3.2")],
+        },
+    ];
+    for (name, alg) in [
+        ("geo.example.com", RoutingAlgorithm::Geolocation),
+        ("learned.example.com", RoutingAlgorithm::LearnedLatency),
+    ] {
+        let mut d = sample::domain(name, alg, &[]);
+        d.targets = regions.iter().flat_map(|r| r.targets.clone()).collect();
+        d.by_region = regions.clone();
+        spec.domains.push(d);
+    }
+    let table = DnsTable::build(&spec, &stats);
+    let mut queries = Vec::new();
+    for name in ["geo.example.com.", "learned.example.com."] {
+        for qtype in [Rtype::A, Rtype::AAAA, Rtype::ANY] {
+            for (edns, ecs) in [(false, false), (true, false), (true, true)] {
+                queries.push(query(name, qtype, edns, ecs));
+            }
+        }
+    }
+    let clients: Vec<std::net::IpAddr> = ["10.9.9.9", "192.0.2.7", "203.0.113.5", "8.8.8.8", "::1"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let mut responder = Responder::new(1232);
+    responder.set_learned(Some(Arc::new(FakeLearned)));
+    for q in &queries {
+        for c in &clients {
+            let _ = responder.respond(q, *c, Transport::Udp, &table, &stats);
+        }
+    }
+    COUNTING.with(|c| c.set(true));
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let mut answered = 0;
+    for i in 0..1000 {
+        let q = &queries[i % queries.len()];
+        let c = clients[i % clients.len()];
+        if responder
+            .respond(q, c, Transport::Udp, &table, &stats)
+            .is_some()
+        {
+            answered += 1;
+        }
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(answered, 1000);
+    assert_eq!(
+        after - before,
+        0,
+        "allocations during {answered} routed queries"
+    );
+    let routed: u64 = stats
+        .domain("geo.example.com")
+        .routed
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
+    assert!(routed > 0, "the geolocation path was taken");
+}

@@ -47,6 +47,7 @@ fn dom(name: &str, addrs: &[&str]) -> DomainSpec {
             })
             .collect(),
         last_healthy: None,
+        by_region: Vec::new(),
     }
 }
 
@@ -162,6 +163,7 @@ fn unbound_resolves_the_zone_through_a_stub() {
             dom("down.example.com", &[]),
         ],
         serial: 1,
+        geo: None,
         nameservers: NameServerSpec {
             hosts: vec![],
             self_addrs: vec!["127.0.0.1".parse().unwrap()],
@@ -175,6 +177,7 @@ fn unbound_resolves_the_zone_through_a_stub() {
         tcp_idle_timeout: Duration::from_secs(5),
         tcp_max_connections: 16,
         max_udp_size: 1232,
+        learned: None,
     };
     let server = dns::start(&cfg, cell, Arc::clone(&stats)).unwrap();
     let unbound = match start_unbound(server.local_addr()) {

@@ -52,6 +52,7 @@ fn start(max_conns: usize, idle: Duration) -> Fixture {
         tcp_idle_timeout: idle,
         tcp_max_connections: max_conns,
         max_udp_size: 1232,
+        learned: None,
     };
     let server = dns::start(&cfg, Arc::clone(&cell), Arc::clone(&stats)).unwrap();
     Fixture {
@@ -264,6 +265,7 @@ fn ipv6_loopback_listener() {
         tcp_idle_timeout: Duration::from_secs(1),
         tcp_max_connections: 4,
         max_udp_size: 1232,
+        learned: None,
     };
     let server = match dns::start(&cfg, cell, stats) {
         Ok(s) => s,

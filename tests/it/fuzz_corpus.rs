@@ -88,6 +88,20 @@ fn dns_query_corpus() {
 }
 
 #[test]
+fn dns_ecs_geo_corpus() {
+    let r = replay("dns_ecs_geo");
+    for seed in [
+        "ecs_v4_mapped",
+        "ecs_v6_aaaa",
+        "ecs_source_zero_any",
+        "ecs_bits_beyond_prefix",
+        "ecs_learned_default",
+    ] {
+        assert_eq!(accepted(&r, seed), 3, "{seed}");
+    }
+}
+
+#[test]
 fn dns_edns_options_corpus() {
     let r = replay("dns_edns_options");
     // Good and bad options alike are answered, with OPT, over UDP and TCP

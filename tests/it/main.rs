@@ -26,6 +26,7 @@ mod dns_internet;
 mod dns_resolver;
 mod dns_server;
 mod fuzz_corpus;
+mod geo;
 mod gossip_loopback;
 mod gossip_sim;
 mod health_checks;

@@ -12,6 +12,7 @@ pub mod api;
 pub mod appliance;
 pub mod dnsclient;
 pub mod health;
+pub mod mmdb;
 pub mod ops;
 pub mod site;
 pub mod slow;

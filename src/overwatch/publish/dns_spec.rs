@@ -11,8 +11,10 @@
 use super::super::model::{Backend, BackendKey, normalize_name};
 use super::super::precedence::Status;
 use super::super::registry::Registry;
-use crate::config::{Config, Domain};
-use crate::dns::{DomainSpec, Target, ZoneSpec};
+use crate::config::{Config, Domain, RoutingAlgorithm};
+use crate::dns::{DomainSpec, RegionTargets, Target, ZoneSpec};
+use crate::geo::GeoResolver;
+use std::sync::Arc;
 use std::collections::BTreeSet;
 
 pub fn zones(cfg: &Config) -> Vec<ZoneSpec> {
@@ -50,6 +52,14 @@ pub fn domain(reg: &Registry, d: &Domain, held: &BTreeSet<BackendKey>) -> Domain
         .collect();
     healthy.sort_by_cached_key(|b| rank(b));
     let targets: Vec<Target> = healthy.iter().map(|b| target(b)).collect();
+    let by_region = if matches!(
+        d.routing_algorithm,
+        RoutingAlgorithm::Geolocation | RoutingAlgorithm::LearnedLatency
+    ) {
+        by_region(&d.regions, &healthy)
+    } else {
+        Vec::new()
+    };
     let return_last = d.return_last_healthy.unwrap_or(cfg.dns.return_last_healthy);
     let last_healthy = if return_last && !targets.is_empty() {
         // Healthy backends now: they are the last healthy set.
@@ -87,7 +97,50 @@ pub fn domain(reg: &Registry, d: &Domain, held: &BTreeSet<BackendKey>) -> Domain
         max_records: d.max_records,
         targets,
         last_healthy,
+        by_region,
     }
+}
+
+/// Healthy backends (already in domain order) grouped by region: every
+/// region of the domain in its order (one without healthy backends stays,
+/// empty, so its clients go on to the next), then unlisted regions.
+fn by_region(order: &[String], healthy: &[&Backend]) -> Vec<RegionTargets> {
+    let mut out: Vec<RegionTargets> = order
+        .iter()
+        .map(|r| RegionTargets {
+            region: r.clone(),
+            targets: Vec::new(),
+        })
+        .collect();
+    for b in healthy {
+        match out.iter_mut().find(|r| r.region == b.region) {
+            Some(r) => r.targets.push(target(b)),
+            None => out.push(RegionTargets {
+                region: b.region.clone(),
+                targets: vec![target(b)],
+            }),
+        }
+    }
+    out
+}
+
+/// The geolocation resolver of the running configuration: the database
+/// is (re)opened at each configuration load; should it fail to open now
+/// (the loader checked it a moment ago), the previous one keeps serving.
+pub fn geo_resolver(reg: &Registry, old: Option<&GeoResolver>) -> Option<Arc<GeoResolver>> {
+    let cfg = &reg.cfg().config;
+    let geo = cfg.overwatch.geolocation.as_ref()?;
+    let db = match geo.database_path.as_deref().filter(|p| !p.is_empty()) {
+        None => None,
+        Some(path) => match crate::geo::open_database(path) {
+            Ok(db) => Some(Arc::new(db)),
+            Err(e) => {
+                log::error!("geolocation: {e}; the previous database keeps serving");
+                old.and_then(GeoResolver::database)
+            }
+        },
+    };
+    GeoResolver::new(cfg, db, &reg.geo_mappings()).map(Arc::new)
 }
 
 fn target(b: &Backend) -> Target {

@@ -60,6 +60,8 @@ pub struct Publisher {
     /// rebuilt with the zones.
     nameservers: NameServerSpec,
     rate_limit: Option<RateLimit>,
+    /// Geolocation (config, database, API mappings); rebuilt with them.
+    geo: Option<Arc<crate::geo::GeoResolver>>,
     /// In configuration order, as DNS and the API list them.
     domains: Vec<DomainEntry>,
     /// Each backend's entry and whether its agent and validation disagree.
@@ -98,6 +100,7 @@ impl Publisher {
             self.zones = dns_spec::zones(&reg.cfg().config);
             self.nameservers = NameServerSpec::from_config(&reg.cfg().config.dns);
             self.rate_limit = RateLimit::from_config(&reg.cfg().config.dns.rate_limit);
+            self.geo = dns_spec::geo_resolver(reg, self.geo.as_deref());
             self.domains = reg
                 .cfg()
                 .config
@@ -284,6 +287,7 @@ impl Publisher {
             serial,
             nameservers: self.nameservers.clone(),
             rate_limit: self.rate_limit.clone(),
+            geo: self.geo.clone(),
         }
     }
 

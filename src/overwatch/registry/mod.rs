@@ -69,6 +69,8 @@ pub struct Registry {
     /// When each expiring override ends, on the monotonic clock.
     override_deadlines: BTreeMap<BackendKey, Mono>,
     pins: BTreeMap<String, Pin>,
+    /// Geolocation mappings set through the API (persisted), by cidr.
+    geo_mappings: BTreeMap<String, crate::config::GeoMapping>,
     revocations: BTreeMap<String, Revocation>,
     lost: BTreeMap<String, LostAgent>,
     /// Per domain, its healthy set from when it last lost its last healthy
@@ -149,6 +151,11 @@ impl Registry {
 
     pub fn overrides(&self) -> &BTreeMap<BackendKey, Override> {
         &self.overrides
+    }
+
+    /// The API's geolocation mappings (config ones win on the same cidr).
+    pub fn geo_mappings(&self) -> Vec<crate::config::GeoMapping> {
+        self.geo_mappings.values().cloned().collect()
     }
 
     pub fn pins(&self) -> &BTreeMap<String, Pin> {

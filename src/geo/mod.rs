@@ -1,0 +1,291 @@
+//! Where a client is: custom CIDR mappings, then a MaxMind database, then
+//! the default region (SPEC §11).
+//!
+//! `GeoResolver` is built once per configuration (and per change of the
+//! API's mappings) and shared by the DNS threads; `resolve` costs a few
+//! hash probes plus, without a mapping, one walk of the memory-mapped
+//! database's search tree, and allocates nothing. Regions are numbered by
+//! their position in `regions` so the DNS table can index them. The
+//! answer's ECS scope is the prefix length of what decided: the mapping's,
+//! the database network's, or 0 for the default (it did not depend on the
+//! client).
+
+pub mod prefixes;
+
+use crate::config::{Config, GeoMapping};
+use ipnet::IpNet;
+use maxminddb::{PathElement, Reader};
+use prefixes::PrefixTable;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// The memory-mapped database.
+pub type Database = Reader<maxminddb::Mmap>;
+
+/// What placed a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchType {
+    CustomMapping,
+    Geoip,
+    Default,
+}
+
+impl MatchType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchType::CustomMapping => "custom_mapping",
+            MatchType::Geoip => "geoip",
+            MatchType::Default => "default",
+        }
+    }
+}
+
+/// The region for one client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Index into `regions`.
+    pub region: u16,
+    pub match_type: MatchType,
+    /// ECS scope prefix length of the answer.
+    pub scope: u8,
+}
+
+/// A decision explained (API `geo/test`); allocates, not for queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub region: String,
+    pub match_type: MatchType,
+    pub matched_cidr: Option<String>,
+    pub country: Option<String>,
+    pub continent: Option<String>,
+    pub scope: u8,
+}
+
+/// A mapping of the running set, with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveMapping {
+    pub mapping: GeoMapping,
+    /// From the configuration file (wins over an API one for the same cidr).
+    pub from_config: bool,
+}
+
+pub struct GeoResolver {
+    regions: Vec<String>,
+    mappings: PrefixTable<u16>,
+    active: Vec<ActiveMapping>,
+    db: Option<std::sync::Arc<Database>>,
+    /// Two-letter code, uppercase → region.
+    countries: HashMap<[u8; 2], u16>,
+    continents: HashMap<[u8; 2], u16>,
+    default_region: u16,
+    pub ecs_enabled: bool,
+}
+
+impl std::fmt::Debug for GeoResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoResolver")
+            .field("regions", &self.regions)
+            .field("mappings", &self.active.len())
+            .field("database", &self.db.is_some())
+            .finish()
+    }
+}
+
+/// Opens (memory-maps) a MaxMind database, with a message naming the file.
+pub fn open_database(path: &str) -> Result<Database, String> {
+    // SAFETY: the file is only read; a file replaced in place (rather than
+    // renamed over) would change under the map, which is why the SPEC asks
+    // operators to replace it and we reopen on SIGHUP and on replacement.
+    let reader = unsafe { Reader::open_mmap(path) }
+        .map_err(|e| format!("cannot open GeoIP database {path}: {e}"))?;
+    Ok(reader)
+}
+
+fn code(s: &str) -> Option<[u8; 2]> {
+    match s.as_bytes() {
+        [a, b] => Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()]),
+        _ => None,
+    }
+}
+
+impl GeoResolver {
+    /// From the configuration, the already opened database and the
+    /// mappings set through the API (config ones win on the same cidr).
+    /// None when `overwatch.geolocation` is not configured. Invalid entries
+    /// were refused by the loader; here they are skipped.
+    pub fn new(
+        cfg: &Config,
+        db: Option<std::sync::Arc<Database>>,
+        api_mappings: &[GeoMapping],
+    ) -> Option<GeoResolver> {
+        let geo = cfg.overwatch.geolocation.as_ref()?;
+        let regions: Vec<String> = cfg.regions.iter().map(|r| r.name.clone()).collect();
+        let index = |name: &str| {
+            regions
+                .iter()
+                .position(|r| r == name)
+                .and_then(|i| u16::try_from(i).ok())
+        };
+        let mut countries = HashMap::new();
+        let mut continents = HashMap::new();
+        for (i, r) in cfg.regions.iter().enumerate() {
+            let Ok(i) = u16::try_from(i) else { break };
+            for c in r.countries.iter().filter_map(|c| code(c)) {
+                countries.entry(c).or_insert(i);
+            }
+            for c in r.continents.iter().filter_map(|c| code(c)) {
+                continents.entry(c).or_insert(i);
+            }
+        }
+        let mut mappings = PrefixTable::default();
+        let mut active = Vec::new();
+        let sources = geo
+            .custom_mappings
+            .iter()
+            .map(|m| (m, true))
+            .chain(api_mappings.iter().map(|m| (m, false)));
+        for (m, from_config) in sources {
+            let (Ok(net), Some(region)) = (m.cidr.parse::<IpNet>(), index(&m.region)) else {
+                continue;
+            };
+            if mappings.insert(net.trunc(), region) {
+                active.push(ActiveMapping {
+                    mapping: m.clone(),
+                    from_config,
+                });
+            }
+        }
+        Some(GeoResolver {
+            default_region: index(&geo.default_region).unwrap_or(0),
+            regions,
+            mappings,
+            active,
+            db,
+            countries,
+            continents,
+            ecs_enabled: geo.ecs_enabled,
+        })
+    }
+
+    pub fn region_name(&self, region: u16) -> &str {
+        self.regions
+            .get(usize::from(region))
+            .map_or("", String::as_str)
+    }
+
+    pub fn region_index(&self, name: &str) -> Option<u16> {
+        self.regions
+            .iter()
+            .position(|r| r == name)
+            .and_then(|i| u16::try_from(i).ok())
+    }
+
+    /// The open database, to keep serving it when a reload fails.
+    pub fn database(&self) -> Option<std::sync::Arc<Database>> {
+        self.db.clone()
+    }
+
+    /// The mappings in force (config first, then API), for the API.
+    pub fn mappings(&self) -> &[ActiveMapping] {
+        &self.active
+    }
+
+    /// The region for `ip`. Allocates nothing.
+    pub fn resolve(&self, ip: IpAddr) -> Decision {
+        let ip = canonical(ip);
+        if let Some((&region, len)) = self.mappings.longest(ip) {
+            return Decision {
+                region,
+                match_type: MatchType::CustomMapping,
+                scope: len,
+            };
+        }
+        if let Some((region, scope, _, _)) = self.in_database(ip) {
+            return Decision {
+                region,
+                match_type: MatchType::Geoip,
+                scope,
+            };
+        }
+        self.default_decision()
+    }
+
+    fn default_decision(&self) -> Decision {
+        Decision {
+            region: self.default_region,
+            match_type: MatchType::Default,
+            scope: 0,
+        }
+    }
+
+    /// Database lookup: (region, network prefix, country, continent) when
+    /// the client's country or continent belongs to a region.
+    fn in_database(&self, ip: IpAddr) -> Option<(u16, u8, Option<&str>, Option<&str>)> {
+        let db = self.db.as_ref()?;
+        let found = db.lookup(ip).ok()?;
+        if !found.has_data() {
+            return None;
+        }
+        let country: Option<&str> = found
+            .decode_path(&[PathElement::Key("country"), PathElement::Key("iso_code")])
+            .ok()
+            .flatten();
+        let continent: Option<&str> = found
+            .decode_path(&[PathElement::Key("continent"), PathElement::Key("code")])
+            .ok()
+            .flatten();
+        let by_country = country
+            .and_then(code)
+            .and_then(|c| self.countries.get(&c).copied());
+        let by_continent = continent
+            .and_then(code)
+            .and_then(|c| self.continents.get(&c).copied());
+        let region = by_country.or(by_continent)?;
+        let scope = found.network().map_or(0, |n| n.prefix());
+        Some((region, scope, country, continent))
+    }
+
+    /// Why `ip` goes where it goes (the API's `geo/test`).
+    pub fn explain(&self, ip: IpAddr) -> Explanation {
+        let ip = canonical(ip);
+        let d = self.resolve(ip);
+        let matched_cidr = match d.match_type {
+            MatchType::CustomMapping => IpNet::new(ip, d.scope).ok().map(|n| n.trunc().to_string()),
+            _ => None,
+        };
+        let (country, continent) = self.location(ip);
+        Explanation {
+            region: self.region_name(d.region).to_string(),
+            match_type: d.match_type,
+            matched_cidr,
+            country,
+            continent,
+            scope: d.scope,
+        }
+    }
+
+    fn location(&self, ip: IpAddr) -> (Option<String>, Option<String>) {
+        let Some(found) = self.db.as_ref().and_then(|db| db.lookup(ip).ok()) else {
+            return (None, None);
+        };
+        let get = |a: &'static str, b: &'static str| -> Option<String> {
+            found
+                .decode_path::<&str>(&[PathElement::Key(a), PathElement::Key(b)])
+                .ok()
+                .flatten()
+                .map(str::to_string)
+        };
+        (get("country", "iso_code"), get("continent", "code"))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are looked up as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests;
