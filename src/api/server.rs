@@ -59,6 +59,9 @@ pub type MetricsFn = crate::metrics::Render;
 
 /// The effective configuration, secrets redacted (`GET /api/v1/config`).
 pub type ConfigFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// `GET /api/v1/overwatch/latency`: the query string in, the page (or why
+/// the query is wrong) out.
+pub type LatencyFn = Arc<dyn Fn(&str) -> Result<serde_json::Value, String> + Send + Sync>;
 
 struct Shared {
     access: Access,
@@ -66,6 +69,7 @@ struct Shared {
     commands: CommandSender,
     metrics: MetricsFn,
     config: ConfigFn,
+    latency: LatencyFn,
     writers: AtomicUsize,
     /// Connections refused with an oversized body and deliberately held.
     leaked: AtomicU64,
@@ -88,6 +92,7 @@ pub fn start(
     commands: CommandSender,
     metrics: MetricsFn,
     config: ConfigFn,
+    latency: LatencyFn,
 ) -> io::Result<ApiServer> {
     let access = Access::new(&cfg.allowed_networks, cfg.trust_proxy_headers, &cfg.tokens)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -104,6 +109,7 @@ pub fn start(
         commands,
         metrics,
         config,
+        latency,
         writers: AtomicUsize::new(0),
         leaked: AtomicU64::new(0),
     });
@@ -321,6 +327,9 @@ fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &S
         Route::ExpiringAgents => v11::expiring(query, &view).map(|v| (200, v)),
         Route::HealthRegions => Ok((200, v11::health_regions(&view))),
         Route::Config => Ok((200, (shared.config)())),
+        Route::Latency => (shared.latency)(query)
+            .map(|v| (200, v))
+            .map_err(ApiError::bad_request),
         _ => read::answer(route, query, &view),
     };
     match answer {

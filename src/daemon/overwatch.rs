@@ -45,6 +45,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         dns_stats: Arc::clone(&dns_stats),
         counters: Arc::new(OverwatchCounters::default()),
         liveness: Arc::new(Liveness::new()),
+        learned: Default::default(),
     };
     let (dns_cell, view_cell, policy_cell) = (
         Arc::clone(&published.dns),
@@ -52,6 +53,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         Arc::clone(&published.policy),
     );
     let counters = Arc::clone(&published.counters);
+    let learned = published.learned.clone();
     let registry_beat = Arc::clone(&published.liveness);
     let checker = HealthChecker::start(DEFAULT_WORKERS, ch.checks.0.clone());
     let mut runtime = Runtime::new(&config, store, audit, checker, published)
@@ -75,11 +77,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     );
     let gossip_server = start_gossip(&loaded, policy_cell, ch.gossip.0.clone())?;
     let render = {
-        let (view_cell, counters, dns_stats, gossip) = (
+        let (view_cell, counters, dns_stats, gossip, learned) = (
             Arc::clone(&view_cell),
             Arc::clone(&counters),
             Arc::clone(&dns_stats),
             gossip_server.clone(),
+            learned.clone(),
         );
         Arc::new(move || {
             let mut w = TextWriter::new();
@@ -87,6 +90,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
             let view = view_cell.load();
             counters.write(&view, &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
+            w.single(
+                "opengslb_overwatch_learned_prefixes",
+                "Client prefixes in the learned-latency table.",
+                metrics::Kind::Gauge,
+                learned.prefixes() as f64,
+            );
             // v1.1 names (dashboards of migrated sites) and process_*.
             metrics::v11::write_common(&mut w);
             metrics::v11::write_overwatch(&view, &mut w);
@@ -108,6 +117,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                 ch.api.0.clone(),
                 Arc::clone(&render),
                 config_fn,
+                latency_fn(&learned),
             )
             .map_err(|e| ExitError::failure(format!("cannot start the API: {e}")))?,
         ),
@@ -156,6 +166,15 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     dns_server.stop();
     info!("stopped");
     outcome
+}
+
+/// `GET /api/v1/overwatch/latency` over the learned-latency table.
+fn latency_fn(learned: &crate::overwatch::learned::Learned) -> api::server::LatencyFn {
+    let learned = learned.clone();
+    Arc::new(move |query: &str| {
+        let now_s = (crate::clock::Now::read().mono.0 / 1000) as u32;
+        learned.page_json(query, now_s)
+    })
 }
 
 /// The gossip listener, unless no key is configured: without a key nothing

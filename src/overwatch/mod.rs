@@ -8,6 +8,7 @@
 //! and `runtime.rs` is the loop that ties them together.
 
 mod ingest;
+pub mod learned;
 pub mod metrics;
 pub mod model;
 pub mod persisted;

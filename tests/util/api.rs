@@ -223,7 +223,11 @@ pub fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Fixture {
     });
     let config: opengslb::api::server::ConfigFn =
         Arc::new(|| opengslb::config::redact::redacted_json(&opengslb::config::Config::default()));
-    let server = opengslb::api::start(&cfg, view.clone(), tx, metrics, config).expect("start API");
+    let learned = opengslb::overwatch::learned::Learned::default();
+    let latency: opengslb::api::server::LatencyFn =
+        Arc::new(move |q: &str| learned.page_json(q, 0));
+    let server =
+        opengslb::api::start(&cfg, view.clone(), tx, metrics, config, latency).expect("start API");
     let addr = server.local_addr();
     Fixture {
         base: format!("http://{addr}"),

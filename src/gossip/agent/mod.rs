@@ -394,7 +394,8 @@ impl AgentSession {
             | Message::Register(_)
             | Message::State(_)
             | Message::Heartbeat { .. }
-            | Message::Leave { .. } => self.counters.malformed += 1,
+            | Message::Leave { .. }
+            | Message::LatencyReport(_) => self.counters.malformed += 1,
         }
         events
     }
