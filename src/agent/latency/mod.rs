@@ -3,4 +3,6 @@
 //! (`sockdiag.rs`), aggregated per client prefix (`subnets.rs`) and sent to
 //! every Overwatch in bounded batches (`poller.rs`).
 
+pub mod poller;
 pub mod sockdiag;
+pub mod subnets;
