@@ -28,13 +28,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Every target, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "dns_query",
     "dns_edns_options",
     "gossip_frame_raw",
     "gossip_frame_decrypted",
     "config_yaml",
     "api_body",
+    "latency_report",
 ];
 
 /// Runs one input through the named target.
@@ -46,6 +47,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<usize> {
         "gossip_frame_decrypted" => gossip_frame_decrypted(data),
         "config_yaml" => config_yaml(data),
         "api_body" => api_body(data),
+        "latency_report" => latency_report(data),
         _ => return None,
     })
 }
@@ -448,4 +450,35 @@ pub fn api_body(data: &[u8]) -> usize {
         }
     }
     accepted
+}
+
+// ---------------------------------------------------------------- learned latency
+
+/// Bytes as the body of a latency report (type 32, after the stamp), and
+/// as a netlink sock_diag reply: neither may panic, a decoded report keeps
+/// within `MAX_LATENCY_ENTRIES` and re-encodes to the same bytes, and
+/// the Overwatch table stays within its bounds.
+pub fn latency_report(data: &[u8]) -> usize {
+    let mut body = vec![32u8];
+    body.extend_from_slice(&1u64.to_be_bytes());
+    body.extend_from_slice(data);
+    let mut accepted = 0;
+    if let Ok(p) = Payload::decode(&body) {
+        let Message::LatencyReport(r) = &p.message else {
+            panic!("type 32 decoded as another message");
+        };
+        assert!(r.entries.len() <= wire::MAX_LATENCY_ENTRIES);
+        assert_eq!(p.encode(), body, "re-encodes to the same bytes");
+        let learned =
+            opengslb::overwatch::learned::Learned::new(opengslb::overwatch::learned::Settings {
+                max_prefixes: 8,
+                ..Default::default()
+            });
+        learned.record("eu", &r.entries, 0);
+        assert!(learned.prefixes() <= 8);
+        accepted += 1;
+    }
+    let mut n = 0;
+    let _ = opengslb::agent::latency::sockdiag::parse(data, &mut |_| n += 1);
+    accepted + n
 }

@@ -316,6 +316,26 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_reports_an_established_loopback_connection() {
+        if !capable() {
+            println!("SKIPPED: sockdiag_real_dump: not root and no CAP_NET_ADMIN");
+            return;
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_s, peer) = l.accept().unwrap();
+        let mut sock = DiagSocket::open().unwrap();
+        let mut seen = Vec::new();
+        sock.dump(&mut |s| seen.push(s)).unwrap();
+        let ours = seen
+            .iter()
+            .find(|s| s.local_port == port && s.peer == peer.ip())
+            .expect("the accepted connection is dumped");
+        assert!(ours.rtt_us > 0 && ours.cookie != 0, "{ours:?}");
+    }
+
+    #[test]
     fn cap_net_admin_bit() {
         assert!(cap_net_admin("Name:\tx\nCapEff:\t0000000000001000\n"));
         assert!(!cap_net_admin("CapEff:\t0000000000000000\n"));

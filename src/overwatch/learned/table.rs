@@ -339,6 +339,27 @@ mod tests {
         assert_eq!(rest[0].prefix, p("10.0.1.0/24"));
     }
 
+    /// The figure in docs/benchmarks.md: 100,000 prefixes × 3 regions, the
+    /// heap the table holds (capacity × entry, hashbrown's control bytes).
+    #[test]
+    fn a_hundred_thousand_prefixes_times_three_regions_fit_well_under_64_mb() {
+        let mut t = LearnedTable::new(Settings::default());
+        for i in 0..100_000u32 {
+            let p = ClientPrefix::of(IpAddr::from((0x0a00_0000 + (i << 8)).to_be_bytes()), 24, 48);
+            for (r, rtt) in [("eu", 30_000), ("us", 80_000), ("ap", 150_000)] {
+                t.record(p, r, rtt + i, 5, 0);
+            }
+        }
+        assert_eq!(t.len(), 100_000);
+        let entry = std::mem::size_of::<(ClientPrefix, [Slot; REGIONS_PER_PREFIX])>();
+        let bytes = t.map.capacity() * (entry + 1);
+        eprintln!(
+            "learned table: 100000 prefixes x 3 regions = {} bytes ({entry} per entry)",
+            bytes
+        );
+        assert!(bytes < 16 << 20, "{bytes}");
+    }
+
     #[test]
     fn a_lookup_does_not_allocate() {
         // The counting allocator lives in the DNS tests; here the property
