@@ -61,3 +61,57 @@ impl OverwatchProtocol {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::gossip::overwatch::OverwatchEvent;
+    use crate::gossip::sim::{CLEAN, SERVICE, Sim, backend, config, identity};
+    use crate::gossip::wire::LatencyEntry;
+    use crate::netprefix::ClientPrefix;
+
+    fn entry(service: &str) -> LatencyEntry {
+        LatencyEntry {
+            service: service.into(),
+            prefix: ClientPrefix::parse("192.0.2.0/24").unwrap(),
+            rtt_us: 5_000,
+            samples: 4,
+        }
+    }
+
+    #[test]
+    fn only_services_the_token_is_valid_for_are_kept_the_rest_counted() {
+        let mut sim = Sim::new(5, CLEAN);
+        let a = sim.add_agent(config("eu-a", identity()));
+        let now = sim.clock();
+        assert!(
+            sim.agents[a]
+                .latency_report(&[entry(SERVICE)], now)
+                .is_empty()
+        );
+        sim.set_state(a, &[backend(1, true)]);
+        sim.run(3_000);
+        assert!(sim.agents[a].is_registered());
+        let entries = [
+            entry(SERVICE),
+            entry("other.example.com"),
+            entry("nope.example.com"),
+        ];
+        let now = sim.clock();
+        let outs = sim.agents[a].latency_report(&entries, now);
+        assert_eq!(outs.len(), 1);
+        sim.send_from(a, outs);
+        sim.run(100);
+        let got: Vec<_> = sim
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                OverwatchEvent::Latency {
+                    region, entries, ..
+                } => Some((region.clone(), entries.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, [("eu".to_string(), 1)]);
+        assert_eq!(sim.ow.counters().latency_refused, 2);
+    }
+}
