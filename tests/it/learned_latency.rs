@@ -8,7 +8,7 @@
 //! Not yet done (see the closing note): the variant in network
 //! namespaces with veth pairs and clients in two prefixes.
 
-use crate::util::ops::{KEY, Overwatch, OwOptions, sample};
+use crate::util::ops::{KEY, Overwatch, OwOptions, cli, sample};
 use crate::util::{Daemon, HttpBackend, TempDir, free_port, http_get, need_root, wait_for};
 use std::io::Write;
 use std::net::TcpStream;
@@ -75,6 +75,11 @@ agent:
         http_get(&format!("http://127.0.0.1:{agent_port}/metrics")).expect("agent metrics");
     assert!(sample(&agent_metrics, "opengslb_agent_latency_subnets") >= Some(1.0));
     assert!(sample(&agent_metrics, "opengslb_agent_latency_reports_sent_total") >= Some(1.0));
+    let listed = cli(&ow.api, &["latency"]).ok("latency");
+    assert!(
+        listed.contains("127.0.0.0/24") && listed.contains("east="),
+        "{listed}"
+    );
     // Paging: a bad `after` is a 400 with the reason.
     let (code, body) =
         http_get(&format!("{}/api/v1/overwatch/latency?after=x", ow.api)).expect("api");
