@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Every target, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "dns_query",
     "dns_edns_options",
     "dns_ecs_geo",
@@ -37,6 +37,7 @@ pub const TARGETS: [&str; 8] = [
     "config_yaml",
     "api_body",
     "peer_sync",
+    "latency_report",
 ];
 
 /// Runs one input through the named target.
@@ -50,6 +51,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<usize> {
         "config_yaml" => config_yaml(data),
         "api_body" => api_body(data),
         "peer_sync" => peer_sync(data),
+        "latency_report" => latency_report(data),
         _ => return None,
     })
 }
@@ -571,4 +573,35 @@ pub fn peer_sync(data: &[u8]) -> usize {
         "merging the same push twice changed state"
     );
     taken
+}
+
+// ---------------------------------------------------------------- learned latency
+
+/// Bytes as the body of a latency report (type 32, after the stamp), and
+/// as a netlink sock_diag reply: neither may panic, a decoded report keeps
+/// within `MAX_LATENCY_ENTRIES` and re-encodes to the same bytes, and
+/// the Overwatch table stays within its bounds.
+pub fn latency_report(data: &[u8]) -> usize {
+    let mut body = vec![32u8];
+    body.extend_from_slice(&1u64.to_be_bytes());
+    body.extend_from_slice(data);
+    let mut accepted = 0;
+    if let Ok(p) = Payload::decode(&body) {
+        let Message::LatencyReport(r) = &p.message else {
+            panic!("type 32 decoded as another message");
+        };
+        assert!(r.entries.len() <= wire::MAX_LATENCY_ENTRIES);
+        assert_eq!(p.encode(), body, "re-encodes to the same bytes");
+        let learned =
+            opengslb::overwatch::learned::Learned::new(opengslb::overwatch::learned::Settings {
+                max_prefixes: 8,
+                ..Default::default()
+            });
+        learned.record("eu", &r.entries, 0);
+        assert!(learned.prefixes() <= 8);
+        accepted += 1;
+    }
+    let mut n = 0;
+    let _ = opengslb::agent::latency::sockdiag::parse(data, &mut |_| n += 1);
+    accepted + n
 }

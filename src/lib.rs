@@ -23,6 +23,7 @@ pub mod httpguard;
 pub mod httpserve;
 pub mod metrics;
 pub mod netio;
+pub mod netprefix;
 pub mod overwatch;
 pub mod persist;
 pub mod snapshot;

@@ -7,6 +7,8 @@ use crate::metrics::{Kind, TextWriter};
 pub struct AgentCounters {
     pub heartbeats_sent: u64,
     pub heartbeat_failures: u64,
+    pub latency_subnets: u64,
+    pub latency_reports_sent: u64,
 }
 
 pub fn render(
@@ -32,6 +34,18 @@ pub fn render(
         "Heartbeats not acknowledged before the next was due.",
         Kind::Counter,
         counters.heartbeat_failures as f64,
+    );
+    w.single(
+        "opengslb_agent_latency_subnets",
+        "Client prefixes in the agent's learned-latency table.",
+        Kind::Gauge,
+        counters.latency_subnets as f64,
+    );
+    w.single(
+        "opengslb_agent_latency_reports_sent_total",
+        "Learned-latency report batches sent (to every Overwatch).",
+        Kind::Counter,
+        counters.latency_reports_sent as f64,
     );
     w.family(
         "opengslb_agent_overwatch_connected",

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod drain_file;
+pub mod latency;
 pub mod metrics;
 pub mod predictive;
 pub mod renewal;

@@ -40,6 +40,8 @@ pub enum Route {
     Manage(Entity, ManageOp, Option<String>),
     /// `GET /api/v1/cluster/status`: this node and its peers (SPEC §12).
     ClusterStatus,
+    /// The learned-latency table, paged (SPEC §11).
+    Latency,
 }
 
 impl Route {
@@ -310,6 +312,7 @@ pub const ROUTES: &[RouteDef] = &[
     }),
     def("/api/v1/overwatch/stats", READ, |_, _| Ok(Route::Stats)),
     def("/api/v1/overwatch/agents", READ, |_, _| Ok(Route::Agents)),
+    def("/api/v1/overwatch/latency", READ, |_, _| Ok(Route::Latency)),
     // Before `agents/{id}`: first match wins, so an agent named
     // "expiring" is listed by GET /agents and cannot be forgotten here.
     def("/api/v1/overwatch/agents/expiring", READ, |_, _| {
@@ -430,6 +433,7 @@ mod tests {
             ("/api/v1/overwatch/backends?status=stale", Route::Backends),
             ("/api/v1/overwatch/stats", Route::Stats),
             ("/api/v1/overwatch/agents", Route::Agents),
+            ("/api/v1/overwatch/latency?limit=5", Route::Latency),
             (
                 "/api/v1/overwatch/agents/web-1",
                 Route::Agent("web-1".into()),

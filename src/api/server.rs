@@ -64,6 +64,9 @@ pub type MetricsFn = crate::metrics::Render;
 /// The effective configuration, secrets redacted (`GET /api/v1/config`);
 /// the same shape of closure answers `GET /api/v1/cluster/status`.
 pub type ConfigFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// `GET /api/v1/overwatch/latency`: the query string in, the page (or why
+/// the query is wrong) out.
+pub type LatencyFn = Arc<dyn Fn(&str) -> Result<serde_json::Value, String> + Send + Sync>;
 
 struct Shared {
     access: Access,
@@ -73,6 +76,7 @@ struct Shared {
     config: ConfigFn,
     writers: Arc<WriterSlots>,
     cluster: ConfigFn,
+    latency: LatencyFn,
     /// Connections refused with an oversized body and deliberately held.
     leaked: AtomicU64,
 }
@@ -95,6 +99,7 @@ pub fn start(
     metrics: MetricsFn,
     config: ConfigFn,
     cluster: ConfigFn,
+    latency: LatencyFn,
 ) -> io::Result<ApiServer> {
     let access = Access::new(&cfg.allowed_networks, cfg.trust_proxy_headers, &cfg.tokens)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -113,6 +118,7 @@ pub fn start(
         config,
         writers: WriterSlots::new(MAX_WRITERS, MAX_WRITERS_PER_SOURCE),
         cluster,
+        latency,
         leaked: AtomicU64::new(0),
     });
     let stopping = Arc::new(AtomicBool::new(false));
@@ -340,6 +346,9 @@ fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &S
         Route::HealthRegions => Ok((200, v11::health_regions(&view))),
         Route::Config => Ok((200, (shared.config)())),
         Route::ClusterStatus => Ok((200, (shared.cluster)())),
+        Route::Latency => (shared.latency)(query)
+            .map(|v| (200, v))
+            .map_err(ApiError::bad_request),
         _ => read::answer(route, query, &view),
     };
     match answer {

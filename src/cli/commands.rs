@@ -123,6 +123,27 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
             api(inv)?.call("GET", "/api/v1/overwatch/stats", None)?,
             &key_values,
         )),
+        "latency" => {
+            let v = api(inv)?.call("GET", "/api/v1/overwatch/latency?limit=1000", None)?;
+            Ok(out(v, &|v| {
+                let mut r = Vec::new();
+                for p in v["prefixes"].as_array().into_iter().flatten() {
+                    let regions: Vec<String> = p["regions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|x| {
+                            format!("{}={}ms", x["region"].as_str().unwrap_or("-"), x["rtt_ms"])
+                        })
+                        .collect();
+                    r.push(vec![
+                        p["prefix"].as_str().unwrap_or("-").to_string(),
+                        regions.join(" "),
+                    ]);
+                }
+                table(&["PREFIX", "REGIONS (FASTEST FIRST)"], &r)
+            }))
+        }
         "agents list" => {
             let v = api(inv)?.call("GET", "/api/v1/overwatch/agents", None)?;
             if json_out {

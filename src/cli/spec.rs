@@ -174,6 +174,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "show registry statistics",
     },
     CommandSpec {
+        name: "latency",
+        aliases: &[],
+        args: &[],
+        flags: &[],
+        required: &[],
+        help: "list the learned-latency table: per client prefix the regions, fastest first (first 1000 prefixes)",
+    },
+    CommandSpec {
         name: "agents list",
         aliases: &["agents"],
         args: &[],

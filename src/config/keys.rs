@@ -232,7 +232,17 @@ const TOP: &[Key] = &[
     k("agent.api", Section),
     k("agent.api.enabled", Bool),
     k("agent.api.address", Str),
-    inert("agent.latency_learning", Any),
+    k("agent.latency_learning", Section),
+    k("agent.latency_learning.enabled", Bool),
+    k("agent.latency_learning.poll_interval", Dur),
+    k("agent.latency_learning.min_connection_age", Dur),
+    k("agent.latency_learning.ipv4_prefix", U32),
+    k("agent.latency_learning.ipv6_prefix", U32),
+    k("agent.latency_learning.ewma_alpha", F64),
+    k("agent.latency_learning.max_subnets", Usize),
+    k("agent.latency_learning.subnet_ttl", Dur),
+    k("agent.latency_learning.min_samples", U32),
+    k("agent.latency_learning.report_interval", Dur),
 ];
 
 const REGION_HC: [Key; 10] = health_check!("regions[]");

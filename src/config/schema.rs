@@ -554,8 +554,45 @@ pub struct AgentConfig {
     pub predictive: PredictiveConfig,
     pub drain_file: Option<String>,
     pub api: AgentApi,
-    /// v1.1 key accepted and not acted on.
-    pub latency_learning: Option<serde_norway::Value>,
+    pub latency_learning: LatencyLearningConfig,
+}
+
+/// `agent.latency_learning`: the round trips of clients' established TCP
+/// connections, read from the kernel and reported per client prefix
+/// (SPEC §11, `docs/learned-latency.md`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyLearningConfig {
+    pub enabled: bool,
+    pub poll_interval: Dur,
+    /// Connections younger than this are not sampled (a handshake's first
+    /// round trips are noisy).
+    pub min_connection_age: Dur,
+    pub ipv4_prefix: u32,
+    pub ipv6_prefix: u32,
+    pub ewma_alpha: f64,
+    pub max_subnets: usize,
+    pub subnet_ttl: Dur,
+    /// Samples a prefix needs before it is reported.
+    pub min_samples: u32,
+    pub report_interval: Dur,
+}
+
+impl Default for LatencyLearningConfig {
+    fn default() -> Self {
+        LatencyLearningConfig {
+            enabled: false,
+            poll_interval: Dur::secs(10),
+            min_connection_age: Dur::secs(5),
+            ipv4_prefix: 24,
+            ipv6_prefix: 48,
+            ewma_alpha: 0.3,
+            max_subnets: 10_000,
+            subnet_ttl: Dur::secs(3600),
+            min_samples: 3,
+            report_interval: Dur::secs(30),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

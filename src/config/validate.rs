@@ -490,6 +490,35 @@ fn agent_checks(agent: &AgentConfig, r: &mut Report) {
         r.err("agent.drain_file", "must not be empty when set");
     }
     listen(r, Listener::AgentApi, &agent.api.address);
+    latency_learning(r, &agent.latency_learning);
+}
+
+fn latency_learning(r: &mut Report, l: &crate::config::LatencyLearningConfig) {
+    const P: &str = "agent.latency_learning";
+    positive(r, &format!("{P}.poll_interval"), l.poll_interval);
+    positive(r, &format!("{P}.subnet_ttl"), l.subnet_ttl);
+    positive(r, &format!("{P}.report_interval"), l.report_interval);
+    if !(1..=32).contains(&l.ipv4_prefix) {
+        r.err(format!("{P}.ipv4_prefix"), "must be from 1 to 32");
+    }
+    if !(1..=128).contains(&l.ipv6_prefix) {
+        r.err(format!("{P}.ipv6_prefix"), "must be from 1 to 128");
+    }
+    if !(l.ewma_alpha > 0.0 && l.ewma_alpha <= 1.0) {
+        r.err(
+            format!("{P}.ewma_alpha"),
+            format!(
+                "{} is out of range: must be above 0 and at most 1",
+                l.ewma_alpha
+            ),
+        );
+    }
+    if l.max_subnets == 0 || l.max_subnets > 1_000_000 {
+        r.err(format!("{P}.max_subnets"), "must be from 1 to 1000000");
+    }
+    if l.min_samples == 0 {
+        r.err(format!("{P}.min_samples"), "must be at least 1");
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use super::listen;
 use super::supervise::Supervisor;
 use crate::agent::api::{self, AgentStatusView, DrainCommand};
 use crate::agent::drain_file::DrainWatcher;
+use crate::agent::latency::poller::{self, LatencyCounters};
+use crate::agent::latency::subnets::Listener as LatencyListener;
 use crate::agent::metrics::{AgentCounters, render};
 use crate::agent::runtime::{Control, Counters, Inputs, Runtime};
 use crate::config::{self, Listener, Loaded, Mode};
@@ -81,8 +83,21 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         };
     let view = Arc::new(SnapshotCell::new(AgentStatusView::default()));
     let counters = Arc::new(Counters::default());
+    let latency = Arc::new(LatencyCounters::default());
+    let (latency_stop, latency_stopped) = crossbeam_channel::bounded::<()>(1);
+    let latency_thread = poller::start(
+        &cfg.latency_learning,
+        latency_listeners(&cfg),
+        client.latency_sink(),
+        Arc::clone(&latency),
+        latency_stopped,
+    );
     let metrics: Render = {
-        let (view, counters) = (Arc::clone(&view), Arc::clone(&counters));
+        let (view, counters, latency) = (
+            Arc::clone(&view),
+            Arc::clone(&counters),
+            Arc::clone(&latency),
+        );
         counters
             .cert_not_after
             .store(identity.not_after, Ordering::Relaxed);
@@ -90,6 +105,8 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
             let c = AgentCounters {
                 heartbeats_sent: counters.heartbeats_sent.load(Ordering::Relaxed),
                 heartbeat_failures: counters.heartbeat_failures.load(Ordering::Relaxed),
+                latency_subnets: latency.subnets.load(Ordering::Relaxed),
+                latency_reports_sent: latency.reports_sent.load(Ordering::Relaxed),
             };
             // moves when the runtime renews the certificate
             let not_after = counters.cert_not_after.load(Ordering::Relaxed);
@@ -132,6 +149,10 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     super::notify::notify("STOPPING=1");
     info!("stopping: telling every Overwatch that this agent leaves");
     let _ = ctl_tx.send(Control::Stop);
+    drop(latency_stop);
+    if let Some(t) = latency_thread {
+        let _ = t.join();
+    }
     sup.join();
     if let Some(a) = agent_api.as_mut() {
         a.stop();
@@ -166,4 +187,16 @@ fn reload(path: &Path, control: &Sender<Control>) {
             path.display()
         ),
     }
+}
+
+/// The backend ports (and addresses) whose clients' round trips are learned.
+fn latency_listeners(cfg: &crate::config::AgentConfig) -> Vec<LatencyListener> {
+    cfg.backends
+        .iter()
+        .map(|b| LatencyListener {
+            service: crate::backend::normalize_name(&b.service),
+            address: b.address.parse().ok(),
+            port: b.port,
+        })
+        .collect()
 }

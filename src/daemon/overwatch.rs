@@ -48,6 +48,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         dns_stats: Arc::clone(&dns_stats),
         counters: Arc::new(OverwatchCounters::default()),
         liveness: Arc::new(Liveness::new()),
+        learned: Default::default(),
     };
     let (dns_cell, view_cell, policy_cell) = (
         Arc::clone(&published.dns),
@@ -55,6 +56,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         Arc::clone(&published.policy),
     );
     let counters = Arc::clone(&published.counters);
+    let learned = published.learned.clone();
     let registry_beat = Arc::clone(&published.liveness);
     let checker = HealthChecker::start(DEFAULT_WORKERS, ch.checks.0.clone());
     let mut runtime = Runtime::new(&config, store, audit, checker, published)
@@ -68,7 +70,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         tcp_idle_timeout: *config.dns.tcp_idle_timeout,
         tcp_max_connections: config.dns.tcp_max_connections,
         max_udp_size: config.dns.max_udp_size,
-        learned: None,
+        learned: Some(crate::overwatch::learned::lookup_for_dns(&learned)),
     };
     let dns_server = dns::server::start(&dns_cfg, Arc::clone(&dns_cell), Arc::clone(&dns_stats))
         .map_err(|e| ExitError::failure(format!("cannot serve DNS on {listen}: {e}")))?;
@@ -127,11 +129,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         .map(|h| Arc::clone(&h.counters))
         .unwrap_or_default();
     let render = {
-        let (view_cell, counters, dns_stats, gossip) = (
+        let (view_cell, counters, dns_stats, gossip, learned) = (
             Arc::clone(&view_cell),
             Arc::clone(&counters),
             Arc::clone(&dns_stats),
             gossip_server.clone(),
+            learned.clone(),
         );
         let (cluster_status, peer_counters) =
             (Arc::clone(&cluster_status), Arc::clone(&peer_counters));
@@ -142,6 +145,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
             counters.write(&view, &gossip_counters, &mut w);
             dns_stats.write_metrics(&mut w);
             status::write_metrics(&cluster_status.load(), &peer_counters, &mut w);
+            w.single(
+                "opengslb_overwatch_learned_prefixes",
+                "Client prefixes in the learned-latency table.",
+                metrics::Kind::Gauge,
+                learned.prefixes() as f64,
+            );
             // v1.1 names (dashboards of migrated sites) and process_*.
             metrics::v11::write_common(&mut w);
             metrics::v11::write_overwatch(&view, &mut w);
@@ -169,6 +178,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
                         status::status_json(&cluster_status.load(), Now::read().wall_secs())
                     })
                 },
+                latency_fn(&learned),
             )
             .map_err(|e| ExitError::failure(format!("cannot start the API: {e}")))?,
         ),
@@ -221,6 +231,15 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     dns_server.stop();
     info!("stopped");
     outcome
+}
+
+/// `GET /api/v1/overwatch/latency` over the learned-latency table.
+fn latency_fn(learned: &crate::overwatch::learned::Learned) -> api::server::LatencyFn {
+    let learned = learned.clone();
+    Arc::new(move |query: &str| {
+        let now_s = (crate::clock::Now::read().mono.0 / 1000) as u32;
+        learned.page_json(query, now_s)
+    })
 }
 
 /// The gossip listener, unless no key is configured: without a key nothing

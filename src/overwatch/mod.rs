@@ -10,6 +10,7 @@
 pub mod drain_guard;
 mod ingest;
 pub mod managed;
+pub mod learned;
 pub mod metrics;
 pub mod model;
 pub mod peers;

@@ -78,6 +78,9 @@ pub struct Published {
     /// Beaten with `now.mono` every loop turn; the watchdog asks it
     /// `fresh(Now::read().mono, ..)`.
     pub liveness: Arc<Liveness>,
+    /// Learned latency per (client prefix, region), written by gossip
+    /// reports, read by the API and DNS.
+    pub learned: crate::overwatch::learned::Learned,
 }
 
 pub struct Inputs {

@@ -242,3 +242,14 @@ fn harness_clock_at_u64_max() {
     let data = fs::read(&path).expect("reproducer kept in the corpus");
     assert_eq!(harness::gossip_frame_decrypted(&data), 0);
 }
+
+#[test]
+fn latency_report_corpus() {
+    let r = replay("latency_report");
+    for seed in ["one_v4", "v4_and_v6", "empty"] {
+        assert!(accepted(&r, seed) >= 1, "{seed}");
+    }
+    for seed in ["too_many", "host_bits", "bad_family"] {
+        assert_eq!(accepted(&r, seed), 0, "{seed}");
+    }
+}

@@ -30,6 +30,7 @@ mod geo;
 mod gossip_loopback;
 mod gossip_sim;
 mod health_checks;
+mod learned_latency;
 mod ops_audit_rotation;
 mod ops_metrics;
 mod ops_restart;

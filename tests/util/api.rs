@@ -228,8 +228,11 @@ pub fn start(tweak: impl FnOnce(&mut ApiConfig)) -> Fixture {
     let cluster: opengslb::api::server::ConfigFn = Arc::new(
         || serde_json::json!({"node_id": "ow-test", "digest": "", "peers": [], "generated_at": "2026-01-01T00:00:00Z"}),
     );
-    let server =
-        opengslb::api::start(&cfg, view.clone(), tx, metrics, config, cluster).expect("start API");
+    let learned = opengslb::overwatch::learned::Learned::default();
+    let latency: opengslb::api::server::LatencyFn =
+        Arc::new(move |q: &str| learned.page_json(q, 0));
+    let server = opengslb::api::start(&cfg, view.clone(), tx, metrics, config, cluster, latency)
+        .expect("start API");
     let addr = server.local_addr();
     Fixture {
         base: format!("http://{addr}"),

@@ -74,6 +74,7 @@ pub enum AgentEvent {
 
 pub(super) enum Command {
     SetBackends(Vec<BackendReport>),
+    LatencyReport(Vec<crate::gossip::wire::LatencyEntry>),
     SetKeyring(Keyring),
     SetIdentity(Arc<Identity>),
     LeaveAndStop,
@@ -173,6 +174,22 @@ impl GossipClient {
     pub fn set_backends(&self, backends: Vec<BackendReport>) {
         let _ = self.commands.send(Command::SetBackends(backends));
         let _ = self.waker.wake();
+    }
+
+    /// Sends learned latency entries to every registered Overwatch (in
+    /// bounded batches, session-tagged).
+    pub fn send_latency(&self, entries: Vec<crate::gossip::wire::LatencyEntry>) {
+        let _ = self.commands.send(Command::LatencyReport(entries));
+        let _ = self.waker.wake();
+    }
+
+    /// `send_latency` for another thread (the latency poller).
+    pub fn latency_sink(&self) -> impl Fn(Vec<crate::gossip::wire::LatencyEntry>) + Send + 'static {
+        let (commands, waker) = (self.commands.clone(), Arc::clone(&self.waker));
+        move |entries| {
+            let _ = commands.send(Command::LatencyReport(entries));
+            let _ = waker.wake();
+        }
     }
 
     /// Replaces the gossip keys (SIGHUP during a key rotation): new

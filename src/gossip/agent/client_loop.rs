@@ -116,6 +116,12 @@ impl Loop {
                             self.send(i, outs, now);
                         }
                     }
+                    Command::LatencyReport(entries) => {
+                        for i in 0..self.nodes.len() {
+                            let outs = self.nodes[i].session.latency_report(&entries, now);
+                            self.send(i, outs, now);
+                        }
+                    }
                     Command::LeaveAndStop => {
                         self.leave_deadline
                             .get_or_insert(now.mono.after(Duration::from_millis(LEAVE_WAIT_MS)));

@@ -308,6 +308,27 @@ impl AgentSession {
         }
     }
 
+    /// Learned latency entries, in batches of `LATENCY_BATCH`, when
+    /// registered (else dropped: the next report interval sends anew).
+    pub fn latency_report(
+        &mut self,
+        entries: &[crate::gossip::wire::LatencyEntry],
+        now: Now,
+    ) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        if !self.is_registered() {
+            return out;
+        }
+        for batch in entries.chunks(crate::gossip::wire::LATENCY_BATCH) {
+            let m = Message::LatencyReport(crate::gossip::wire::LatencyReport {
+                agent_id: self.cfg.agent_id.clone(),
+                entries: batch.to_vec(),
+            });
+            self.seal(m, now, &mut out);
+        }
+        out
+    }
+
     /// Everything due at `now`.
     pub fn tick(&mut self, now: Now) -> Vec<Outgoing> {
         let mut out = Vec::new();
@@ -394,7 +415,8 @@ impl AgentSession {
             | Message::Register(_)
             | Message::State(_)
             | Message::Heartbeat { .. }
-            | Message::Leave { .. } => self.counters.malformed += 1,
+            | Message::Leave { .. }
+            | Message::LatencyReport(_) => self.counters.malformed += 1,
         }
         events
     }

@@ -16,6 +16,7 @@
 
 mod admission;
 pub mod coalesce;
+mod latency;
 mod registration;
 pub mod server;
 mod server_loop;
@@ -99,6 +100,13 @@ pub enum OverwatchEvent {
     Leave {
         agent_id: String,
     },
+    /// Learned round trips from the agent's clients, only for services
+    /// its token is valid for (`latency.rs`).
+    Latency {
+        agent_id: String,
+        region: String,
+        entries: Vec<crate::gossip::wire::LatencyEntry>,
+    },
     Rejected {
         agent_id: Option<String>,
         addr: SocketAddr,
@@ -128,6 +136,9 @@ pub struct Counters {
     pub session_auth_failures: u64,
     pub auth_failures: BTreeMap<RejectReason, u64>,
     pub heartbeats: u64,
+    /// Latency report entries refused: a service the agent's token is not
+    /// valid for, or not a configured domain.
+    pub latency_refused: u64,
 }
 
 /// What the handlers need to know about the packet being handled.
@@ -155,6 +166,7 @@ pub struct Output {
 struct AgentEntry {
     session: u64,
     token: String,
+    region: String,
     fingerprint: String,
     applied_seq: u64,
     last_seen: Mono,
@@ -340,6 +352,7 @@ impl OverwatchProtocol {
             Message::State(s) => self.on_state(s, pkt, &mut out),
             Message::Heartbeat { agent_id, .. } => self.on_heartbeat(agent_id, pkt, &mut out),
             Message::Leave { agent_id } => self.on_leave(agent_id, pkt, &mut out),
+            Message::LatencyReport(r) => self.on_latency(r, pkt, &mut out),
             // Messages only an Overwatch sends.
             Message::Challenge { .. }
             | Message::Registered { .. }

@@ -129,6 +129,7 @@ impl OverwatchProtocol {
                         AgentEntry {
                             session,
                             token: r.token.clone(),
+                            region: r.region.clone(),
                             fingerprint: ok.fingerprint.clone(),
                             applied_seq: r.state_seq,
                             last_seen: now.mono,

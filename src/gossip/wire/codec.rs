@@ -86,6 +86,7 @@ impl Payload {
                 w.u8(*need_full as u8);
             }
             Message::Reregister => {}
+            Message::LatencyReport(l) => super::latency::write(&mut w, l),
         }
         w.0
     }
@@ -169,6 +170,7 @@ impl Payload {
                 agent_id: r.str("agent id")?,
             },
             10 => Message::Reregister,
+            32 => Message::LatencyReport(super::latency::read(&mut r)?),
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;

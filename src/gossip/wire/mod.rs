@@ -10,8 +10,10 @@
 //! `codec.rs`. See `docs/gossip.md`.
 
 mod codec;
+mod latency;
 mod reader;
 
+pub use latency::{LATENCY_BATCH, LatencyEntry, LatencyReport, MAX_LATENCY_ENTRIES};
 pub use reader::{DecodeError, Reader, Writer};
 
 use crate::backend::{BackendKey, BackendReport};
@@ -103,6 +105,8 @@ pub enum Message {
     /// The Overwatch does not know this session (it restarted, or forgot
     /// the agent): register again.
     Reregister,
+    /// Learned round trips per (service, client prefix), see `latency.rs`.
+    LatencyReport(LatencyReport),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,7 +196,7 @@ pub fn is_tagged(m: &Message) -> bool {
 }
 
 fn tagged_code(code: u8) -> bool {
-    matches!(code, 6..=9)
+    matches!(code, 6..=9 | 32)
 }
 
 /// Splits a decrypted payload into the part the session tag covers and the
@@ -227,6 +231,7 @@ pub(super) fn type_code(m: &Message) -> u8 {
         Message::Ack { .. } => 8,
         Message::Leave { .. } => 9,
         Message::Reregister => 10,
+        Message::LatencyReport(_) => 32,
     }
 }
 

@@ -30,6 +30,12 @@ pub enum DecodeError {
     BadUtf8 { field: &'static str, at: usize },
     /// Bytes left over after the message (`n` of them).
     Trailing(usize),
+    /// A list longer than its message type allows.
+    TooMany {
+        field: &'static str,
+        at: usize,
+        count: u32,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -48,6 +54,9 @@ impl fmt::Display for DecodeError {
                 write!(f, "{field} is not UTF-8 (at byte {at})")
             }
             DecodeError::Trailing(n) => write!(f, "{n} bytes after the message"),
+            DecodeError::TooMany { field, at, count } => {
+                write!(f, "{field} {count} is over the limit (at byte {at})")
+            }
         }
     }
 }

@@ -120,6 +120,18 @@ impl Runtime {
             OverwatchEvent::Leave { agent_id } => {
                 self.reg.agent_left(&agent_id, now);
             }
+            OverwatchEvent::Latency {
+                region, entries, ..
+            } => {
+                let region = if region.trim().is_empty() {
+                    let own = &self.reg.cfg().config.overwatch.identity.region;
+                    own.clone().unwrap_or_default()
+                } else {
+                    region
+                };
+                let now_s = (now.mono.0 / 1000) as u32;
+                self.out.learned.record(&region, &entries, now_s);
+            }
             OverwatchEvent::Rejected {
                 agent_id,
                 addr,
