@@ -6,6 +6,7 @@
 //! poll loops, `stats` keeps the counters.
 
 mod cookies;
+pub mod dnssec;
 mod edns;
 mod fastpath;
 pub mod learned;
