@@ -11,6 +11,7 @@ pub mod args;
 pub mod client;
 pub mod commands;
 pub mod completion;
+pub mod dnssec;
 pub mod migrate;
 pub mod render;
 pub mod spec;

@@ -9,6 +9,7 @@ mod cookies;
 pub mod dnssec;
 mod edns;
 mod fastpath;
+pub mod keystore;
 pub mod learned;
 pub mod nameservers;
 mod query;

@@ -18,6 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::key::{Algorithm, SigningKey, generate_pkcs8};
 
+#[derive(Clone)]
 pub struct KeyFile {
     pub zone: String,
     pub algorithm: Algorithm,
