@@ -16,6 +16,8 @@ pub struct ZoneKey {
     pub zone: String,
     pub apex_wire: Vec<u8>,
     pub key: Arc<SigningKey>,
+    /// RDATA of the DS / CDS record (SHA-256).
+    pub ds_rdata: Vec<u8>,
     pub file: PathBuf,
     pub created: u64,
 }
@@ -29,7 +31,9 @@ pub struct KeyRing {
 impl KeyRing {
     /// The key of the zone whose apex is `apex_wire` (canonical form).
     pub fn find(&self, apex_wire: &[u8]) -> Option<&ZoneKey> {
-        self.zones.iter().find(|z| z.apex_wire == apex_wire)
+        self.zones
+            .iter()
+            .find(|z| z.apex_wire.eq_ignore_ascii_case(apex_wire))
     }
 }
 
@@ -171,7 +175,9 @@ fn zone_key(zone: &str, path: &Path, k: &KeyFile, algorithm: Algorithm) -> Resul
     let key = k
         .signing_key()
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    let ds_rdata = key.ds_rdata(zone).map_err(|e| e.to_string())?;
     Ok(ZoneKey {
+        ds_rdata,
         zone: zone.to_string(),
         apex_wire: wire::name_wire(zone).map_err(|e| e.to_string())?,
         key: Arc::new(key),

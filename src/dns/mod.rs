@@ -19,6 +19,7 @@ pub mod rrl;
 #[doc(hidden)]
 pub mod sample;
 pub mod server;
+mod signing;
 mod siphash;
 pub mod stats;
 pub mod table;

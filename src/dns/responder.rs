@@ -23,15 +23,18 @@
 
 use super::cookies::Verdict;
 use super::edns::{Ede, Edns, OptOut};
+use super::keystore::ZoneKey;
 use super::query::{self, Parsed, Q};
 use super::routing::Pick;
 use super::rrl::Class as RrlClass;
+use super::signing::{self, SignCtx, SignState};
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
 use super::table::{DnsTable, DomainEntry, HostEntry, Lookup, Node, Serving, WireName, Zone};
 use crate::clock::Now;
 use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
 use domain::base::message_builder::{AnswerBuilder, PushError, StaticCompressor};
 use domain::base::name::ParsedName;
+use domain::base::rdata::UnknownRecordData;
 use domain::base::wire::Composer;
 use domain::base::{Header, MessageBuilder};
 use domain::rdata::{A, Aaaa, Ns};
@@ -71,6 +74,8 @@ enum Plan<'t> {
     /// RFC 7873 §5.2.3: a client that sent a cookie, answered with only a
     /// fresh server cookie (rate limited, or a probe with a bad cookie).
     BadCookie,
+    /// DNSSEC: the apex DNSKEY, CDS or CDNSKEY of a signed zone.
+    ApexKeys(&'t Zone, &'t ZoneKey, Rtype),
 }
 
 impl Plan<'_> {
@@ -88,9 +93,12 @@ impl Plan<'_> {
     /// The rate-limiting class (rrl.rs).
     fn class(&self) -> RrlClass {
         match self {
-            Plan::Soa(_) | Plan::Ns(_) | Plan::Addrs(..) | Plan::Any(..) | Plan::Host(..) => {
-                RrlClass::Answer
-            }
+            Plan::Soa(_)
+            | Plan::Ns(_)
+            | Plan::Addrs(..)
+            | Plan::Any(..)
+            | Plan::Host(..)
+            | Plan::ApexKeys(..) => RrlClass::Answer,
             Plan::NoData(_) => RrlClass::NoData,
             Plan::NxDomain(_) => RrlClass::NxDomain,
             _ => RrlClass::Error,
@@ -138,6 +146,8 @@ pub struct Responder {
     now: Now,
     /// Rate-limited responses so far, to slip every `slip`-th.
     limited: u32,
+    /// DNSSEC signature cache and scratch, made on the first signed answer.
+    signing: Option<Box<SignState>>,
 }
 
 impl Responder {
@@ -148,6 +158,7 @@ impl Responder {
             max_udp_size: max_udp_size.max(PLAIN_UDP_MAX as u16),
             now: Now::at(0, 0),
             limited: 0,
+            signing: None,
         }
     }
 
@@ -206,6 +217,19 @@ impl Responder {
             }
         };
         let (mut plan, mut slip) = (plan, false);
+        // DNSSEC (signing.rs): the zone's key, and whether to sign.
+        let zone_key = wire.as_ref().and_then(|w| table.zone_key(w.as_slice()));
+        if let (Plan::NoData(z), Some((_, key)), Some(q)) = (&plan, zone_key, &question)
+            && matches!(q.qtype(), Rtype::DNSKEY | Rtype::CDS | Rtype::CDNSKEY)
+            && wire
+                .as_ref()
+                .is_some_and(|w| w.as_slice().eq_ignore_ascii_case(&key.apex_wire))
+        {
+            plan = Plan::ApexKeys(z, key, q.qtype());
+        }
+        let sign_key = zone_key
+            .filter(|_| edns.is_some_and(|e| e.dnssec_ok))
+            .map(|(_, k)| k);
         // RFC 7873: check the client's cookie and make ours.
         let wall = u32::try_from(self.now.wall_secs()).unwrap_or(u32::MAX);
         let cookie = edns
@@ -232,10 +256,29 @@ impl Responder {
             }
         };
         let mut opt = edns.map(|e| self.opt_out(&e, &plan));
+        // RFC 9824: a signed NXDOMAIN is NOERROR with an NXNAME NSEC.
+        let compact = sign_key.is_some() && matches!(plan, Plan::NxDomain(_));
+        if let (Some(o), true) = (opt.as_mut(), compact) {
+            o.rcode = OptRcode::NOERROR;
+        }
         if let (Some(o), Some((_, (_, c)))) = (opt.as_mut(), cookie) {
             o.cookie = Some(c);
         }
         let buf = std::mem::take(&mut self.buf);
+        let sign = match (sign_key, &wire) {
+            (Some(key), Some(w)) => Some(Signing {
+                ctx: SignCtx {
+                    key,
+                    state: self
+                        .signing
+                        .get_or_insert_with(|| Box::new(SignState::new())),
+                    unix_now: self.now.wall_secs(),
+                },
+                owner: w.as_slice(),
+                types: types_at(table, w.as_slice()),
+            }),
+            _ => None,
+        };
         let (buf, outcome) = compose(
             buf,
             header,
@@ -244,6 +287,7 @@ impl Responder {
             &plan,
             limit,
             slip,
+            sign,
         );
         self.buf = buf;
         if slip {
@@ -404,6 +448,16 @@ struct Outcome {
     truncated: bool,
 }
 
+/// DNSSEC for one answer: the signer and the query name's facts.
+struct Signing<'a> {
+    ctx: SignCtx<'a>,
+    /// The query name, lower case.
+    owner: &'a [u8],
+    /// Types present at the name (for NODATA's NSEC); None: no such name.
+    types: Option<([u16; 8], usize)>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn compose(
     buf: Vec<u8>,
     query_header: Header,
@@ -412,12 +466,17 @@ fn compose(
     plan: &Plan<'_>,
     limit: usize,
     slip: bool,
+    mut sign: Option<Signing<'_>>,
 ) -> (Vec<u8>, Outcome) {
     let mut builder = match MessageBuilder::from_target(StaticCompressor::new(buf)) {
         Ok(b) => b,
         Err(never) => match never {},
     };
-    let mut h = start_header(query_header, plan.rcode());
+    let rcode = match (plan, &sign) {
+        (Plan::NxDomain(_), Some(_)) => Rcode::NOERROR,
+        _ => plan.rcode(),
+    };
+    let mut h = start_header(query_header, rcode);
     h.set_aa(plan.authoritative());
     *builder.header_mut() = h;
     let opt_len = opt.map_or(0, OptOut::wire_len);
@@ -435,7 +494,12 @@ fn compose(
     let mut answer = q.answer();
     if let Some(question) = question
         && !truncated
-        && push_answer(&mut answer, question.qname(), plan).is_err()
+        && push_answer(&mut answer, question.qname(), plan)
+            .and_then(|()| match sign.as_mut() {
+                Some(s) => sign_answer(&mut answer, question.qname(), plan, s),
+                None => Ok(()),
+            })
+            .is_err()
     {
         truncated = true;
         answer.rewind();
@@ -443,9 +507,17 @@ fn compose(
     let mut authority = answer.authority();
     if !truncated {
         let pushed = match plan {
-            Plan::NxDomain(z) | Plan::NoData(z) => {
-                authority.push((&z.apex, z.negative_ttl, &z.soa))
-            }
+            Plan::NxDomain(z) | Plan::NoData(z) => authority
+                .push((&z.apex, z.negative_ttl, &z.soa))
+                .and_then(|()| match (sign.as_mut(), question) {
+                    (Some(s), Some(q)) => {
+                        let types = s.types.as_ref().map(|(t, n)| &t[..*n]);
+                        s.ctx.sign_soa(&mut authority, z, z.negative_ttl)?;
+                        s.ctx
+                            .push_nsec(&mut authority, q.qname(), s.owner, types, z.negative_ttl)
+                    }
+                    _ => Ok(()),
+                }),
             _ => Ok(()),
         };
         if pushed.is_err() {
@@ -505,8 +577,85 @@ fn push_answer<T: Composer>(
             }
             Ok(())
         }
+        Plan::ApexKeys(z, key, rtype) => {
+            let rdata = signing::apex_key_rdata(key, *rtype);
+            let data =
+                UnknownRecordData::from_octets(*rtype, rdata).map_err(|_| PushError::ShortBuf)?;
+            answer.push((qname, z.soa_ttl, data))
+        }
         _ => Ok(()),
     }
+}
+
+/// The RRSIGs of the answer section's RRsets (signing.rs).
+fn sign_answer<T: Composer>(
+    answer: &mut AnswerBuilder<T>,
+    qname: &ParsedName<&[u8]>,
+    plan: &Plan<'_>,
+    s: &mut Signing<'_>,
+) -> Result<(), PushError> {
+    let owner = s.owner;
+    match plan {
+        Plan::Soa(z) => s.ctx.sign_soa(answer, z, z.soa_ttl),
+        Plan::Ns(z) => s.ctx.sign_ns(answer, z),
+        Plan::Addrs(d, pick) => s.ctx.sign_addrs(answer, qname, owner, d.ttl, pick.clone()),
+        Plan::Any(d, v4, v6) => {
+            s.ctx
+                .sign_addrs(answer, qname, owner, d.ttl, v4.clone().chain(v6.clone()))
+        }
+        Plan::Host(h, qtype) => {
+            let addrs = h
+                .addrs
+                .iter()
+                .copied()
+                .filter(|a| family_matches(*a, *qtype));
+            s.ctx.sign_addrs(answer, qname, owner, h.ttl, addrs)
+        }
+        Plan::ApexKeys(z, _, rtype) => s.ctx.sign_apex_keys(answer, z, *rtype),
+        _ => Ok(()),
+    }
+}
+
+/// The types at `wire` for a compact-denial NSEC; None if no such name.
+fn types_at(table: &DnsTable, wire: &[u8]) -> Option<([u16; 8], usize)> {
+    let Lookup::Found { at_apex, node, .. } = table.lookup(wire) else {
+        return None;
+    };
+    let mut types = [0u16; 8];
+    let mut n = 0;
+    let mut add = |t: u16| {
+        if n < types.len() {
+            types[n] = t;
+            n += 1;
+        }
+    };
+    match node {
+        Some(Node::Domain(d)) => {
+            if !d.v4.is_empty() {
+                add(Rtype::A.to_int());
+            }
+            if !d.v6.is_empty() {
+                add(Rtype::AAAA.to_int());
+            }
+        }
+        Some(Node::Host(h)) => {
+            if h.addrs.iter().any(IpAddr::is_ipv4) {
+                add(Rtype::A.to_int());
+            }
+            if h.addrs.iter().any(IpAddr::is_ipv6) {
+                add(Rtype::AAAA.to_int());
+            }
+        }
+        Some(_) => {}
+        None if at_apex => {}
+        None => return None,
+    }
+    if at_apex {
+        for t in signing::APEX_TYPES {
+            add(t);
+        }
+    }
+    Some((types, n))
 }
 
 fn push_addrs<T: Composer>(

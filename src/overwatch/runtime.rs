@@ -23,6 +23,7 @@ use crate::api::command::CommandRequest;
 use crate::api::view::{AuditEntry, OverwatchView};
 use crate::clock::{Liveness, Mono, Now};
 use crate::config::Config;
+use crate::dns::keystore::KeyRing;
 use crate::dns::{DnsStats, DnsTable};
 use crate::gossip::Policy;
 use crate::gossip::overwatch::OverwatchEvent;
@@ -104,6 +105,9 @@ pub struct Runtime {
     /// Gossip is not waited for before this (see `GOSSIP_PACE`).
     pub(super) gossip_paced_until: Option<Mono>,
     pub(super) policy_dirty: bool,
+    /// `overwatch.dnssec` keys the DNS table signs with (kept on a reload
+    /// whose keys cannot be read).
+    pub(super) dnssec: Option<Arc<KeyRing>>,
 }
 
 impl Runtime {
@@ -123,7 +127,9 @@ impl Runtime {
             .recent::<AuditEntry>(AUDIT_TAIL)
             .map_err(|e| e.to_string())?;
         let node_id = node_id(config);
+        let dnssec = load_dnssec(config)?;
         let mut rt = Runtime {
+            dnssec,
             reg,
             publisher: Publisher::default(),
             node_id,
@@ -306,9 +312,9 @@ impl Runtime {
         }
         if self.publisher.update(&self.reg, &changes) {
             let spec = self.publisher.table_spec(now.wall_secs() as u32);
-            self.out
-                .dns
-                .publish(DnsTable::build(&spec, &self.out.dns_stats));
+            self.out.dns.publish(
+                DnsTable::build(&spec, &self.out.dns_stats).with_dnssec(self.dnssec.clone()),
+            );
         }
         let view = self.publisher.view(
             &self.reg,
@@ -331,6 +337,18 @@ impl Runtime {
             self.out.policy.publish(policy);
         }
     }
+}
+
+/// The DNSSEC keys of `config`; the error names the key file.
+pub(super) fn load_dnssec(config: &Config) -> Result<Option<Arc<KeyRing>>, String> {
+    crate::dns::keystore::load(config)
+        .map(|r| r.map(Arc::new))
+        .map_err(|e| {
+            e.iter()
+                .map(|(k, m)| format!("{k}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
 }
 
 pub fn node_id(config: &Config) -> String {

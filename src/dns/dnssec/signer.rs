@@ -1,9 +1,7 @@
-//! One zone's signer: its key, its signer name and a signature cache.
-//! `sign_rrset` returns the RRSIG fields and signature for an RRset,
+//! The signer of one DNS thread: a signature cache and scratch buffers,
+//! shared by every zone the thread answers for. `sign_rrset` returns the RRSIG fields and signature for an RRset,
 //! computing the signature only on a cache miss. Scratch buffers are kept
 //! between calls, so once warm a call allocates nothing.
-
-use std::sync::Arc;
 
 use super::cache::{SignatureCache, Validity};
 use super::key::{SIGNATURE_LEN, SigningKey};
@@ -11,8 +9,6 @@ use super::rrsig::{RrsigFields, write_canonical_rrset};
 use super::wire;
 
 pub struct Signer {
-    key: Arc<SigningKey>,
-    zone_wire: Vec<u8>,
     pub cache: SignatureCache,
     rrs: Vec<u8>,
     data: Vec<u8>,
@@ -21,31 +17,23 @@ pub struct Signer {
 }
 
 impl Signer {
-    pub fn new(key: Arc<SigningKey>, zone: &str, cache: SignatureCache) -> Result<Signer, String> {
-        let zone_wire = wire::name_wire(zone).map_err(|e| e.to_string())?;
-        Ok(Signer {
-            key,
-            zone_wire,
+    pub fn new(cache: SignatureCache) -> Signer {
+        Signer {
             cache,
             rrs: Vec::with_capacity(4096),
             data: Vec::with_capacity(4096),
             signed: 0,
-        })
-    }
-
-    pub fn key(&self) -> &SigningKey {
-        &self.key
-    }
-
-    /// The zone apex in canonical wire form (the RRSIG signer name).
-    pub fn zone_wire(&self) -> &[u8] {
-        &self.zone_wire
+        }
     }
 
     /// Signs the RRset `owner_wire`/`rtype` with `rdata` (reordered in
-    /// place into canonical order). `owner_wire` must be lower case.
+    /// place into canonical order) with `key` of the zone `zone_wire`.
+    /// Both names in canonical (lower case) wire form.
+    #[allow(clippy::too_many_arguments)]
     pub fn sign_rrset(
         &mut self,
+        key: &SigningKey,
+        zone_wire: &[u8],
         owner_wire: &[u8],
         rtype: u16,
         ttl: u32,
@@ -55,25 +43,25 @@ impl Signer {
         let n = wire::sort_rdata(rdata);
         self.rrs.clear();
         write_canonical_rrset(owner_wire, rtype, ttl, &rdata[..n], &mut self.rrs);
-        let hash = self.cache.hash(self.key.key_tag(), rtype, &self.rrs);
+        let hash = self.cache.hash(key.key_tag(), rtype, &self.rrs);
         let validity = Validity::at(unix_now, hash);
         let fields = RrsigFields {
             type_covered: rtype,
-            algorithm: self.key.algorithm().number(),
+            algorithm: key.algorithm().number(),
             labels: wire::label_count(owner_wire),
             original_ttl: ttl,
             expiration: validity.expiration,
             inception: validity.inception,
-            key_tag: self.key.key_tag(),
+            key_tag: key.key_tag(),
         };
         if let Some(sig) = self.cache.get(hash, validity.window) {
             return Ok((fields, *sig));
         }
         self.data.clear();
-        fields.write_prefix(&self.zone_wire, &mut self.data);
+        fields.write_prefix(zone_wire, &mut self.data);
         self.data.extend_from_slice(&self.rrs);
         let mut sig = [0u8; SIGNATURE_LEN];
-        self.key.sign(&self.data, &mut sig)?;
+        key.sign(&self.data, &mut sig)?;
         self.signed += 1;
         self.cache.put(hash, validity.window, &sig);
         Ok((fields, sig))
@@ -102,21 +90,27 @@ mod tests {
     #[test]
     fn signs_once_per_window_and_signature_verifies() {
         for alg in [Algorithm::EcdsaP256Sha256, Algorithm::Ed25519] {
-            let key = Arc::new(SigningKey::from_pkcs8(alg, &generate_pkcs8(alg).unwrap()).unwrap());
-            let mut s = Signer::new(
-                key.clone(),
-                "Example.com.",
-                SignatureCache::new(64, [3; 16]),
-            )
-            .unwrap();
+            let key = SigningKey::from_pkcs8(alg, &generate_pkcs8(alg).unwrap()).unwrap();
+            let zone = wire::name_wire("Example.com.").unwrap();
+            let mut s = Signer::new(SignatureCache::new(64, [3; 16]));
             let owner = wire::name_wire("www.example.com").unwrap();
             let now = 1_800_000_000;
             let (f1, sig1) = s
-                .sign_rrset(&owner, 1, 30, &mut [&[10, 0, 0, 2], &[10, 0, 0, 1]], now)
+                .sign_rrset(
+                    &key,
+                    &zone,
+                    &owner,
+                    1,
+                    30,
+                    &mut [&[10, 0, 0, 2], &[10, 0, 0, 1]],
+                    now,
+                )
                 .unwrap();
             // Same set in another order: same entry, no new signature.
             let (f2, sig2) = s
                 .sign_rrset(
+                    &key,
+                    &zone,
                     &owner,
                     1,
                     30,
@@ -134,14 +128,30 @@ mod tests {
             write_canonical_rrset(&owner, 1, 30, &[&[10, 0, 0, 1], &[10, 0, 0, 2]], &mut data);
             assert!(verify(&key, &data, &sig1));
             // Another TTL or address is another RRset.
-            s.sign_rrset(&owner, 1, 60, &mut [&[10, 0, 0, 1], &[10, 0, 0, 2]], now)
-                .unwrap();
-            s.sign_rrset(&owner, 1, 30, &mut [&[10, 0, 0, 1]], now)
+            s.sign_rrset(
+                &key,
+                &zone,
+                &owner,
+                1,
+                60,
+                &mut [&[10, 0, 0, 1], &[10, 0, 0, 2]],
+                now,
+            )
+            .unwrap();
+            s.sign_rrset(&key, &zone, &owner, 1, 30, &mut [&[10, 0, 0, 1]], now)
                 .unwrap();
             assert_eq!(s.signed, 3);
             // The next day signs again.
-            s.sign_rrset(&owner, 1, 30, &mut [&[10, 0, 0, 1]], now + 86_400)
-                .unwrap();
+            s.sign_rrset(
+                &key,
+                &zone,
+                &owner,
+                1,
+                30,
+                &mut [&[10, 0, 0, 1]],
+                now + 86_400,
+            )
+            .unwrap();
             assert_eq!(s.signed, 4);
         }
     }
