@@ -29,6 +29,15 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
+    /// A ring from key files already read (tests, tools).
+    pub fn from_key_files(files: &[(PathBuf, KeyFile)]) -> Result<KeyRing, String> {
+        let zones = files
+            .iter()
+            .map(|(p, k)| zone_key(&k.zone, p, k, k.algorithm))
+            .collect::<Result<_, _>>()?;
+        Ok(KeyRing { zones })
+    }
+
     /// The key of the zone whose apex is `apex_wire` (canonical form).
     pub fn find(&self, apex_wire: &[u8]) -> Option<&ZoneKey> {
         self.zones

@@ -22,6 +22,7 @@ mod dns_corpus;
 mod dns_internet;
 mod dns_resolver;
 mod dns_server;
+mod dnssec;
 mod fuzz_corpus;
 mod gossip_loopback;
 mod gossip_sim;
