@@ -27,7 +27,7 @@ use super::keystore::ZoneKey;
 use super::query::{self, Parsed, Q};
 use super::routing::Pick;
 use super::rrl::Class as RrlClass;
-use super::signing::{self, SignCtx, SignState};
+use super::signing::{self, SignCtx, SignState, Signing};
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
 use super::table::{DnsTable, DomainEntry, HostEntry, Lookup, Node, Serving, WireName, Zone};
 use crate::clock::Now;
@@ -271,11 +271,12 @@ impl Responder {
                     key,
                     state: self
                         .signing
-                        .get_or_insert_with(|| Box::new(SignState::new())),
+                        .get_or_insert_with(|| Box::new(SignState::new(&stats.dnssec))),
                     unix_now: self.now.wall_secs(),
+                    stats: &stats.dnssec,
                 },
                 owner: w.as_slice(),
-                types: types_at(table, w.as_slice()),
+                types: signing::types_at(table, w.as_slice()),
             }),
             _ => None,
         };
@@ -448,15 +449,6 @@ struct Outcome {
     truncated: bool,
 }
 
-/// DNSSEC for one answer: the signer and the query name's facts.
-struct Signing<'a> {
-    ctx: SignCtx<'a>,
-    /// The query name, lower case.
-    owner: &'a [u8],
-    /// Types present at the name (for NODATA's NSEC); None: no such name.
-    types: Option<([u16; 8], usize)>,
-}
-
 #[allow(clippy::too_many_arguments)]
 fn compose(
     buf: Vec<u8>,
@@ -614,48 +606,6 @@ fn sign_answer<T: Composer>(
         Plan::ApexKeys(z, _, rtype) => s.ctx.sign_apex_keys(answer, z, *rtype),
         _ => Ok(()),
     }
-}
-
-/// The types at `wire` for a compact-denial NSEC; None if no such name.
-fn types_at(table: &DnsTable, wire: &[u8]) -> Option<([u16; 8], usize)> {
-    let Lookup::Found { at_apex, node, .. } = table.lookup(wire) else {
-        return None;
-    };
-    let mut types = [0u16; 8];
-    let mut n = 0;
-    let mut add = |t: u16| {
-        if n < types.len() {
-            types[n] = t;
-            n += 1;
-        }
-    };
-    match node {
-        Some(Node::Domain(d)) => {
-            if !d.v4.is_empty() {
-                add(Rtype::A.to_int());
-            }
-            if !d.v6.is_empty() {
-                add(Rtype::AAAA.to_int());
-            }
-        }
-        Some(Node::Host(h)) => {
-            if h.addrs.iter().any(IpAddr::is_ipv4) {
-                add(Rtype::A.to_int());
-            }
-            if h.addrs.iter().any(IpAddr::is_ipv6) {
-                add(Rtype::AAAA.to_int());
-            }
-        }
-        Some(_) => {}
-        None if at_apex => {}
-        None => return None,
-    }
-    if at_apex {
-        for t in signing::APEX_TYPES {
-            add(t);
-        }
-    }
-    Some((types, n))
 }
 
 fn push_addrs<T: Composer>(

@@ -9,7 +9,8 @@ use super::dnssec::key::SIGNATURE_LEN;
 use super::dnssec::rrsig::RrsigFields;
 use super::dnssec::{SignatureCache, Signer, nsec};
 use super::keystore::ZoneKey;
-use super::table::Zone;
+use super::table::{DnsTable, Lookup, Node, Zone};
+use crate::metrics::{Kind, TextWriter};
 use domain::base::iana::Rtype;
 use domain::base::message_builder::{PushError, RecordSectionBuilder};
 use domain::base::name::ToName;
@@ -17,11 +18,56 @@ use domain::base::rdata::ComposeRecordData;
 use domain::base::rdata::UnknownRecordData;
 use domain::base::wire::Composer;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Signature cache slots per DNS thread (about 100 bytes each).
 pub const CACHE_SLOTS: usize = 16_384;
 /// Records of one signed RRset at most (larger sets are answered TC).
 const MAX_RECORDS: usize = 64;
+
+/// Signature cache figures of every DNS thread (SPEC §13, docs/metrics.md).
+#[derive(Default, Debug)]
+pub struct DnssecStats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    /// Entries held by all threads' caches (each cache is bounded).
+    pub cache_entries: AtomicU64,
+    /// Bytes reserved by all threads' caches.
+    pub cache_bytes: AtomicU64,
+}
+
+impl DnssecStats {
+    pub fn write_metrics(&self, w: &mut TextWriter) {
+        const C: &str = "opengslb_dnssec_signature_cache_total";
+        w.family(
+            C,
+            "RRSIGs put in answers, by whether the signature came from the cache (hit) or was computed (miss).",
+            Kind::Counter,
+        );
+        w.sample(
+            C,
+            &[("result", "hit")],
+            self.cache_hits.load(Ordering::Relaxed) as f64,
+        );
+        w.sample(
+            C,
+            &[("result", "miss")],
+            self.cache_misses.load(Ordering::Relaxed) as f64,
+        );
+        w.single(
+            "opengslb_dnssec_signature_cache_entries",
+            "Signatures held in the DNS threads' signature caches.",
+            Kind::Gauge,
+            self.cache_entries.load(Ordering::Relaxed) as f64,
+        );
+        w.single(
+            "opengslb_dnssec_signature_cache_bytes",
+            "Memory reserved by the DNS threads' signature caches (their bound).",
+            Kind::Gauge,
+            self.cache_bytes.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
 
 /// Per-thread signing state, made on the first signed answer.
 pub(crate) struct SignState {
@@ -30,13 +76,17 @@ pub(crate) struct SignState {
 }
 
 impl SignState {
-    pub fn new() -> SignState {
+    pub fn new(stats: &DnssecStats) -> SignState {
         let mut secret = [0u8; 16];
         // A keyed hash keeps cache placement unpredictable; a failed RNG
         // only makes it predictable, never wrong.
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret);
+        let cache = SignatureCache::new(CACHE_SLOTS, secret);
+        stats
+            .cache_bytes
+            .fetch_add(cache.memory_bytes() as u64, Ordering::Relaxed);
         SignState {
-            signer: Signer::new(SignatureCache::new(CACHE_SLOTS, secret)),
+            signer: Signer::new(cache),
             scratch: Vec::with_capacity(4096),
         }
     }
@@ -47,6 +97,7 @@ pub(crate) struct SignCtx<'a> {
     pub key: &'a ZoneKey,
     pub state: &'a mut SignState,
     pub unix_now: u64,
+    pub stats: &'a DnssecStats,
 }
 
 fn rr_type(t: Rtype) -> u16 {
@@ -60,7 +111,7 @@ impl SignCtx<'_> {
     fn push_rrsig<T: Composer, S: RecordSectionBuilder<T>, N: ToName>(
         signer: &mut Signer,
         key: &ZoneKey,
-        unix_now: u64,
+        (unix_now, stats): (u64, &DnssecStats),
         section: &mut S,
         owner: &N,
         owner_wire: &[u8],
@@ -69,6 +120,7 @@ impl SignCtx<'_> {
         original_ttl: u32,
         rdata: &mut [&[u8]],
     ) -> Result<(), PushError> {
+        let (signed, entries) = (signer.signed, signer.cache.entries);
         let (fields, sig) = signer
             .sign_rrset(
                 &key.key,
@@ -80,6 +132,15 @@ impl SignCtx<'_> {
                 unix_now,
             )
             .map_err(|_| PushError::ShortBuf)?;
+        let counter = if signer.signed == signed {
+            &stats.cache_hits
+        } else {
+            &stats.cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if signer.cache.entries != entries {
+            stats.cache_entries.fetch_add(1, Ordering::Relaxed);
+        }
         let mut buf = [0u8; 18 + 255 + SIGNATURE_LEN];
         let n = rrsig_rdata(&fields, &key.apex_wire, &sig, &mut buf);
         let data = UnknownRecordData::from_octets(Rtype::RRSIG, &buf[..n])
@@ -122,7 +183,7 @@ impl SignCtx<'_> {
             Self::push_rrsig(
                 &mut self.state.signer,
                 self.key,
-                self.unix_now,
+                (self.unix_now, self.stats),
                 section,
                 owner,
                 owner_wire,
@@ -152,7 +213,7 @@ impl SignCtx<'_> {
         Self::push_rrsig(
             &mut st.signer,
             self.key,
-            self.unix_now,
+            (self.unix_now, self.stats),
             section,
             &zone.apex,
             &self.key.apex_wire,
@@ -186,7 +247,7 @@ impl SignCtx<'_> {
         Self::push_rrsig(
             &mut st.signer,
             self.key,
-            self.unix_now,
+            (self.unix_now, self.stats),
             section,
             &zone.apex,
             &self.key.apex_wire,
@@ -209,7 +270,7 @@ impl SignCtx<'_> {
         Self::push_rrsig(
             &mut self.state.signer,
             key,
-            self.unix_now,
+            (self.unix_now, self.stats),
             section,
             &zone.apex,
             &key.apex_wire,
@@ -243,7 +304,7 @@ impl SignCtx<'_> {
         Self::push_rrsig(
             &mut st.signer,
             self.key,
-            self.unix_now,
+            (self.unix_now, self.stats),
             section,
             owner,
             owner_wire,
@@ -284,3 +345,54 @@ fn rrsig_rdata(f: &RrsigFields, signer: &[u8], sig: &[u8; SIGNATURE_LEN], buf: &
 
 /// The apex types listed in NSEC bitmaps when the zone is signed.
 pub(crate) const APEX_TYPES: [u16; 5] = [6, 2, 48, 59, 60];
+
+/// DNSSEC for one answer: the signer and the query name's facts.
+pub(crate) struct Signing<'a> {
+    pub ctx: SignCtx<'a>,
+    /// The query name, lower case.
+    pub owner: &'a [u8],
+    /// Types present at the name (for NODATA's NSEC); None: no such name.
+    pub types: Option<([u16; 8], usize)>,
+}
+
+/// The types at `wire` for a compact-denial NSEC; None if no such name.
+pub(crate) fn types_at(table: &DnsTable, wire: &[u8]) -> Option<([u16; 8], usize)> {
+    let Lookup::Found { at_apex, node, .. } = table.lookup(wire) else {
+        return None;
+    };
+    let mut types = [0u16; 8];
+    let mut n = 0;
+    let mut add = |t: u16| {
+        if n < types.len() {
+            types[n] = t;
+            n += 1;
+        }
+    };
+    match node {
+        Some(Node::Domain(d)) => {
+            if !d.v4.is_empty() {
+                add(Rtype::A.to_int());
+            }
+            if !d.v6.is_empty() {
+                add(Rtype::AAAA.to_int());
+            }
+        }
+        Some(Node::Host(h)) => {
+            if h.addrs.iter().any(IpAddr::is_ipv4) {
+                add(Rtype::A.to_int());
+            }
+            if h.addrs.iter().any(IpAddr::is_ipv6) {
+                add(Rtype::AAAA.to_int());
+            }
+        }
+        Some(_) => {}
+        None if at_apex => {}
+        None => return None,
+    }
+    if at_apex {
+        for t in APEX_TYPES {
+            add(t);
+        }
+    }
+    Some((types, n))
+}
