@@ -66,6 +66,8 @@ struct Shared {
     commands: CommandSender,
     metrics: MetricsFn,
     config: ConfigFn,
+    /// `GET /api/v1/dnssec` (SPEC §13), set by the Overwatch after start.
+    dnssec: std::sync::OnceLock<ConfigFn>,
     writers: AtomicUsize,
     /// Connections refused with an oversized body and deliberately held.
     leaked: AtomicU64,
@@ -79,6 +81,7 @@ pub struct ApiServer {
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
     guard: Option<Guard>,
+    shared: Arc<Shared>,
 }
 
 /// Binds `cfg.address` and starts the workers; returns once listening.
@@ -104,6 +107,7 @@ pub fn start(
         commands,
         metrics,
         config,
+        dnssec: std::sync::OnceLock::new(),
         writers: AtomicUsize::new(0),
         leaked: AtomicU64::new(0),
     });
@@ -123,10 +127,17 @@ pub fn start(
         workers,
         stopping,
         guard: Some(guard),
+        shared,
     })
 }
 
 impl ApiServer {
+    /// What `GET /api/v1/dnssec` answers (public key facts and signature
+    /// cache figures only, never key material); set once.
+    pub fn set_dnssec_status(&self, status: ConfigFn) {
+        let _ = self.shared.dnssec.set(status);
+    }
+
     /// The bound address (the real port when started on port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -321,6 +332,13 @@ fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &S
         Route::ExpiringAgents => v11::expiring(query, &view).map(|v| (200, v)),
         Route::HealthRegions => Ok((200, v11::health_regions(&view))),
         Route::Config => Ok((200, (shared.config)())),
+        Route::Dnssec => Ok((
+            200,
+            shared.dnssec.get().map_or_else(
+                || serde_json::json!({"enabled": false, "zones": []}),
+                |f| f(),
+            ),
+        )),
         _ => read::answer(route, query, &view),
     };
     match answer {

@@ -321,6 +321,10 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
         }
         "dnssec keygen" => super::dnssec::keygen(inv, json_out),
         "dnssec ds" => super::dnssec::ds(inv, json_out),
+        "dnssec status" => Ok(out(
+            api(inv)?.call("GET", "/api/v1/dnssec", None)?,
+            &super::dnssec::render_status,
+        )),
         "completion" => super::completion::script(arg(0)).ok_or_else(|| {
             CliError::Usage(format!(
                 "completion: unknown shell {:?} (bash, zsh or fish)",

@@ -136,3 +136,45 @@ pub fn ds(inv: &Invocation, json_out: bool) -> Result<String, CliError> {
         format!("{ds}\n")
     })
 }
+
+/// `dnssec status` as text: one line per zone, then the cache figures.
+pub fn render_status(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let enabled = v.get("enabled").and_then(|e| e.as_bool()).unwrap_or(false);
+    out.push_str(&format!(
+        "signing: {}\n",
+        if enabled { "on" } else { "off" }
+    ));
+    for z in v
+        .get("zones")
+        .and_then(|z| z.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let f = |k: &str| {
+            z.get(k)
+                .map(|x| x.to_string().trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        out.push_str(&format!(
+            "zone {}  algorithm {}  key tag {}  file {}\n  {}\n",
+            f("zone"),
+            f("algorithm"),
+            f("key_tag"),
+            f("key_file"),
+            f("ds")
+        ));
+    }
+    if let Some(c) = v.get("signature_cache") {
+        let g = |k: &str| c.get(k).cloned().unwrap_or_default();
+        out.push_str(&format!(
+            "signature cache: hits {}  misses {}  hit rate {:.3}  entries {}  bytes {}\n",
+            g("hits"),
+            g("misses"),
+            g("hit_rate").as_f64().unwrap_or(0.0),
+            g("entries"),
+            g("bytes")
+        ));
+    }
+    out
+}

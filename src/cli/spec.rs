@@ -280,6 +280,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         required: &[],
         help: "print the DS record (SHA-256) of ZONE's key for the parent zone",
     },
+    CommandSpec {
+        name: "dnssec status",
+        aliases: &[],
+        args: &[],
+        flags: &[],
+        required: &[],
+        help: "show the signed zones (algorithm, key tag, DS) and the signature cache figures",
+    },
 ];
 
 /// Every command name, for the man-page consistency test.

@@ -194,3 +194,43 @@ fn zone_key(zone: &str, path: &Path, k: &KeyFile, algorithm: Algorithm) -> Resul
         created: k.created,
     })
 }
+
+/// `GET /api/v1/dnssec` and `opengslb-cli dnssec status`: the keys the
+/// DNS table signs with (public facts only) and the signature caches.
+pub fn status(table: &super::DnsTable, stats: &super::DnsStats) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let zones: Vec<serde_json::Value> = table
+        .dnssec
+        .iter()
+        .flat_map(|r| r.zones.iter())
+        .map(|z| {
+            serde_json::json!({
+                "zone": z.zone,
+                "algorithm": z.key.algorithm().mnemonic(),
+                "key_tag": z.key.key_tag(),
+                "flags": super::dnssec::key::CSK_FLAGS,
+                "created": z.created,
+                "key_file": z.file.display().to_string(),
+                "ds": z.key.ds_text(&z.zone).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let d = &stats.dnssec;
+    let (hits, misses) = (d.cache_hits.load(Relaxed), d.cache_misses.load(Relaxed));
+    let rate = if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    };
+    serde_json::json!({
+        "enabled": table.dnssec.is_some(),
+        "zones": zones,
+        "signature_cache": {
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": rate,
+            "entries": d.cache_entries.load(Relaxed),
+            "bytes": d.cache_bytes.load(Relaxed),
+        },
+    })
+}

@@ -132,7 +132,10 @@ fn v11_file_loads_unchanged_with_warnings() {
     );
     // overwatch.dnssec is real now (SPEC §13); `enabled: false` is quiet.
     assert!(
-        !loaded.warnings.iter().any(|w| w.contains("overwatch.dnssec")),
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("overwatch.dnssec")),
         "{:?}",
         loaded.warnings
     );
