@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Signature cache slots per DNS thread (about 100 bytes each).
-pub const CACHE_SLOTS: usize = 16_384;
+pub const CACHE_SLOTS: usize = 32_768;
 /// Records of one signed RRset at most (larger sets are answered TC).
 const MAX_RECORDS: usize = 64;
 
