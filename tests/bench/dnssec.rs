@@ -6,7 +6,9 @@
 //! - cold signing throughput (signatures per second per core) for
 //!   ECDSAP256SHA256 and ED25519;
 //! - memory of a signature cache holding 10,000 distinct answer sets.
-//! Prints the figures; scripts/bench/dnssec.sh checks the bound. Run:
+//!
+//! Prints the figures (scripts/bench/dnssec.sh runs it; the 1.3x bound is
+//! on server CPU and is not checked here). Run:
 //! `cargo test --release --test dnssec_bench -- --ignored --nocapture`.
 
 use domain::base::iana::Rtype;
