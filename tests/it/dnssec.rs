@@ -320,3 +320,105 @@ fn validators_accept_signed_answers_and_reject_a_wrong_key() {
         srv.stop();
     }
 }
+
+/// The bad-input corners of issue 13 without a validator: DO with a tiny
+/// UDP size gets TC, CD is echoed and AD never set, DS at the apex is
+/// NODATA with a signed NSEC, the NXDOMAIN of a signed
+/// zone is NOERROR (RFC 9824), and without DO nothing is signed.
+#[test]
+fn signed_answers_bad_input_corners() {
+    use domain::base::iana::{Rcode, Rtype};
+    use domain::base::{Message, MessageBuilder, Name};
+    use opengslb::dns::{Responder, Transport};
+    use std::str::FromStr;
+    let kf = KeyFile::generate(ZONE, Algorithm::EcdsaP256Sha256, 0).unwrap();
+    let stats = DnsStats::new();
+    let table = DnsTable::build(&spec(&["10.0.0.1", "10.0.0.2"]), &stats).with_dnssec(ring(&kf));
+    let ask = |name: &str, qtype: Rtype, size: u16, dnssec_ok: bool, cd: bool| {
+        let mut b = MessageBuilder::new_vec();
+        b.header_mut().set_id(3);
+        b.header_mut().set_cd(cd);
+        let mut q = b.question();
+        q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+            .unwrap();
+        let mut add = q.additional();
+        add.opt(|o| {
+            o.set_udp_payload_size(size);
+            o.set_dnssec_ok(dnssec_ok);
+            Ok(())
+        })
+        .unwrap();
+        let mut r = Responder::new(4096);
+        let out = r
+            .respond(
+                &add.finish(),
+                "192.0.2.1".parse().unwrap(),
+                Transport::Udp,
+                &table,
+                &stats,
+            )
+            .unwrap()
+            .to_vec();
+        Message::from_octets(out).unwrap()
+    };
+    let has_rrsig = |m: &Message<Vec<u8>>| {
+        m.answer()
+            .unwrap()
+            .chain(m.authority().unwrap())
+            .any(|r| r.unwrap().rtype() == Rtype::RRSIG)
+    };
+    let apex = format!("{ZONE}.");
+    // DNSKEY with DO at the smallest size: fits or is TC, never cut.
+    let m = ask(&apex, Rtype::DNSKEY, 512, true, true);
+    assert!(m.header().cd(), "CD echoed");
+    assert!(!m.header().ad(), "AD never set by the authority");
+    assert!(m.header().tc() || has_rrsig(&m));
+    // Many addresses do not fit 512 bytes with signatures: TC.
+    let many: Vec<String> = (1..=40).map(|i| format!("10.0.1.{i}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let big = DnsTable::build(&spec(&refs), &stats).with_dnssec(ring(&kf));
+    let b = MessageBuilder::new_vec();
+    let mut q = b.question();
+    q.push((
+        Name::<Vec<u8>>::from_str(&format!("app.{ZONE}.")).unwrap(),
+        Rtype::A,
+    ))
+    .unwrap();
+    let mut add = q.additional();
+    add.opt(|o| {
+        o.set_udp_payload_size(512);
+        o.set_dnssec_ok(true);
+        Ok(())
+    })
+    .unwrap();
+    let out = Responder::new(4096)
+        .respond(
+            &add.finish(),
+            "192.0.2.1".parse().unwrap(),
+            Transport::Udp,
+            &big,
+            &stats,
+        )
+        .unwrap()
+        .to_vec();
+    assert!(Message::from_octets(out).unwrap().header().tc());
+    // DS at the apex: NODATA, the NSEC at the apex does not list DS.
+    let m = ask(&apex, Rtype::DS, 1232, true, false);
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    assert_eq!(m.header_counts().ancount(), 0);
+    assert!(has_rrsig(&m));
+    assert!(
+        m.authority()
+            .unwrap()
+            .any(|r| r.unwrap().rtype() == Rtype::NSEC),
+        "NSEC in the authority section"
+    );
+    // Compact denial: NOERROR, not NXDOMAIN, with DO; NXDOMAIN without.
+    let m = ask(&format!("nope.{ZONE}."), Rtype::A, 1232, true, false);
+    assert_eq!(m.header().rcode(), Rcode::NOERROR);
+    let m = ask(&format!("nope.{ZONE}."), Rtype::A, 1232, false, false);
+    assert_eq!(m.header().rcode(), Rcode::NXDOMAIN);
+    assert!(!has_rrsig(&m));
+    let m = ask(&format!("app.{ZONE}."), Rtype::A, 1232, false, false);
+    assert!(!has_rrsig(&m));
+}
