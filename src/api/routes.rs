@@ -42,6 +42,8 @@ pub enum Route {
     ClusterStatus,
     /// The learned-latency table, paged (SPEC §11).
     Latency,
+    /// DNSSEC keys (public facts) and signature cache figures.
+    Dnssec,
 }
 
 impl Route {
@@ -396,6 +398,7 @@ pub const ROUTES: &[RouteDef] = &[
     def("/api/v1/ready", READ, |_, _| Ok(Route::Ready)),
     def("/api/v1/live", READ, |_, _| Ok(Route::Live)),
     def("/api/v1/version", READ, |_, _| Ok(Route::Version)),
+    def("/api/v1/dnssec", READ, |_, _| Ok(Route::Dnssec)),
     def("/api/v1/audit-logs", READ, |_, _| Ok(Route::AuditLogs)),
     def("/api/v1/openapi.json", READ, |_, _| Ok(Route::OpenApi)),
 ];
@@ -449,6 +452,7 @@ mod tests {
             ("/api/v1/ready", Route::Ready),
             ("/api/v1/live", Route::Live),
             ("/api/v1/version", Route::Version),
+            ("/api/v1/dnssec", Route::Dnssec),
             ("/api/v1/audit-logs?limit=5", Route::AuditLogs),
             ("/metrics", Route::Metrics),
             ("/health", Route::Health),

@@ -77,6 +77,8 @@ struct Shared {
     writers: Arc<WriterSlots>,
     cluster: ConfigFn,
     latency: LatencyFn,
+    /// `GET /api/v1/dnssec` (SPEC §13), set by the Overwatch after start.
+    dnssec: std::sync::OnceLock<ConfigFn>,
     /// Connections refused with an oversized body and deliberately held.
     leaked: AtomicU64,
 }
@@ -89,6 +91,7 @@ pub struct ApiServer {
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
     guard: Option<Guard>,
+    shared: Arc<Shared>,
 }
 
 /// Binds `cfg.address` and starts the workers; returns once listening.
@@ -119,6 +122,7 @@ pub fn start(
         writers: WriterSlots::new(MAX_WRITERS, MAX_WRITERS_PER_SOURCE),
         cluster,
         latency,
+        dnssec: std::sync::OnceLock::new(),
         leaked: AtomicU64::new(0),
     });
     let stopping = Arc::new(AtomicBool::new(false));
@@ -137,10 +141,17 @@ pub fn start(
         workers,
         stopping,
         guard: Some(guard),
+        shared,
     })
 }
 
 impl ApiServer {
+    /// What `GET /api/v1/dnssec` answers (public key facts and signature
+    /// cache figures only, never key material); set once.
+    pub fn set_dnssec_status(&self, status: ConfigFn) {
+        let _ = self.shared.dnssec.set(status);
+    }
+
     /// The bound address (the real port when started on port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -349,6 +360,13 @@ fn answer_read(request: tiny_http::Request, route: &Route, url: &str, shared: &S
         Route::Latency => (shared.latency)(query)
             .map(|v| (200, v))
             .map_err(ApiError::bad_request),
+        Route::Dnssec => Ok((
+            200,
+            shared.dnssec.get().map_or_else(
+                || serde_json::json!({"enabled": false, "zones": []}),
+                |f| f(),
+            ),
+        )),
         _ => read::answer(route, query, &view),
     };
     match answer {

@@ -50,7 +50,7 @@ fn agent_api(inv: &Invocation) -> Result<Client, CliError> {
     )
 }
 
-fn pretty(v: &Value) -> String {
+pub(super) fn pretty(v: &Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s
@@ -350,6 +350,12 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
                 format!("{key}\n")
             })
         }
+        "dnssec keygen" => super::dnssec::keygen(inv, json_out),
+        "dnssec ds" => super::dnssec::ds(inv, json_out),
+        "dnssec status" => Ok(out(
+            api(inv)?.call("GET", "/api/v1/dnssec", None)?,
+            &super::dnssec::render_status,
+        )),
         "completion" => super::completion::script(arg(0)).ok_or_else(|| {
             CliError::Usage(format!(
                 "completion: unknown shell {:?} (bash, zsh or fish)",

@@ -12,6 +12,7 @@ pub mod client;
 pub mod cluster;
 mod commands;
 pub mod completion;
+pub mod dnssec;
 pub mod migrate;
 pub mod render;
 mod servers;

@@ -120,8 +120,18 @@ pub const COMMAND_FLAGS: &[Flag] = &[
         long: "config",
         short: Some('c'),
         value: Some("FILE"),
-        help: "the configuration file to check",
+        help: "the configuration file to check (dnssec: to find data_dir)",
     },
+    flag(
+        "algorithm",
+        Some("ALG"),
+        "DNSSEC algorithm of a new key: ECDSAP256SHA256 (default) or ED25519",
+    ),
+    flag(
+        "key-file",
+        Some("FILE"),
+        "DNSSEC key file (default: data_dir/dnssec/ZONE.key, data_dir from --config, else /var/lib/opengslb)",
+    ),
 ];
 
 pub const COMMANDS: &[CommandSpec] = &[
@@ -308,6 +318,30 @@ pub const COMMANDS: &[CommandSpec] = &[
         flags: &[],
         required: &[],
         help: "print a new random 32-byte gossip encryption key in base64",
+    },
+    CommandSpec {
+        name: "dnssec keygen",
+        aliases: &[],
+        args: &["ZONE"],
+        flags: &["algorithm", "key-file", "config"],
+        required: &[],
+        help: "write a new DNSSEC combined signing key for ZONE (mode 0600; never overwrites)",
+    },
+    CommandSpec {
+        name: "dnssec ds",
+        aliases: &[],
+        args: &["ZONE"],
+        flags: &["key-file", "config"],
+        required: &[],
+        help: "print the DS record (SHA-256) of ZONE's key for the parent zone",
+    },
+    CommandSpec {
+        name: "dnssec status",
+        aliases: &[],
+        args: &[],
+        flags: &[],
+        required: &[],
+        help: "show the signed zones (algorithm, key tag, DS) and the signature cache figures",
     },
 ];
 

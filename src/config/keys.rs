@@ -74,6 +74,9 @@ const fn inert(path: &'static str, kind: Kind) -> Key {
 
 pub const MODES: &[&str] = &["overwatch", "agent"];
 pub const CHECK_TYPES: &[&str] = &["http", "https", "tcp"];
+/// `overwatch.dnssec.algorithm` (SPEC §13).
+pub const DNSSEC_ALGORITHMS: &[&str] = &["ECDSAP256SHA256", "ED25519"];
+
 pub const ALGORITHMS: &[&str] = &[
     "round-robin",
     "weighted",
@@ -161,7 +164,10 @@ const TOP: &[Key] = &[
     k("overwatch.audit", Section),
     k("overwatch.audit.max_size", Usize),
     k("overwatch.audit.max_files", Usize),
-    inert("overwatch.dnssec", Any),
+    k("overwatch.dnssec", Section),
+    k("overwatch.dnssec.enabled", Bool),
+    k("overwatch.dnssec.algorithm", Enum(DNSSEC_ALGORITHMS)),
+    k("overwatch.dnssec.key_file", Str),
     k("overwatch.geolocation", Section),
     k("overwatch.geolocation.database_path", Str),
     k("overwatch.geolocation.default_region", Str),

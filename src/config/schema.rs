@@ -180,6 +180,29 @@ impl Default for SoaConfig {
     }
 }
 
+/// `overwatch.dnssec` (SPEC §13): online signing of every zone in
+/// `dns.zones` with one combined signing key per zone.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnssecConfig {
+    pub enabled: bool,
+    /// `ECDSAP256SHA256` (default) or `ED25519`: the algorithm the key
+    /// files must hold.
+    pub algorithm: String,
+    /// Key file of the (single) zone; default `data_dir/dnssec/<zone>.key`.
+    pub key_file: Option<String>,
+}
+
+impl Default for DnssecConfig {
+    fn default() -> Self {
+        DnssecConfig {
+            enabled: false,
+            algorithm: "ECDSAP256SHA256".into(),
+            key_file: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverwatchConfig {
@@ -193,8 +216,7 @@ pub struct OverwatchConfig {
     pub peers: Vec<String>,
     pub peer_sync: PeerSyncConfig,
     pub audit: super::audit::AuditConfig,
-    /// v1.1 keys accepted and not acted on.
-    pub dnssec: Option<serde_norway::Value>,
+    pub dnssec: DnssecConfig,
     /// Client-location routing (SPEC §11); None = not configured.
     pub geolocation: Option<GeolocationConfig>,
 }
@@ -245,7 +267,7 @@ impl Default for OverwatchConfig {
             peers: Vec::new(),
             peer_sync: PeerSyncConfig::default(),
             audit: Default::default(),
-            dnssec: None,
+            dnssec: DnssecConfig::default(),
             geolocation: None,
         }
     }

@@ -15,6 +15,8 @@ pub struct Secrets {
     pub gossip_keys: Vec<[u8; 32]>,
     /// Agent mode: the service token presented at registration.
     pub service_token: Option<String>,
+    /// Overwatch with `overwatch.dnssec.enabled`: the zones' signing keys.
+    pub dnssec: Option<std::sync::Arc<crate::dns::keystore::KeyRing>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -92,6 +94,12 @@ pub fn resolve(cfg: &Config, mode: Mode) -> (Secrets, Vec<(String, String)>) {
         match decode_key(k) {
             Ok(k) => secrets.gossip_keys.push(k),
             Err(e) => errors.push((format!("{prefix}.encryption_keys[{i}]"), e)),
+        }
+    }
+    if mode == Mode::Overwatch {
+        match crate::dns::keystore::load(cfg) {
+            Ok(ring) => secrets.dnssec = ring.map(std::sync::Arc::new),
+            Err(e) => errors.extend(e),
         }
     }
     if let (Mode::Agent, Some(agent)) = (mode, &cfg.agent) {

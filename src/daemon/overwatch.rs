@@ -184,6 +184,12 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         ),
         None => None,
     };
+    if let Some(api) = &api_server {
+        let (cell, stats) = (Arc::clone(&dns_cell), Arc::clone(&dns_stats));
+        api.set_dnssec_status(Arc::new(move || {
+            dns::keystore::status(&cell.load(), &stats)
+        }));
+    }
     let mut metrics_server = listen::start_metrics(&config, Mode::Overwatch, render)?;
 
     runtime.set_ready();

@@ -90,6 +90,8 @@ pub(crate) struct FastIndex {
     names: Vec<u8>,
     domains: Vec<FastDomain>,
     zones: Vec<Option<SoaTemplate>>,
+    /// DNSSEC on: DO=1 queries take the full path, which signs.
+    pub(crate) signed: bool,
 }
 
 fn hash_step(h: u64, b: u8) -> u64 {
@@ -315,6 +317,9 @@ pub(crate) fn answer(
     let Some((mut q, wlen, nlabels)) = parse(query, &mut wire, &mut starts) else {
         return false;
     };
+    if idx.signed && matches!(q.edns, Some((_, true))) {
+        return false;
+    }
     q.advertise = max_udp_size.max(PLAIN_UDP_MAX as u16);
     let name = wire.get(..wlen).unwrap_or(&[]);
     let starts = starts.get(..nlabels).unwrap_or(&[]);

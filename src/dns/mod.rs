@@ -6,8 +6,10 @@
 //! poll loops, `stats` keeps the counters.
 
 mod cookies;
+pub mod dnssec;
 mod edns;
 mod fastpath;
+pub mod keystore;
 pub mod learned;
 pub mod nameservers;
 mod query;
@@ -18,6 +20,7 @@ pub mod rrl;
 #[doc(hidden)]
 pub mod sample;
 pub mod server;
+mod signing;
 mod siphash;
 pub mod stats;
 pub mod table;

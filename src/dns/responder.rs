@@ -25,16 +25,19 @@ use super::cookies::Verdict;
 use super::edns::Ecs;
 use super::edns::{Ede, Edns, OptOut};
 use super::learned::LearnedLookup;
+use super::keystore::ZoneKey;
 use super::query::{self, Parsed, Q};
 use super::regional::{Want, client_address};
 use super::routing::Pick;
 use super::rrl::Class as RrlClass;
+use super::signing::{self, SignCtx, SignState, Signing};
 use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
 use super::table::{DnsTable, DomainEntry, HostEntry, Lookup, Node, Serving, WireName, Zone};
 use crate::clock::Now;
 use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
 use domain::base::message_builder::{AnswerBuilder, PushError, StaticCompressor};
 use domain::base::name::ParsedName;
+use domain::base::rdata::UnknownRecordData;
 use domain::base::wire::Composer;
 use domain::base::{Header, MessageBuilder};
 use domain::rdata::{A, Aaaa, Ns};
@@ -75,6 +78,8 @@ enum Plan<'t> {
     /// RFC 7873 §5.2.3: a client that sent a cookie, answered with only a
     /// fresh server cookie (rate limited, or a probe with a bad cookie).
     BadCookie,
+    /// DNSSEC: the apex DNSKEY, CDS or CDNSKEY of a signed zone.
+    ApexKeys(&'t Zone, &'t ZoneKey, Rtype),
 }
 
 impl Plan<'_> {
@@ -92,9 +97,12 @@ impl Plan<'_> {
     /// The rate-limiting class (rrl.rs).
     fn class(&self) -> RrlClass {
         match self {
-            Plan::Soa(_) | Plan::Ns(_) | Plan::Addrs(..) | Plan::Any(..) | Plan::Host(..) => {
-                RrlClass::Answer
-            }
+            Plan::Soa(_)
+            | Plan::Ns(_)
+            | Plan::Addrs(..)
+            | Plan::Any(..)
+            | Plan::Host(..)
+            | Plan::ApexKeys(..) => RrlClass::Answer,
             Plan::NoData(_) => RrlClass::NoData,
             Plan::NxDomain(_) => RrlClass::NxDomain,
             _ => RrlClass::Error,
@@ -144,6 +152,8 @@ pub struct Responder {
     limited: u32,
     /// Learned round trips for `learned_latency` (None = not wired).
     learned: Option<Arc<dyn LearnedLookup>>,
+    /// DNSSEC signature cache and scratch, made on the first signed answer.
+    signing: Option<Box<SignState>>,
 }
 
 impl Responder {
@@ -155,6 +165,7 @@ impl Responder {
             now: Now::at(0, 0),
             limited: 0,
             learned: None,
+            signing: None,
         }
     }
 
@@ -224,6 +235,19 @@ impl Responder {
             }
         };
         let (mut plan, mut slip) = (plan, false);
+        // DNSSEC (signing.rs): the zone's key, and whether to sign.
+        let zone_key = wire.as_ref().and_then(|w| table.zone_key(w.as_slice()));
+        if let (Plan::NoData(z), Some((_, key)), Some(q)) = (&plan, zone_key, &question)
+            && matches!(q.qtype(), Rtype::DNSKEY | Rtype::CDS | Rtype::CDNSKEY)
+            && wire
+                .as_ref()
+                .is_some_and(|w| w.as_slice().eq_ignore_ascii_case(&key.apex_wire))
+        {
+            plan = Plan::ApexKeys(z, key, q.qtype());
+        }
+        let sign_key = zone_key
+            .filter(|_| edns.is_some_and(|e| e.dnssec_ok))
+            .map(|(_, k)| k);
         // RFC 7873: check the client's cookie and make ours.
         let wall = u32::try_from(self.now.wall_secs()).unwrap_or(u32::MAX);
         let cookie = edns
@@ -258,10 +282,30 @@ impl Responder {
                 0
             };
         }
+        // RFC 9824: a signed NXDOMAIN is NOERROR with an NXNAME NSEC.
+        let compact = sign_key.is_some() && matches!(plan, Plan::NxDomain(_));
+        if let (Some(o), true) = (opt.as_mut(), compact) {
+            o.rcode = OptRcode::NOERROR;
+        }
         if let (Some(o), Some((_, (_, c)))) = (opt.as_mut(), cookie) {
             o.cookie = Some(c);
         }
         let buf = std::mem::take(&mut self.buf);
+        let sign = match (sign_key, &wire) {
+            (Some(key), Some(w)) => Some(Signing {
+                ctx: SignCtx {
+                    key,
+                    state: self
+                        .signing
+                        .get_or_insert_with(|| Box::new(SignState::new(&stats.dnssec))),
+                    unix_now: self.now.wall_secs(),
+                    stats: &stats.dnssec,
+                },
+                owner: w.as_slice(),
+                types: signing::types_at(table, w.as_slice()),
+            }),
+            _ => None,
+        };
         let (buf, outcome) = compose(
             buf,
             header,
@@ -270,6 +314,7 @@ impl Responder {
             &plan,
             limit,
             slip,
+            sign,
         );
         self.buf = buf;
         if slip {
@@ -464,6 +509,7 @@ struct Outcome {
     truncated: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compose(
     buf: Vec<u8>,
     query_header: Header,
@@ -472,12 +518,17 @@ fn compose(
     plan: &Plan<'_>,
     limit: usize,
     slip: bool,
+    mut sign: Option<Signing<'_>>,
 ) -> (Vec<u8>, Outcome) {
     let mut builder = match MessageBuilder::from_target(StaticCompressor::new(buf)) {
         Ok(b) => b,
         Err(never) => match never {},
     };
-    let mut h = start_header(query_header, plan.rcode());
+    let rcode = match (plan, &sign) {
+        (Plan::NxDomain(_), Some(_)) => Rcode::NOERROR,
+        _ => plan.rcode(),
+    };
+    let mut h = start_header(query_header, rcode);
     h.set_aa(plan.authoritative());
     *builder.header_mut() = h;
     let opt_len = opt.map_or(0, OptOut::wire_len);
@@ -495,7 +546,12 @@ fn compose(
     let mut answer = q.answer();
     if let Some(question) = question
         && !truncated
-        && push_answer(&mut answer, question.qname(), plan).is_err()
+        && push_answer(&mut answer, question.qname(), plan)
+            .and_then(|()| match sign.as_mut() {
+                Some(s) => sign_answer(&mut answer, question.qname(), plan, s),
+                None => Ok(()),
+            })
+            .is_err()
     {
         truncated = true;
         answer.rewind();
@@ -503,9 +559,17 @@ fn compose(
     let mut authority = answer.authority();
     if !truncated {
         let pushed = match plan {
-            Plan::NxDomain(z) | Plan::NoData(z) => {
-                authority.push((&z.apex, z.negative_ttl, &z.soa))
-            }
+            Plan::NxDomain(z) | Plan::NoData(z) => authority
+                .push((&z.apex, z.negative_ttl, &z.soa))
+                .and_then(|()| match (sign.as_mut(), question) {
+                    (Some(s), Some(q)) => {
+                        let types = s.types.as_ref().map(|(t, n)| &t[..*n]);
+                        s.ctx.sign_soa(&mut authority, z, z.negative_ttl)?;
+                        s.ctx
+                            .push_nsec(&mut authority, q.qname(), s.owner, types, z.negative_ttl)
+                    }
+                    _ => Ok(()),
+                }),
             _ => Ok(()),
         };
         if pushed.is_err() {
@@ -565,6 +629,41 @@ fn push_answer<T: Composer>(
             }
             Ok(())
         }
+        Plan::ApexKeys(z, key, rtype) => {
+            let rdata = signing::apex_key_rdata(key, *rtype);
+            let data =
+                UnknownRecordData::from_octets(*rtype, rdata).map_err(|_| PushError::ShortBuf)?;
+            answer.push((qname, z.soa_ttl, data))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The RRSIGs of the answer section's RRsets (signing.rs).
+fn sign_answer<T: Composer>(
+    answer: &mut AnswerBuilder<T>,
+    qname: &ParsedName<&[u8]>,
+    plan: &Plan<'_>,
+    s: &mut Signing<'_>,
+) -> Result<(), PushError> {
+    let owner = s.owner;
+    match plan {
+        Plan::Soa(z) => s.ctx.sign_soa(answer, z, z.soa_ttl),
+        Plan::Ns(z) => s.ctx.sign_ns(answer, z),
+        Plan::Addrs(d, pick) => s.ctx.sign_addrs(answer, qname, owner, d.ttl, pick.clone()),
+        Plan::Any(d, v4, v6) => {
+            s.ctx
+                .sign_addrs(answer, qname, owner, d.ttl, v4.clone().chain(v6.clone()))
+        }
+        Plan::Host(h, qtype) => {
+            let addrs = h
+                .addrs
+                .iter()
+                .copied()
+                .filter(|a| family_matches(*a, *qtype));
+            s.ctx.sign_addrs(answer, qname, owner, h.ttl, addrs)
+        }
+        Plan::ApexKeys(z, _, rtype) => s.ctx.sign_apex_keys(answer, z, *rtype),
         _ => Ok(()),
     }
 }

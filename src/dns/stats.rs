@@ -150,6 +150,8 @@ pub struct DnsStats {
     /// secret and the rate-limiting table (cookies.rs, rrl.rs).
     pub(crate) cookies: CookieJar,
     pub rrl: RrlState,
+    /// DNSSEC signature cache figures (signing.rs).
+    pub dnssec: super::signing::DnssecStats,
 }
 
 fn qtype_index(q: QtypeLabel) -> usize {
@@ -305,6 +307,7 @@ impl DnsStats {
             self.truncated() as f64,
         );
         self.rrl.write_metrics(w);
+        self.dnssec.write_metrics(w);
         let map = self.domains.lock().unwrap_or_else(|e| e.into_inner());
         const A: &str = "opengslb_dns_answers_total";
         w.family(

@@ -15,6 +15,7 @@
 //! their addresses as glue for NS answers.
 
 use super::fastpath::FastIndex;
+use super::keystore::{KeyRing, ZoneKey};
 use super::nameservers::NameServerSpec;
 use super::regional::{RegionTargets, Regional};
 use super::routing::Pool;
@@ -172,6 +173,8 @@ pub struct DnsTable {
     pub(crate) geo: Option<Arc<GeoResolver>>,
     /// Precomputed answers for plain queries (fastpath.rs).
     fast: FastIndex,
+    /// `overwatch.dnssec`: the keys of the signed zones.
+    pub(crate) dnssec: Option<Arc<KeyRing>>,
 }
 
 /// The lowercased, uncompressed wire form of a name in a stack buffer.
@@ -294,6 +297,22 @@ impl DnsTable {
     /// with a warning (the config loader rejects them first). Per-domain
     /// counters are taken from `stats`; counters of names no longer
     /// configured are dropped there.
+    /// Signs the zones `ring` has keys for (answers to DO=1 queries).
+    pub fn with_dnssec(mut self, ring: Option<Arc<KeyRing>>) -> DnsTable {
+        self.fast.signed = ring.is_some();
+        self.dnssec = ring;
+        self
+    }
+
+    /// The key of the zone `wire` is in, when that zone is signed.
+    pub(crate) fn zone_key(&self, wire: &[u8]) -> Option<(&Zone, &ZoneKey)> {
+        let ring = self.dnssec.as_ref()?;
+        match self.lookup(wire) {
+            Lookup::Found { zone, .. } => Some((zone, ring.find(zone.apex.as_slice())?)),
+            Lookup::Refused => None,
+        }
+    }
+
     pub fn build(spec: &TableSpec, stats: &DnsStats) -> DnsTable {
         let mut table = DnsTable::default();
         for z in &spec.zones {

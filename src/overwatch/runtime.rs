@@ -25,6 +25,7 @@ use crate::api::command::CommandRequest;
 use crate::api::view::{AuditEntry, ManagedListing, OverwatchView};
 use crate::clock::{Liveness, Mono, Now};
 use crate::config::Config;
+use crate::dns::keystore::KeyRing;
 use crate::dns::{DnsStats, DnsTable};
 use crate::gossip::Policy;
 use crate::gossip::overwatch::OverwatchEvent;
@@ -122,6 +123,9 @@ pub struct Runtime {
     /// Where local writes go to be pushed; `None` without peers.
     pub(super) peer_out: Option<Sender<Entry>>,
     pub(super) replica_dirty: bool,
+    /// `overwatch.dnssec` keys the DNS table signs with (kept on a reload
+    /// whose keys cannot be read).
+    pub(super) dnssec: Option<Arc<KeyRing>>,
 }
 
 impl Runtime {
@@ -154,7 +158,9 @@ impl Runtime {
         let audit_tail = audit
             .recent::<AuditEntry>(AUDIT_TAIL)
             .map_err(|e| e.to_string())?;
+        let dnssec = load_dnssec(config)?;
         let mut rt = Runtime {
+            dnssec,
             reg,
             publisher: Publisher::default(),
             node_id,
@@ -363,9 +369,9 @@ impl Runtime {
         }
         if self.publisher.update(&self.reg, &changes) {
             let spec = self.publisher.table_spec(now.wall_secs() as u32);
-            self.out
-                .dns
-                .publish(DnsTable::build(&spec, &self.out.dns_stats));
+            self.out.dns.publish(
+                DnsTable::build(&spec, &self.out.dns_stats).with_dnssec(self.dnssec.clone()),
+            );
         }
         let mut view = self.publisher.view(
             &self.reg,
@@ -389,6 +395,18 @@ impl Runtime {
             self.out.policy.publish(policy);
         }
     }
+}
+
+/// The DNSSEC keys of `config`; the error names the key file.
+pub(super) fn load_dnssec(config: &Config) -> Result<Option<Arc<KeyRing>>, String> {
+    crate::dns::keystore::load(config)
+        .map(|r| r.map(Arc::new))
+        .map_err(|e| {
+            e.iter()
+                .map(|(k, m)| format!("{k}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
 }
 
 pub fn node_id(config: &Config) -> String {

@@ -121,7 +121,6 @@ fn v11_file_loads_unchanged_with_warnings() {
     );
     assert_eq!(cfg.logging.format, config::LogFormat::Json);
     for key in [
-        "overwatch.dnssec",
         "overwatch.gossip.probe_interval",
         "overwatch.gossip.probe_timeout",
         "overwatch.gossip.gossip_interval",
@@ -142,12 +141,16 @@ fn v11_file_loads_unchanged_with_warnings() {
             .count(),
         1
     );
-    let dnssec = loaded
-        .warnings
-        .iter()
-        .find(|w| w.contains("overwatch.dnssec"))
-        .unwrap();
-    assert!(dnssec.contains("overwatch.yaml:30:"), "{dnssec}");
+    // overwatch.dnssec is real now (SPEC §13); `enabled: false` is quiet.
+    assert!(
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("overwatch.dnssec")),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(!cfg.overwatch.dnssec.enabled);
 }
 
 const MISTAKES: &str = "\

@@ -25,6 +25,7 @@ mod dns_corpus;
 mod dns_internet;
 mod dns_resolver;
 mod dns_server;
+mod dnssec;
 mod fuzz_corpus;
 mod geo;
 mod gossip_loopback;

@@ -156,6 +156,12 @@ impl Runtime {
     /// registry, the gossip policy and the DNS counters.
     pub(in crate::overwatch) fn reconfigure(&mut self, config: Config, now: Now) {
         self.node_id = node_id(&config);
+        match super::runtime::load_dnssec(&config) {
+            Ok(keys) => self.dnssec = keys,
+            Err(e) => {
+                log::error!("SIGHUP: DNSSEC keys not reloaded, the old ones keep signing: {e}")
+            }
+        }
         self.reg
             .reconfigure(RegistryConfig::from_config(&config), now);
         self.out.policy.publish(publish::policy::build(
