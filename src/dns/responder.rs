@@ -24,8 +24,8 @@
 use super::cookies::Verdict;
 use super::edns::Ecs;
 use super::edns::{Ede, Edns, OptOut};
-use super::learned::LearnedLookup;
 use super::keystore::ZoneKey;
+use super::learned::LearnedLookup;
 use super::query::{self, Parsed, Q};
 use super::regional::{Want, client_address};
 use super::routing::Pick;

@@ -9,8 +9,8 @@
 
 pub mod drain_guard;
 mod ingest;
-pub mod managed;
 pub mod learned;
+pub mod managed;
 pub mod metrics;
 pub mod model;
 pub mod peers;

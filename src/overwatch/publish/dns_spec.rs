@@ -14,8 +14,8 @@ use super::super::registry::Registry;
 use crate::config::{Config, Domain, RoutingAlgorithm};
 use crate::dns::{DomainSpec, RegionTargets, Target, ZoneSpec};
 use crate::geo::GeoResolver;
-use std::sync::Arc;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 pub fn zones(cfg: &Config) -> Vec<ZoneSpec> {
     cfg.dns
