@@ -14,7 +14,7 @@ use opengslb::dns::{
     self, DnsStats, DnsTable, DomainSpec, NameServerSpec, ServerConfig, TableSpec, Target, ZoneSpec,
 };
 use opengslb::snapshot::SnapshotCell;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -87,14 +87,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `dig` output for a query to `server` with DO set.
 fn dig(server: SocketAddr, name: &str, qtype: &str) -> String {
     let out = Command::new("dig")
@@ -130,7 +122,9 @@ fn status(out: &str) -> String {
 /// Starts unbound; a second try covers a port taken between our probe
 /// and unbound's bind.
 fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<(Proc, SocketAddr), String> {
-    start_unbound_once(stub, ds, tag).or_else(|_| start_unbound_once(stub, ds, tag))
+    start_unbound_once(stub, ds, tag)
+        .or_else(|_| start_unbound_once(stub, ds, tag))
+        .or_else(|_| start_unbound_once(stub, ds, tag))
 }
 
 fn start_unbound_once(stub: SocketAddr, ds: &str, tag: &str) -> Result<(Proc, SocketAddr), String> {
@@ -140,7 +134,7 @@ fn start_unbound_once(stub: SocketAddr, ds: &str, tag: &str) -> Result<(Proc, So
         .ok_or("unbound is not installed")?;
     let dir = std::env::temp_dir().join(format!("opengslb-dnssec-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let port = free_port();
+    let port = crate::util::free_port_outside_ephemeral("127.0.0.1");
     let mut conf = format!(
         "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  logfile: \"\"\n  use-syslog: no\n  verbosity: 1\n  num-threads: 1\n  so-reuseport: no\n  access-control: 127.0.0.0/8 allow\n  module-config: \"validator iterator\"\n  do-not-query-localhost: no\n  trust-anchor: \"{ds}\"\n  val-log-level: 2\n  local-zone: \"test.\" nodefault\n",
         d = dir.display()

@@ -68,6 +68,26 @@ pub fn need_root(test: &str) -> bool {
     root
 }
 
+/// A port free for both UDP and TCP on `ip`, below the kernel's ephemeral
+/// range, for a program that binds it itself later (unbound): a port the
+/// kernel hands out can be taken again by another test's outgoing or
+/// TIME_WAIT connection before that program binds it.
+pub fn free_port_outside_ephemeral(ip: &str) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() % 8000) as u16;
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + (seed.wrapping_add(n.wrapping_mul(7)) % 12000);
+        let udp = UdpSocket::bind((ip, port));
+        let tcp = TcpListener::bind((ip, port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range on {ip}");
+}
+
 /// A port free for both UDP and TCP on `ip`.
 pub fn free_port(ip: &str) -> u16 {
     for _ in 0..100 {
