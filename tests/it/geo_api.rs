@@ -5,6 +5,7 @@
 //! change nothing, a restart keeps the mapping, DELETE reverts it.
 
 use crate::geo::dig;
+use crate::util::ops::cli;
 use crate::util::*;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -146,6 +147,8 @@ fn mappings_set_through_the_api_route_dns_survive_restarts_and_delete() {
     drop(daemon);
     let _daemon = Daemon::start_file(&dir, "ow", &path, "overwatch");
     want("10.9.1.0/24", "127.0.0.4");
+    // Both regions healthy again before the delete is checked.
+    want("100.64.0.0/24", "127.0.0.2");
     assert_eq!(api_mappings(&api), list);
 
     // Delete (slash percent-encoded or written `_`): reverts at once.
@@ -157,4 +160,35 @@ fn mappings_set_through_the_api_route_dns_survive_restarts_and_delete() {
     let (code, _) = call(&api, "DELETE", "/api/v1/geo/mappings/10.20.0.0_16", None);
     assert_eq!(code, 200);
     assert_eq!(api_mappings(&api).len(), 1);
+
+    // The CLI: set, list, test, delete.
+    let out = cli(
+        &api,
+        &[
+            "geo",
+            "mappings",
+            "set",
+            "10.9.0.0/16",
+            "ap",
+            "--comment",
+            "cli",
+        ],
+    )
+    .ok("geo mappings set");
+    assert!(out.contains("10.9.0.0/16 -> ap"), "{out}");
+    assert_eq!(answer("10.9.1.0/24"), ["127.0.0.4"]);
+    let out = cli(&api, &["geo", "mappings"]).ok("geo mappings");
+    assert!(
+        out.contains("SOURCE") && out.contains("10.9.0.0/16") && out.contains("api"),
+        "{out}"
+    );
+    let out = cli(&api, &["geo", "test", "10.9.1.2"]).ok("geo test");
+    assert!(
+        out.contains("custom_mapping") && out.contains("10.9.0.0/16"),
+        "{out}"
+    );
+    let bad = cli(&api, &["geo", "mappings", "set", "10.9.0.0/16", "mars"]);
+    assert_ne!(bad.code, 0);
+    cli(&api, &["geo", "mappings", "delete", "10.9.0.0/16"]).ok("geo mappings delete");
+    assert_eq!(answer("10.9.1.0/24"), ["127.0.0.2"]);
 }
