@@ -53,6 +53,16 @@ pub enum Command {
         id: Option<String>,
         body: Value,
     },
+    /// Add or replace a geolocation mapping (cidr canonical, checked by
+    /// the API; the region is checked by the registry thread).
+    SetGeoMapping {
+        cidr: String,
+        region: String,
+        comment: String,
+    },
+    DeleteGeoMapping {
+        cidr: String,
+    },
 }
 
 /// What a `Command::Manage` writes.
@@ -89,6 +99,8 @@ impl Command {
             Command::ForgetAgent { .. } => "forget_agent",
             Command::RevokeAgent { .. } => "revoke_agent",
             Command::Validate => "validate",
+            Command::SetGeoMapping { .. } => "set_geo_mapping",
+            Command::DeleteGeoMapping { .. } => "delete_geo_mapping",
             Command::Manage { entity, op, .. } => match (op, entity) {
                 (ManageOp::Create, Entity::Server) => "create_server",
                 (ManageOp::Update, Entity::Server) => "update_server",
@@ -119,6 +131,9 @@ impl Command {
             } => format!("{service}/{}", host_port(address, *port)),
             Command::ForgetAgent { id } | Command::RevokeAgent { id, .. } => id.clone(),
             Command::Validate => "all".into(),
+            Command::SetGeoMapping { cidr, .. } | Command::DeleteGeoMapping { cidr } => {
+                cidr.clone()
+            }
             Command::Manage { id: Some(id), .. } => id.clone(),
             Command::Manage { body, .. } => {
                 let field = |f: &str| body.get(f).and_then(Value::as_str).map(str::to_string);

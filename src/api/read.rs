@@ -110,8 +110,41 @@ pub fn answer(route: &Route, query: &str, view: &OverwatchView) -> Result<(u16, 
             ok(json!({"entries": entries, "generated_at": generated_at}))
         }
         Route::OpenApi => super::openapi::document().map(|doc| (200, doc.clone())),
+        Route::GeoMappings => ok(json!({
+            "mappings": view.geo_mappings,
+            "enabled": view.geo.is_some(),
+            "generated_at": generated_at,
+        })),
+        Route::GeoTest => geo_test(query, view).map(|v| (200, v)),
         _ => Err(ApiError::new(500, "route is not a read")),
     }
+}
+
+/// `GET /api/v1/geo/test?ip=`: where geolocation sends this client, and why.
+fn geo_test(query: &str, view: &OverwatchView) -> Result<Value, ApiError> {
+    let text = query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "ip")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let ip: std::net::IpAddr = text.trim().parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "ip: {text:?} is not an IP address (like 198.51.100.7)"
+        ))
+    })?;
+    let geo = view.geo.as_ref().ok_or_else(|| {
+        ApiError::not_found("geolocation is not configured (overwatch.geolocation)")
+    })?;
+    let e = geo.0.explain(ip);
+    Ok(json!({
+        "ip": ip.to_string(),
+        "region": e.region,
+        "match_type": e.match_type.as_str(),
+        "matched_cidr": e.matched_cidr,
+        "country": e.country,
+        "continent": e.continent,
+        "scope": e.scope,
+    }))
 }
 
 fn audit_limit(query: &str) -> Result<usize, ApiError> {

@@ -44,6 +44,14 @@ pub enum Route {
     Latency,
     /// DNSSEC keys (public facts) and signature cache figures.
     Dnssec,
+    /// `GET /api/v1/geo/mappings`: config and API mappings.
+    GeoMappings,
+    /// `PUT /api/v1/geo/mappings` (body names the cidr).
+    SetGeoMapping,
+    /// `DELETE /api/v1/geo/mappings/{cidr}`, cidr canonical.
+    DeleteGeoMapping(String),
+    /// `GET /api/v1/geo/test?ip=`: a geolocation decision explained.
+    GeoTest,
 }
 
 impl Route {
@@ -58,6 +66,8 @@ impl Route {
                 | Route::ClearOverride(_)
                 | Route::Validate
                 | Route::Manage(..)
+                | Route::SetGeoMapping
+                | Route::DeleteGeoMapping(_)
         )
     }
 
@@ -66,6 +76,7 @@ impl Route {
         matches!(
             self,
             Route::RevokeAgent(_)
+                | Route::SetGeoMapping
                 | Route::SetOverride(_)
                 | Route::Manage(_, ManageOp::Create | ManageOp::Update, _)
         )
@@ -305,6 +316,19 @@ fn server_id(text: &str) -> Result<String, RouteError> {
     Ok(super::command::host_port(&address, port))
 }
 
+/// A cidr in a path: `10.0.0.0%2F8` (decoded before this) or
+/// `10.0.0.0_8`, returned canonical (host bits cleared).
+pub fn geo_cidr(text: &str) -> Result<String, RouteError> {
+    canonical_cidr(&text.replace('_', "/")).map_err(RouteError::BadPath)
+}
+
+/// `198.51.100.7/24` → `198.51.100.0/24`; an error names the field.
+pub fn canonical_cidr(text: &str) -> Result<String, String> {
+    text.parse::<ipnet::IpNet>()
+        .map(|n| n.trunc().to_string())
+        .map_err(|_| format!("cidr: {text:?} is not a CIDR (like 198.51.100.0/24)"))
+}
+
 /// Every endpoint of the Overwatch API (SPEC §7).
 pub const ROUTES: &[RouteDef] = &[
     def("/metrics", READ, |_, _| Ok(Route::Metrics)),
@@ -394,6 +418,17 @@ pub const ROUTES: &[RouteDef] = &[
     }),
     def("/api/v1/cluster/status", READ, |_, _| {
         Ok(Route::ClusterStatus)
+    }),
+    def("/api/v1/geo/mappings", "GET, HEAD, PUT", |m, _| {
+        Ok(if m == "PUT" {
+            Route::SetGeoMapping
+        } else {
+            Route::GeoMappings
+        })
+    }),
+    def("/api/v1/geo/test", READ, |_, _| Ok(Route::GeoTest)),
+    def("/api/v1/geo/mappings/{cidr}", "DELETE", |_, ps| {
+        Ok(Route::DeleteGeoMapping(geo_cidr(p(ps, 0))?))
     }),
     def("/api/v1/ready", READ, |_, _| Ok(Route::Ready)),
     def("/api/v1/live", READ, |_, _| Ok(Route::Live)),
@@ -609,5 +644,38 @@ mod tests {
         );
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("%e2%82%ac"), "€");
+    }
+
+    #[test]
+    fn geo_routes() {
+        assert_eq!(route("GET", "/api/v1/geo/mappings"), Ok(Route::GeoMappings));
+        assert_eq!(
+            route("PUT", "/api/v1/geo/mappings"),
+            Ok(Route::SetGeoMapping)
+        );
+        assert_eq!(
+            route("GET", "/api/v1/geo/test?ip=10.0.0.1"),
+            Ok(Route::GeoTest)
+        );
+        for path in [
+            "/api/v1/geo/mappings/10.0.0.0%2F8",
+            "/api/v1/geo/mappings/10.0.0.0_8",
+            "/api/v1/geo/mappings/10.1.2.3%2f8",
+        ] {
+            assert_eq!(
+                route("DELETE", path),
+                Ok(Route::DeleteGeoMapping("10.0.0.0/8".into())),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            route("DELETE", "/api/v1/geo/mappings/2001:db8::%2F32"),
+            Ok(Route::DeleteGeoMapping("2001:db8::/32".into()))
+        );
+        assert!(matches!(
+            route("DELETE", "/api/v1/geo/mappings/nope"),
+            Err(RouteError::BadPath(m)) if m.starts_with("cidr:")
+        ));
+        assert!(route("POST", "/api/v1/geo/mappings").is_err());
     }
 }

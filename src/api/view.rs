@@ -221,6 +221,21 @@ pub struct OverwatchView {
     pub audit: Vec<AuditEntry>,
     /// Servers and regions of the file and the API, and the API's domains.
     pub managed: Arc<ManagedListing>,
+    /// `GET /api/v1/geo/mappings` entries (config first, then API).
+    pub geo_mappings: Vec<serde_json::Value>,
+    /// The running geolocation resolver (None: not configured).
+    pub geo: Option<GeoHandle>,
+}
+
+/// The DNS server's geolocation resolver, for `GET /api/v1/geo/test`;
+/// views compare equal when they share the same one.
+#[derive(Clone, Debug)]
+pub struct GeoHandle(pub Arc<crate::geo::GeoResolver>);
+
+impl PartialEq for GeoHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// What `GET /api/v1/servers` and `/api/v1/regions` list (each entry with

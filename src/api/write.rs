@@ -58,6 +58,15 @@ struct RevokeBody {
     reason: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeoMappingBody {
+    cidr: String,
+    region: String,
+    #[serde(default)]
+    comment: String,
+}
+
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("a JSON body is required"));
@@ -170,6 +179,17 @@ pub fn command(route: &Route, body: &[u8]) -> Result<Command, ApiError> {
             })
         }
         Route::Validate => Ok(Command::Validate),
+        Route::SetGeoMapping => {
+            let b: GeoMappingBody = parse_json(body)?;
+            let cidr =
+                super::routes::canonical_cidr(b.cidr.trim()).map_err(ApiError::bad_request)?;
+            Ok(Command::SetGeoMapping {
+                cidr,
+                region: required("region", b.region)?,
+                comment: b.comment,
+            })
+        }
+        Route::DeleteGeoMapping(cidr) => Ok(Command::DeleteGeoMapping { cidr: cidr.clone() }),
         Route::Manage(entity, op, id) => {
             let body = if *op == super::command::ManageOp::Delete {
                 serde_json::Value::Null
@@ -197,6 +217,29 @@ mod tests {
             address: "::1".into(),
             port: 80,
         })
+    }
+
+    #[test]
+    fn geo_mapping_bodies() {
+        let ok = br#"{"cidr": "198.51.100.7/24", "region": "eu"}"#;
+        assert_eq!(
+            command(&Route::SetGeoMapping, ok).unwrap(),
+            Command::SetGeoMapping {
+                cidr: "198.51.100.0/24".into(),
+                region: "eu".into(),
+                comment: String::new(),
+            }
+        );
+        for (bad, field) in [
+            (&br#"{"cidr": "nope", "region": "eu"}"#[..], "cidr"),
+            (br#"{"cidr": "10.0.0.0/8", "region": " "}"#, "region"),
+            (br#"{"cidr": "10.0.0.0/8"}"#, "region"),
+            (br#"{"cidr": "10.0.0.0/8", "region": "eu", "x": 1}"#, "x"),
+        ] {
+            let e = command(&Route::SetGeoMapping, bad).unwrap_err();
+            assert_eq!(e.code, 400);
+            assert!(e.message.contains(field), "{}", e.message);
+        }
     }
 
     #[test]

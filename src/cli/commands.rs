@@ -112,6 +112,9 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
                 )
             }))
         }
+        "geo mappings list" | "geo mappings set" | "geo mappings delete" | "geo test" => {
+            super::geo::run(inv, &api(inv)?, json_out)
+        }
         "servers create" | "servers update" | "servers delete" => {
             super::servers::run(inv, &api(inv)?, json_out)
         }

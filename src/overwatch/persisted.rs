@@ -1,5 +1,5 @@
 //! What of the registry survives a restart: overrides, certificate pins,
-//! revocations and lost agents, in one `state.json` in
+//! revocations, lost agents and API geolocation mappings, in one `state.json` in
 //! `overwatch.data_dir`, written atomically by `crate::persist::Store`.
 //! The audit log is a separate append-only file (`crate::persist::audit`).
 
@@ -26,6 +26,9 @@ pub struct PersistedState {
     /// (SPEC §12), so a node restarted during a partition converges.
     #[serde(default)]
     pub replicated: Vec<Entry>,
+    /// Geolocation mappings set through the API (SPEC §11).
+    #[serde(default)]
+    pub geo_mappings: Vec<crate::config::GeoMapping>,
 }
 
 pub fn snapshot(reg: &Registry, replica: &Replica) -> PersistedState {
@@ -35,11 +38,13 @@ pub fn snapshot(reg: &Registry, replica: &Replica) -> PersistedState {
         revocations: reg.revocations().values().cloned().collect(),
         lost_agents: reg.lost().values().cloned().collect(),
         replicated: replica.entries().cloned().collect(),
+        geo_mappings: reg.geo_mappings(),
     }
 }
 
 /// Puts persisted state back (see `Registry::restore` for override expiry).
 pub fn restore(reg: &mut Registry, state: PersistedState, now: Now) {
+    reg.restore_geo_mappings(state.geo_mappings);
     reg.restore(
         state.overrides,
         state.pins,

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// (addresses, ECS option text) of `dig +subnet=SUBNET name A`.
-fn dig(port: u16, name: &str, subnet: &str) -> (Vec<String>, String) {
+pub(crate) fn dig(port: u16, name: &str, subnet: &str) -> (Vec<String>, String) {
     let out = Command::new("dig")
         .args([
             "@127.0.0.1",

@@ -28,6 +28,7 @@ mod dns_server;
 mod dnssec;
 mod fuzz_corpus;
 mod geo;
+mod geo_api;
 mod gossip_loopback;
 mod gossip_sim;
 mod health_checks;

@@ -183,6 +183,8 @@ pub fn sample_view() -> OverwatchView {
             result: "ok".into(),
         }],
         managed: Default::default(),
+        geo_mappings: Vec::new(),
+        geo: None,
     }
 }
 

@@ -114,6 +114,39 @@ impl Runtime {
                 self.checker.check_now();
                 Ok(json!({"status": "ok", "targets": self.plans.len()}))
             }
+            Command::SetGeoMapping {
+                cidr,
+                region,
+                comment,
+            } => {
+                if !self
+                    .reg
+                    .cfg()
+                    .config
+                    .regions
+                    .iter()
+                    .any(|r| &r.name == region)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "region: unknown region {region:?}"
+                    )));
+                }
+                self.reg.set_geo_mapping(crate::config::GeoMapping {
+                    cidr: cidr.clone(),
+                    region: region.clone(),
+                    comment: comment.clone(),
+                });
+                Ok(json!({"status": "ok", "cidr": cidr, "region": region, "comment": comment}))
+            }
+            Command::DeleteGeoMapping { cidr } => {
+                if self.reg.delete_geo_mapping(cidr) {
+                    Ok(json!({"status": "ok", "deleted": cidr}))
+                } else {
+                    Err(ApiError::not_found(format!(
+                        "no API geo mapping for {cidr}"
+                    )))
+                }
+            }
             Command::Manage {
                 entity,
                 op,
@@ -168,6 +201,9 @@ fn detail(cmd: &Command) -> Option<String> {
                 .unwrap_or_default()
         )),
         Command::RevokeAgent { reason, .. } => Some(format!("reason={reason:?}")),
+        Command::SetGeoMapping {
+            region, comment, ..
+        } => Some(format!("region={region:?} comment={comment:?}")),
         _ => None,
     }
 }

@@ -70,6 +70,15 @@ impl Runtime {
                     .get(id)
                     .and_then(|r| serde_json::to_string(r).ok()),
             ),
+            Command::SetGeoMapping { cidr, .. } | Command::DeleteGeoMapping { cidr } => (
+                Kind::GeoMapping,
+                cidr.clone(),
+                self.reg
+                    .geo_mappings()
+                    .into_iter()
+                    .find(|m| &m.cidr == cidr)
+                    .and_then(|m| serde_json::to_string(&m).ok()),
+            ),
             // Managed servers/regions/domains live in managed.json on each
             // node and are not replicated (docs/migrating-from-v1.md).
             Command::Validate | Command::Manage { .. } => return,
@@ -155,13 +164,20 @@ impl Runtime {
                 ok("forget_agent", e.id.clone())
             }
             (Kind::ForgottenPin, None) => ok("forget_agent", e.id.clone()),
-            // Geo mappings replicate already; applying them to the
-            // registry is wired when the registry has them.
-            (Kind::GeoMapping, _) => (
-                "geo_mapping",
-                e.id.clone(),
-                "kept, not applied on this build".into(),
-            ),
+            (Kind::GeoMapping, Some(v)) => {
+                match serde_json::from_str::<crate::config::GeoMapping>(v) {
+                    Ok(mut m) => {
+                        m.cidr = e.id.clone();
+                        self.reg.set_geo_mapping(m);
+                        ok("set_geo_mapping", e.id.clone())
+                    }
+                    Err(err) => ("set_geo_mapping", e.id.clone(), format!("bad value: {err}")),
+                }
+            }
+            (Kind::GeoMapping, None) => {
+                self.reg.delete_geo_mapping(&e.id);
+                ok("delete_geo_mapping", e.id.clone())
+            }
         }
     }
 }

@@ -143,6 +143,46 @@ pub fn geo_resolver(reg: &Registry, old: Option<&GeoResolver>) -> Option<Arc<Geo
     GeoResolver::new(cfg, db, &reg.geo_mappings()).map(Arc::new)
 }
 
+/// The resolver again with the registry's API mappings, keeping the
+/// database already open (an API change does not reopen the file).
+pub fn geo_remapped(reg: &Registry, old: Option<&GeoResolver>) -> Option<Arc<GeoResolver>> {
+    let db = old.and_then(GeoResolver::database);
+    GeoResolver::new(&reg.cfg().config, db, &reg.geo_mappings()).map(Arc::new)
+}
+
+/// Config and API mappings for the API: `source` config or api, and an
+/// API one whose cidr the configuration also maps says `shadowed_by_config`.
+pub fn geo_listing(reg: &Registry) -> Vec<serde_json::Value> {
+    let canonical = |c: &str| {
+        c.parse::<ipnet::IpNet>()
+            .map(|n| n.trunc().to_string())
+            .unwrap_or_else(|_| c.to_string())
+    };
+    let config = reg
+        .cfg()
+        .config
+        .overwatch
+        .geolocation
+        .as_ref()
+        .map(|g| g.custom_mappings.as_slice())
+        .unwrap_or_default();
+    let from_config: std::collections::BTreeSet<String> =
+        config.iter().map(|m| canonical(&m.cidr)).collect();
+    let mut out: Vec<serde_json::Value> = config
+        .iter()
+        .map(|m| {
+            serde_json::json!({"cidr": m.cidr, "region": m.region, "comment": m.comment,
+                               "source": "config", "shadowed_by_config": false})
+        })
+        .collect();
+    out.extend(reg.geo_mappings().iter().map(|m| {
+        serde_json::json!({"cidr": m.cidr, "region": m.region, "comment": m.comment,
+                           "source": "api",
+                           "shadowed_by_config": from_config.contains(&canonical(&m.cidr))})
+    }));
+    out
+}
+
 fn target(b: &Backend) -> Target {
     Target {
         ip: b.key.address,

@@ -62,6 +62,8 @@ pub struct Publisher {
     rate_limit: Option<RateLimit>,
     /// Geolocation (config, database, API mappings); rebuilt with them.
     geo: Option<Arc<crate::geo::GeoResolver>>,
+    /// `GET /api/v1/geo/mappings`: config and API mappings, rebuilt with `geo`.
+    geo_listing: Vec<serde_json::Value>,
     /// In configuration order, as DNS and the API list them.
     domains: Vec<DomainEntry>,
     /// Each backend's entry and whether its agent and validation disagree.
@@ -101,6 +103,7 @@ impl Publisher {
             self.nameservers = NameServerSpec::from_config(&reg.cfg().config.dns);
             self.rate_limit = RateLimit::from_config(&reg.cfg().config.dns.rate_limit);
             self.geo = dns_spec::geo_resolver(reg, self.geo.as_deref());
+            self.geo_listing = dns_spec::geo_listing(reg);
             self.domains = reg
                 .cfg()
                 .config
@@ -152,6 +155,13 @@ impl Publisher {
         if changes.overrides {
             self.overrides = reg.overrides().values().map(view::override_entry).collect();
         }
+        let mut dns = false;
+        if changes.geo {
+            // Same database, new mappings: effective in DNS at once.
+            self.geo = dns_spec::geo_remapped(reg, self.geo.as_deref());
+            self.geo_listing = dns_spec::geo_listing(reg);
+            dns = true;
+        }
         // A guarded domain depends on its backends' drain reasons too,
         // which move without an effective status changing.
         let guarded: BTreeSet<&str> = changes
@@ -161,7 +171,6 @@ impl Publisher {
             .map(|k| k.service.as_str())
             .filter(|s| self.guards.contains_key(*s))
             .collect();
-        let mut dns = false;
         for (i, d) in reg.cfg().config.domains.iter().enumerate() {
             let stale = self.domains.get(i).is_some_and(|e| {
                 changes.domains.contains(&e.name) || guarded.contains(e.name.as_str())
@@ -311,6 +320,8 @@ impl Publisher {
             lost_agents: self.lost.clone(),
             audit: inputs.audit.to_vec(),
             managed: Default::default(),
+            geo_mappings: self.geo_listing.clone(),
+            geo: self.geo.clone().map(crate::api::view::GeoHandle),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct Changes {
     pub checked: BTreeSet<BackendKey>,
     /// The override list changed.
     pub overrides: bool,
+    /// The API's geolocation mappings changed.
+    pub geo: bool,
     /// The lost-agent list or the pins changed.
     pub lost: bool,
     /// The set of probes may have changed (a backend came, went, or moved
@@ -50,6 +52,7 @@ impl Changes {
     pub fn visible(&self) -> bool {
         self.all
             || self.overrides
+            || self.geo
             || self.lost
             || !self.backends.is_empty()
             || !self.domains.is_empty()

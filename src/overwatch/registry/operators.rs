@@ -54,6 +54,34 @@ impl Registry {
         removed
     }
 
+    /// Adds or replaces a geolocation mapping set through the API (cidr
+    /// canonical; the caller checked the region).
+    pub fn set_geo_mapping(&mut self, m: crate::config::GeoMapping) {
+        info!("geo mapping {} -> {}", m.cidr, m.region);
+        self.geo_mappings.insert(m.cidr.clone(), m);
+        self.persist_dirty = true;
+        self.dirty.changes.geo = true;
+    }
+
+    /// Removes an API geolocation mapping; false when there was none.
+    pub fn delete_geo_mapping(&mut self, cidr: &str) -> bool {
+        let removed = self.geo_mappings.remove(cidr).is_some();
+        if removed {
+            info!("geo mapping {cidr} deleted");
+            self.persist_dirty = true;
+            self.dirty.changes.geo = true;
+        }
+        removed
+    }
+
+    /// Puts the persisted API geolocation mappings back.
+    pub fn restore_geo_mappings(&mut self, mappings: Vec<crate::config::GeoMapping>) {
+        for m in mappings {
+            self.geo_mappings.insert(m.cidr.clone(), m);
+        }
+        self.dirty.changes.geo = true;
+    }
+
     /// Forgets an agent's pin (and its lost entry); returns false if neither existed.
     pub fn forget_agent(&mut self, id: &str) -> bool {
         let pin = self.pins.remove(id).is_some();
