@@ -125,21 +125,33 @@ wait_for "http://127.0.0.1:$AGENT/api/v1/agent/status" "the agent"
 # links between the two override paths that its own validator then rejects.
 # schemathesis runs in the work dir so its cache (.schemathesis/) goes away
 # with it.
+#
+# Writes whose acceptance depends on state the document cannot express
+# (a server's region and service must exist, a region or domain cannot be
+# renamed, an address without a port must name one backend, a page cursor
+# must be a listed prefix) run in a second pass without the two
+# acceptance checks: every other check (no 5xx, status codes, content
+# types, response bodies) still applies to them.
 SPEC=$(pwd)/docs/openapi.yaml
+STATEFUL='^/api/v1/(servers|regions|domains|overrides|overwatch/backends/.*/override|overwatch/latency|geo/mappings)'
 run() (
+    tag=$1 url=$2
+    shift 2
     cd "$WORK"
     schemathesis run "$SPEC" \
-        --url "$1" --include-tag "$2" \
-        --checks all \
+        --url "$url" --include-tag "$tag" \
         --phases examples,coverage,fuzzing \
         --max-examples "$MAX" --seed "${SEED:-1}" \
         --request-timeout 10 \
         --no-color \
-        --report-dir "$WORK/report-$2"
+        --report-dir "$WORK/report-$tag-$#" \
+        "$@"
 )
 status=0
-run "http://127.0.0.1:$API" overwatch || status=1
-run "http://127.0.0.1:$AGENT" agent || status=1
+run overwatch "http://127.0.0.1:$API" --checks all --exclude-path-regex "$STATEFUL" || status=1
+run overwatch "http://127.0.0.1:$API" --checks all --include-path-regex "$STATEFUL" \
+    --exclude-checks positive_data_acceptance,negative_data_rejection || status=1
+run agent "http://127.0.0.1:$AGENT" --checks all || status=1
 
 for p in $PIDS; do
     if ! kill -0 "$p" 2>/dev/null; then
