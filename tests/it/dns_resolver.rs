@@ -14,24 +14,9 @@ use opengslb::dns::{
 };
 use opengslb::snapshot::SnapshotCell;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Every IPv4 network but 127.0.0.0/8, and all of IPv6.
-const OUTSIDE_LOOPBACK: &[&str] = &[
-    "0.0.0.0/2",
-    "64.0.0.0/3",
-    "96.0.0.0/4",
-    "112.0.0.0/5",
-    "120.0.0.0/6",
-    "124.0.0.0/7",
-    "126.0.0.0/8",
-    "128.0.0.0/1",
-    "::/0",
-];
 
 fn dom(name: &str, addrs: &[&str]) -> DomainSpec {
     DomainSpec {
@@ -49,71 +34,6 @@ fn dom(name: &str, addrs: &[&str]) -> DomainSpec {
         last_healthy: None,
         by_region: Vec::new(),
     }
-}
-
-struct Unbound {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_unbound(stub: SocketAddr) -> Result<Unbound, String> {
-    let bin = ["/usr/sbin/unbound", "/usr/local/sbin/unbound"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .ok_or("unbound is not installed")?;
-    let dir = std::env::temp_dir().join(format!("opengslb-unbound-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let port = crate::util::free_port_outside_ephemeral("127.0.0.1");
-    let mut conf = format!(
-        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  logfile: \"\"\n  use-syslog: no\n  verbosity: 1\n  num-threads: 1\n  so-reuseport: no\n  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  do-not-query-localhost: no\n",
-        d = dir.display()
-    );
-    for net in OUTSIDE_LOOPBACK {
-        conf.push_str(&format!("  do-not-query-address: {net}\n"));
-    }
-    conf.push_str(&format!(
-        "stub-zone:\n  name: \"example.com\"\n  stub-addr: {}@{}\n",
-        stub.ip(),
-        stub.port()
-    ));
-    let path = dir.join("unbound.conf");
-    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
-    let child = Command::new(bin)
-        .arg("-d")
-        .arg("-c")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {bin}: {e}"))?;
-    let mut u = Unbound {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        dir,
-    };
-    // Wait until it answers (bounded), or report why it could not start.
-    for _ in 0..100 {
-        if let Ok(Some(status)) = u.child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = u.child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            return Err(format!("unbound exited ({status}): {err}"));
-        }
-        if ask(u.addr, "example.com.", Rtype::SOA).is_some() {
-            return Ok(u);
-        }
-    }
-    Err("unbound did not answer".into())
 }
 
 fn ask(addr: SocketAddr, name: &str, qtype: Rtype) -> Option<Message<Vec<u8>>> {
@@ -172,15 +92,20 @@ fn unbound_resolves_the_zone_through_a_stub() {
         learned: None,
     };
     let server = dns::start(&cfg, cell, Arc::clone(&stats)).unwrap();
-    let unbound =
-        match start_unbound(server.local_addr()).or_else(|_| start_unbound(server.local_addr())) {
-            Ok(u) => u,
-            Err(why) => {
-                crate::util::skip("unbound_resolves_the_zone_through_a_stub", &why.to_string());
-                server.stop();
-                return;
-            }
-        };
+    let unbound = match crate::util::unbound::start(
+        "stub",
+        "example.com",
+        server.local_addr(),
+        "  module-config: \"iterator\"\n",
+        &|addr| ask(addr, "example.com.", Rtype::SOA).is_some(),
+    ) {
+        Ok(u) => u,
+        Err(why) => {
+            crate::util::skip("unbound_resolves_the_zone_through_a_stub", &why.to_string());
+            server.stop();
+            return;
+        }
+    };
     let get = |name: &str, qtype: Rtype| {
         // A resolver may need a few round trips; one retry covers a loss.
         ask(unbound.addr, name, qtype)
@@ -207,16 +132,10 @@ fn unbound_resolves_the_zone_through_a_stub() {
     let m = get("down.example.com.", Rtype::A);
     assert_eq!(m.header().rcode(), Rcode::SERVFAIL);
     // Nothing unbound found worth an error line in its log.
-    let mut unbound = unbound;
-    let _ = unbound.child.kill();
-    let mut log = String::new();
-    if let Some(mut e) = unbound.child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut log);
-    }
+    let log = unbound.stop_and_log();
     assert!(
         !log.lines().any(|l| l.contains("error:")),
         "unbound logged errors:\n{log}"
     );
-    drop(unbound);
     server.stop();
 }

@@ -7,6 +7,7 @@
 //! and answers signed with another key must be rejected (SERVFAIL), so
 //! the test can fail.
 
+use crate::util::unbound::Unbound;
 use opengslb::config::{RoutingAlgorithm, SoaConfig};
 use opengslb::dns::dnssec::{Algorithm, KeyFile};
 use opengslb::dns::keystore::KeyRing;
@@ -16,24 +17,11 @@ use opengslb::dns::{
 use opengslb::snapshot::SnapshotCell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 const ZONE: &str = "signed.test";
-
-/// Every IPv4 network but 127.0.0.0/8, and all of IPv6.
-const OUTSIDE_LOOPBACK: &[&str] = &[
-    "0.0.0.0/2",
-    "64.0.0.0/3",
-    "96.0.0.0/4",
-    "112.0.0.0/5",
-    "120.0.0.0/6",
-    "124.0.0.0/7",
-    "126.0.0.0/8",
-    "128.0.0.0/1",
-    "::/0",
-];
 
 fn spec(app: &[&str]) -> TableSpec {
     TableSpec {
@@ -74,19 +62,6 @@ fn ring(kf: &KeyFile) -> Option<Arc<KeyRing>> {
     ))
 }
 
-struct Proc {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// `dig` output for a query to `server` with DO set.
 fn dig(server: SocketAddr, name: &str, qtype: &str) -> String {
     let out = Command::new("dig")
@@ -119,57 +94,14 @@ fn status(out: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Starts unbound; a second try covers a port taken between our probe
-/// and unbound's bind.
-fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<(Proc, SocketAddr), String> {
-    start_unbound_once(stub, ds, tag)
-        .or_else(|_| start_unbound_once(stub, ds, tag))
-        .or_else(|_| start_unbound_once(stub, ds, tag))
-}
-
-fn start_unbound_once(stub: SocketAddr, ds: &str, tag: &str) -> Result<(Proc, SocketAddr), String> {
-    let bin = ["/usr/sbin/unbound", "/usr/local/sbin/unbound"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .ok_or("unbound is not installed")?;
-    let dir = std::env::temp_dir().join(format!("opengslb-dnssec-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let port = crate::util::free_port_outside_ephemeral("127.0.0.1");
-    let mut conf = format!(
-        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  logfile: \"\"\n  use-syslog: no\n  verbosity: 1\n  num-threads: 1\n  so-reuseport: no\n  access-control: 127.0.0.0/8 allow\n  module-config: \"validator iterator\"\n  do-not-query-localhost: no\n  trust-anchor: \"{ds}\"\n  val-log-level: 2\n  local-zone: \"test.\" nodefault\n",
-        d = dir.display()
+/// A validating unbound with the zone's DS as its trust anchor.
+fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<Unbound, String> {
+    let lines = format!(
+        "  module-config: \"validator iterator\"\n  trust-anchor: \"{ds}\"\n  val-log-level: 2\n  local-zone: \"test.\" nodefault\n"
     );
-    for net in OUTSIDE_LOOPBACK {
-        conf.push_str(&format!("  do-not-query-address: {net}\n"));
-    }
-    conf.push_str(&format!(
-        "stub-zone:\n  name: \"{ZONE}\"\n  stub-addr: {}@{}\n",
-        stub.ip(),
-        stub.port()
-    ));
-    let path = dir.join("unbound.conf");
-    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
-    let child = Command::new(bin)
-        .arg("-d")
-        .arg("-c")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr")).map_err(|e| e.to_string())?)
-        .spawn()
-        .map_err(|e| format!("cannot run {bin}: {e}"))?;
-    let mut p = Proc { child, dir };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    for _ in 0..50 {
-        if let Ok(Some(st)) = p.child.try_wait() {
-            let err = std::fs::read_to_string(p.dir.join("stderr")).unwrap_or_default();
-            return Err(format!("unbound exited ({st}): {err}"));
-        }
-        if !status(&dig(addr, ZONE, "SOA")).is_empty() {
-            return Ok((p, addr));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("unbound did not answer".into())
+    crate::util::unbound::start(&format!("dnssec-{tag}"), ZONE, stub, &lines, &|addr| {
+        !status(&dig(addr, ZONE, "SOA")).is_empty()
+    })
 }
 
 fn server(table: DnsTable, stats: &Arc<DnsStats>) -> (dns::DnsServer, Arc<SnapshotCell<DnsTable>>) {
@@ -221,7 +153,7 @@ fn validators_accept_signed_answers_and_reject_a_wrong_key() {
         let stats = Arc::new(DnsStats::new());
         let table = |app: &[&str]| DnsTable::build(&spec(app), &stats).with_dnssec(ring(&kf));
         let (srv, cell) = server(table(&["10.0.0.1", "10.0.0.2", "2001:db8::1"]), &stats);
-        let (unbound, resolver) = match start_unbound(srv.local_addr(), &ds, alg.mnemonic()) {
+        let unbound = match start_unbound(srv.local_addr(), &ds, alg.mnemonic()) {
             Ok(u) => u,
             Err(why) => {
                 crate::util::skip(
@@ -232,6 +164,7 @@ fn validators_accept_signed_answers_and_reject_a_wrong_key() {
                 return;
             }
         };
+        let resolver = unbound.addr;
         assert_secure(resolver, "all backends");
         // A backend leaves DNS: the new RRset is signed and validates.
         cell.publish(table(&["10.0.0.2", "2001:db8::1"]));
@@ -287,7 +220,8 @@ fn validators_accept_signed_answers_and_reject_a_wrong_key() {
         let other = KeyFile::generate(ZONE, alg, 0).unwrap();
         cell.publish(DnsTable::build(&spec(&["10.0.0.9"]), &stats).with_dnssec(ring(&other)));
         let tag = format!("{}-wrong", alg.mnemonic());
-        let (unbound, resolver) = start_unbound(srv.local_addr(), &ds, &tag).unwrap();
+        let unbound = start_unbound(srv.local_addr(), &ds, &tag).unwrap();
+        let resolver = unbound.addr;
         for qtype in ["A", "AAAA", "TXT"] {
             let out = dig(resolver, &format!("app.{ZONE}"), qtype);
             assert_eq!(status(&out), "SERVFAIL", "wrong key accepted:\n{out}");

@@ -16,6 +16,7 @@ pub mod mmdb;
 pub mod ops;
 pub mod site;
 pub mod slow;
+pub mod unbound;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
