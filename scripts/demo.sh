@@ -7,9 +7,11 @@
 #   scenario 2: a drain file appears -> the address leaves DNS at once,
 #               while the web server still answers /health with 200
 #
-# Usage: scripts/demo.sh [--netns] [--keep]
+# Usage: scripts/demo.sh [--netns | --latency] [--keep]
 #   --netns  (root only) each host in its own network namespace, joined by
 #            a bridge on 10.99.0.0/24 that exists only inside them
+#   --latency  (root only) demo 3, learned latency: two regions, two
+#            clients with different delays to each (scripts/demo-latency.sh)
 #   --keep   leave the work dir for reading
 # Needs: cargo, python3 (toy web servers), dig (package dnsutils).
 # Without a terminal it runs unattended and exits 0 only when both
@@ -24,7 +26,8 @@ for arg in "$@"; do
     case "$arg" in
         --keep) KEEP=1 ;;
         --netns) NETNS=1 ;;
-        *) printf 'usage: scripts/demo.sh [--netns] [--keep]\n' >&2; exit 2 ;;
+        --latency) exec scripts/demo-latency.sh "$@" ;;
+        *) printf 'usage: scripts/demo.sh [--netns | --latency] [--keep]\n' >&2; exit 2 ;;
     esac
 done
 
