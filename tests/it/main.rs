@@ -33,6 +33,7 @@ mod gossip_loopback;
 mod gossip_sim;
 mod health_checks;
 mod learned_latency;
+mod learned_netns;
 mod ops_audit_rotation;
 mod ops_metrics;
 mod ops_restart;
