@@ -242,6 +242,13 @@ show_latency() {
     on ow "$BIN/opengslb-cli" --api "$API" latency
 }
 
+# learned: the table ranks both regions for both prefixes, near first.
+learned() {
+    table=$(on ow "$BIN/opengslb-cli" --api "$API" latency 2>/dev/null) || return 1
+    echo "$table" | grep -q '^10\.1\.0\.0/24 *east=[^ ]* west=' &&
+        echo "$table" | grep -q '^10\.2\.0\.0/24 *west=[^ ]* east='
+}
+
 # wait_until COND_CMD TIMEOUT_MS -> prints elapsed ms, fails on timeout
 wait_until() {
     start=$(now_ms)
@@ -278,8 +285,9 @@ for c in ca cb; do
         spawn "$c" /dev/null sh -c "while :; do curl -s -o /dev/null --rate 2/s 'http://$ip:8080/page?[1-20]'; done"
     done
 done
-if t1=$(wait_until "gets ca '$EAST' && gets cb '$WEST'" 60000); then
-    echo "A (10.1.0.0/24) gets east and B (10.2.0.0/24) gets west, ${t1} ms after the traffic started"
+if t1=$(wait_until "learned && gets ca '$EAST' && gets cb '$WEST'" 60000); then
+    echo "both regions are measured for both prefixes, and A (10.1.0.0/24) gets east and"
+    echo "B (10.2.0.0/24) gets west, ${t1} ms after the traffic started"
     show_dns ca
     show_dns cb
     show_latency
