@@ -5,8 +5,8 @@
 //! `GET /api/v1/overwatch/latency`; the agent's and the Overwatch's
 //! metrics count it.
 //!
-//! Not yet done (see the closing note): the variant in network
-//! namespaces with veth pairs and clients in two prefixes.
+//! The variant in network namespaces, with two client prefixes at
+//! different delays and DNS assertions, is tests/it/learned_netns.rs.
 
 use crate::util::ops::{KEY, Overwatch, OwOptions, cli, sample};
 use crate::util::{Daemon, HttpBackend, TempDir, free_port, http_get, need_root, wait_for};
