@@ -80,8 +80,10 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         dns_cfg.threads
     );
     // Peers (SPEC §12): their packets arrive on the gossip port and go to
-    // the `peers` thread, which never holds up DNS or the registry.
-    let want_peers = !config.overwatch.peers.is_empty() && !loaded.secrets.gossip_keys.is_empty();
+    // the `peers` thread, which never holds up DNS or the registry. It
+    // runs whenever gossip does, even with no peer listed yet, so a
+    // SIGHUP can add the first one.
+    let want_peers = !loaded.secrets.gossip_keys.is_empty();
     let (peer_packets_tx, peer_packets_rx) = crossbeam_channel::bounded(4096);
     let gossip_server = start_gossip(
         &loaded,
@@ -120,8 +122,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
         .unwrap_or_else(|| {
             Arc::new(SnapshotCell::new(ClusterStatus {
                 node_id: node_id.clone(),
-                digest: String::new(),
-                peers: Vec::new(),
+                ..Default::default()
             }))
         });
     let peer_counters = peer_link
@@ -216,7 +217,16 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     })?;
     notify("READY=1");
     info!("overwatch ready (config {})", config_path.display());
-    let outcome = sup.run(|| reload(config_path, &ch.control.0, &counters, &effective));
+    let peer_reload = peer_link.as_ref().map(|h| h.reload.clone());
+    let outcome = sup.run(|| {
+        reload(
+            config_path,
+            &ch.control.0,
+            peer_reload.as_ref(),
+            &counters,
+            &effective,
+        )
+    });
 
     notify("STOPPING=1");
     info!("stopping");
@@ -294,6 +304,7 @@ fn advertised_api(config: &config::Config, gossip_ip: std::net::IpAddr) -> Optio
 fn reload(
     path: &Path,
     control: &Sender<Control>,
+    peers: Option<&Sender<link::LinkReload>>,
     counters: &OverwatchCounters,
     effective: &SnapshotCell<serde_json::Value>,
 ) {
@@ -304,6 +315,20 @@ fn reload(
             }
             OverwatchCounters::add(&counters.reload_success);
             effective.publish(config::redact::redacted_json(&loaded.config));
+            let ow = &loaded.config.overwatch;
+            match peers {
+                Some(tx) => {
+                    let _ = tx.send(link::LinkReload {
+                        peers: ow.peers.clone(),
+                        interval: *ow.peer_sync.interval,
+                        tombstone_ttl_ms: ow.peer_sync.tombstone_ttl.as_millis() as u64,
+                    });
+                }
+                None if !ow.peers.is_empty() => error!(
+                    "SIGHUP: overwatch.peers not applied: gossip was off at start (no overwatch.gossip.encryption_key); restart to connect to the peers"
+                ),
+                None => {}
+            }
             let _ = control.send(Control::Reload(Box::new(loaded.config)));
             info!("SIGHUP: configuration {} accepted", path.display());
         }

@@ -203,6 +203,7 @@ impl Runtime {
     /// Local operator writes are handed to the `peers` thread from now on.
     pub fn attach_peers(&mut self, out: Sender<Entry>) {
         self.peer_out = Some(out);
+        self.reconcile_managed(Now::read());
     }
 
     /// Marks DNS as serving (after the sockets are bound).

@@ -30,6 +30,7 @@ impl Runtime {
         if let Err(e) = crate::config::revalidate(&merged) {
             return Err(ApiError::bad_request(e));
         }
+        self.check_replicable(entity, op, id, body, &next)?;
         self.store
             .save(managed::STORE_FILE, &next)
             .map_err(|e| ApiError::new(500, format!("could not save the change: {e}")))?;

@@ -148,6 +148,8 @@ impl Runtime {
     /// reload never drops them.
     pub(in crate::overwatch) fn on_reload(&mut self, config: Config, now: Now) {
         self.base = config;
+        // Peers' managed entries refused here may fit the new file.
+        self.retry_rejected();
         self.apply_overlay(now);
         info!("configuration reloaded");
     }

@@ -10,6 +10,7 @@
 //! republishes through the reload path, so DNS follows at once.
 
 pub mod body;
+pub mod replicated;
 #[cfg(test)]
 mod tests;
 

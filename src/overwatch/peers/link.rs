@@ -51,10 +51,20 @@ pub struct LinkConfig {
     pub api: Option<String>,
 }
 
+/// What a SIGHUP may change while the thread runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkReload {
+    pub peers: Vec<String>,
+    pub interval: Duration,
+    pub tombstone_ttl_ms: u64,
+}
+
 /// What the daemon wires to the thread.
 pub struct LinkHandles {
     /// Local writes from the registry thread.
     pub local: Sender<Entry>,
+    /// `overwatch.peers` and `overwatch.peer_sync` from a SIGHUP.
+    pub reload: Sender<LinkReload>,
     pub status: Arc<SnapshotCell<ClusterStatus>>,
     pub counters: Arc<PeerCounters>,
     pub stop: Sender<()>,
@@ -69,6 +79,21 @@ struct Peer {
     rtt_ms: Option<u64>,
     in_sync: bool,
     api: Option<String>,
+}
+
+impl Peer {
+    fn listed(p: &str) -> Peer {
+        Peer {
+            listed: p.to_string(),
+            addr: None,
+            node_id: None,
+            last_contact_ms: None,
+            last_contact: None,
+            rtt_ms: None,
+            in_sync: false,
+            api: None,
+        }
+    }
 }
 
 struct Pending {
@@ -106,22 +131,10 @@ pub fn start(
     let socket = UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0))?;
     let (local_tx, local) = crossbeam_channel::bounded(65_536);
     let (stop_tx, stop) = crossbeam_channel::bounded(1);
+    let (reload_tx, reload) = crossbeam_channel::bounded(4);
     let status = Arc::new(SnapshotCell::new(ClusterStatus::default()));
     let counters = Arc::new(PeerCounters::default());
-    let peers = cfg
-        .peers
-        .iter()
-        .map(|p| Peer {
-            listed: p.clone(),
-            addr: None,
-            node_id: None,
-            last_contact_ms: None,
-            last_contact: None,
-            rtt_ms: None,
-            in_sync: false,
-            api: None,
-        })
-        .collect();
+    let peers = cfg.peers.iter().map(|p| Peer::listed(p)).collect();
     let mut link = Link {
         cfg,
         socket,
@@ -139,10 +152,11 @@ pub fn start(
     link.resolve();
     let thread = std::thread::Builder::new()
         .name("peers".into())
-        .spawn(move || link.run(packets, local, stop))?;
+        .spawn(move || link.run(packets, local, reload, stop))?;
     Ok((
         LinkHandles {
             local: local_tx,
+            reload: reload_tx,
             status,
             counters,
             stop: stop_tx,
@@ -156,6 +170,7 @@ impl Link {
         &mut self,
         packets: Receiver<(Vec<u8>, SocketAddr)>,
         local: Receiver<Entry>,
+        reload: Receiver<LinkReload>,
         stop: Receiver<()>,
     ) {
         info!(
@@ -167,6 +182,7 @@ impl Link {
             select! {
                 recv(packets) -> m => if let Ok((p, src)) = m { self.on_packet(&p, src, Now::read()) },
                 recv(local) -> m => if let Ok(e) = m { self.push_all(vec![e], Now::read()) },
+                recv(reload) -> m => if let Ok(r) = m { self.reload(r, Now::read()) },
                 recv(stop) -> _ => return,
                 default(TICK) => {},
             }
@@ -178,6 +194,54 @@ impl Link {
             }
             self.publish(now);
         }
+    }
+
+    /// A SIGHUP: peers still listed keep their state, new ones are
+    /// contacted at once (digest exchange), removed ones are dropped with
+    /// their unacknowledged pushes, and their packets are refused
+    /// (`not_listed`) from now on.
+    fn reload(&mut self, r: LinkReload, now: Now) {
+        let old: Vec<String> = self.peers.iter().map(|p| p.listed.clone()).collect();
+        if old == r.peers
+            && self.cfg.interval == r.interval
+            && self.cfg.tombstone_ttl_ms == r.tombstone_ttl_ms
+        {
+            return;
+        }
+        let added: Vec<&String> = r.peers.iter().filter(|p| !old.contains(p)).collect();
+        let removed: Vec<&String> = old.iter().filter(|p| !r.peers.contains(p)).collect();
+        info!(
+            "peers: SIGHUP: {} listed (added {added:?}, removed {removed:?}), sync every {:?}",
+            r.peers.len(),
+            r.interval
+        );
+        let mut kept: Vec<Option<Peer>> = std::mem::take(&mut self.peers)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut index = BTreeMap::new();
+        for (new, listed) in r.peers.iter().enumerate() {
+            let peer = match old.iter().position(|o| o == listed) {
+                Some(i) => {
+                    index.insert(i, new);
+                    kept[i].take().unwrap_or_else(|| Peer::listed(listed))
+                }
+                None => Peer::listed(listed),
+            };
+            self.peers.push(peer);
+        }
+        self.pending.retain(|_, p| match index.get(&p.peer) {
+            Some(&i) => {
+                p.peer = i;
+                true
+            }
+            None => false,
+        });
+        self.cfg.peers = r.peers;
+        self.cfg.interval = r.interval;
+        self.cfg.tombstone_ttl_ms = r.tombstone_ttl_ms;
+        self.resolve();
+        self.next_sync = now.mono;
     }
 
     /// Resolves listed peers not resolved yet (at start and each round).
@@ -450,7 +514,14 @@ impl Link {
 
     fn publish(&mut self, now: Now) {
         let down_after = self.down_after();
-        let digest = self.lock().digest();
+        let (digest, rejected, rejected_total) = {
+            let r = self.lock();
+            (
+                r.digest(),
+                r.rejected.values().cloned().collect(),
+                r.rejected_total,
+            )
+        };
         let peers = self
             .peers
             .iter()
@@ -479,6 +550,8 @@ impl Link {
             node_id: self.cfg.node_id.clone(),
             digest,
             peers,
+            rejected,
+            rejected_total,
         };
         if *self.status.load() != status {
             self.status.publish(status);

@@ -20,8 +20,10 @@ pub const MAX_VALUE_LEN: usize = 900;
 /// Largest accepted distance of a remote stamp ahead of our wall clock.
 pub const DEFAULT_MAX_SKEW_MS: u64 = 60_000;
 
-/// What kind of operator object an entry holds. Geo mappings are one more
-/// kind: they replicate like the others once the registry applies them.
+/// What kind of operator object an entry holds. Kinds 5..7 (managed
+/// servers, regions, domains) are newer than 1..4: a node that predates
+/// them refuses a push carrying one (`unknown_kind`) and keeps running,
+/// so they never share a push with the older kinds (`msg::chunk`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub enum Kind {
@@ -29,6 +31,9 @@ pub enum Kind {
     Revocation = 2,
     ForgottenPin = 3,
     GeoMapping = 4,
+    ManagedRegion = 5,
+    ManagedServer = 6,
+    ManagedDomain = 7,
 }
 
 impl Kind {
@@ -38,7 +43,18 @@ impl Kind {
             Kind::Revocation => "revocation",
             Kind::ForgottenPin => "forgotten_pin",
             Kind::GeoMapping => "geo_mapping",
+            Kind::ManagedRegion => "managed_region",
+            Kind::ManagedServer => "managed_server",
+            Kind::ManagedDomain => "managed_domain",
         }
+    }
+
+    /// An API server, region or domain (`managed.json`).
+    pub fn is_managed(self) -> bool {
+        matches!(
+            self,
+            Kind::ManagedRegion | Kind::ManagedServer | Kind::ManagedDomain
+        )
     }
 }
 
@@ -50,6 +66,9 @@ impl TryFrom<u8> for Kind {
             2 => Ok(Kind::Revocation),
             3 => Ok(Kind::ForgottenPin),
             4 => Ok(Kind::GeoMapping),
+            5 => Ok(Kind::ManagedRegion),
+            6 => Ok(Kind::ManagedServer),
+            7 => Ok(Kind::ManagedDomain),
             other => Err(format!("unknown object kind {other}")),
         }
     }
@@ -89,6 +108,20 @@ impl Refusal {
     }
 }
 
+/// A replicated entry this node could not take (a managed entry naming a
+/// region it lacks, ...): the node keeps what it had for that key, and
+/// tries again when its configuration or managed entries change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub kind: &'static str,
+    pub id: String,
+    pub origin: String,
+    pub operator: String,
+    pub reason: String,
+    /// RFC 3339, when it was last refused.
+    pub at: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Merged {
     /// Newer than what we held: apply it to the registry.
@@ -106,6 +139,13 @@ pub struct Replica {
     #[serde(skip)]
     pub max_skew_ms: u64,
     entries: BTreeMap<(Kind, String), Entry>,
+    /// Entries held but not applied here, by key (set by the registry
+    /// thread, shown in the cluster status).
+    #[serde(skip)]
+    pub rejected: BTreeMap<(Kind, String), Rejected>,
+    /// Refusals since start (`opengslb_overwatch_peer_rejected_total`).
+    #[serde(skip)]
+    pub rejected_total: u64,
 }
 
 impl Replica {
@@ -115,6 +155,8 @@ impl Replica {
             clock: Hlc::default(),
             max_skew_ms: DEFAULT_MAX_SKEW_MS,
             entries: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            rejected_total: 0,
         }
     }
 

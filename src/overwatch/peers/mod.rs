@@ -18,4 +18,4 @@ pub mod status;
 mod tests;
 
 pub use hlc::{Hlc, Stamp};
-pub use lww::{Entry, Kind, Merged, Refusal, Replica};
+pub use lww::{Entry, Kind, Merged, Refusal, Rejected, Replica};

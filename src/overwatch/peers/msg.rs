@@ -109,6 +109,17 @@ pub fn encode(m: &PeerMsg) -> Vec<u8> {
     serde_json::to_vec(m).unwrap_or_default()
 }
 
+/// Whether one entry fits a push on its own (a managed entry that does
+/// not is refused at the API rather than never reaching the peers).
+pub fn fits(e: &Entry, from: &str) -> bool {
+    let n = serde_json::to_vec(e).map(|v| v.len()).unwrap_or(usize::MAX);
+    e.id.len() <= MAX_ID_LEN
+        && e.value
+            .as_ref()
+            .is_none_or(|v| v.len() <= super::lww::MAX_VALUE_LEN)
+        && n.saturating_add(120 + from.len()) <= MAX_PLAIN
+}
+
 /// Decodes a plaintext; bounds are checked before anything is kept.
 pub fn decode(plain: &[u8]) -> Result<PeerMsg, PeerRefusal> {
     if plain.len() > MAX_PLAIN {
@@ -139,7 +150,9 @@ pub fn decode(plain: &[u8]) -> Result<PeerMsg, PeerRefusal> {
     Ok(m)
 }
 
-/// Splits entries into pushes that each fit one datagram.
+/// Splits entries into pushes that each fit one datagram. Managed
+/// entries (kinds 5..7) never share a push with the older kinds, so a
+/// peer that predates them refuses only their pushes.
 pub fn chunk(entries: &[Entry], from: &str) -> Vec<Vec<Entry>> {
     let mut out: Vec<Vec<Entry>> = Vec::new();
     let mut cur: Vec<Entry> = Vec::new();
@@ -147,7 +160,12 @@ pub fn chunk(entries: &[Entry], from: &str) -> Vec<Vec<Entry>> {
     let mut size = base;
     for e in entries {
         let n = serde_json::to_vec(e).map(|v| v.len() + 1).unwrap_or(0);
-        if !cur.is_empty() && (size + n > MAX_PLAIN || cur.len() >= MAX_ENTRIES) {
+        let other_generation = cur
+            .last()
+            .is_some_and(|l: &Entry| l.kind.is_managed() != e.kind.is_managed());
+        if !cur.is_empty()
+            && (size + n > MAX_PLAIN || cur.len() >= MAX_ENTRIES || other_generation)
+        {
             out.push(std::mem::take(&mut cur));
             size = base;
         }

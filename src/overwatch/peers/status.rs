@@ -2,6 +2,7 @@
 //! cluster view of `GET /api/v1/cluster/status` and the peer counters,
 //! and how both are rendered (the API body, the `/metrics` lines).
 
+use super::lww::Rejected;
 use super::msg::PeerRefusal;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,10 @@ pub struct ClusterStatus {
     pub node_id: String,
     pub digest: String,
     pub peers: Vec<PeerStatus>,
+    /// Replicated entries this node holds but could not apply.
+    pub rejected: Vec<Rejected>,
+    /// How many times since start a replicated entry was not applied.
+    pub rejected_total: u64,
 }
 
 /// Counted by the `peers` thread, read by `/metrics`.
@@ -100,6 +105,18 @@ pub fn write_metrics(
             PeerCounters::get(c) as f64,
         );
     }
+    w.single(
+        "opengslb_overwatch_peer_rejected",
+        "Replicated entries held but not applied on this node (listed in cluster status).",
+        Kind::Gauge,
+        status.rejected.len() as f64,
+    );
+    w.single(
+        "opengslb_overwatch_peer_rejected_total",
+        "Replicated entries this node refused to apply (failed its validation).",
+        Kind::Counter,
+        status.rejected_total as f64,
+    );
     w.family(
         "opengslb_overwatch_peer_refused_total",
         "Peer packets refused, by reason.",
@@ -120,6 +137,7 @@ pub fn status_json(status: &ClusterStatus, now_secs: u64) -> serde_json::Value {
         "node_id": status.node_id,
         "digest": status.digest,
         "peers": status.peers,
+        "rejected": status.rejected,
         "generated_at": crate::timefmt::rfc3339(now_secs),
     })
 }
