@@ -136,3 +136,88 @@ fn overlay_adds_api_entries_and_the_file_wins() {
     assert_eq!(l.servers[1]["source"], "api");
     assert_eq!(l.api_domains[0], ("app.gslb.test".to_string(), true));
 }
+
+/// What one node holds, replicated to another: every entry taken, the
+/// same set on both; what the receiver cannot take leaves it unchanged.
+#[test]
+fn replicated_entries_round_trip_and_bad_ones_leave_state_unchanged() {
+    use crate::overwatch::peers::Kind;
+    let mut origin = Managed::default();
+    origin.regions.push(ManagedRegion {
+        name: "west".into(),
+        countries: vec!["US".into()],
+        continents: vec![],
+    });
+    origin.servers.push(ManagedServer {
+        address: "10.0.0.9".into(),
+        port: 8080,
+        weight: 3,
+        region: "west".into(),
+        service: String::new(),
+        name: "web-9".into(),
+    });
+    origin.domains.push(ManagedDomain {
+        name: "shop.gslb.test".into(),
+        routing_algorithm: RoutingAlgorithm::Weighted,
+        regions: vec!["west".into(), "east".into()],
+        ttl: None,
+    });
+    let mut here = Managed::default();
+    for (kind, id) in replicated::keys(&origin) {
+        let v = replicated::value_of(&origin, kind, &id);
+        replicated::apply(&base(), &mut here, kind, &id, v.as_deref()).unwrap();
+    }
+    assert_eq!(here, origin);
+
+    // A domain naming a region this node lacks: refused, nothing changes.
+    let mut lacking = Managed::default();
+    let v = replicated::value_of(&origin, Kind::ManagedDomain, "shop.gslb.test");
+    let err = replicated::apply(
+        &base(),
+        &mut lacking,
+        Kind::ManagedDomain,
+        "shop.gslb.test",
+        v.as_deref(),
+    )
+    .unwrap_err();
+    assert!(err.contains("\"west\" is not a region on this node"), "{err}");
+    assert_eq!(lacking, Managed::default());
+
+    // An id that does not match the body, a body the API would refuse.
+    let before = here.clone();
+    let v = replicated::value_of(&origin, Kind::ManagedServer, "10.0.0.9:8080");
+    assert!(
+        replicated::apply(&base(), &mut here, Kind::ManagedServer, "10.0.0.8:80", v.as_deref())
+            .is_err()
+    );
+    let bad = r#"{"address":"web","port":80,"region":"west"}"#;
+    assert!(replicated::apply(&base(), &mut here, Kind::ManagedServer, "web:80", Some(bad)).is_err());
+    // A region still used by a server here is not deleted.
+    assert!(replicated::apply(&base(), &mut here, Kind::ManagedRegion, "west", None).is_err());
+    assert_eq!(here, before);
+
+    // Deletes (tombstones) remove, in any order the references allow.
+    for (kind, id) in [
+        (Kind::ManagedDomain, "shop.gslb.test"),
+        (Kind::ManagedServer, "10.0.0.9:8080"),
+        (Kind::ManagedRegion, "west"),
+    ] {
+        replicated::apply(&base(), &mut here, kind, id, None).unwrap();
+    }
+    assert_eq!(here, Managed::default());
+}
+
+#[test]
+fn the_replicated_key_of_a_write_comes_from_the_path_or_the_body() {
+    use crate::api::command::{Entity, ManageOp};
+    use crate::overwatch::peers::Kind;
+    let b = json!({"address": "10.0.0.9", "port": 80, "region": "east"});
+    assert_eq!(
+        replicated::key_of(Entity::Server, ManageOp::Create, None, &b),
+        Some((Kind::ManagedServer, "10.0.0.9:80".to_string()))
+    );
+    assert_eq!(
+        replicated::key_of(Entity::Domain, ManageOp::Delete, Some("Shop.GSLB.test."), &json!(null)),
+        Some((Kind::ManagedDomain, "shop.gslb.test".to_string()))
+    );
+}

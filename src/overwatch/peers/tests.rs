@@ -195,3 +195,28 @@ fn chunks_fit_one_datagram_each() {
         assert!(msg::encode(&m).len() <= msg::MAX_PLAIN);
     }
 }
+
+#[test]
+fn managed_entries_never_share_a_push_with_the_older_kinds() {
+    let mut r = node("a");
+    r.write(Kind::Override, "app/10.0.0.1/80", Some("{}".into()), "op", 1);
+    r.write(Kind::GeoMapping, "10.0.0.0/8", Some("{}".into()), "op", 2);
+    r.write(Kind::ManagedRegion, "west", Some("{}".into()), "op", 3);
+    r.write(Kind::ManagedDomain, "shop.test", None, "op", 4);
+    let chunks = msg::chunk(&all(&r), "a");
+    assert_eq!(chunks.len(), 2);
+    assert!(chunks[0].iter().all(|e| !e.kind.is_managed()));
+    assert!(chunks[1].iter().all(|e| e.kind.is_managed()));
+    // The new kinds decode; a too-large one does not fit a push.
+    let m = PeerMsg::Push {
+        from: "a".into(),
+        gossip_port: 1,
+        seq: 1,
+        entries: chunks[1].clone(),
+    };
+    assert_eq!(msg::decode(&msg::encode(&m)).unwrap(), m);
+    let mut big = chunks[1][0].clone();
+    big.value = Some("\"".repeat(800));
+    assert!(!msg::fits(&big, "a"));
+    assert!(msg::fits(&chunks[1][0], "a"));
+}
