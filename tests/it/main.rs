@@ -42,4 +42,5 @@ mod ops_runbook_docs;
 mod ops_v11;
 mod overwatch_dns;
 mod peers;
+mod peers_managed;
 mod regressions;

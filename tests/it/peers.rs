@@ -106,7 +106,7 @@ impl Node {
 }
 
 /// `POST`/`DELETE` with `X-User` (the audited operator).
-fn http_req(url: &str, method: &str, body: Option<&str>, user: &str) -> (u16, String) {
+pub(crate) fn http_req(url: &str, method: &str, body: Option<&str>, user: &str) -> (u16, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
         .args(["-H", &format!("X-User: {user}")])

@@ -216,8 +216,7 @@ impl Runtime {
     /// everything as it was and says why.
     fn take_managed(&mut self, e: &Entry) -> Result<&'static str, String> {
         let mut next = self.managed.clone();
-        let action =
-            replicated::apply(&self.base, &mut next, e.kind, &e.id, e.value.as_deref())?;
+        let action = replicated::apply(&self.base, &mut next, e.kind, &e.id, e.value.as_deref())?;
         let (merged, _) = managed::overlay(&self.base, &next);
         crate::config::revalidate(&merged)?;
         self.store

@@ -54,9 +54,17 @@ pub fn value_of(m: &Managed, kind: Kind, id: &str) -> Option<String> {
 /// entries made before replication (or before peers were listed).
 pub fn keys(m: &Managed) -> Vec<(Kind, String)> {
     let mut out: Vec<(Kind, String)> = Vec::new();
-    out.extend(m.regions.iter().map(|r| (Kind::ManagedRegion, r.name.clone())));
+    out.extend(
+        m.regions
+            .iter()
+            .map(|r| (Kind::ManagedRegion, r.name.clone())),
+    );
     out.extend(m.servers.iter().map(|s| (Kind::ManagedServer, s.id())));
-    out.extend(m.domains.iter().map(|d| (Kind::ManagedDomain, d.name.clone())));
+    out.extend(
+        m.domains
+            .iter()
+            .map(|d| (Kind::ManagedDomain, d.name.clone())),
+    );
     out
 }
 
@@ -74,8 +82,9 @@ pub fn apply(
         Some(v) => Some(serde_json::from_str(v).map_err(|e| format!("bad value: {e}"))?),
         None => None,
     };
-    let region_known =
-        |m: &Managed, r: &str| super::config_has_region(base, r) || m.regions.iter().any(|x| x.name == r);
+    let region_known = |m: &Managed, r: &str| {
+        super::config_has_region(base, r) || m.regions.iter().any(|x| x.name == r)
+    };
     match (kind, parsed) {
         (Kind::ManagedServer, Some(v)) => {
             let s = body::server(&v, None)?;
@@ -83,7 +92,10 @@ pub fn apply(
                 return Err(format!("id {id:?} does not match the body's {}", s.id()));
             }
             if !region_known(m, &s.region) {
-                return Err(format!("region: {:?} is not a region on this node", s.region));
+                return Err(format!(
+                    "region: {:?} is not a region on this node",
+                    s.region
+                ));
             }
             match m.servers.iter_mut().find(|x| x.id() == id) {
                 Some(x) => *x = s,

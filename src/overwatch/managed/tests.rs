@@ -180,18 +180,29 @@ fn replicated_entries_round_trip_and_bad_ones_leave_state_unchanged() {
         v.as_deref(),
     )
     .unwrap_err();
-    assert!(err.contains("\"west\" is not a region on this node"), "{err}");
+    assert!(
+        err.contains("\"west\" is not a region on this node"),
+        "{err}"
+    );
     assert_eq!(lacking, Managed::default());
 
     // An id that does not match the body, a body the API would refuse.
     let before = here.clone();
     let v = replicated::value_of(&origin, Kind::ManagedServer, "10.0.0.9:8080");
     assert!(
-        replicated::apply(&base(), &mut here, Kind::ManagedServer, "10.0.0.8:80", v.as_deref())
-            .is_err()
+        replicated::apply(
+            &base(),
+            &mut here,
+            Kind::ManagedServer,
+            "10.0.0.8:80",
+            v.as_deref()
+        )
+        .is_err()
     );
     let bad = r#"{"address":"web","port":80,"region":"west"}"#;
-    assert!(replicated::apply(&base(), &mut here, Kind::ManagedServer, "web:80", Some(bad)).is_err());
+    assert!(
+        replicated::apply(&base(), &mut here, Kind::ManagedServer, "web:80", Some(bad)).is_err()
+    );
     // A region still used by a server here is not deleted.
     assert!(replicated::apply(&base(), &mut here, Kind::ManagedRegion, "west", None).is_err());
     assert_eq!(here, before);
@@ -217,7 +228,12 @@ fn the_replicated_key_of_a_write_comes_from_the_path_or_the_body() {
         Some((Kind::ManagedServer, "10.0.0.9:80".to_string()))
     );
     assert_eq!(
-        replicated::key_of(Entity::Domain, ManageOp::Delete, Some("Shop.GSLB.test."), &json!(null)),
+        replicated::key_of(
+            Entity::Domain,
+            ManageOp::Delete,
+            Some("Shop.GSLB.test."),
+            &json!(null)
+        ),
         Some((Kind::ManagedDomain, "shop.gslb.test".to_string()))
     );
 }

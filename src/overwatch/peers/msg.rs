@@ -163,8 +163,7 @@ pub fn chunk(entries: &[Entry], from: &str) -> Vec<Vec<Entry>> {
         let other_generation = cur
             .last()
             .is_some_and(|l: &Entry| l.kind.is_managed() != e.kind.is_managed());
-        if !cur.is_empty()
-            && (size + n > MAX_PLAIN || cur.len() >= MAX_ENTRIES || other_generation)
+        if !cur.is_empty() && (size + n > MAX_PLAIN || cur.len() >= MAX_ENTRIES || other_generation)
         {
             out.push(std::mem::take(&mut cur));
             size = base;

@@ -199,7 +199,13 @@ fn chunks_fit_one_datagram_each() {
 #[test]
 fn managed_entries_never_share_a_push_with_the_older_kinds() {
     let mut r = node("a");
-    r.write(Kind::Override, "app/10.0.0.1/80", Some("{}".into()), "op", 1);
+    r.write(
+        Kind::Override,
+        "app/10.0.0.1/80",
+        Some("{}".into()),
+        "op",
+        1,
+    );
     r.write(Kind::GeoMapping, "10.0.0.0/8", Some("{}".into()), "op", 2);
     r.write(Kind::ManagedRegion, "west", Some("{}".into()), "op", 3);
     r.write(Kind::ManagedDomain, "shop.test", None, "op", 4);
