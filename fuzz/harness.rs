@@ -567,6 +567,17 @@ pub fn peer_sync(data: &[u8]) -> usize {
     for e in entries {
         let _ = r.merge(e, now_ms);
     }
+    // Managed servers/regions/domains (kinds 5..7) as a receiving node
+    // takes them: checked like an API body, a refusal changes nothing.
+    let base = opengslb::config::Config::default();
+    let mut managed = opengslb::overwatch::managed::Managed::default();
+    for e in entries.iter().filter(|e| e.kind.is_managed()) {
+        let before = managed.clone();
+        use opengslb::overwatch::managed::replicated::apply;
+        if apply(&base, &mut managed, e.kind, &e.id, e.value.as_deref()).is_err() {
+            assert_eq!(managed, before, "a refused managed entry changed state");
+        }
+    }
     assert_eq!(
         r.digest(),
         once,

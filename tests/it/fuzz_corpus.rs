@@ -177,6 +177,9 @@ fn peer_sync_corpus() {
     // Decoded; the entry a century ahead is refused (clock skew).
     assert_eq!(accepted(&r, "push_future"), 1);
     assert_eq!(accepted(&r, "push_unknown_kind"), 0);
+    // Managed region, server, domain (naming a missing region) and a
+    // domain tombstone: all merged; the domain is refused when applied.
+    assert_eq!(accepted(&r, "push_managed"), 5);
     assert_eq!(accepted(&r, "ack"), 1);
     assert_eq!(accepted(&r, "digest"), 1);
     assert_eq!(accepted(&r, "digest_oversize"), 0);
