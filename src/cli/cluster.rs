@@ -38,6 +38,17 @@ pub fn status_table(v: &Value) -> String {
             ],
         ),
     ));
+    // Replicated entries this node did not take (it keeps what it had).
+    if v["rejected"].as_array().is_some_and(|r| !r.is_empty()) {
+        s.push_str("\nnot applied on this node:\n");
+        s.push_str(&table(
+            &["KIND", "ID", "ORIGIN", "OPERATOR", "REASON"],
+            &rows(
+                v.get("rejected"),
+                &["kind", "id", "origin", "operator", "reason"],
+            ),
+        ));
+    }
     s
 }
 

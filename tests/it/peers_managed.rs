@@ -11,7 +11,7 @@
 
 use super::peers::http_req;
 use crate::util::dnsclient::{self, A, Query};
-use crate::util::ops::{KEY, SERVICE, stable_port};
+use crate::util::ops::{KEY, SERVICE, cli, stable_port};
 use crate::util::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -169,11 +169,11 @@ fn managed_entries_replicate_refusals_stay_local_and_peers_follow_sighup() {
     // Made on A while B does not list A (A's packets are refused there).
     a.call("POST", "/api/v1/regions", Some(json!({"name": "west"})));
     let server = west.addr.to_string();
-    a.call(
-        "POST",
-        "/api/v1/servers",
-        Some(json!({"address": west.addr.ip().to_string(), "port": west.addr.port(), "region": "west"})),
-    );
+    cli(
+        &format!("http://{}", a.api),
+        &["servers", "create", &server, "--region", "west"],
+    )
+    .ok("servers create");
     a.call(
         "POST",
         "/api/v1/domains",
@@ -210,7 +210,11 @@ fn managed_entries_replicate_refusals_stay_local_and_peers_follow_sighup() {
     b.wait_answers("shop.gslb.test", &west_ip);
     let audit = b.json("/api/v1/audit-logs").to_string();
     assert!(
-        audit.contains("peer:ow-a") && audit.contains("alice") && audit.contains("set_domain"),
+        audit.contains("peer:ow-a")
+            && audit.contains("alice")
+            && audit.contains("ops-test")
+            && audit.contains("set_domain")
+            && audit.contains("set_server"),
         "{audit}"
     );
 
@@ -230,6 +234,11 @@ fn managed_entries_replicate_refusals_stay_local_and_peers_follow_sighup() {
     assert!(b.answers("north.gslb.test").is_empty());
     assert_eq!(b.answers(SERVICE), vec![east.addr.ip().to_string()]);
     assert!(db.log_text().contains("not applied on this node"));
+    let shown = cli(&format!("http://{}", b.api), &["cluster", "status"]).ok("cluster status");
+    assert!(
+        shown.contains("not applied on this node") && shown.contains("north.gslb.test"),
+        "{shown}"
+    );
 
     // An update replicates.
     a.call(

@@ -15,6 +15,10 @@
 //!   a peer whose digest differs gets everything this node holds, and
 //!   answers with its own so the exchange is symmetric.
 //!
+//! - A SIGHUP hands it the new `overwatch.peers` / `peer_sync`
+//!   (`LinkReload`): kept peers keep their state, new ones get a digest
+//!   at once, removed ones are dropped and refused from then on.
+//!
 //! Sends go out of a UDP socket of its own; answers come back to the
 //! gossip port, like every peer packet.
 

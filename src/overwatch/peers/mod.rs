@@ -1,6 +1,6 @@
 //! Overwatch peers (SPEC §12): several Overwatches act as one for what
-//! operators write. Overrides, revocations, forgotten pins (and geo
-//! mappings, as one more `Kind`) live in a last-writer-wins map
+//! operators write. Overrides, revocations, forgotten pins, geo mappings
+//! and the API's servers, regions and domains live in a last-writer-wins map
 //! (`lww.rs`) stamped by a hybrid logical clock (`hlc.rs`); `msg.rs` is
 //! the peer message codec; `link.rs` is the I/O thread (`peers`) that
 //! pushes changes at once, retransmits until acknowledged and exchanges
