@@ -233,7 +233,17 @@ impl Runtime {
         let mut any = false;
         loop {
             let pending: Vec<Entry> = {
-                let r = self.lock_replica();
+                let mut r = self.lock_replica();
+                // An expired tombstone is nothing to take any more.
+                let gone: Vec<(Kind, String)> = r
+                    .rejected
+                    .keys()
+                    .filter(|(k, id)| r.get(*k, id).is_none())
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    r.rejected.remove(&key);
+                }
                 r.rejected
                     .keys()
                     .filter_map(|(k, id)| r.get(*k, id).cloned())
