@@ -259,7 +259,14 @@ fn managed_entries_replicate_refusals_stay_local_and_peers_follow_sighup() {
         &mut reloads,
     );
     b.wait_answers("north.gslb.test", &north_ip);
-    assert_eq!(b.json("/api/v1/cluster/status")["rejected"], json!([]));
+    wait_for("B lists nothing refused", WAIT, || {
+        (b.json("/api/v1/cluster/status")["rejected"] == json!([])).then_some(())
+    });
+    let audit = b.json("/api/v1/audit-logs").to_string();
+    assert!(
+        audit.contains("not applied here") && audit.contains("taken now"),
+        "{audit}"
+    );
 
     // A delete made while B is down reaches B when it restarts.
     db.kill();

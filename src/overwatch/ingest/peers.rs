@@ -252,10 +252,9 @@ impl Runtime {
             let mut progress = false;
             for e in pending {
                 if let Ok(action) = self.take_managed(&e) {
-                    info!(
-                        "replicated {action} on {} from node {} by {}: taken now",
-                        e.id, e.stamp.node, e.operator
-                    );
+                    let now = Now::read();
+                    let result = "ok (taken now; it was not applied before)".to_string();
+                    self.audit_replicated(&e, action, e.id.clone(), result, now);
                     progress = true;
                 }
             }
@@ -315,6 +314,22 @@ impl Runtime {
     /// operator command, audited with its origin, saved, published.
     pub(in crate::overwatch) fn on_peer(&mut self, e: Entry, now: Now) {
         let (action, target, result) = self.apply_replicated(&e, now);
+        self.audit_replicated(&e, action, target, result, now);
+        self.replica_dirty = true;
+        self.reg.recompute(now);
+        self.persist();
+        self.publish(now);
+    }
+
+    /// Logs and audits a replicated change with its origin and operator.
+    fn audit_replicated(
+        &mut self,
+        e: &Entry,
+        action: &str,
+        target: String,
+        result: String,
+        now: Now,
+    ) {
         info!(
             "replicated {action} on {target} from node {} by {}: {result}",
             e.stamp.node, e.operator
@@ -339,10 +354,6 @@ impl Runtime {
             let cut = self.audit_tail.len() - AUDIT_TAIL;
             self.audit_tail.drain(..cut);
         }
-        self.replica_dirty = true;
-        self.reg.recompute(now);
-        self.persist();
-        self.publish(now);
     }
 
     fn apply_replicated(&mut self, e: &Entry, now: Now) -> (&'static str, String, String) {
