@@ -86,6 +86,9 @@ pub struct BackendView {
     #[serde(serialize_with = "ser_opt_time")]
     pub override_expires_at: Option<u64>,
     pub drain_reason: Option<String>,
+    /// `latency` domains: the smoothed round trip of the Overwatch's own
+    /// checks, milliseconds (null before the first sample or elsewhere).
+    pub round_trip_ms: Option<f64>,
 }
 
 /// The state of an agent as the registry knows it.

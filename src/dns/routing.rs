@@ -304,7 +304,12 @@ mod tests {
         let firsts: Vec<IpAddr> = (0..4).map(|_| pool.pick().next().unwrap()).collect();
         assert_eq!(
             firsts,
-            vec![ip("10.0.0.2"), ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.1")]
+            vec![
+                ip("10.0.0.2"),
+                ip("10.0.0.1"),
+                ip("10.0.0.2"),
+                ip("10.0.0.1")
+            ]
         );
         // A target without data never beats one with data.
         let f = fastest(&t, &[(ip("10.0.0.3"), 900_000)]);

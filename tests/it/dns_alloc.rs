@@ -316,6 +316,76 @@ fn client_dependent_routing_does_not_allocate() {
     assert!(routed > 0, "the geolocation path was taken");
 }
 
+/// `latency` names (one with round trips and a near tie, one without
+/// data) answer from the table without touching the heap, and the answer
+/// is the fastest pair.
+#[test]
+fn latency_routing_does_not_allocate() {
+    use opengslb::config::RoutingAlgorithm;
+    use opengslb::dns::DnsTable;
+    let stats = DnsStats::new();
+    let mut spec = sample::spec();
+    let mut lat = sample::domain(
+        "lat.example.com",
+        RoutingAlgorithm::Latency,
+        &["10.0.4.1", "10.0.4.2", "10.0.4.3", "2001:db8:4::1"],
+    );
+    lat.round_trips = vec![
+        ("10.0.4.1".parse().unwrap(), 30_000),
+        ("10.0.4.2".parse().unwrap(), 10_000),
+        ("10.0.4.3".parse().unwrap(), 10_500),
+    ];
+    spec.domains.push(lat);
+    spec.domains.push(sample::domain(
+        "cold.example.com",
+        RoutingAlgorithm::Latency,
+        &["10.0.5.1", "10.0.5.2"],
+    ));
+    let table = DnsTable::build(&spec, &stats);
+    let mut queries = Vec::new();
+    for name in ["lat.example.com.", "cold.example.com."] {
+        for qtype in [Rtype::A, Rtype::AAAA, Rtype::ANY] {
+            for (edns, ecs) in [(false, false), (true, false), (true, true)] {
+                queries.push(query(name, qtype, edns, ecs));
+            }
+        }
+    }
+    let client = "127.0.0.1".parse().unwrap();
+    let mut responder = Responder::new(1232);
+    for q in &queries {
+        let _ = responder.respond(q, client, Transport::Udp, &table, &stats);
+    }
+    COUNTING.with(|c| c.set(true));
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let mut answered = 0;
+    for i in 0..1000 {
+        let q = &queries[i % queries.len()];
+        if responder
+            .respond(q, client, Transport::Udp, &table, &stats)
+            .is_some()
+        {
+            answered += 1;
+        }
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(answered, 1000);
+    assert_eq!(
+        after - before,
+        0,
+        "allocations during {answered} latency queries"
+    );
+    let reply = responder
+        .respond(&queries[0], client, Transport::Udp, &table, &stats)
+        .map(<[u8]>::to_vec)
+        .unwrap();
+    let mut got = crate::util::dnsclient::parse(&reply)
+        .unwrap()
+        .addr_strings();
+    got.sort();
+    assert_eq!(got, ["10.0.4.2", "10.0.4.3"]);
+}
+
 /// DNSSEC (SPEC §13): with the zone signed and DO=1 in every query, a
 /// warm signature cache answers A/AAAA, SOA, NS, DNSKEY, compact denials
 /// and NODATA without touching the heap.

@@ -32,6 +32,7 @@ mod geo_api;
 mod gossip_loopback;
 mod gossip_sim;
 mod health_checks;
+mod latency_routing;
 mod learned_latency;
 mod ops_audit_rotation;
 mod ops_metrics;
