@@ -20,6 +20,9 @@ pub struct OverwatchCounters {
     pub validation_failure: AtomicU64,
     pub reload_success: AtomicU64,
     pub reload_failure: AtomicU64,
+    /// GeoIP database replacements taken / refused between SIGHUPs.
+    pub geo_database_success: AtomicU64,
+    pub geo_database_failure: AtomicU64,
 }
 
 impl OverwatchCounters {
@@ -113,6 +116,12 @@ impl OverwatchCounters {
             );
         }
         w.single(
+            "opengslb_overwatch_latency_entries_refused_total",
+            "Learned-latency report entries refused: a service the agent's token is not valid for, or not a configured domain.",
+            Kind::Counter,
+            gossip.latency_refused as f64,
+        );
+        w.single(
             "opengslb_gossip_decrypt_failures_total",
             "Gossip datagrams and frames that failed decryption.",
             Kind::Counter,
@@ -193,6 +202,21 @@ impl OverwatchCounters {
             &[("result", "failure")],
             load(&self.reload_failure),
         );
+        w.family(
+            "opengslb_overwatch_geo_database_reloads_total",
+            "GeoIP database files found replaced between reloads, by result (a failure keeps the previous database serving).",
+            Kind::Counter,
+        );
+        for (result, c) in [
+            ("success", &self.geo_database_success),
+            ("failure", &self.geo_database_failure),
+        ] {
+            w.sample(
+                "opengslb_overwatch_geo_database_reloads_total",
+                &[("result", result)],
+                load(c),
+            );
+        }
         drain_guard(view, w);
     }
 }

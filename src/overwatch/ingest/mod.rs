@@ -160,6 +160,7 @@ impl Runtime {
     /// registry, the gossip policy and the DNS counters.
     pub(in crate::overwatch) fn reconfigure(&mut self, config: Config, now: Now) {
         self.node_id = node_id(&config);
+        self.geo_watch = super::geo_watch::GeoWatch::for_config(&config, now.mono);
         match super::runtime::load_dnssec(&config) {
             Ok(keys) => self.dnssec = keys,
             Err(e) => {
