@@ -29,6 +29,7 @@ mod dnssec;
 mod fuzz_corpus;
 mod geo;
 mod geo_api;
+mod geo_peers;
 mod geo_watch;
 mod gossip_loopback;
 mod gossip_sim;
