@@ -111,6 +111,7 @@ impl Registry {
     pub fn reconfigure(&mut self, cfg: RegistryConfig, now: Now) {
         self.cfg = cfg;
         self.rebuild_static();
+        self.prune_round_trips();
         self.mark_all();
         self.liveness_due = Some(Mono(0));
         self.recompute(now);

@@ -42,6 +42,18 @@ impl Registry {
         }
     }
 
+    /// After a reload: round trips of backends no longer in a `latency`
+    /// domain are dropped (a domain that becomes `latency` starts afresh).
+    pub(super) fn prune_round_trips(&mut self) {
+        let keep: Vec<bool> = self
+            .round_trips
+            .keys()
+            .map(|k| self.backends.contains_key(k) && self.latency_config(&k.service).is_some())
+            .collect();
+        let mut keep = keep.into_iter();
+        self.round_trips.retain(|_, _| keep.next().unwrap_or(false));
+    }
+
     /// The smoothed round trip of a backend of a `latency` domain.
     pub fn round_trip(&self, key: &BackendKey) -> Option<&RoundTrip> {
         self.round_trips.get(key)
@@ -144,5 +156,10 @@ domains:
         r.validation_result(std::slice::from_ref(&a), ok(false));
         r.recompute(now);
         assert!(spec(&r).round_trips.is_empty());
+        // A reload that makes the domain round-robin drops its round trips.
+        let mut config = r.cfg().config.clone();
+        config.domains[0].routing_algorithm = RoutingAlgorithm::RoundRobin;
+        r.reconfigure(RegistryConfig::from_config(&config), now);
+        assert!(r.round_trip(&b).is_none());
     }
 }
