@@ -266,6 +266,6 @@ mod tests {
         assert!(v["override_expires_at"].is_null());
         assert!(v["agent_id"].is_null());
         assert_eq!(v["effective_status"], "unhealthy");
-        assert_eq!(v.as_object().map(|o| o.len()), Some(19));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(20));
     }
 }
