@@ -9,20 +9,27 @@ use opengslb::dns::{DnsStats, Responder, Transport, sample};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// Per thread, so tests counting at the same time in other threads
+    /// (the test harness runs them in parallel) do not add to each other.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.with(Cell::get) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|a| a.set(a.get() + 1));
     }
+}
+
+/// Allocations this thread made while counting.
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
 }
 
 unsafe impl GlobalAlloc for Counting {
@@ -114,7 +121,7 @@ fn answered_udp_queries_do_not_allocate() {
     }
     let mut answered = 0;
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for i in 0..1000 {
         let q = &queries[i % queries.len()];
         if responder
@@ -124,7 +131,7 @@ fn answered_udp_queries_do_not_allocate() {
             answered += 1;
         }
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(answered, 1000);
     assert_eq!(
@@ -137,7 +144,7 @@ fn answered_udp_queries_do_not_allocate() {
     let v = std::hint::black_box(vec![1u8; 10]);
     COUNTING.with(|c| c.set(false));
     drop(v);
-    assert!(ALLOCS.load(Ordering::Relaxed) > after);
+    assert!(allocs() > after);
 }
 
 /// The same with response rate limiting on and DNS cookies in the
@@ -189,12 +196,12 @@ fn rate_limited_and_cookie_queries_do_not_allocate() {
         let _ = responder.respond(q, clients[i % 3], Transport::Udp, &table, &stats);
     }
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for i in 0..1000 {
         let q = &queries[i % queries.len()];
         let _ = responder.respond(q, clients[i % 3], Transport::Udp, &table, &stats);
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(after - before, 0, "allocations with RRL and cookies");
     assert!(stats.rrl.dropped() > 0 && stats.rrl.slipped() > 0);
@@ -287,7 +294,7 @@ fn client_dependent_routing_does_not_allocate() {
         }
     }
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     let mut answered = 0;
     for i in 0..1000 {
         let q = &queries[i % queries.len()];
@@ -299,7 +306,7 @@ fn client_dependent_routing_does_not_allocate() {
             answered += 1;
         }
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(answered, 1000);
     assert_eq!(
@@ -356,7 +363,7 @@ fn latency_routing_does_not_allocate() {
         let _ = responder.respond(q, client, Transport::Udp, &table, &stats);
     }
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     let mut answered = 0;
     for i in 0..1000 {
         let q = &queries[i % queries.len()];
@@ -367,7 +374,7 @@ fn latency_routing_does_not_allocate() {
             answered += 1;
         }
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(answered, 1000);
     assert_eq!(
@@ -447,7 +454,7 @@ fn signed_answers_with_a_warm_cache_do_not_allocate() {
         .to_vec();
     assert!(out.windows(2).any(|w| w == [0, 46]));
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for i in 0..1000 {
         let _ = responder.respond(
             &queries[i % queries.len()],
@@ -457,7 +464,7 @@ fn signed_answers_with_a_warm_cache_do_not_allocate() {
             &stats,
         );
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(after - before, 0, "allocations during signed answers");
 }
