@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 
 struct Counting;
 
-
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     /// Per thread, so tests counting at the same time in other threads
