@@ -251,3 +251,30 @@ fn drain_guard(view: &OverwatchView, w: &mut TextWriter) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geo_database_reloads_and_refused_latency_entries_are_rendered() {
+        let c = OverwatchCounters::default();
+        OverwatchCounters::add(&c.geo_database_success);
+        OverwatchCounters::add(&c.geo_database_failure);
+        OverwatchCounters::add(&c.geo_database_failure);
+        let gossip = GossipCounters {
+            latency_refused: 7,
+            ..Default::default()
+        };
+        let mut w = TextWriter::new();
+        c.write(&OverwatchView::default(), &gossip, &mut w);
+        let text = w.finish();
+        for line in [
+            "opengslb_overwatch_geo_database_reloads_total{result=\"success\"} 1",
+            "opengslb_overwatch_geo_database_reloads_total{result=\"failure\"} 2",
+            "opengslb_overwatch_latency_entries_refused_total 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+}
