@@ -86,6 +86,9 @@ pub struct BackendView {
     #[serde(serialize_with = "ser_opt_time")]
     pub override_expires_at: Option<u64>,
     pub drain_reason: Option<String>,
+    /// `latency` domains: the smoothed round trip of the Overwatch's own
+    /// checks, milliseconds (null before the first sample or elsewhere).
+    pub round_trip_ms: Option<f64>,
 }
 
 /// The state of an agent as the registry knows it.
@@ -263,6 +266,6 @@ mod tests {
         assert!(v["override_expires_at"].is_null());
         assert!(v["agent_id"].is_null());
         assert_eq!(v["effective_status"], "unhealthy");
-        assert_eq!(v.as_object().map(|o| o.len()), Some(19));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(20));
     }
 }

@@ -493,7 +493,7 @@ pub struct Domain {
 pub struct LatencyConfig {
     /// EWMA weight of a new round trip, in (0, 1].
     pub smoothing_factor: f64,
-    /// Round trips above this (ms) are ignored.
+    /// A backend whose smoothed round trip (ms) is above this is not ranked.
     pub max_latency_ms: u32,
     /// Samples a backend needs before its average counts.
     pub min_samples: u32,

@@ -26,6 +26,7 @@ fn dom(name: &str, alg: RoutingAlgorithm, addrs: &[&str]) -> DomainSpec {
             .collect(),
         last_healthy: None,
         by_region: Vec::new(),
+        round_trips: Vec::new(),
     }
 }
 

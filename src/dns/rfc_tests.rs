@@ -300,6 +300,7 @@ fn default_ns_of_a_zone_resolves_and_configured_addresses_win() {
             targets: vec![],
             last_healthy: None,
             by_region: vec![],
+            round_trips: Vec::new(),
         }],
         serial: 1,
         nameservers: NameServerSpec {

@@ -4,7 +4,9 @@
 //! some index, of some length": round-robin starts at a per-name counter,
 //! weighted starts at the next entry of a precomputed smooth weighted
 //! round-robin sequence (the nginx algorithm, deterministic), failover
-//! always starts at the first healthy target in priority order. A `Pool`
+//! always starts at the first healthy target in priority order. `latency`
+//! is round-robin over the targets `fastest` keeps: those whose smoothed
+//! check round trip is within `NEAR_TIE` of the lowest. A `Pool`
 //! is built once per table (per name and address family) and picking from
 //! it costs one relaxed atomic increment and no allocation.
 
@@ -65,9 +67,9 @@ impl Pick<'_> {
 }
 
 impl Pool {
-    /// `targets` in priority order, all of one address family. The config
-    /// loader refuses `geolocation` and `latency` (a later issue); should a
-    /// table carry them anyway, they answer like round-robin.
+    /// `targets` in priority order, all of one address family. The
+    /// client-dependent algorithms and `latency` answer like round-robin
+    /// here: the table narrows their targets first (`Regional`, `fastest`).
     pub fn new(
         targets: &[(IpAddr, u32)],
         algorithm: RoutingAlgorithm,
@@ -135,6 +137,27 @@ impl Pool {
             next: 0,
         }
     }
+}
+
+/// Backends within this fraction of the lowest round trip share the answers.
+pub const NEAR_TIE: f64 = 0.10;
+
+/// `latency`: the targets whose smoothed round trip (`round_trips`, µs by
+/// address) is within `NEAR_TIE` of the lowest, fastest first; every
+/// target, unchanged, when none has a round trip (no data: round-robin).
+pub fn fastest(targets: &[(IpAddr, u32)], round_trips: &[(IpAddr, u32)]) -> Vec<(IpAddr, u32)> {
+    let rtt = |ip: &IpAddr| round_trips.iter().find(|(a, _)| a == ip).map(|r| r.1);
+    let Some(best) = targets.iter().filter_map(|t| rtt(&t.0)).min() else {
+        return targets.to_vec();
+    };
+    let limit = f64::from(best) * (1.0 + NEAR_TIE);
+    let mut near: Vec<(u32, (IpAddr, u32))> = targets
+        .iter()
+        .filter_map(|t| rtt(&t.0).map(|r| (r, *t)))
+        .filter(|(r, _)| f64::from(*r) <= limit)
+        .collect();
+    near.sort_by_key(|(r, _)| *r);
+    near.into_iter().map(|(_, t)| t).collect()
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -256,6 +279,57 @@ mod tests {
         assert_eq!(pool.pick().len(), 1);
         let pool = Pool::new(&t, RoutingAlgorithm::RoundRobin, Some(99));
         assert_eq!(pool.pick().len(), 3);
+    }
+
+    #[test]
+    fn latency_answers_the_fastest_and_rotates_near_ties() {
+        let t = targets(&[("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.0.3", 1)]);
+        // Lowest wins alone.
+        let rtt = [(ip("10.0.0.1"), 30_000), (ip("10.0.0.2"), 10_000)];
+        let f = fastest(&t, &rtt);
+        assert_eq!(f, targets(&[("10.0.0.2", 1)]));
+        let pool = Pool::new(&f, RoutingAlgorithm::Latency, None);
+        for _ in 0..3 {
+            assert_eq!(pool.pick().collect::<Vec<_>>(), vec![ip("10.0.0.2")]);
+        }
+        // Within 10 %: both answer, in rotation, fastest first.
+        let rtt = [
+            (ip("10.0.0.1"), 10_900),
+            (ip("10.0.0.2"), 10_000),
+            (ip("10.0.0.3"), 11_001),
+        ];
+        let f = fastest(&t, &rtt);
+        assert_eq!(f, targets(&[("10.0.0.2", 1), ("10.0.0.1", 1)]));
+        let pool = Pool::new(&f, RoutingAlgorithm::Latency, Some(1));
+        let firsts: Vec<IpAddr> = (0..4).map(|_| pool.pick().next().unwrap()).collect();
+        assert_eq!(
+            firsts,
+            vec![
+                ip("10.0.0.2"),
+                ip("10.0.0.1"),
+                ip("10.0.0.2"),
+                ip("10.0.0.1")
+            ]
+        );
+        // A target without data never beats one with data.
+        let f = fastest(&t, &[(ip("10.0.0.3"), 900_000)]);
+        assert_eq!(f, targets(&[("10.0.0.3", 1)]));
+        // Round trips of targets not in the pool (unhealthy, the other
+        // family) do not count.
+        let f = fastest(&t, &[(ip("10.0.0.9"), 1), (ip("10.0.0.1"), 5)]);
+        assert_eq!(f, targets(&[("10.0.0.1", 1)]));
+    }
+
+    #[test]
+    fn latency_without_data_is_round_robin_over_every_target() {
+        let t = targets(&[("10.0.0.1", 1), ("10.0.0.2", 1)]);
+        assert_eq!(fastest(&t, &[]), t);
+        let pool = Pool::new(&fastest(&t, &[]), RoutingAlgorithm::Latency, None);
+        let a: Vec<_> = pool.pick().collect();
+        let b: Vec<_> = pool.pick().collect();
+        assert_eq!(a, vec![ip("10.0.0.1"), ip("10.0.0.2")]);
+        assert_eq!(b, vec![ip("10.0.0.2"), ip("10.0.0.1")]);
+        assert!(fastest(&[], &[(ip("10.0.0.1"), 1)]).is_empty());
     }
 
     #[test]

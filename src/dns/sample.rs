@@ -36,6 +36,7 @@ pub fn domain(name: &str, algorithm: RoutingAlgorithm, targets: &[&str]) -> Doma
         targets: targets.iter().map(|a| target(a)).collect(),
         last_healthy: None,
         by_region: Vec::new(),
+        round_trips: Vec::new(),
     }
 }
 

@@ -18,7 +18,7 @@ use super::fastpath::FastIndex;
 use super::keystore::{KeyRing, ZoneKey};
 use super::nameservers::NameServerSpec;
 use super::regional::{RegionTargets, Regional};
-use super::routing::Pool;
+use super::routing::{Pool, fastest};
 use super::rrl::RateLimit;
 use super::stats::{DnsStats, DomainCounters};
 use crate::config::{RoutingAlgorithm, SoaConfig};
@@ -70,6 +70,9 @@ pub struct DomainSpec {
     /// `targets` per region, in the domain's region order; used by the
     /// client-dependent algorithms (regional.rs), empty for the others.
     pub by_region: Vec<RegionTargets>,
+    /// `latency` only: the smoothed check round trip (µs) of each target
+    /// that has a usable one (SPEC §11); empty for the other algorithms.
+    pub round_trips: Vec<(IpAddr, u32)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -362,7 +365,11 @@ impl DnsTable {
                     _ => (Serving::ServFail, &[]),
                 }
             };
-            let (v4, v6) = split_family(set);
+            let (mut v4, mut v6) = split_family(set);
+            if d.algorithm == RoutingAlgorithm::Latency && serving == Serving::Healthy {
+                v4 = fastest(&v4, &d.round_trips);
+                v6 = fastest(&v6, &d.round_trips);
+            }
             let entry = DomainEntry {
                 ttl: d.ttl,
                 serving,
@@ -505,6 +512,7 @@ mod tests {
                     }],
                     last_healthy: None,
                     by_region: vec![],
+                    round_trips: Vec::new(),
                 },
                 DomainSpec {
                     name: "lonely.test".into(),
@@ -514,6 +522,7 @@ mod tests {
                     targets: vec![],
                     last_healthy: None,
                     by_region: vec![],
+                    round_trips: Vec::new(),
                 },
             ],
             serial: 7,

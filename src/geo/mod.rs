@@ -11,6 +11,7 @@
 //! client).
 
 pub mod prefixes;
+pub mod watch;
 
 use crate::config::{Config, GeoMapping};
 use ipnet::IpNet;

@@ -10,6 +10,7 @@
 //! channel.
 
 pub mod probe;
+pub mod round_trip;
 pub mod schedule;
 pub mod scheduler;
 pub mod thresholds;

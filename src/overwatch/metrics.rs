@@ -20,6 +20,9 @@ pub struct OverwatchCounters {
     pub validation_failure: AtomicU64,
     pub reload_success: AtomicU64,
     pub reload_failure: AtomicU64,
+    /// GeoIP database replacements taken / refused between SIGHUPs.
+    pub geo_database_success: AtomicU64,
+    pub geo_database_failure: AtomicU64,
 }
 
 impl OverwatchCounters {
@@ -113,6 +116,12 @@ impl OverwatchCounters {
             );
         }
         w.single(
+            "opengslb_overwatch_latency_entries_refused_total",
+            "Learned-latency report entries refused: a service the agent's token is not valid for, or not a configured domain.",
+            Kind::Counter,
+            gossip.latency_refused as f64,
+        );
+        w.single(
             "opengslb_gossip_decrypt_failures_total",
             "Gossip datagrams and frames that failed decryption.",
             Kind::Counter,
@@ -193,6 +202,21 @@ impl OverwatchCounters {
             &[("result", "failure")],
             load(&self.reload_failure),
         );
+        w.family(
+            "opengslb_overwatch_geo_database_reloads_total",
+            "GeoIP database files found replaced between reloads, by result (a failure keeps the previous database serving).",
+            Kind::Counter,
+        );
+        for (result, c) in [
+            ("success", &self.geo_database_success),
+            ("failure", &self.geo_database_failure),
+        ] {
+            w.sample(
+                "opengslb_overwatch_geo_database_reloads_total",
+                &[("result", result)],
+                load(c),
+            );
+        }
         drain_guard(view, w);
     }
 }
@@ -225,5 +249,32 @@ fn drain_guard(view: &OverwatchView, w: &mut TextWriter) {
             &[("domain", &d.name)],
             d.drain_guard_activations as f64,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geo_database_reloads_and_refused_latency_entries_are_rendered() {
+        let c = OverwatchCounters::default();
+        OverwatchCounters::add(&c.geo_database_success);
+        OverwatchCounters::add(&c.geo_database_failure);
+        OverwatchCounters::add(&c.geo_database_failure);
+        let gossip = GossipCounters {
+            latency_refused: 7,
+            ..Default::default()
+        };
+        let mut w = TextWriter::new();
+        c.write(&OverwatchView::default(), &gossip, &mut w);
+        let text = w.finish();
+        for line in [
+            "opengslb_overwatch_geo_database_reloads_total{result=\"success\"} 1",
+            "opengslb_overwatch_geo_database_reloads_total{result=\"failure\"} 2",
+            "opengslb_overwatch_latency_entries_refused_total 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! and `runtime.rs` is the loop that ties them together.
 
 pub mod drain_guard;
+pub mod geo_watch;
 mod ingest;
 pub mod learned;
 pub mod managed;

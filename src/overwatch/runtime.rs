@@ -126,6 +126,8 @@ pub struct Runtime {
     /// `overwatch.dnssec` keys the DNS table signs with (kept on a reload
     /// whose keys cannot be read).
     pub(super) dnssec: Option<Arc<KeyRing>>,
+    /// The GeoIP database file, looked at for replacement (geo_watch.rs).
+    pub(super) geo_watch: super::geo_watch::GeoWatch,
 }
 
 impl Runtime {
@@ -184,6 +186,7 @@ impl Runtime {
             replica: Arc::new(Mutex::new(replica)),
             peer_out: None,
             replica_dirty: false,
+            geo_watch: super::geo_watch::GeoWatch::for_config(config, now.mono),
         };
         rt.reg.recompute(now);
         rt.publish(now);
@@ -316,6 +319,7 @@ impl Runtime {
                 self.policy_dirty = false;
                 self.publish_policy_now();
             }
+            self.watch_geo_database(now);
         }
         self.persist();
         self.checker.stop();

@@ -49,6 +49,7 @@ fn table(stats: &DnsStats, rate: u32) -> DnsTable {
             }],
             last_healthy: None,
             by_region: Vec::new(),
+            round_trips: Vec::new(),
         }],
         serial: 1,
         rate_limit: RateLimit::from_config(&RateLimitConfig {

@@ -46,6 +46,7 @@ fn serve_bench_names() {
                 targets: targets.clone(),
                 last_healthy: None,
                 by_region: Vec::new(),
+                round_trips: Vec::new(),
             })
             .collect(),
         serial: 1,

@@ -53,6 +53,7 @@ fn table(stats: &DnsStats, signed: Option<&KeyFile>) -> DnsTable {
                 .collect(),
             last_healthy: None,
             by_region: Vec::new(),
+            round_trips: Vec::new(),
         }],
         serial: 1,
         ..Default::default()

@@ -53,6 +53,7 @@ fn backends_have_every_field_and_filter() {
         "override_at",
         "override_expires_at",
         "drain_reason",
+        "round_trip_ms",
     ]);
     for b in backends {
         assert_eq!(keys(b), want);

@@ -75,6 +75,7 @@ fn shipped_files_load() {
         ("etc/opengslb/examples/weighted.yaml", Mode::Overwatch),
         ("etc/opengslb/examples/failover.yaml", Mode::Overwatch),
         ("etc/opengslb/examples/multi-region.yaml", Mode::Overwatch),
+        ("etc/opengslb/examples/latency.yaml", Mode::Overwatch),
     ] {
         let name = Path::new(rel).file_name().unwrap().to_str().unwrap();
         let path = dir.write(name, &shipped(rel));

@@ -9,20 +9,26 @@ use opengslb::dns::{DnsStats, Responder, Transport, sample};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// Per thread, so tests counting at the same time in other threads
+    /// (the test harness runs them in parallel) do not add to each other.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.with(Cell::get) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|a| a.set(a.get() + 1));
     }
+}
+
+/// Allocations this thread made while counting.
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
 }
 
 unsafe impl GlobalAlloc for Counting {
@@ -114,7 +120,7 @@ fn answered_udp_queries_do_not_allocate() {
     }
     let mut answered = 0;
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for i in 0..1000 {
         let q = &queries[i % queries.len()];
         if responder
@@ -124,7 +130,7 @@ fn answered_udp_queries_do_not_allocate() {
             answered += 1;
         }
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(answered, 1000);
     assert_eq!(
@@ -137,7 +143,7 @@ fn answered_udp_queries_do_not_allocate() {
     let v = std::hint::black_box(vec![1u8; 10]);
     COUNTING.with(|c| c.set(false));
     drop(v);
-    assert!(ALLOCS.load(Ordering::Relaxed) > after);
+    assert!(allocs() > after);
 }
 
 /// The same with response rate limiting on and DNS cookies in the
@@ -189,12 +195,12 @@ fn rate_limited_and_cookie_queries_do_not_allocate() {
         let _ = responder.respond(q, clients[i % 3], Transport::Udp, &table, &stats);
     }
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for i in 0..1000 {
         let q = &queries[i % queries.len()];
         let _ = responder.respond(q, clients[i % 3], Transport::Udp, &table, &stats);
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(after - before, 0, "allocations with RRL and cookies");
     assert!(stats.rrl.dropped() > 0 && stats.rrl.slipped() > 0);
@@ -287,7 +293,7 @@ fn client_dependent_routing_does_not_allocate() {
         }
     }
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     let mut answered = 0;
     for i in 0..1000 {
         let q = &queries[i % queries.len()];
@@ -299,7 +305,7 @@ fn client_dependent_routing_does_not_allocate() {
             answered += 1;
         }
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(answered, 1000);
     assert_eq!(
@@ -314,6 +320,76 @@ fn client_dependent_routing_does_not_allocate() {
         .map(|c| c.load(Ordering::Relaxed))
         .sum();
     assert!(routed > 0, "the geolocation path was taken");
+}
+
+/// `latency` names (one with round trips and a near tie, one without
+/// data) answer from the table without touching the heap, and the answer
+/// is the fastest pair.
+#[test]
+fn latency_routing_does_not_allocate() {
+    use opengslb::config::RoutingAlgorithm;
+    use opengslb::dns::DnsTable;
+    let stats = DnsStats::new();
+    let mut spec = sample::spec();
+    let mut lat = sample::domain(
+        "lat.example.com",
+        RoutingAlgorithm::Latency,
+        &["10.0.4.1", "10.0.4.2", "10.0.4.3", "2001:db8:4::1"],
+    );
+    lat.round_trips = vec![
+        ("10.0.4.1".parse().unwrap(), 30_000),
+        ("10.0.4.2".parse().unwrap(), 10_000),
+        ("10.0.4.3".parse().unwrap(), 10_500),
+    ];
+    spec.domains.push(lat);
+    spec.domains.push(sample::domain(
+        "cold.example.com",
+        RoutingAlgorithm::Latency,
+        &["10.0.5.1", "10.0.5.2"],
+    ));
+    let table = DnsTable::build(&spec, &stats);
+    let mut queries = Vec::new();
+    for name in ["lat.example.com.", "cold.example.com."] {
+        for qtype in [Rtype::A, Rtype::AAAA, Rtype::ANY] {
+            for (edns, ecs) in [(false, false), (true, false), (true, true)] {
+                queries.push(query(name, qtype, edns, ecs));
+            }
+        }
+    }
+    let client = "127.0.0.1".parse().unwrap();
+    let mut responder = Responder::new(1232);
+    for q in &queries {
+        let _ = responder.respond(q, client, Transport::Udp, &table, &stats);
+    }
+    COUNTING.with(|c| c.set(true));
+    let before = allocs();
+    let mut answered = 0;
+    for i in 0..1000 {
+        let q = &queries[i % queries.len()];
+        if responder
+            .respond(q, client, Transport::Udp, &table, &stats)
+            .is_some()
+        {
+            answered += 1;
+        }
+    }
+    let after = allocs();
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(answered, 1000);
+    assert_eq!(
+        after - before,
+        0,
+        "allocations during {answered} latency queries"
+    );
+    let reply = responder
+        .respond(&queries[0], client, Transport::Udp, &table, &stats)
+        .map(<[u8]>::to_vec)
+        .unwrap();
+    let mut got = crate::util::dnsclient::parse(&reply)
+        .unwrap()
+        .addr_strings();
+    got.sort();
+    assert_eq!(got, ["10.0.4.2", "10.0.4.3"]);
 }
 
 /// DNSSEC (SPEC §13): with the zone signed and DO=1 in every query, a
@@ -377,7 +453,7 @@ fn signed_answers_with_a_warm_cache_do_not_allocate() {
         .to_vec();
     assert!(out.windows(2).any(|w| w == [0, 46]));
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for i in 0..1000 {
         let _ = responder.respond(
             &queries[i % queries.len()],
@@ -387,7 +463,7 @@ fn signed_answers_with_a_warm_cache_do_not_allocate() {
             &stats,
         );
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(after - before, 0, "allocations during signed answers");
 }

@@ -33,6 +33,7 @@ fn dom(name: &str, addrs: &[&str]) -> DomainSpec {
             .collect(),
         last_healthy: None,
         by_region: Vec::new(),
+        round_trips: Vec::new(),
     }
 }
 

@@ -45,6 +45,7 @@ fn spec(app: &[&str]) -> TableSpec {
                 .collect(),
             last_healthy: None,
             by_region: Vec::new(),
+            round_trips: Vec::new(),
         }],
         serial: 1,
         nameservers: NameServerSpec {

@@ -41,6 +41,10 @@ impl Runtime {
             error: r.error.clone(),
         };
         let keys = keys.clone();
+        if let Some(rtt) = r.latency.filter(|_| r.probe_ok) {
+            // `latency` routing smooths the round trips of its backends.
+            self.reg.record_round_trip(&keys, rtt);
+        }
         // The registry publishes a new verdict at once and a mere new
         // check time with the next refresh.
         self.reg.validation_result(&keys, verdict);
@@ -158,6 +162,7 @@ impl Runtime {
     /// registry, the gossip policy and the DNS counters.
     pub(in crate::overwatch) fn reconfigure(&mut self, config: Config, now: Now) {
         self.node_id = node_id(&config);
+        self.geo_watch = super::geo_watch::GeoWatch::for_config(&config, now.mono);
         match super::runtime::load_dnssec(&config) {
             Ok(keys) => self.dnssec = keys,
             Err(e) => {

@@ -4,7 +4,8 @@
 //! order of `domains[].regions` (backends of unlisted regions last), then
 //! the configured order of static servers, then address and port for
 //! agent-reported ones. `failover` serves the first of that list, so the
-//! primary returns automatically when it is healthy again. Each domain is
+//! primary returns automatically when it is healthy again. `latency`
+//! carries each healthy target's usable smoothed check round trip. Each domain is
 //! built from its own backends only, so the publisher rebuilds just the
 //! domains that changed.
 
@@ -60,6 +61,17 @@ pub fn domain(reg: &Registry, d: &Domain, held: &BTreeSet<BackendKey>) -> Domain
     } else {
         Vec::new()
     };
+    let round_trips = if d.routing_algorithm == RoutingAlgorithm::Latency {
+        healthy
+            .iter()
+            .filter_map(|b| {
+                let us = reg.round_trip(&b.key)?.usable(&d.latency_config)?;
+                Some((b.key.address, us))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let return_last = d.return_last_healthy.unwrap_or(cfg.dns.return_last_healthy);
     let last_healthy = if return_last && !targets.is_empty() {
         // Healthy backends now: they are the last healthy set.
@@ -98,6 +110,7 @@ pub fn domain(reg: &Registry, d: &Domain, held: &BTreeSet<BackendKey>) -> Domain
         targets,
         last_healthy,
         by_region,
+        round_trips,
     }
 }
 

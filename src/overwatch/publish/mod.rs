@@ -288,6 +288,13 @@ impl Publisher {
         self.lost = reg.lost().values().map(view::lost_entry).collect();
     }
 
+    /// A replaced GeoIP database file, opened: the resolver again with it
+    /// (the configuration's and the API's mappings unchanged).
+    pub fn set_geo_database(&mut self, reg: &Registry, db: Arc<crate::geo::Database>) {
+        self.geo = crate::geo::GeoResolver::new(&reg.cfg().config, Some(db), &reg.geo_mappings())
+            .map(Arc::new);
+    }
+
     /// The spec DNS builds its table from.
     pub fn table_spec(&self, serial: u32) -> TableSpec {
         TableSpec {

@@ -85,6 +85,10 @@ pub fn backend(reg: &Registry, b: &Backend, held: bool) -> (BackendView, bool) {
                     .filter(|a| a.status == AgentStatus::Left)
                     .map(|_| "agent left (graceful shutdown)".to_string())
             }),
+        round_trip_ms: reg
+            .round_trip(&b.key)
+            .filter(|r| r.samples() > 0)
+            .map(|r| f64::from(r.smoothed_us()) / 1000.0),
     };
     (view, disagree)
 }

@@ -15,6 +15,7 @@ mod agents;
 mod changes;
 pub mod claims;
 mod operators;
+mod round_trips;
 #[cfg(test)]
 mod tests;
 
@@ -88,6 +89,9 @@ pub struct Registry {
     /// No agent can change liveness before this; agents are scanned only
     /// once it passes (a heartbeat only moves an agent's deadline later).
     liveness_due: Option<Mono>,
+    /// Smoothed check round trips of the backends of `latency` domains
+    /// (`round_trips.rs`).
+    round_trips: BTreeMap<BackendKey, crate::health::round_trip::RoundTrip>,
     dirty: Dirty,
 }
 
@@ -107,6 +111,7 @@ impl Registry {
     pub fn reconfigure(&mut self, cfg: RegistryConfig, now: Now) {
         self.cfg = cfg;
         self.rebuild_static();
+        self.prune_round_trips();
         self.mark_all();
         self.liveness_due = Some(Mono(0));
         self.recompute(now);
