@@ -9,6 +9,7 @@ mod cookies;
 pub mod dnssec;
 mod edns;
 mod fastpath;
+mod fastpath_geo;
 pub mod keystore;
 pub mod learned;
 pub mod nameservers;
