@@ -541,7 +541,7 @@ fn geolocation_queries_with_and_without_ecs_take_the_fast_path() {
     let table = DnsTable::build(&geo_spec(true, &dir), &stats);
     let mut out = Vec::new();
     let client: IpAddr = "127.0.0.1".parse().unwrap();
-    let mut fast =
+    let fast =
         |q: &[u8], out: &mut Vec<u8>| answer(q, client, true, 1232, table.fast(), &stats, out);
     for opts in [
         None,

@@ -200,7 +200,7 @@ impl GeoResolver {
                 scope: len,
             };
         }
-        if let Some((region, scope, _, _)) = self.in_database(ip) {
+        if let Some((region, scope)) = self.in_database(ip) {
             return Decision {
                 region,
                 match_type: MatchType::Geoip,
@@ -218,31 +218,29 @@ impl GeoResolver {
         }
     }
 
-    /// Database lookup: (region, network prefix, country, continent) when
-    /// the client's country or continent belongs to a region.
-    fn in_database(&self, ip: IpAddr) -> Option<(u16, u8, Option<&str>, Option<&str>)> {
+    /// Database lookup: (region, network prefix) when the client's country
+    /// or continent belongs to a region. The continent is decoded only
+    /// when the country decides nothing (country beats continent).
+    fn in_database(&self, ip: IpAddr) -> Option<(u16, u8)> {
         let db = self.db.as_ref()?;
         let found = db.lookup(ip).ok()?;
         if !found.has_data() {
             return None;
         }
-        let country: Option<&str> = found
-            .decode_path(&[PathElement::Key("country"), PathElement::Key("iso_code")])
-            .ok()
-            .flatten();
-        let continent: Option<&str> = found
-            .decode_path(&[PathElement::Key("continent"), PathElement::Key("code")])
-            .ok()
-            .flatten();
-        let by_country = country
-            .and_then(code)
-            .and_then(|c| self.countries.get(&c).copied());
-        let by_continent = continent
-            .and_then(code)
-            .and_then(|c| self.continents.get(&c).copied());
-        let region = by_country.or(by_continent)?;
+        let code_at = |a: &'static str, b: &'static str| -> Option<[u8; 2]> {
+            found
+                .decode_path::<&str>(&[PathElement::Key(a), PathElement::Key(b)])
+                .ok()
+                .flatten()
+                .and_then(code)
+        };
+        let region = code_at("country", "iso_code")
+            .and_then(|c| self.countries.get(&c).copied())
+            .or_else(|| {
+                code_at("continent", "code").and_then(|c| self.continents.get(&c).copied())
+            })?;
         let scope = found.network().map_or(0, |n| n.prefix());
-        Some((region, scope, country, continent))
+        Some((region, scope))
     }
 
     /// Why `ip` goes where it goes (the API's `geo/test`).
