@@ -7,9 +7,11 @@
 //! mapping lists use this is a few hash probes per query. Two things keep
 //! those probes cheap on the DNS fast path: the keys (our own networks)
 //! are hashed with a multiply-and-mix function instead of SipHash, and
-//! for IPv4 a bitmap of the /16s holding a network of length 16 or more
-//! lets an address outside every mapping (most clients, with a large
-//! list) skip all those levels after one bit test.
+//! for IPv4 a table of 65,536 masks says, per /16, which lengths from 16
+//! to 32 have a network inside it: an address probes only those levels
+//! (none at all outside every mapping, most clients of a large list;
+//! usually one inside). The table (256 KiB) exists once a network of
+//! length 16 or more is added.
 
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -51,8 +53,9 @@ pub struct PrefixTable<V> {
     /// Longest first; IPv4 keys are the address in the low 32 bits.
     v4: Vec<Level<V>>,
     v6: Vec<Level<V>>,
-    /// Bit per IPv4 /16: some network of length >= 16 lies in it.
-    v4_sixteens: Vec<u64>,
+    /// Per IPv4 /16: bit (len - 16) set when a network of that length
+    /// (16..=32) lies in it. Empty until one is added.
+    v4_lengths: Vec<u32>,
 }
 
 impl<V> Default for PrefixTable<V> {
@@ -60,14 +63,14 @@ impl<V> Default for PrefixTable<V> {
         PrefixTable {
             v4: Vec::new(),
             v6: Vec::new(),
-            v4_sixteens: vec![0; 1 << 10],
+            v4_lengths: Vec::new(),
         }
     }
 }
 
-fn sixteen(bits: u128) -> (usize, u64) {
-    let top = (bits >> 16) as usize & 0xffff;
-    (top >> 6, 1 << (top & 63))
+/// The /16 of an IPv4 key.
+fn sixteen(bits: u128) -> usize {
+    (bits >> 16) as usize & 0xffff
 }
 
 fn mask(bits: u128, width: u8, len: u8) -> u128 {
@@ -131,9 +134,11 @@ impl<V> PrefixTable<V> {
         }
         level.nets.insert(k, value);
         if width == 32 && len >= 16 {
-            let (word, bit) = sixteen(k);
-            if let Some(w) = self.v4_sixteens.get_mut(word) {
-                *w |= bit;
+            if self.v4_lengths.is_empty() {
+                self.v4_lengths = vec![0; 1 << 16];
+            }
+            if let Some(m) = self.v4_lengths.get_mut(sixteen(k)) {
+                *m |= 1 << (len.min(32) - 16);
             }
         }
         true
@@ -144,14 +149,15 @@ impl<V> PrefixTable<V> {
     pub fn longest(&self, ip: IpAddr) -> Option<(&V, u8)> {
         let (bits, width) = key(ip);
         let levels = if width == 32 { &self.v4 } else { &self.v6 };
-        // Outside every /16 with a long network: only the short levels.
-        let skip_long = width == 32 && {
-            let (word, bit) = sixteen(bits);
-            self.v4_sixteens.get(word).is_none_or(|w| w & bit == 0)
+        // IPv4 levels of 16 and more: only those with a network in this /16.
+        let long = if width == 32 {
+            self.v4_lengths.get(sixteen(bits)).copied().unwrap_or(0)
+        } else {
+            u32::MAX
         };
         levels
             .iter()
-            .filter(|l| !(skip_long && l.len >= 16))
+            .filter(|l| width != 32 || l.len < 16 || long & (1 << (l.len.min(32) - 16)) != 0)
             .find_map(|l| l.nets.get(&mask(bits, width, l.len)).map(|v| (v, l.len)))
     }
 
@@ -191,16 +197,21 @@ mod tests {
         assert_eq!(t.longest(ip("2001:db9::1")), None);
     }
 
-    /// The /16 bitmap only skips levels that cannot match.
+    /// The per-/16 length masks only skip levels that cannot match.
     #[test]
-    fn long_and_short_v4_levels_with_the_sixteen_bitmap() {
+    fn long_and_short_v4_levels_with_the_length_masks() {
         let mut t = PrefixTable::default();
         t.insert(net("10.1.2.0/24"), 24);
+        t.insert(net("10.1.2.3/32"), 32);
         t.insert(net("10.1.0.0/16"), 16);
+        t.insert(net("10.3.0.0/18"), 18);
         t.insert(net("172.16.0.0/12"), 12);
         t.insert(net("0.0.0.0/0"), 0);
         for (addr, want) in [
             ("10.1.2.9", 24),
+            ("10.1.2.3", 32),
+            ("10.3.63.1", 18),
+            ("10.3.64.1", 0),
             ("10.1.200.1", 16),
             ("10.2.2.9", 0),
             ("172.20.1.1", 12),
