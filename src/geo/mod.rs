@@ -10,9 +10,11 @@
 //! the database network's, or 0 for the default (it did not depend on the
 //! client).
 
+mod decoded;
 pub mod prefixes;
 
 use crate::config::{Config, GeoMapping};
+use decoded::DecodedRegions;
 use ipnet::IpNet;
 use maxminddb::{PathElement, Reader};
 use prefixes::PrefixTable;
@@ -74,6 +76,8 @@ pub struct GeoResolver {
     mappings: PrefixTable<u16>,
     active: Vec<ActiveMapping>,
     db: Option<std::sync::Arc<Database>>,
+    /// Region decided per database record (decoded.rs).
+    decoded: DecodedRegions,
     /// Two-letter code, uppercase → region.
     countries: HashMap<[u8; 2], u16>,
     continents: HashMap<[u8; 2], u16>,
@@ -161,6 +165,7 @@ impl GeoResolver {
             mappings,
             active,
             db,
+            decoded: DecodedRegions::default(),
             countries,
             continents,
             ecs_enabled: geo.ecs_enabled,
@@ -234,11 +239,24 @@ impl GeoResolver {
                 .flatten()
                 .and_then(code)
         };
-        let region = code_at("country", "iso_code")
-            .and_then(|c| self.countries.get(&c).copied())
-            .or_else(|| {
-                code_at("continent", "code").and_then(|c| self.continents.get(&c).copied())
-            })?;
+        let decide = || {
+            code_at("country", "iso_code")
+                .and_then(|c| self.countries.get(&c).copied())
+                .or_else(|| {
+                    code_at("continent", "code").and_then(|c| self.continents.get(&c).copied())
+                })
+        };
+        let region = match found.offset() {
+            Some(off) => match self.decoded.get(off) {
+                Some(known) => known,
+                None => {
+                    let r = decide();
+                    self.decoded.put(off, r);
+                    r
+                }
+            },
+            None => decide(),
+        }?;
         let scope = found.network().map_or(0, |n| n.prefix());
         Some((region, scope))
     }

@@ -45,7 +45,11 @@ fn database() -> std::sync::Arc<Database> {
     w.insert("2001:db8:1::/48", "FR", "EU");
     let dir = std::env::temp_dir().join(format!("opengslb-geo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("test.mmdb");
+    // One file per call: tests run in parallel and one rewriting the file
+    // another has mapped made the reader see a torn database.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("test-{n}.mmdb"));
     std::fs::write(&path, w.bytes()).unwrap();
     std::sync::Arc::new(open_database(path.to_str().unwrap()).unwrap())
 }
