@@ -30,7 +30,10 @@ fn main() {
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [cidr, country, continent] = fields[..] else {
-            eprintln!("mmdb_from_list: line {}: want CIDR COUNTRY CONTINENT", n + 1);
+            eprintln!(
+                "mmdb_from_list: line {}: want CIDR COUNTRY CONTINENT",
+                n + 1
+            );
             std::process::exit(1);
         };
         let valid = cidr

@@ -338,6 +338,8 @@ fn suffix_hashes_match_the_hash_of_each_suffix_alone() {
     }
 }
 
+// Also loaded by geo's tests; each test module keeps its own copy.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../tests/util/mmdb.rs"]
 mod mmdb;
 
@@ -561,7 +563,10 @@ fn geolocation_queries_with_and_without_ecs_take_the_fast_path() {
         3,
     );
     assert!(fast(&q, &mut out));
-    assert_eq!(&out[out.len() - 11..], &[0, 8, 0, 7, 0, 1, 24, 24, 198, 51, 100]);
+    assert_eq!(
+        &out[out.len() - 11..],
+        &[0, 8, 0, 7, 0, 1, 24, 24, 198, 51, 100]
+    );
     assert!(out.windows(4).any(|w| w == [10, 0, 2, 1]));
     // Learned latency, cookies and malformed ECS take the full path.
     let learned = query_opts("learned.example.com.", Rtype::A, None, 3);

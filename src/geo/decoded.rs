@@ -44,8 +44,7 @@ impl DecodedRegions {
     }
 
     pub fn put(&self, offset: usize, region: Option<u16>) {
-        let v = ((offset as u64 + 1) << 17)
-            | region.map_or(0, |r| HAS_REGION | u64::from(r));
+        let v = ((offset as u64 + 1) << 17) | region.map_or(0, |r| HAS_REGION | u64::from(r));
         if let Some(s) = self.slots.get(slot_of(offset)) {
             s.store(v, Ordering::Relaxed);
         }

@@ -218,7 +218,11 @@ mod tests {
             ("172.15.255.255", 0),
             ("255.255.255.255", 0),
         ] {
-            assert_eq!(t.longest(ip(addr)).map(|(v, l)| (*v, l)), Some((want, want)), "{addr}");
+            assert_eq!(
+                t.longest(ip(addr)).map(|(v, l)| (*v, l)),
+                Some((want, want)),
+                "{addr}"
+            );
         }
         let mut many = PrefixTable::default();
         for i in 0..10_000u32 {
