@@ -10,6 +10,7 @@ pub mod dnssec;
 mod edns;
 mod fastpath;
 mod fastpath_geo;
+mod fastpath_parse;
 pub mod keystore;
 pub mod learned;
 pub mod nameservers;
