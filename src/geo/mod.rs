@@ -21,6 +21,9 @@ use prefixes::PrefixTable;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+/// Marks a filled entry of `GeoResolver::v4_sixteens`.
+const WHOLE: u32 = 1 << 31;
+
 /// The memory-mapped database.
 pub type Database = Reader<maxminddb::Mmap>;
 
@@ -78,6 +81,8 @@ pub struct GeoResolver {
     db: Option<std::sync::Arc<Database>>,
     /// Region decided per database record (decoded.rs).
     decoded: DecodedRegions,
+    /// Per IPv4 /16 covered by one database network (`whole_sixteens`).
+    v4_sixteens: Vec<u32>,
     /// Two-letter code, uppercase → region.
     countries: HashMap<[u8; 2], u16>,
     continents: HashMap<[u8; 2], u16>,
@@ -159,17 +164,44 @@ impl GeoResolver {
                 });
             }
         }
-        Some(GeoResolver {
+        let mut resolver = GeoResolver {
             default_region: index(&geo.default_region).unwrap_or(0),
             regions,
             mappings,
             active,
             db,
             decoded: DecodedRegions::default(),
+            v4_sixteens: Vec::new(),
             countries,
             continents,
             ecs_enabled: geo.ecs_enabled,
-        })
+        };
+        resolver.v4_sixteens = resolver.whole_sixteens();
+        Some(resolver)
+    }
+
+    /// Per IPv4 /16, the database's answer when one network (or one gap)
+    /// covers the whole /16: `WHOLE | (region + 1) << 8 | prefix`, region
+    /// 0 meaning "no region" (see `in_database`); 0 when the /16 holds
+    /// longer networks and each address must walk the tree. 65,536
+    /// lookups once per resolver (a few milliseconds).
+    fn whole_sixteens(&self) -> Vec<u32> {
+        let Some(db) = &self.db else {
+            return Vec::new();
+        };
+        (0..=u16::MAX)
+            .map(|top| {
+                let ip = IpAddr::from(std::net::Ipv4Addr::from(u32::from(top) << 16));
+                let Ok(found) = db.lookup(ip) else { return 0 };
+                match found.network() {
+                    Ok(n) if n.is_ipv4() && n.prefix() <= 16 => {
+                        let region = self.walk(ip).map_or(0, |(r, _)| u32::from(r) + 1);
+                        WHOLE | region << 8 | u32::from(n.prefix())
+                    }
+                    _ => 0,
+                }
+            })
+            .collect()
     }
 
     pub fn region_name(&self, region: u16) -> &str {
@@ -224,9 +256,24 @@ impl GeoResolver {
     }
 
     /// Database lookup: (region, network prefix) when the client's country
-    /// or continent belongs to a region. The continent is decoded only
-    /// when the country decides nothing (country beats continent).
+    /// or continent belongs to a region. An IPv4 address whose whole /16
+    /// is one database network (or one gap) is answered from
+    /// `v4_sixteens` without walking the tree.
     fn in_database(&self, ip: IpAddr) -> Option<(u16, u8)> {
+        if let IpAddr::V4(a) = ip
+            && let Some(&e) = self.v4_sixteens.get((u32::from(a) >> 16) as usize)
+            && e & WHOLE != 0
+        {
+            let region = (e >> 8) & 0x1_ffff;
+            return (region > 0).then(|| ((region - 1) as u16, e as u8));
+        }
+        self.walk(ip)
+    }
+
+    /// `in_database` by walking the database tree. The continent is
+    /// decoded only when the country decides nothing (country beats
+    /// continent).
+    fn walk(&self, ip: IpAddr) -> Option<(u16, u8)> {
         let db = self.db.as_ref()?;
         let found = db.lookup(ip).ok()?;
         if !found.has_data() {
