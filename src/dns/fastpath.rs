@@ -1,7 +1,8 @@
 //! The fast path: plain queries answered from data precomputed per snapshot.
 //!
 //! Most queries an authoritative GSLB sees are the same shape: one
-//! question, class IN, type A or AAAA, no EDNS or EDNS without options.
+//! question, class IN, type A or AAAA, no EDNS or EDNS whose only option
+//! is a Client Subnet (ECS, echoed with the answer's scope).
 //! For those the answer is the query's header and question followed by
 //! bytes the table could have built beforehand, so `FastIndex` (built with
 //! each `DnsTable`) holds, per name, its answer records already encoded
@@ -10,27 +11,28 @@
 //! record with the three compression pointers left to patch. A query is
 //! lowercased and hashed in one pass over its name, with one hash per
 //! suffix so the enclosing zone of an NXDOMAIN needs no second pass.
+//! Geolocation names keep such records per region (fastpath_geo.rs).
 //!
 //! The rule: the fast path answers only what it can answer byte for byte
 //! as `Responder`'s full path would (a test compares both over a query
 //! mix), with the same counters; anything else — other types, options
-//! (ECS, cookies), BADVERS, truncation, SERVFAIL, SOA/NS at an apex,
+//! other than ECS (cookies), BADVERS, truncation, SERVFAIL, SOA/NS at an apex,
 //! REFUSED, malformed input, a compression case it does not model —
-//! returns None and takes the full path. A feature that must see every
+//! returns false and takes the full path. A feature that must see every
 //! query (rate limiting) therefore has to be checked before this is called.
 
+use super::fastpath_geo::GeoTemplates;
+use super::fastpath_parse::{MAX_LABELS, Query, parse};
 use super::routing::Pool;
 use super::stats::{DnsStats, DomainCounters, QtypeLabel, RcodeLabel};
 use super::table::{Node, Serving, Zone};
+use crate::geo::GeoResolver;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 const NONE: u32 = u32::MAX;
-/// Question names with more labels take the full path (the full path's
-/// compressor remembers 24 names; staying well under keeps both equal).
-const MAX_LABELS: usize = 20;
 const PLAIN_UDP_MAX: usize = 512;
 const TCP_MAX: usize = 65535;
 const A_LEN: usize = 16;
@@ -69,6 +71,8 @@ struct FastDomain {
     /// One encoded A record per address of `v4`, in pool order.
     rec4: Box<[u8]>,
     rec6: Box<[u8]>,
+    /// A geolocation domain: its per-region records.
+    geo: Option<GeoTemplates>,
 }
 
 /// The SOA record of a negative answer; None when its names would
@@ -92,6 +96,8 @@ pub(crate) struct FastIndex {
     zones: Vec<Option<SoaTemplate>>,
     /// DNSSEC on: DO=1 queries take the full path, which signs.
     pub(crate) signed: bool,
+    /// The table's geolocation resolver (geolocation domains).
+    geo: Option<Arc<GeoResolver>>,
 }
 
 fn hash_step(h: u64, b: u8) -> u64 {
@@ -215,8 +221,12 @@ impl FastIndex {
     pub(crate) fn build<'a>(
         zones: impl Iterator<Item = (&'a [u8], &'a Zone)>,
         nodes: impl Iterator<Item = (&'a [u8], &'a Node)>,
+        geo: Option<&Arc<GeoResolver>>,
     ) -> FastIndex {
-        let mut idx = FastIndex::default();
+        let mut idx = FastIndex {
+            geo: geo.cloned(),
+            ..FastIndex::default()
+        };
         let mut entries: Vec<(&[u8], Slot)> = Vec::new();
         let mut seen: HashMap<&[u8], usize> = HashMap::new();
         let mut entry = |key: &'a [u8], entries: &mut Vec<(&'a [u8], Slot)>| -> usize {
@@ -235,9 +245,19 @@ impl FastIndex {
             match node {
                 Node::Empty => entries[i].1.empty = true,
                 Node::Host(_) => entries[i].1.host = true,
-                // Client-dependent answers take the full path, like hosts.
-                Node::Domain(d) if d.regional.is_some() => entries[i].1.host = true,
                 Node::Domain(d) => {
+                    let geo = match &d.regional {
+                        None => None,
+                        Some(r) => match GeoTemplates::build(r, |p| encode_records(p, d.ttl)) {
+                            Some(t) => Some(t),
+                            // Other client-dependent answers take the full
+                            // path, like hosts.
+                            None => {
+                                entries[i].1.host = true;
+                                continue;
+                            }
+                        },
+                    };
                     entries[i].1.domain = idx.domains.len() as u32;
                     idx.domains.push(FastDomain {
                         serving: d.serving,
@@ -246,6 +266,7 @@ impl FastIndex {
                         v6: Arc::clone(&d.v6),
                         rec4: encode_records(&d.v4, d.ttl),
                         rec6: encode_records(&d.v6, d.ttl),
+                        geo,
                     });
                 }
             }
@@ -290,22 +311,12 @@ impl FastIndex {
     }
 }
 
-/// What a fast answer needs from the query.
-struct Query<'q> {
-    header: &'q [u8],
-    /// Header and question, copied into the answer as they came.
-    question: &'q [u8],
-    qtype: u16,
-    /// (udp payload size, DO) of an option-less OPT.
-    edns: Option<(u16, bool)>,
-    /// The payload size our OPT advertises (`dns.max_udp_size`).
-    advertise: u16,
-}
-
-/// Writes the answer to `query` into `out` and returns true, or returns
-/// false (nothing counted, `out` unspecified) for the full path to answer.
+/// Writes the answer to `query` from `client` (the source address) into
+/// `out` and returns true, or returns false (nothing counted, `out`
+/// unspecified) for the full path to answer.
 pub(crate) fn answer(
     query: &[u8],
+    client: IpAddr,
     udp: bool,
     max_udp_size: u16,
     idx: &FastIndex,
@@ -346,19 +357,31 @@ pub(crate) fn answer(
         if d.serving == Serving::ServFail {
             return false;
         }
-        let (pool, rec, rlen) = if want_v4 {
-            (&d.v4, &d.rec4, A_LEN)
+        let (flat, flat_rec, rlen) = if want_v4 {
+            (&*d.v4, &*d.rec4, A_LEN)
         } else {
-            (&d.v6, &d.rec6, AAAA_LEN)
+            (&*d.v6, &*d.rec6, AAAA_LEN)
         };
-        if !pool.is_empty() {
+        if !flat.is_empty() {
+            // A geolocation name: the client's region (or the flat pools).
+            let (mut pool, mut rec, mut scope, mut routed) = (flat, flat_rec, 0, None);
+            if let Some(g) = &d.geo {
+                let c = g.choose(client, q.ecs.as_ref(), want_v4, idx.geo.as_deref());
+                if let Some((p, r)) = c.pool {
+                    (pool, rec) = (p, r);
+                }
+                (scope, routed) = (c.scope, Some(c.counter));
+            }
             let count = pool.answer_len();
-            let size = q.question.len() + count * rlen + if q.edns.is_some() { 11 } else { 0 };
+            let size = q.question.len() + count * rlen + opt_len(&q);
             if size > limit {
                 return false;
             }
             if d.serving == Serving::LastHealthy {
                 d.counters.last_healthy.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(c) = routed.and_then(|i| d.counters.routed.get(i)) {
+                c.fetch_add(1, Ordering::Relaxed);
             }
             let start = pool.pick().start();
             let n = pool.addrs().len();
@@ -367,7 +390,7 @@ pub(crate) fn answer(
             out.extend_from_slice(rec.get(start * rlen..first * rlen).unwrap_or(&[]));
             let wrapped = start + count - first;
             out.extend_from_slice(rec.get(..wrapped * rlen).unwrap_or(&[]));
-            finish(out, &q);
+            finish(out, &q, scope);
             d.counters.answers.fetch_add(1, Ordering::Relaxed);
             stats.count_query(label, RcodeLabel::NoError);
             return true;
@@ -398,7 +421,7 @@ pub(crate) fn answer(
             return false;
         }
     }
-    let size = q.question.len() + t.bytes.len() + if q.edns.is_some() { 11 } else { 0 };
+    let size = q.question.len() + t.bytes.len() + opt_len(&q);
     if size > limit {
         return false;
     }
@@ -412,7 +435,7 @@ pub(crate) fn answer(
             slot.copy_from_slice(&ptr);
         }
     }
-    finish(out, &q);
+    finish(out, &q, 0);
     let rl = if exists {
         RcodeLabel::NoError
     } else {
@@ -450,85 +473,34 @@ fn begin(out: &mut Vec<u8>, q: &Query<'_>, rcode: u8, an: u16, ns: u16) {
     out.extend_from_slice(q.question.get(12..).unwrap_or(&[]));
 }
 
-/// The OPT record of an EDNS query: our payload size, version 0, DO echoed.
-fn finish(out: &mut Vec<u8>, q: &Query<'_>) {
-    if let Some((_, dnssec_ok)) = q.edns {
-        let adv = q.advertise.to_be_bytes();
-        let flags = if dnssec_ok { 0x80 } else { 0 };
-        out.extend_from_slice(&[0, 0, 41, adv[0], adv[1], 0, 0, flags, 0, 0, 0]);
+/// Bytes of the answer's OPT record (0 without EDNS).
+fn opt_len(q: &Query<'_>) -> usize {
+    match (q.edns, &q.ecs) {
+        (None, _) => 0,
+        (Some(_), None) => 11,
+        (Some(_), Some(e)) => 11 + 8 + usize::from(e.addr_len),
     }
 }
 
-/// Parses a query of the fast shape; lowercases its name into `wire`.
-/// Returns the query view, the wire length (with the root) and the label
-/// count.
-fn parse<'q>(
-    query: &'q [u8],
-    wire: &mut [u8; 256],
-    starts: &mut [usize; MAX_LABELS],
-) -> Option<(Query<'q>, usize, usize)> {
-    let header = query.get(..12)?;
-    // QR=0, opcode QUERY; one question, no answer or authority records.
-    if header[2] & 0xf8 != 0 || header[4..10] != [0, 1, 0, 0, 0, 0] || header[10] != 0 {
-        return None;
-    }
-    let arcount = header[11];
-    let mut pos = 12;
-    let mut wlen = 0;
-    let mut n = 0;
-    loop {
-        let len = usize::from(*query.get(pos)?);
-        if len == 0 {
-            break;
-        }
-        // Pointers and extended label types take the full path.
-        if len > 63 || n == MAX_LABELS || wlen + len + 2 > 255 {
-            return None;
-        }
-        let label = query.get(pos + 1..pos + 1 + len)?;
-        *starts.get_mut(n)? = wlen;
-        n += 1;
-        *wire.get_mut(wlen)? = len as u8;
-        for (d, s) in wire
-            .get_mut(wlen + 1..wlen + 1 + len)?
-            .iter_mut()
-            .zip(label)
-        {
-            *d = s.to_ascii_lowercase();
-        }
-        wlen += 1 + len;
-        pos += 1 + len;
-    }
-    *wire.get_mut(wlen)? = 0;
-    wlen += 1;
-    pos += 1;
-    let tail = query.get(pos..pos + 4)?;
-    let qtype = u16::from_be_bytes([tail[0], tail[1]]);
-    if (qtype != 1 && qtype != 28) || tail[2..4] != [0, 1] || n == 0 {
-        return None;
-    }
-    pos += 4;
-    let question = query.get(..pos)?;
-    let rest = query.get(pos..)?;
-    let edns = match (arcount, rest.len()) {
-        (0, 0) => None,
-        // An option-less OPT: root owner, type 41, version 0, rdlen 0.
-        (1, 11) if rest[..3] == [0, 0, 41] && rest[6] == 0 && rest[9..11] == [0, 0] => {
-            Some((u16::from_be_bytes([rest[3], rest[4]]), rest[7] & 0x80 != 0))
-        }
-        _ => return None,
+/// The OPT record of an EDNS query: our payload size, version 0, DO
+/// echoed, and the query's ECS with `scope` (RFC 7871 §7.1.2: 0 when the
+/// source prefix was 0), as edns.rs writes them.
+fn finish(out: &mut Vec<u8>, q: &Query<'_>, scope: u8) {
+    let Some((_, dnssec_ok)) = q.edns else {
+        return;
     };
-    Some((
-        Query {
-            header,
-            question,
-            qtype,
-            edns,
-            advertise: 0,
-        },
-        wlen,
-        n,
-    ))
+    let adv = q.advertise.to_be_bytes();
+    let flags = if dnssec_ok { 0x80 } else { 0 };
+    let rdlen = (opt_len(q) - 11) as u16;
+    let [r0, r1] = rdlen.to_be_bytes();
+    out.extend_from_slice(&[0, 0, 41, adv[0], adv[1], 0, 0, flags, 0, r0, r1]);
+    if let Some(e) = &q.ecs {
+        let [l0, l1] = (4 + u16::from(e.addr_len)).to_be_bytes();
+        let [f0, f1] = e.family.to_be_bytes();
+        let scope = if e.source > 0 { scope } else { 0 };
+        out.extend_from_slice(&[0, 8, l0, l1, f0, f1, e.source, scope]);
+        out.extend_from_slice(e.addr_bytes());
+    }
 }
 
 #[cfg(test)]

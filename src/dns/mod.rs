@@ -9,6 +9,8 @@ mod cookies;
 pub mod dnssec;
 mod edns;
 mod fastpath;
+mod fastpath_geo;
+mod fastpath_parse;
 pub mod keystore;
 pub mod learned;
 pub mod nameservers;

@@ -194,6 +194,7 @@ impl Responder {
         if table.rate_limit.is_none()
             && super::fastpath::answer(
                 query,
+                client,
                 transport == Transport::Udp,
                 self.max_udp_size,
                 table.fast(),

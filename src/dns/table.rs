@@ -111,8 +111,9 @@ pub(crate) struct DomainEntry {
     pub v4: Arc<Pool>,
     pub v6: Arc<Pool>,
     pub counters: Arc<DomainCounters>,
-    /// Per-region pools of a client-dependent algorithm (regional.rs).
-    pub regional: Option<Regional>,
+    /// Per-region pools of a client-dependent algorithm (regional.rs),
+    /// shared with the fast path's copy (one rotation).
+    pub regional: Option<Arc<Regional>>,
 }
 
 /// An in-zone name server name and its addresses.
@@ -383,6 +384,7 @@ impl DnsTable {
                         d.max_records,
                         spec.geo.as_deref(),
                     )
+                    .map(Arc::new)
                 } else {
                     None
                 },
@@ -400,6 +402,7 @@ impl DnsTable {
         table.fast = FastIndex::build(
             table.zones.iter().map(|(k, z)| (&k[..], z)),
             table.nodes.iter().map(|(k, n)| (&k[..], n)),
+            table.geo.as_ref(),
         );
         table
     }

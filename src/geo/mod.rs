@@ -10,15 +10,20 @@
 //! the database network's, or 0 for the default (it did not depend on the
 //! client).
 
+mod decoded;
 pub mod prefixes;
 pub mod watch;
 
 use crate::config::{Config, GeoMapping};
+use decoded::DecodedRegions;
 use ipnet::IpNet;
 use maxminddb::{PathElement, Reader};
 use prefixes::PrefixTable;
 use std::collections::HashMap;
 use std::net::IpAddr;
+
+/// Marks a filled entry of `GeoResolver::v4_sixteens`.
+const WHOLE: u32 = 1 << 31;
 
 /// The memory-mapped database.
 pub type Database = Reader<maxminddb::Mmap>;
@@ -75,6 +80,10 @@ pub struct GeoResolver {
     mappings: PrefixTable<u16>,
     active: Vec<ActiveMapping>,
     db: Option<std::sync::Arc<Database>>,
+    /// Region decided per database record (decoded.rs).
+    decoded: DecodedRegions,
+    /// Per IPv4 /16 covered by one database network (`whole_sixteens`).
+    v4_sixteens: Vec<u32>,
     /// Two-letter code, uppercase → region.
     countries: HashMap<[u8; 2], u16>,
     continents: HashMap<[u8; 2], u16>,
@@ -156,16 +165,44 @@ impl GeoResolver {
                 });
             }
         }
-        Some(GeoResolver {
+        let mut resolver = GeoResolver {
             default_region: index(&geo.default_region).unwrap_or(0),
             regions,
             mappings,
             active,
             db,
+            decoded: DecodedRegions::default(),
+            v4_sixteens: Vec::new(),
             countries,
             continents,
             ecs_enabled: geo.ecs_enabled,
-        })
+        };
+        resolver.v4_sixteens = resolver.whole_sixteens();
+        Some(resolver)
+    }
+
+    /// Per IPv4 /16, the database's answer when one network (or one gap)
+    /// covers the whole /16: `WHOLE | (region + 1) << 8 | prefix`, region
+    /// 0 meaning "no region" (see `in_database`); 0 when the /16 holds
+    /// longer networks and each address must walk the tree. 65,536
+    /// lookups once per resolver (a few milliseconds).
+    fn whole_sixteens(&self) -> Vec<u32> {
+        let Some(db) = &self.db else {
+            return Vec::new();
+        };
+        (0..=u16::MAX)
+            .map(|top| {
+                let ip = IpAddr::from(std::net::Ipv4Addr::from(u32::from(top) << 16));
+                let Ok(found) = db.lookup(ip) else { return 0 };
+                match found.network() {
+                    Ok(n) if n.is_ipv4() && n.prefix() <= 16 => {
+                        let region = self.walk(ip).map_or(0, |(r, _)| u32::from(r) + 1);
+                        WHOLE | region << 8 | u32::from(n.prefix())
+                    }
+                    _ => 0,
+                }
+            })
+            .collect()
     }
 
     pub fn region_name(&self, region: u16) -> &str {
@@ -201,7 +238,7 @@ impl GeoResolver {
                 scope: len,
             };
         }
-        if let Some((region, scope, _, _)) = self.in_database(ip) {
+        if let Some((region, scope)) = self.in_database(ip) {
             return Decision {
                 region,
                 match_type: MatchType::Geoip,
@@ -219,31 +256,57 @@ impl GeoResolver {
         }
     }
 
-    /// Database lookup: (region, network prefix, country, continent) when
-    /// the client's country or continent belongs to a region.
-    fn in_database(&self, ip: IpAddr) -> Option<(u16, u8, Option<&str>, Option<&str>)> {
+    /// Database lookup: (region, network prefix) when the client's country
+    /// or continent belongs to a region. An IPv4 address whose whole /16
+    /// is one database network (or one gap) is answered from
+    /// `v4_sixteens` without walking the tree.
+    fn in_database(&self, ip: IpAddr) -> Option<(u16, u8)> {
+        if let IpAddr::V4(a) = ip
+            && let Some(&e) = self.v4_sixteens.get((u32::from(a) >> 16) as usize)
+            && e & WHOLE != 0
+        {
+            let region = (e >> 8) & 0x1_ffff;
+            return (region > 0).then(|| ((region - 1) as u16, e as u8));
+        }
+        self.walk(ip)
+    }
+
+    /// `in_database` by walking the database tree. The continent is
+    /// decoded only when the country decides nothing (country beats
+    /// continent).
+    fn walk(&self, ip: IpAddr) -> Option<(u16, u8)> {
         let db = self.db.as_ref()?;
         let found = db.lookup(ip).ok()?;
         if !found.has_data() {
             return None;
         }
-        let country: Option<&str> = found
-            .decode_path(&[PathElement::Key("country"), PathElement::Key("iso_code")])
-            .ok()
-            .flatten();
-        let continent: Option<&str> = found
-            .decode_path(&[PathElement::Key("continent"), PathElement::Key("code")])
-            .ok()
-            .flatten();
-        let by_country = country
-            .and_then(code)
-            .and_then(|c| self.countries.get(&c).copied());
-        let by_continent = continent
-            .and_then(code)
-            .and_then(|c| self.continents.get(&c).copied());
-        let region = by_country.or(by_continent)?;
+        let code_at = |a: &'static str, b: &'static str| -> Option<[u8; 2]> {
+            found
+                .decode_path::<&str>(&[PathElement::Key(a), PathElement::Key(b)])
+                .ok()
+                .flatten()
+                .and_then(code)
+        };
+        let decide = || {
+            code_at("country", "iso_code")
+                .and_then(|c| self.countries.get(&c).copied())
+                .or_else(|| {
+                    code_at("continent", "code").and_then(|c| self.continents.get(&c).copied())
+                })
+        };
+        let region = match found.offset() {
+            Some(off) => match self.decoded.get(off) {
+                Some(known) => known,
+                None => {
+                    let r = decide();
+                    self.decoded.put(off, r);
+                    r
+                }
+            },
+            None => decide(),
+        }?;
         let scope = found.network().map_or(0, |n| n.prefix());
-        Some((region, scope, country, continent))
+        Some((region, scope))
     }
 
     /// Why `ip` goes where it goes (the API's `geo/test`).

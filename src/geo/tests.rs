@@ -45,7 +45,11 @@ fn database() -> std::sync::Arc<Database> {
     w.insert("2001:db8:1::/48", "FR", "EU");
     let dir = std::env::temp_dir().join(format!("opengslb-geo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("test.mmdb");
+    // One file per call: tests run in parallel and one rewriting the file
+    // another has mapped made the reader see a torn database.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("test-{n}.mmdb"));
     std::fs::write(&path, w.bytes()).unwrap();
     std::sync::Arc::new(open_database(path.to_str().unwrap()).unwrap())
 }
@@ -165,4 +169,23 @@ fn a_garbage_database_is_a_clear_error() {
     assert!(e.contains("bad.mmdb"), "{e}");
     let e = open_database("/nonexistent/x.mmdb").unwrap_err();
     assert!(e.contains("/nonexistent/x.mmdb"), "{e}");
+}
+
+/// The per-/16 shortcut answers exactly as walking the database does.
+#[test]
+fn whole_sixteens_answer_like_the_tree_walk() {
+    let r = resolver(&[]);
+    let filled = r.v4_sixteens.iter().filter(|&&e| e & WHOLE != 0).count();
+    // 100.64.0.0/10 alone covers 64 /16s; 198.51.0.0/16 holds a /24.
+    assert!(filled >= 64, "{filled}");
+    assert_eq!(r.v4_sixteens[(198 << 8) | 51] & WHOLE, 0);
+    for top in (0u32..=0xffff)
+        .step_by(7)
+        .chain([(100 << 8) | 64, (198 << 8) | 51])
+    {
+        for low in [0u32, 0x1234, 0xffff] {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(top << 16 | low));
+            assert_eq!(r.in_database(ip), r.walk(ip), "{ip}");
+        }
+    }
 }
