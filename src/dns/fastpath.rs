@@ -92,6 +92,8 @@ pub(crate) struct FastIndex {
     zones: Vec<Option<SoaTemplate>>,
     /// DNSSEC on: DO=1 queries take the full path, which signs.
     pub(crate) signed: bool,
+    /// Nonzero for a signed table: numbers it for fastpath_signed.rs.
+    pub(crate) snapshot: u64,
 }
 
 fn hash_step(h: u64, b: u8) -> u64 {
@@ -530,6 +532,10 @@ fn parse<'q>(
         n,
     ))
 }
+
+#[path = "fastpath_signed.rs"]
+mod signed;
+pub(crate) use signed::{SignedAnswers, answer_signed, next_snapshot};
 
 #[cfg(test)]
 #[path = "fastpath_tests.rs"]

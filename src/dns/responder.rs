@@ -203,6 +203,21 @@ impl Responder {
         {
             return Some(&self.buf);
         }
+        // DO=1 A/AAAA in a signed zone: precomputed RRSIGs (fastpath_signed.rs).
+        if table.rate_limit.is_none()
+            && super::fastpath::answer_signed(
+                query,
+                transport == Transport::Udp,
+                self.max_udp_size,
+                table,
+                stats,
+                &mut self.buf,
+                &mut self.signing,
+                self.now.wall_secs(),
+            )
+        {
+            return Some(&self.buf);
+        }
         // The lowercased query name, read once for the lookup and RRL.
         let mut wire = None;
         let mut scope = 0u8;

@@ -8,6 +8,7 @@
 use super::dnssec::key::SIGNATURE_LEN;
 use super::dnssec::rrsig::RrsigFields;
 use super::dnssec::{SignatureCache, Signer, nsec};
+use super::fastpath::SignedAnswers;
 use super::keystore::ZoneKey;
 use super::table::{DnsTable, Lookup, Node, Zone};
 use crate::metrics::{Kind, TextWriter};
@@ -73,6 +74,8 @@ impl DnssecStats {
 pub(crate) struct SignState {
     pub signer: Signer,
     scratch: Vec<u8>,
+    /// Signed fast-path answer material of the current table snapshot.
+    pub fast: SignedAnswers,
 }
 
 impl SignState {
@@ -88,6 +91,7 @@ impl SignState {
         SignState {
             signer: Signer::new(cache),
             scratch: Vec::with_capacity(4096),
+            fast: SignedAnswers::default(),
         }
     }
 }
@@ -120,29 +124,18 @@ impl SignCtx<'_> {
         original_ttl: u32,
         rdata: &mut [&[u8]],
     ) -> Result<(), PushError> {
-        let (signed, entries) = (signer.signed, signer.cache.entries);
-        let (fields, sig) = signer
-            .sign_rrset(
-                &key.key,
-                &key.apex_wire,
-                owner_wire,
-                rr_type(rtype),
-                original_ttl,
-                rdata,
-                unix_now,
-            )
-            .map_err(|_| PushError::ShortBuf)?;
-        let counter = if signer.signed == signed {
-            &stats.cache_hits
-        } else {
-            &stats.cache_misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if signer.cache.entries != entries {
-            stats.cache_entries.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut buf = [0u8; 18 + 255 + SIGNATURE_LEN];
-        let n = rrsig_rdata(&fields, &key.apex_wire, &sig, &mut buf);
+        let mut buf = [0u8; RRSIG_RDATA_MAX];
+        let n = signed_rrsig_rdata(
+            signer,
+            key,
+            (unix_now, stats),
+            owner_wire,
+            rr_type(rtype),
+            original_ttl,
+            rdata,
+            &mut buf,
+        )
+        .map_err(|_| PushError::ShortBuf)?;
         let data = UnknownRecordData::from_octets(Rtype::RRSIG, &buf[..n])
             .map_err(|_| PushError::ShortBuf)?;
         section.push((owner, ttl, data))
@@ -323,6 +316,45 @@ pub(crate) fn apex_key_rdata(key: &ZoneKey, rtype: Rtype) -> &[u8] {
     } else {
         key.key.dnskey_rdata()
     }
+}
+
+/// Longest RRSIG RDATA: fixed fields, signer name, signature.
+pub(crate) const RRSIG_RDATA_MAX: usize = 18 + 255 + SIGNATURE_LEN;
+
+/// Signs the RRset `owner_wire`/`rtype` (from the cache when it can) and
+/// writes its RRSIG RDATA into `buf`; returns the length. Counts the
+/// cache hit or miss in `stats`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn signed_rrsig_rdata(
+    signer: &mut Signer,
+    key: &ZoneKey,
+    (unix_now, stats): (u64, &DnssecStats),
+    owner_wire: &[u8],
+    rtype: u16,
+    original_ttl: u32,
+    rdata: &mut [&[u8]],
+    buf: &mut [u8; RRSIG_RDATA_MAX],
+) -> Result<usize, String> {
+    let (signed, entries) = (signer.signed, signer.cache.entries);
+    let (fields, sig) = signer.sign_rrset(
+        &key.key,
+        &key.apex_wire,
+        owner_wire,
+        rtype,
+        original_ttl,
+        rdata,
+        unix_now,
+    )?;
+    let counter = if signer.signed == signed {
+        &stats.cache_hits
+    } else {
+        &stats.cache_misses
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if signer.cache.entries != entries {
+        stats.cache_entries.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(rrsig_rdata(&fields, &key.apex_wire, &sig, buf))
 }
 
 /// RRSIG RDATA (fields, signer, signature) into `buf`; returns its length.
