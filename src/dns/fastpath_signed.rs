@@ -14,24 +14,28 @@
 //! A new snapshot (`DnsTable::with_dnssec` numbers each one) starts the
 //! thread's material afresh; a new validity window (daily, so signatures
 //! are replaced at least six days before they expire) re-signs the entry
-//! in place through the thread's signature cache. Anything else — NODATA,
-//! NXDOMAIN, names of unsigned zones, answers that would not fit — returns
-//! false and the full path answers it, as before.
+//! in place through the thread's signature cache. NODATA at a name the
+//! table holds is kept the same way (the records after the SOA: its
+//! RRSIG, the name's compact-denial NSEC and that NSEC's RRSIG). Anything
+//! else — NXDOMAIN (a signature per query name), names of unsigned zones,
+//! answers that would not fit — returns false and the full path answers
+//! it, as before.
 
-use super::{FastIndex, MAX_LABELS, PLAIN_UDP_MAX, TCP_MAX, begin, finish, parse, suffix_hashes};
-use crate::dns::dnssec::Signer;
+use super::{
+    FastIndex, MAX_LABELS, PLAIN_UDP_MAX, Slot, TCP_MAX, begin, finish, parse, suffix_hashes,
+};
 use crate::dns::dnssec::cache::WINDOW_SECS;
-use crate::dns::signing::{RRSIG_RDATA_MAX, SignState, signed_rrsig_rdata};
+use crate::dns::dnssec::{Signer, nsec};
+use crate::dns::keystore::ZoneKey;
+use crate::dns::signing::{self, RRSIG_RDATA_MAX, SignState, signed_rrsig_rdata};
 use crate::dns::stats::{DnsStats, QtypeLabel, RcodeLabel};
 use crate::dns::table::{DnsTable, Lookup, Node, Serving};
+use domain::base::rdata::ComposeRecordData;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Records of one RRset signed here at most (the full path handles more).
 const MAX_RECORDS: usize = 64;
-/// RRSIG record header: owner pointer to the question, type, class, TTL,
-/// RDATA length.
-const RR_HEADER: usize = 12;
 
 static SNAPSHOTS: AtomicU64 = AtomicU64::new(1);
 
@@ -64,6 +68,9 @@ pub(crate) struct SignedAnswers {
     snapshot: u64,
     /// Two per fast domain (A, AAAA).
     entries: Vec<Entry>,
+    /// One per slot of the snapshot's name index (NODATA), made on the
+    /// first NODATA answer.
+    nodata: Vec<Entry>,
     arena: Vec<u8>,
 }
 
@@ -73,8 +80,30 @@ impl SignedAnswers {
             self.snapshot = idx.snapshot;
             self.entries.clear();
             self.entries.resize(idx.domains.len() * 2, UNSET);
+            self.nodata.clear();
             self.arena.clear();
         }
+    }
+
+    /// Stores `bytes` for the entry `old` (in place when the length is
+    /// the same, as it is for a re-signed set) and returns the new entry.
+    fn store(&mut self, old: Entry, window: u32, start: u32, bytes: &[u8]) -> Option<Entry> {
+        let off = if old.len as usize == bytes.len() {
+            old.off as usize
+        } else {
+            let off = self.arena.len();
+            self.arena.resize(off + bytes.len(), 0);
+            off
+        };
+        self.arena
+            .get_mut(off..off + bytes.len())?
+            .copy_from_slice(bytes);
+        Some(Entry {
+            window,
+            start,
+            off: u32::try_from(off).ok()?,
+            len: u32::try_from(bytes.len()).ok()?,
+        })
     }
 
     fn record(&self, e: Entry) -> &[u8] {
@@ -84,9 +113,21 @@ impl SignedAnswers {
     }
 }
 
-/// Answers a DO=1 A/AAAA query for a name of a signed zone with
-/// addresses of the asked family, like `fastpath::answer`; false sends it
-/// to the full path. `state` is made on the first answer signed here.
+/// What both kinds of signed fast answer need.
+struct Ask<'a, 'q> {
+    q: super::Query<'q>,
+    /// The query name, lower case wire form.
+    name: &'a [u8],
+    starts: &'a [usize],
+    hashes: &'a [u64; MAX_LABELS],
+    limit: usize,
+    window: u32,
+    unix_now: u64,
+}
+
+/// Answers a DO=1 A/AAAA query for a name of a signed zone that exists
+/// (addresses, or NODATA), like `fastpath::answer`; false sends it to the
+/// full path. `state` is made on the first answer signed here.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn answer_signed(
     query: &[u8],
@@ -112,31 +153,77 @@ pub(crate) fn answer_signed(
     };
     q.advertise = max_udp_size.max(PLAIN_UDP_MAX as u16);
     let name = wire.get(..wlen).unwrap_or(&[]);
+    let starts = starts.get(..nlabels).unwrap_or(&[]);
     let mut hashes = [0u64; MAX_LABELS];
-    suffix_hashes(name, starts.get(..nlabels).unwrap_or(&[]), &mut hashes);
+    suffix_hashes(name, starts, &mut hashes);
+    // NXDOMAIN needs a signature per query name: the full path's cache.
     let Some(slot) = idx.find(hashes[0], name).filter(|s| !s.host) else {
         return false;
     };
-    let Some(d) = idx.domains.get(slot.domain as usize) else {
-        return false;
-    };
-    let v4 = q.qtype == 1;
-    let (pool, rec, family) = if v4 {
-        (&d.v4, &d.rec4, 0)
+    let limit = if udp {
+        usize::from(size.clamp(PLAIN_UDP_MAX as u16, q.advertise))
     } else {
-        (&d.v6, &d.rec6, 1)
+        TCP_MAX
     };
-    if d.serving == Serving::ServFail || pool.is_empty() {
-        return false;
+    let ask = Ask {
+        q,
+        name,
+        starts,
+        hashes: &hashes,
+        limit,
+        window: (unix_now / WINDOW_SECS) as u32,
+        unix_now,
+    };
+    let v4 = ask.q.qtype == 1;
+    match idx.domains.get(slot.domain as usize) {
+        Some(d) if d.serving == Serving::ServFail => false,
+        Some(d) if !(if v4 { &d.v4 } else { &d.v6 }).is_empty() => {
+            let ei = slot.domain as usize * 2 + usize::from(!v4);
+            positive(&ask, d, ei, table, stats, out, state)
+        }
+        _ => {
+            // Slots are in one array: its index numbers the name.
+            let si = (slot as *const Slot as usize).wrapping_sub(idx.slots.as_ptr() as usize)
+                / std::mem::size_of::<Slot>();
+            nodata(&ask, si, table, stats, out, state)
+        }
     }
+}
+
+/// The state of this thread, made on first use, for the current snapshot.
+fn thread_state<'s>(
+    state: &'s mut Option<Box<SignState>>,
+    idx: &FastIndex,
+    stats: &DnsStats,
+) -> &'s mut SignState {
+    let st = state.get_or_insert_with(|| Box::new(SignState::new(&stats.dnssec)));
+    st.fast.use_snapshot(idx);
+    st
+}
+
+/// Addresses with the RRSIG of their RRset.
+#[allow(clippy::too_many_arguments)]
+fn positive(
+    ask: &Ask<'_, '_>,
+    d: &super::FastDomain,
+    ei: usize,
+    table: &DnsTable,
+    stats: &DnsStats,
+    out: &mut Vec<u8>,
+    state: &mut Option<Box<SignState>>,
+) -> bool {
+    let (q, name) = (&ask.q, ask.name);
+    let v4 = q.qtype == 1;
+    let (pool, rec) = if v4 {
+        (&d.v4, &d.rec4)
+    } else {
+        (&d.v6, &d.rec6)
+    };
     let count = pool.answer_len();
     let n = pool.addrs().len();
     let rlen = rec.len() / n.max(1);
-    let state = state.get_or_insert_with(|| Box::new(SignState::new(&stats.dnssec)));
-    let SignState { signer, fast, .. } = &mut **state;
-    fast.use_snapshot(idx);
-    let ei = slot.domain as usize * 2 + family;
-    let window = (unix_now / WINDOW_SECS) as u32;
+    let SignState { signer, fast, .. } = thread_state(state, table.fast(), stats);
+    let window = ask.window;
     // Signs the RRset of `count` addresses from `start` into the entry.
     let sign = |fast: &mut SignedAnswers, signer: &mut Signer, start: usize| {
         let key = table.zone_key(name).map(|(_, k)| k)?;
@@ -157,39 +244,20 @@ pub(crate) fn answer_signed(
         for (r, raw) in refs.iter_mut().zip(&raw).take(k) {
             *r = raw.get(..if v4 { 4 } else { 16 }).unwrap_or(&[]);
         }
-        let mut rdata = [0u8; RRSIG_RDATA_MAX];
         let rtype = if v4 { 1 } else { 28 };
-        let len = signed_rrsig_rdata(
-            signer,
-            key,
-            (unix_now, &stats.dnssec),
+        let mut rec = Vec::new();
+        let sig = (signer, key, ask.unix_now, stats);
+        push_rrsig(
+            sig,
             name,
             rtype,
             ttl,
             refs.get_mut(..k)?,
-            &mut rdata,
-        )
-        .ok()?;
-        let bytes = RR_HEADER + len;
-        let old = *fast.entries.get(ei)?;
-        let off = if old.len as usize == bytes {
-            old.off as usize
-        } else {
-            let off = fast.arena.len();
-            fast.arena.resize(off + bytes, 0);
-            off
-        };
-        let dst = fast.arena.get_mut(off..off + bytes)?;
-        dst[..6].copy_from_slice(&[0xc0, 0x0c, 0, 46, 0, 1]);
-        dst[6..10].copy_from_slice(&ttl.to_be_bytes());
-        dst[10..12].copy_from_slice(&(len as u16).to_be_bytes());
-        dst[12..].copy_from_slice(rdata.get(..len)?);
-        let e = Entry {
-            window,
-            start: start as u32,
-            off: off as u32,
-            len: bytes as u32,
-        };
+            [0xc0, 0x0c],
+            ttl,
+            &mut rec,
+        )?;
+        let e = fast.store(fast.entries.get(ei).copied()?, window, start as u32, &rec)?;
         *fast.entries.get_mut(ei)? = e;
         Some(e)
     };
@@ -203,18 +271,12 @@ pub(crate) fn answer_signed(
         };
         e = made;
     }
-    let limit = if udp {
-        usize::from(size.clamp(PLAIN_UDP_MAX as u16, q.advertise))
-    } else {
-        TCP_MAX
-    };
-    if q.question.len() + count * rlen + e.len as usize + 11 > limit {
+    if q.question.len() + count * rlen + e.len as usize + 11 > ask.limit {
         return false;
     }
     let pick = pool.pick();
     let start = pick.start();
-    let stale = e.window != window || (count < n && e.start as usize != start);
-    if stale {
+    if e.window != window || (count < n && e.start as usize != start) {
         match sign(fast, signer, start) {
             Some(made) => e = made,
             // Cannot happen once an entry was made (same key, same set);
@@ -227,17 +289,163 @@ pub(crate) fn answer_signed(
     if d.serving == Serving::LastHealthy {
         d.counters.last_healthy.fetch_add(1, Ordering::Relaxed);
     }
-    begin(out, &q, 0, count as u16 + 1, 0);
+    begin(out, q, 0, count as u16 + 1, 0);
     let first = (start + count).min(n);
     out.extend_from_slice(rec.get(start * rlen..first * rlen).unwrap_or(&[]));
     let wrapped = start + count - first;
     out.extend_from_slice(rec.get(..wrapped * rlen).unwrap_or(&[]));
     out.extend_from_slice(fast.record(e));
-    finish(out, &q);
+    finish(out, q);
     d.counters.answers.fetch_add(1, Ordering::Relaxed);
     let label = if v4 { QtypeLabel::A } else { QtypeLabel::Aaaa };
     stats.count_query(label, RcodeLabel::NoError);
     true
+}
+
+/// NODATA at an existing name: the SOA (fastpath.rs's template), its
+/// RRSIG, and the compact-denial NSEC of the name with its RRSIG. The
+/// three records after the SOA are the same for A and AAAA, so one entry
+/// per name holds them.
+fn nodata(
+    ask: &Ask<'_, '_>,
+    si: usize,
+    table: &DnsTable,
+    stats: &DnsStats,
+    out: &mut Vec<u8>,
+    state: &mut Option<Box<SignState>>,
+) -> bool {
+    let (q, name, starts) = (&ask.q, ask.name, ask.starts);
+    let idx = table.fast();
+    // The zone: the longest suffix with a SOA template (fastpath.rs).
+    let mut zone = None;
+    for (i, (&h, &s)) in ask.hashes.iter().zip(starts).enumerate() {
+        let slot = idx.find(h, name.get(s..).unwrap_or(&[]));
+        if let Some(z) = slot.and_then(|sl| idx.zones.get(sl.zone as usize)) {
+            zone = Some((i, z));
+            break;
+        }
+    }
+    let Some((i, Some(t))) = zone else {
+        return false;
+    };
+    if let Some(&before) = i.checked_sub(1).and_then(|b| starts.get(b)) {
+        let len = usize::from(name.get(before).copied().unwrap_or(0));
+        let q_last = name.get(before + 1..before + 1 + len);
+        if q_last == t.m_last.as_deref() || q_last == t.r_last.as_deref() {
+            return false;
+        }
+    }
+    let apex_ptr = (0xc000 | (12 + starts.get(i).copied().unwrap_or(0)) as u16).to_be_bytes();
+    let SignState { signer, fast, .. } = thread_state(state, idx, stats);
+    if fast.nodata.is_empty() {
+        fast.nodata.resize(idx.slots.len(), UNSET);
+    }
+    let Some(mut e) = fast.nodata.get(si).copied() else {
+        return false;
+    };
+    if e.window != ask.window {
+        let made = (|| {
+            let (zone, key) = table.zone_key(name)?;
+            let (types, nt) = signing::types_at(table, name)?;
+            let ttl = zone.negative_ttl;
+            let mut rec = Vec::new();
+            let mut soa = Vec::new();
+            zone.soa.compose_canonical_rdata(&mut soa).ok()?;
+            let sig = (&mut *signer, key, ask.unix_now, stats);
+            let apex = key.apex_wire.as_slice();
+            push_rrsig(
+                sig,
+                apex,
+                6,
+                zone.soa_ttl,
+                &mut [&soa],
+                apex_ptr,
+                ttl,
+                &mut rec,
+            )?;
+            let mut nsec = Vec::new();
+            nsec::write_compact_nsec(name, types.get(..nt)?, &mut nsec);
+            rec.extend_from_slice(&[0xc0, 0x0c, 0, 47, 0, 1]);
+            rec.extend_from_slice(&ttl.to_be_bytes());
+            rec.extend_from_slice(&u16::try_from(nsec.len()).ok()?.to_be_bytes());
+            rec.extend_from_slice(&nsec);
+            let sig = (&mut *signer, key, ask.unix_now, stats);
+            push_rrsig(
+                sig,
+                name,
+                47,
+                ttl,
+                &mut [&nsec],
+                [0xc0, 0x0c],
+                ttl,
+                &mut rec,
+            )?;
+            fast.store(e, ask.window, 0, &rec)
+        })();
+        let Some(made) = made else {
+            return false;
+        };
+        e = made;
+        if let Some(slot) = fast.nodata.get_mut(si) {
+            *slot = e;
+        }
+    } else {
+        stats.dnssec.cache_hits.fetch_add(2, Ordering::Relaxed);
+    }
+    if q.question.len() + t.bytes.len() + e.len as usize + 11 > ask.limit {
+        return false;
+    }
+    begin(out, q, 0, 0, 4);
+    let base = out.len();
+    out.extend_from_slice(&t.bytes);
+    for p in t.ptrs {
+        if let Some(slot) = out.get_mut(base + p..base + p + 2) {
+            slot.copy_from_slice(&apex_ptr);
+        }
+    }
+    out.extend_from_slice(fast.record(e));
+    finish(out, q);
+    let label = if q.qtype == 1 {
+        QtypeLabel::A
+    } else {
+        QtypeLabel::Aaaa
+    };
+    stats.count_query(label, RcodeLabel::NoError);
+    true
+}
+
+/// Appends an RRSIG record (owner `ptr`, `ttl`) over the RRset
+/// `owner`/`rtype` with `rdata` and original TTL `original_ttl`.
+#[allow(clippy::too_many_arguments)]
+fn push_rrsig(
+    (signer, key, unix_now, stats): (&mut Signer, &ZoneKey, u64, &DnsStats),
+    owner: &[u8],
+    rtype: u16,
+    original_ttl: u32,
+    rdata: &mut [&[u8]],
+    ptr: [u8; 2],
+    ttl: u32,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let mut buf = [0u8; RRSIG_RDATA_MAX];
+    let sig = (unix_now, &stats.dnssec);
+    let len = signed_rrsig_rdata(
+        signer,
+        key,
+        sig,
+        owner,
+        rtype,
+        original_ttl,
+        rdata,
+        &mut buf,
+    )
+    .ok()?;
+    out.extend_from_slice(&ptr);
+    out.extend_from_slice(&[0, 46, 0, 1]);
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&u16::try_from(len).ok()?.to_be_bytes());
+    out.extend_from_slice(buf.get(..len)?);
+    Some(())
 }
 
 /// The TTL of the address records of the domain `name` (lower case wire).

@@ -51,6 +51,7 @@ fn spec(app: &[&str]) -> TableSpec {
             dom("v6.example.com", None, &["2001:db8::1", "2001:db8::2"]),
             dom("big.example.com", None, &many),
             dom("www.plain.test", None, &["10.9.0.1"]),
+            dom("a.b.example.com", None, &["10.0.2.1"]),
         ],
         serial: 7,
         ..TableSpec::default()
@@ -92,6 +93,9 @@ const NAMES: &[&str] = &[
     "example.com.",
     "ns1.example.com.",
     "www.plain.test.",
+    "b.example.com.",
+    "x.b.example.com.",
+    "hostmaster.example.com.",
 ];
 
 fn queries() -> Vec<Vec<u8>> {
@@ -183,6 +187,19 @@ fn signed_fast_path_takes_only_what_it_signs() {
     let table = DnsTable::build(&spec(&["10.0.0.1"]), &stats).with_dnssec(ring());
     let mut state = None;
     let mut out = Vec::new();
+    // The NODATA answer: SOA, its RRSIG, NSEC, its RRSIG, OPT.
+    let q = query("v6.example.com.", Rtype::A, 1232, true, 1);
+    assert!(answer_signed(
+        &q,
+        true,
+        1232,
+        &table,
+        &stats,
+        &mut out,
+        &mut state,
+        1_800_000_000
+    ));
+    assert_eq!(out[6..12], [0, 0, 0, 4, 0, 1]);
     let mut take = |name: &str, qtype: Rtype, size: u16, dnssec_ok: bool| {
         let q = query(name, qtype, size, dnssec_ok, 1);
         answer_signed(
@@ -200,8 +217,11 @@ fn signed_fast_path_takes_only_what_it_signs() {
     assert!(take("two.example.com.", Rtype::A, 1232, true));
     assert!(take("v6.example.com.", Rtype::AAAA, 1232, true));
     assert!(!take("app.example.com.", Rtype::A, 1232, false)); // no DO
-    assert!(!take("v6.example.com.", Rtype::A, 1232, true)); // NODATA
+    assert!(take("v6.example.com.", Rtype::A, 1232, true)); // NODATA
+    assert!(take("b.example.com.", Rtype::A, 1232, true)); // empty non-terminal
+    assert!(take("example.com.", Rtype::AAAA, 1232, true)); // apex
     assert!(!take("nope.example.com.", Rtype::A, 1232, true)); // NXDOMAIN
+    assert!(!take("ns1.example.com.", Rtype::A, 1232, true)); // SOA mname
     assert!(!take("www.plain.test.", Rtype::A, 1232, true)); // unsigned zone
     assert!(!take("big.example.com.", Rtype::A, 512, true)); // truncates
     assert!(!take("app.example.com.", Rtype::MX, 1232, true));
