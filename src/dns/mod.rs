@@ -12,6 +12,7 @@ mod fastpath;
 pub mod keystore;
 pub mod learned;
 pub mod nameservers;
+mod plan;
 mod query;
 pub mod regional;
 pub mod responder;
