@@ -209,11 +209,11 @@ echo "app1.bench.test A" >"$WORK/queries.txt"
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 
-measure() { # server mode(plain|do)
+measure() { # server mode(plain|dnssec)
     port=$(eval "echo \$PORT_$1")
     pid=$(eval "echo \$PID_$1")
     flag=""
-    if [ "$2" = do ]; then
+    if [ "$2" = "dnssec" ]; then
         flag="-D"
     fi
     before=$(ticks "$pid")
@@ -227,7 +227,7 @@ measure() { # server mode(plain|do)
 
 for round in $(seq "$ROUNDS"); do
     for server in $SERVERS; do
-        for mode in plain do; do
+        for mode in plain dnssec; do
             measure "$server" "$mode"
             tail -n 1 "$RESULTS" | awk -v hz="$HZ" -v r="$round" \
                 '{ printf "round %s %-8s %-5s answered %8d  cpu %7.2f us/query\n", r, $1, $2, $3, ($3 > 0 ? $4 / hz * 1e6 / $3 : 0) }'
@@ -242,9 +242,9 @@ awk -v hz="$HZ" '
         for (k in q) us[k] = (q[k] > 0 ? t[k] / hz * 1e6 / q[k] : 0)
         for (k in q) printf "%-14s %7.2f us/query (%d answered)\n", k, us[k], q[k]
         if (us["opengslb plain"] > 0)
-            printf "opengslb DO=1 / plain: %.2f (bound 1.3)\n", us["opengslb do"] / us["opengslb plain"]
+            printf "opengslb DO=1 / plain: %.2f (bound 1.3)\n", us["opengslb dnssec"] / us["opengslb plain"]
         if (us["pdns plain"] > 0)
-            printf "pdns DO=1 / plain: %.2f\n", us["pdns do"] / us["pdns plain"]
-        if (us["pdns do"] > 0)
-            printf "opengslb / pdns per signed query: %.2f\n", us["opengslb do"] / us["pdns do"]
+            printf "pdns DO=1 / plain: %.2f\n", us["pdns dnssec"] / us["pdns plain"]
+        if (us["pdns dnssec"] > 0)
+            printf "opengslb / pdns per signed query: %.2f\n", us["opengslb dnssec"] / us["pdns dnssec"]
     }' "$RESULTS" | sort
