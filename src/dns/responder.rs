@@ -411,14 +411,20 @@ fn compose(
     if let (Plan::Ns(z), false) = (plan, truncated) {
         // Glue for in-zone NS names; optional data, so what does not fit
         // is left out rather than truncating the answer.
+        let mut pushed = 0;
         for (name, ip) in &z.glue {
-            let pushed = match ip {
+            let done = match ip {
                 IpAddr::V4(v4) => additional.push((name, z.soa_ttl, A::new(*v4))),
                 IpAddr::V6(v6) => additional.push((name, z.soa_ttl, Aaaa::new(*v6))),
             };
-            if pushed.is_err() {
+            if done.is_err() {
                 break;
             }
+            pushed += 1;
+        }
+        // DO=1: their RRSIGs, for the names all of whose records fit.
+        if let Some(s) = sign.as_mut() {
+            s.ctx.sign_glue(&mut additional, z, pushed);
         }
     }
     additional.set_push_limit(limit + 1);

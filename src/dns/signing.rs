@@ -274,6 +274,44 @@ impl SignCtx<'_> {
         )
     }
 
+    /// RRSIGs of the glue of an NS answer (`zone.glue`, grouped by name)
+    /// for the names in this zone whose records are all among the first
+    /// `pushed`; what does not fit is left out, like the glue itself.
+    pub fn sign_glue<T: Composer, S: RecordSectionBuilder<T>>(
+        &mut self,
+        section: &mut S,
+        zone: &Zone,
+        pushed: usize,
+    ) {
+        let glue = zone.glue.get(..pushed).unwrap_or(&[]);
+        let mut rest = glue;
+        while let Some((name, _)) = rest.first() {
+            let n = rest.iter().take_while(|(g, _)| g == name).count();
+            let (group, after) = rest.split_at(n);
+            rest = after;
+            if after.is_empty() && zone.glue.get(pushed).is_some_and(|(g, _)| g == name) {
+                break; // some of its records were left out
+            }
+            let mut wire = [0u8; 255];
+            let raw = name.as_slice();
+            let Some(w) = wire.get_mut(..raw.len()) else {
+                break;
+            };
+            w.copy_from_slice(raw);
+            w.make_ascii_lowercase();
+            if !in_zone(w, &self.key.apex_wire) {
+                continue; // another zone's name: not ours to sign here
+            }
+            let addrs = group.iter().map(|(_, ip)| *ip);
+            if self
+                .sign_addrs(section, name, w, zone.soa_ttl, addrs)
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+
     /// The compact-denial NSEC at `owner` (RFC 9824) with its RRSIG;
     /// `types` None for a name that does not exist (NXNAME).
     pub fn push_nsec<T: Composer, S: RecordSectionBuilder<T>, N: ToName>(
@@ -307,6 +345,21 @@ impl SignCtx<'_> {
             &mut refs,
         )
     }
+}
+
+/// Whether the wire name `name` is `apex` or under it (both lower case).
+fn in_zone(name: &[u8], apex: &[u8]) -> bool {
+    let mut p = 0;
+    while let Some(&len) = name.get(p) {
+        if name.get(p..) == Some(apex) {
+            return true;
+        }
+        if len == 0 {
+            return false;
+        }
+        p += 1 + usize::from(len);
+    }
+    false
 }
 
 /// RDATA of the apex DNSKEY/CDNSKEY (the key) or CDS (its DS).

@@ -191,6 +191,7 @@ fn validators_accept_signed_answers_and_reject_a_wrong_key() {
             (format!("app.{ZONE}"), "TXT"),
             (ZONE.to_string(), "SOA"),
             (ZONE.to_string(), "NS"),
+            (format!("ns1.{ZONE}"), "A"), // its RRSIG is also the glue's
             (ZONE.to_string(), "CDS"),
             (ZONE.to_string(), "CDNSKEY"),
         ] {
@@ -352,4 +353,64 @@ fn signed_answers_bad_input_corners() {
     assert!(!has_rrsig(&m));
     let m = ask(&format!("app.{ZONE}."), Rtype::A, 1232, false, false);
     assert!(!has_rrsig(&m));
+}
+
+/// In-zone NS addresses (glue in the additional section of an NS answer)
+/// carry their RRSIG with DO=1: the same RRSIG as the direct answer for
+/// the name (Ed25519 is deterministic), which delv validates above; and
+/// nothing is signed without DO.
+#[test]
+fn signed_glue_carries_the_rrsig_of_the_host_answer() {
+    use domain::base::iana::Rtype;
+    use domain::base::{Message, MessageBuilder, Name, ParsedName, Record, UnknownRecordData};
+    use opengslb::dns::{Responder, Transport};
+    use std::str::FromStr;
+    let kf = KeyFile::generate(ZONE, Algorithm::Ed25519, 0).unwrap();
+    let stats = DnsStats::new();
+    let table = DnsTable::build(&spec(&["10.0.0.1"]), &stats).with_dnssec(ring(&kf));
+    let ask = |name: &str, qtype: Rtype, dnssec_ok: bool| {
+        let mut b = MessageBuilder::new_vec();
+        let mut q = b.question();
+        q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+            .unwrap();
+        let mut add = q.additional();
+        add.opt(|o| {
+            o.set_udp_payload_size(1232);
+            o.set_dnssec_ok(dnssec_ok);
+            Ok(())
+        })
+        .unwrap();
+        let out = Responder::new(1232)
+            .respond(
+                &add.finish(),
+                "192.0.2.1".parse().unwrap(),
+                Transport::Udp,
+                &table,
+                &stats,
+            )
+            .unwrap()
+            .to_vec();
+        Message::from_octets(out).unwrap()
+    };
+    type Rr<'a> = Record<ParsedName<&'a [u8]>, UnknownRecordData<&'a [u8]>>;
+    let rrsigs = |m: &Message<Vec<u8>>, additional: bool| -> Vec<(String, Vec<u8>)> {
+        let section = if additional {
+            m.additional().unwrap()
+        } else {
+            m.answer().unwrap()
+        };
+        section
+            .filter_map(|r| {
+                let r: Rr<'_> = r.unwrap().into_record().unwrap()?;
+                (r.rtype() == Rtype::RRSIG)
+                    .then(|| (r.owner().to_string(), r.data().data().to_vec()))
+            })
+            .collect()
+    };
+    let ns = format!("ns1.{ZONE}.");
+    let direct = rrsigs(&ask(&ns, Rtype::A, true), false);
+    assert_eq!(direct.len(), 1, "{direct:?}");
+    let glue = rrsigs(&ask(&format!("{ZONE}."), Rtype::NS, true), true);
+    assert_eq!(glue, direct);
+    assert!(rrsigs(&ask(&format!("{ZONE}."), Rtype::NS, false), true).is_empty());
 }
