@@ -369,7 +369,7 @@ fn signed_glue_carries_the_rrsig_of_the_host_answer() {
     let stats = DnsStats::new();
     let table = DnsTable::build(&spec(&["10.0.0.1"]), &stats).with_dnssec(ring(&kf));
     let ask = |name: &str, qtype: Rtype, dnssec_ok: bool| {
-        let mut b = MessageBuilder::new_vec();
+        let b = MessageBuilder::new_vec();
         let mut q = b.question();
         q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
             .unwrap();
