@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/opengslb";
 
-fn zone_arg(inv: &Invocation) -> Result<String, CliError> {
+pub(super) fn zone_arg(inv: &Invocation) -> Result<String, CliError> {
     let zone = inv.arg(0).unwrap_or("");
     crate::dns::dnssec::wire::name_wire(zone)
         .ok()
@@ -40,14 +40,14 @@ fn data_dir(inv: &Invocation) -> Result<String, CliError> {
         .to_string())
 }
 
-fn key_path(inv: &Invocation, zone: &str) -> Result<PathBuf, CliError> {
+pub(super) fn key_path(inv: &Invocation, zone: &str) -> Result<PathBuf, CliError> {
     Ok(match inv.flag("key-file") {
         Some(f) => PathBuf::from(f),
         None => keystore::default_path(&data_dir(inv)?, zone),
     })
 }
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -164,6 +164,21 @@ pub fn render_status(v: &serde_json::Value) -> String {
             f("key_file"),
             f("ds")
         ));
+        if let Some(r) = z.get("rollover").filter(|r| !r.is_null()) {
+            let g = |k: &str| {
+                r.get(k)
+                    .map(|x| x.to_string().trim_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "  rollover: phase {} since {}; next step at {}: {}\n  DNSKEY key tags {}\n",
+                g("phase"),
+                g("since"),
+                g("next_step_at"),
+                g("next_step"),
+                f("dnskey_tags")
+            ));
+        }
     }
     if let Some(c) = v.get("signature_cache") {
         let g = |k: &str| c.get(k).cloned().unwrap_or_default();

@@ -431,7 +431,7 @@ fn push_rrsig(
     let sig = (unix_now, &stats.dnssec);
     let len = signed_rrsig_rdata(
         signer,
-        key,
+        (&key.key, &key.apex_wire),
         sig,
         owner,
         rtype,

@@ -466,10 +466,14 @@ fn push_answer<T: Composer>(
             Ok(())
         }
         Plan::ApexKeys(z, key, rtype) => {
-            let rdata = signing::apex_key_rdata(key, *rtype);
-            let data =
-                UnknownRecordData::from_octets(*rtype, rdata).map_err(|_| PushError::ShortBuf)?;
-            answer.push((qname, z.soa_ttl, data))
+            let mut rdatas: [&[u8]; 4] = [&[]; 4];
+            let n = signing::apex_key_rdatas(key, *rtype, &mut rdatas);
+            for rdata in &rdatas[..n] {
+                let data = UnknownRecordData::from_octets(*rtype, *rdata)
+                    .map_err(|_| PushError::ShortBuf)?;
+                answer.push((qname, z.soa_ttl, data))?;
+            }
+            Ok(())
         }
         _ => Ok(()),
     }

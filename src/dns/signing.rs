@@ -7,7 +7,7 @@
 
 use super::dnssec::key::SIGNATURE_LEN;
 use super::dnssec::rrsig::RrsigFields;
-use super::dnssec::{SignatureCache, Signer, nsec};
+use super::dnssec::{SignatureCache, Signer, SigningKey, nsec};
 use super::fastpath::SignedAnswers;
 use super::keystore::ZoneKey;
 use super::table::{DnsTable, Lookup, Node, Zone};
@@ -19,6 +19,7 @@ use domain::base::rdata::ComposeRecordData;
 use domain::base::rdata::UnknownRecordData;
 use domain::base::wire::Composer;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Signature cache slots per DNS thread (about 100 bytes each).
@@ -114,7 +115,7 @@ impl SignCtx<'_> {
     #[allow(clippy::too_many_arguments)]
     fn push_rrsig<T: Composer, S: RecordSectionBuilder<T>, N: ToName>(
         signer: &mut Signer,
-        key: &ZoneKey,
+        key: (&SigningKey, &[u8]),
         (unix_now, stats): (u64, &DnssecStats),
         section: &mut S,
         owner: &N,
@@ -175,7 +176,7 @@ impl SignCtx<'_> {
             let rtype = if v4 { Rtype::A } else { Rtype::AAAA };
             Self::push_rrsig(
                 &mut self.state.signer,
-                self.key,
+                (&self.key.key, &self.key.apex_wire),
                 (self.unix_now, self.stats),
                 section,
                 owner,
@@ -205,7 +206,7 @@ impl SignCtx<'_> {
         let mut refs: [&[u8]; 1] = [&st.scratch];
         Self::push_rrsig(
             &mut st.signer,
-            self.key,
+            (&self.key.key, &self.key.apex_wire),
             (self.unix_now, self.stats),
             section,
             &zone.apex,
@@ -239,7 +240,7 @@ impl SignCtx<'_> {
         }
         Self::push_rrsig(
             &mut st.signer,
-            self.key,
+            (&self.key.key, &self.key.apex_wire),
             (self.unix_now, self.stats),
             section,
             &zone.apex,
@@ -251,7 +252,8 @@ impl SignCtx<'_> {
         )
     }
 
-    /// The RRSIG of the apex DNSKEY, CDNSKEY or CDS RRset.
+    /// The RRSIGs of the apex DNSKEY RRset (one per key that signs it:
+    /// two during a rollover), or of the CDNSKEY or CDS RRset.
     pub fn sign_apex_keys<T: Composer, S: RecordSectionBuilder<T>>(
         &mut self,
         section: &mut S,
@@ -259,19 +261,28 @@ impl SignCtx<'_> {
         rtype: Rtype,
     ) -> Result<(), PushError> {
         let key = self.key;
-        let mut refs: [&[u8]; 1] = [apex_key_rdata(key, rtype)];
-        Self::push_rrsig(
-            &mut self.state.signer,
-            key,
-            (self.unix_now, self.stats),
-            section,
-            &zone.apex,
-            &key.apex_wire,
-            rtype,
-            zone.soa_ttl,
-            zone.soa_ttl,
-            &mut refs,
-        )
+        let mut refs: [&[u8]; 4] = [&[]; 4];
+        let n = apex_key_rdatas(key, rtype, &mut refs);
+        let signers: &[Arc<SigningKey>] = if rtype == Rtype::DNSKEY {
+            &key.dnskey_signers
+        } else {
+            std::slice::from_ref(&key.key)
+        };
+        for signing in signers {
+            Self::push_rrsig(
+                &mut self.state.signer,
+                (signing, &key.apex_wire),
+                (self.unix_now, self.stats),
+                section,
+                &zone.apex,
+                &key.apex_wire,
+                rtype,
+                zone.soa_ttl,
+                zone.soa_ttl,
+                &mut refs[..n],
+            )?;
+        }
+        Ok(())
     }
 
     /// RRSIGs of the glue of an NS answer (`zone.glue`, grouped by name)
@@ -334,7 +345,7 @@ impl SignCtx<'_> {
         let mut refs: [&[u8]; 1] = [&st.scratch];
         Self::push_rrsig(
             &mut st.signer,
-            self.key,
+            (&self.key.key, &self.key.apex_wire),
             (self.unix_now, self.stats),
             section,
             owner,
@@ -362,13 +373,24 @@ fn in_zone(name: &[u8], apex: &[u8]) -> bool {
     false
 }
 
-/// RDATA of the apex DNSKEY/CDNSKEY (the key) or CDS (its DS).
-pub(crate) fn apex_key_rdata(key: &ZoneKey, rtype: Rtype) -> &[u8] {
-    if rtype == Rtype::CDS {
-        &key.ds_rdata
-    } else {
-        key.key.dnskey_rdata()
+/// RDATA of the apex DNSKEY RRset (every published key), or of CDNSKEY
+/// (the signing key) or CDS (its DS), into `out`; returns the count.
+pub(crate) fn apex_key_rdatas<'k>(
+    key: &'k ZoneKey,
+    rtype: Rtype,
+    out: &mut [&'k [u8]; 4],
+) -> usize {
+    match rtype {
+        Rtype::CDS => out[0] = &key.ds_rdata,
+        Rtype::DNSKEY => {
+            for (o, k) in out.iter_mut().zip(&key.dnskeys) {
+                *o = k.dnskey_rdata();
+            }
+            return key.dnskeys.len().min(out.len());
+        }
+        _ => out[0] = key.key.dnskey_rdata(),
     }
+    1
 }
 
 /// Longest RRSIG RDATA: fixed fields, signer name, signature.
@@ -380,7 +402,7 @@ pub(crate) const RRSIG_RDATA_MAX: usize = 18 + 255 + SIGNATURE_LEN;
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn signed_rrsig_rdata(
     signer: &mut Signer,
-    key: &ZoneKey,
+    (key, apex_wire): (&SigningKey, &[u8]),
     (unix_now, stats): (u64, &DnssecStats),
     owner_wire: &[u8],
     rtype: u16,
@@ -390,8 +412,8 @@ pub(crate) fn signed_rrsig_rdata(
 ) -> Result<usize, String> {
     let (signed, entries) = (signer.signed, signer.cache.entries);
     let (fields, sig) = signer.sign_rrset(
-        &key.key,
-        &key.apex_wire,
+        key,
+        apex_wire,
         owner_wire,
         rtype,
         original_ttl,
@@ -407,7 +429,7 @@ pub(crate) fn signed_rrsig_rdata(
     if signer.cache.entries != entries {
         stats.cache_entries.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(rrsig_rdata(&fields, &key.apex_wire, &sig, buf))
+    Ok(rrsig_rdata(&fields, apex_wire, &sig, buf))
 }
 
 /// RRSIG RDATA (fields, signer, signature) into `buf`; returns its length.

@@ -21,9 +21,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-const ZONE: &str = "signed.test";
+pub(crate) const ZONE: &str = "signed.test";
 
-fn spec(app: &[&str]) -> TableSpec {
+pub(crate) fn spec(app: &[&str]) -> TableSpec {
     TableSpec {
         zones: vec![ZoneSpec {
             apex: ZONE.into(),
@@ -63,7 +63,7 @@ fn ring(kf: &KeyFile) -> Option<Arc<KeyRing>> {
 }
 
 /// `dig` output for a query to `server` with DO set.
-fn dig(server: SocketAddr, name: &str, qtype: &str) -> String {
+pub(crate) fn dig(server: SocketAddr, name: &str, qtype: &str) -> String {
     let out = Command::new("dig")
         .args([
             "+dnssec",
@@ -80,14 +80,14 @@ fn dig(server: SocketAddr, name: &str, qtype: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn flags(out: &str) -> String {
+pub(crate) fn flags(out: &str) -> String {
     out.lines()
         .find(|l| l.starts_with(";; flags:"))
         .unwrap_or("")
         .to_string()
 }
 
-fn status(out: &str) -> String {
+pub(crate) fn status(out: &str) -> String {
     out.lines()
         .find_map(|l| l.split("status: ").nth(1))
         .map(|s| s.split(',').next().unwrap_or("").to_string())
@@ -95,7 +95,7 @@ fn status(out: &str) -> String {
 }
 
 /// A validating unbound with the zone's DS as its trust anchor.
-fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<Unbound, String> {
+pub(crate) fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<Unbound, String> {
     let lines = format!(
         "  module-config: \"validator iterator\"\n  trust-anchor: \"{ds}\"\n  val-log-level: 2\n  local-zone: \"test.\" nodefault\n"
     );
@@ -104,7 +104,10 @@ fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<Unbound, Strin
     })
 }
 
-fn server(table: DnsTable, stats: &Arc<DnsStats>) -> (dns::DnsServer, Arc<SnapshotCell<DnsTable>>) {
+pub(crate) fn server(
+    table: DnsTable,
+    stats: &Arc<DnsStats>,
+) -> (dns::DnsServer, Arc<SnapshotCell<DnsTable>>) {
     let cell = Arc::new(SnapshotCell::new(table));
     let cfg = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -121,7 +124,7 @@ fn server(table: DnsTable, stats: &Arc<DnsStats>) -> (dns::DnsServer, Arc<Snapsh
 }
 
 /// The four answer kinds through the validating resolver: all secure.
-fn assert_secure(resolver: SocketAddr, when: &str) {
+pub(crate) fn assert_secure(resolver: SocketAddr, when: &str) {
     for (name, qtype, want) in [
         (format!("app.{ZONE}"), "A", "NOERROR"),
         (format!("app.{ZONE}"), "AAAA", "NOERROR"),

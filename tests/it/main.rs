@@ -26,6 +26,7 @@ mod dns_internet;
 mod dns_resolver;
 mod dns_server;
 mod dnssec;
+mod dnssec_rollover;
 mod fuzz_corpus;
 mod geo;
 mod geo_api;
