@@ -27,6 +27,7 @@ mod dns_resolver;
 mod dns_server;
 mod dnssec;
 mod dnssec_rollover;
+mod dnsviz;
 mod fuzz_corpus;
 mod geo;
 mod geo_api;
