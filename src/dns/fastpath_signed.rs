@@ -72,6 +72,8 @@ pub(crate) struct SignedAnswers {
     /// first NODATA answer.
     nodata: Vec<Entry>,
     arena: Vec<u8>,
+    /// One RRSIG record being made.
+    scratch: Vec<u8>,
 }
 
 impl SignedAnswers {
@@ -245,9 +247,12 @@ fn positive(
             *r = raw.get(..if v4 { 4 } else { 16 }).unwrap_or(&[]);
         }
         let rtype = if v4 { 1 } else { 28 };
-        let mut rec = Vec::new();
+        // Kept between calls: a pool answering fewer addresses than it
+        // holds re-signs (from the cache) on every rotation, allocation-free.
+        let mut rec = std::mem::take(&mut fast.scratch);
+        rec.clear();
         let sig = (signer, key, ask.unix_now, stats);
-        push_rrsig(
+        let made = push_rrsig(
             sig,
             name,
             rtype,
@@ -256,8 +261,10 @@ fn positive(
             [0xc0, 0x0c],
             ttl,
             &mut rec,
-        )?;
-        let e = fast.store(fast.entries.get(ei).copied()?, window, start as u32, &rec)?;
+        )
+        .and_then(|()| fast.store(fast.entries.get(ei).copied()?, window, start as u32, &rec));
+        fast.scratch = rec;
+        let e = made?;
         *fast.entries.get_mut(ei)? = e;
         Some(e)
     };

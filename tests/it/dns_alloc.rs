@@ -355,6 +355,10 @@ fn signed_answers_with_a_warm_cache_do_not_allocate() {
         "v6.example.com.",
         "nope.example.com.",
         "example.com.",
+        // One address per answer out of two: an RRset per rotation.
+        "w.example.com.",
+        "fo.example.com.",
+        "last.example.com.",
     ] {
         for qtype in [
             Rtype::A,
