@@ -48,6 +48,22 @@ fn findings(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
+/// dnsviz serves the parent zone with a `named` on port 50053 (fixed in
+/// dnsviz) and stops it with SIGTERM, then SIGKILL a second later; the
+/// next probe must not reach the previous probe's parent (with another
+/// DS), so wait until that port is free again.
+fn wait_for_parent_port() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:50053").is_ok()
+            && std::net::UdpSocket::bind("127.0.0.1:50053").is_ok()
+    };
+    crate::util::wait_for(
+        "port 50053 (dnsviz's parent named) to be free",
+        std::time::Duration::from_secs(30),
+        || free().then_some(()),
+    );
+}
+
 /// probe + grok of `ZONE` served at `srv`, with `ds` at the parent (None:
 /// unsigned delegation); returns the grok document.
 fn analyse(bin: &Path, srv: SocketAddr, ds: Option<&str>, dir: &Path) -> serde_json::Value {
@@ -76,6 +92,7 @@ fn analyse(bin: &Path, srv: SocketAddr, ds: Option<&str>, dir: &Path) -> serde_j
         format!("app.{ZONE}"),
         format!("ns1.{ZONE}"),
     ]);
+    wait_for_parent_port();
     let out = Command::new(bin).args(&args).output().unwrap();
     assert!(
         out.status.success(),
