@@ -535,7 +535,7 @@ fn parse<'q>(
 
 #[path = "fastpath_signed.rs"]
 mod signed;
-pub(crate) use signed::{SignedAnswers, answer_signed, next_snapshot};
+pub(crate) use signed::{SignedAnswers, answer_signed, ends_in_do, next_snapshot};
 
 #[cfg(test)]
 #[path = "fastpath_tests.rs"]

@@ -115,6 +115,16 @@ impl SignedAnswers {
     }
 }
 
+/// Whether `query` ends in an option-less OPT with DO set: the only DO=1
+/// queries `answer_signed` takes (the unsigned fast path declines them in
+/// a signed table), so the responder parses each query once.
+pub(crate) fn ends_in_do(query: &[u8]) -> bool {
+    let Some(opt) = query.len().checked_sub(11).and_then(|s| query.get(s..)) else {
+        return false;
+    };
+    opt[..3] == [0, 0, 41] && opt[7] & 0x80 != 0 && opt[9..] == [0, 0]
+}
+
 /// What both kinds of signed fast answer need.
 struct Ask<'a, 'q> {
     q: super::Query<'q>,

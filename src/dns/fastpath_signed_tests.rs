@@ -232,3 +232,13 @@ fn signed_fast_path_takes_only_what_it_signs() {
         &q, true, 1232, &plain, &stats, &mut out, &mut state, 0
     ));
 }
+
+#[test]
+fn the_do_hint_reads_only_a_final_option_less_opt() {
+    assert!(ends_in_do(&query("app.example.com.", Rtype::A, 1232, true, 1)));
+    assert!(!ends_in_do(&query("app.example.com.", Rtype::A, 1232, false, 1)));
+    assert!(!ends_in_do(&[0u8; 5]));
+    let mut q = query("app.example.com.", Rtype::A, 1232, true, 1);
+    q.push(0);
+    assert!(!ends_in_do(&q));
+}

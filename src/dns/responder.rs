@@ -109,34 +109,35 @@ impl Responder {
         table: &DnsTable,
         stats: &DnsStats,
     ) -> Option<&[u8]> {
-        // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs),
-        // unless rate limiting is on: it must see every query first.
-        if table.rate_limit.is_none()
-            && super::fastpath::answer(
-                query,
-                transport == Transport::Udp,
-                self.max_udp_size,
-                table.fast(),
-                stats,
-                &mut self.buf,
-            )
-        {
-            return Some(&self.buf);
-        }
-        // DO=1 A/AAAA in a signed zone: precomputed RRSIGs (fastpath_signed.rs).
-        if table.rate_limit.is_none()
-            && super::fastpath::answer_signed(
-                query,
-                transport == Transport::Udp,
-                self.max_udp_size,
-                table,
-                stats,
-                &mut self.buf,
-                &mut self.signing,
-                self.now.wall_secs(),
-            )
-        {
-            return Some(&self.buf);
+        // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs;
+        // DO=1 in a signed table: fastpath_signed.rs, with precomputed
+        // RRSIGs), unless rate limiting is on: it must see every query first.
+        if table.rate_limit.is_none() {
+            let udp = transport == Transport::Udp;
+            let answered = if table.fast().snapshot != 0 && super::fastpath::ends_in_do(query) {
+                super::fastpath::answer_signed(
+                    query,
+                    udp,
+                    self.max_udp_size,
+                    table,
+                    stats,
+                    &mut self.buf,
+                    &mut self.signing,
+                    self.now.wall_secs(),
+                )
+            } else {
+                super::fastpath::answer(
+                    query,
+                    udp,
+                    self.max_udp_size,
+                    table.fast(),
+                    stats,
+                    &mut self.buf,
+                )
+            };
+            if answered {
+                return Some(&self.buf);
+            }
         }
         // The lowercased query name, read once for the lookup and RRL.
         let mut wire = None;
