@@ -235,8 +235,20 @@ fn signed_fast_path_takes_only_what_it_signs() {
 
 #[test]
 fn the_do_hint_reads_only_a_final_option_less_opt() {
-    assert!(ends_in_do(&query("app.example.com.", Rtype::A, 1232, true, 1)));
-    assert!(!ends_in_do(&query("app.example.com.", Rtype::A, 1232, false, 1)));
+    assert!(ends_in_do(&query(
+        "app.example.com.",
+        Rtype::A,
+        1232,
+        true,
+        1
+    )));
+    assert!(!ends_in_do(&query(
+        "app.example.com.",
+        Rtype::A,
+        1232,
+        false,
+        1
+    )));
     assert!(!ends_in_do(&[0u8; 5]));
     let mut q = query("app.example.com.", Rtype::A, 1232, true, 1);
     q.push(0);

@@ -167,3 +167,73 @@ fn rollover_keeps_answers_validating_before_during_and_after() {
     srv.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The daemon takes each rollover step on SIGHUP even when no domain
+/// changed (the DNS table is rebuilt when the keys change).
+#[test]
+fn the_daemon_loads_each_rollover_step_on_sighup() {
+    use crate::util::{Daemon, HttpBackend, TempDir, free_port, wait_for};
+    use std::time::Duration;
+    if !crate::util::need_tools("the_daemon_loads_each_rollover_step_on_sighup", &["dig"]) {
+        return;
+    }
+    let dir = TempDir::new("roll-daemon");
+    let backend = HttpBackend::start("127.0.0.2");
+    let dns_port = free_port("127.0.0.1");
+    let data = dir.path().join("data");
+    let yaml = format!(
+        r#"mode: overwatch
+dns:
+  listen_address: "127.0.0.1:{dns_port}"
+  zones: [{ZONE}]
+overwatch:
+  data_dir: "{}"
+  dnssec: {{ enabled: true }}
+  validation: {{ enabled: true, check_interval: 200ms, check_timeout: 500ms }}
+regions:
+  - name: east
+    servers:
+      - {{ address: "127.0.0.2", port: {}, service: app.{ZONE} }}
+    health_check: {{ type: http, path: /health, interval: 200ms, timeout: 500ms }}
+domains:
+  - {{ name: app.{ZONE}, routing_algorithm: round-robin, regions: [east] }}
+api:
+  address: "127.0.0.1:{}"
+"#,
+        data.display(),
+        backend.addr.port(),
+        free_port("127.0.0.1"),
+    );
+    let config = dir.write("overwatch.yaml", &yaml);
+    let c = config.to_str().unwrap();
+    let (ok, text) = cli(&["dnssec", "keygen", ZONE, "--config", c]);
+    assert!(ok, "{text}");
+    let mut daemon = Daemon::start_file(&dir, "overwatch", &config, "overwatch");
+    let addr: SocketAddr = format!("127.0.0.1:{dns_port}").parse().unwrap();
+    let keys = |want: (usize, usize)| {
+        wait_for(
+            &format!("DNSKEY/RRSIG {want:?}"),
+            Duration::from_secs(15),
+            || (dnskeys(addr) == want).then_some(()),
+        )
+    };
+    keys((1, 1));
+    for (args, want) in [
+        (vec!["dnssec", "rollover", ZONE, "--config", c], (2, 1)),
+        (
+            vec!["dnssec", "rollover", ZONE, "--config", c, "--step", "--now"],
+            (2, 2),
+        ),
+        (
+            vec!["dnssec", "rollover", ZONE, "--config", c, "--step", "--now"],
+            (1, 1),
+        ),
+    ] {
+        let (ok, text) = cli(&args);
+        assert!(ok, "{text}");
+        daemon.signal(libc::SIGHUP);
+        keys(want);
+    }
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)), Some(0));
+}
