@@ -40,6 +40,23 @@ fn data_dir(inv: &Invocation) -> Result<String, CliError> {
         .to_string())
 }
 
+/// `dns.soa.ttl` of the file given with --config (the TTL the DNSKEY
+/// RRset is served with), 3600 without one; read leniently like data_dir.
+pub(super) fn dnskey_ttl(inv: &Invocation) -> Result<u64, CliError> {
+    let Some(path) = inv.flag("config") else {
+        return Ok(3600);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Config(format!("cannot read {path}: {e}")))?;
+    let v: serde_norway::Value =
+        serde_norway::from_str(&text).map_err(|e| CliError::Config(format!("{path}: {e}")))?;
+    Ok(v.get("dns")
+        .and_then(|d| d.get("soa"))
+        .and_then(|s| s.get("ttl"))
+        .and_then(|t| t.as_u64())
+        .unwrap_or(3600))
+}
+
 pub(super) fn key_path(inv: &Invocation, zone: &str) -> Result<PathBuf, CliError> {
     Ok(match inv.flag("key-file") {
         Some(f) => PathBuf::from(f),

@@ -10,8 +10,8 @@
 
 use super::args::Invocation;
 use super::client::CliError;
-use super::dnssec::{key_path, now_secs, write_new_key, zone_arg};
-use crate::dns::dnssec::rollover::{DEFAULT_DS_WAIT, DEFAULT_PUBLISH_WAIT, Phase, RollState};
+use super::dnssec::{dnskey_ttl, key_path, now_secs, write_new_key, zone_arg};
+use crate::dns::dnssec::rollover::{DEFAULT_DS_WAIT, Phase, RollState};
 use crate::dns::dnssec::{KeyFile, SigningKey};
 use crate::dns::keystore::{self, next_key_path, retired_key_path, roll_path};
 use serde_json::json;
@@ -86,7 +86,12 @@ pub fn rollover(inv: &Invocation, json_out: bool) -> Result<String, CliError> {
             let kf = KeyFile::generate(&zone, old.algorithm(), now).map_err(CliError::Failure)?;
             let new = kf.signing_key().map_err(CliError::Failure)?;
             write_new_key(&next_file, &kf.to_text())?;
-            let st = RollState::start(now, wait.unwrap_or(DEFAULT_PUBLISH_WAIT));
+            // The DNSKEY TTL (dns.soa.ttl) plus an hour, unless --wait.
+            let publish_wait = match wait {
+                Some(w) => w,
+                None => dnskey_ttl(inv)?.saturating_add(3600),
+            };
+            let st = RollState::start(now, publish_wait);
             write_state(&state_file, &st.to_text())?;
             let text = format!(
                 "rollover of {zone} started: new key {} (key tag {}) published beside key tag {}, which still signs.\n\

@@ -145,7 +145,7 @@ pub const COMMAND_FLAGS: &[Flag] = &[
     flag(
         "wait",
         Some("SECONDS"),
-        "dnssec rollover: wait before the next step (default 7200 after publishing, 172800 after activating)",
+        "dnssec rollover: wait before the next step (default: dns.soa.ttl + 3600 after publishing, 172800 after activating)",
     ),
     flag(
         "key-file",

@@ -186,6 +186,7 @@ fn the_daemon_loads_each_rollover_step_on_sighup() {
 dns:
   listen_address: "127.0.0.1:{dns_port}"
   zones: [{ZONE}]
+  soa: {{ ttl: 600 }}
 overwatch:
   data_dir: "{}"
   dnssec: {{ enabled: true }}
@@ -218,8 +219,12 @@ api:
         )
     };
     keys((1, 1));
+    // The first wait is the DNSKEY TTL (dns.soa.ttl, 600) plus an hour.
+    let (ok, text) = cli(&["dnssec", "rollover", ZONE, "--config", c]);
+    assert!(ok && text.contains("in 4200 s"), "{text}");
+    daemon.signal(libc::SIGHUP);
+    keys((2, 1));
     for (args, want) in [
-        (vec!["dnssec", "rollover", ZONE, "--config", c], (2, 1)),
         (
             vec!["dnssec", "rollover", ZONE, "--config", c, "--step", "--now"],
             (2, 2),

@@ -17,8 +17,8 @@
 //! it began and the earliest time of the next step, in the `name: value`
 //! lines of the key file format. Pure logic: callers do the file I/O.
 
-/// Default wait after publishing: the DNSKEY TTL (the SOA TTL, 3600 s by
-/// default) plus an hour.
+/// Wait after publishing with the default DNSKEY TTL (the SOA TTL, 3600 s)
+/// plus an hour; the CLI uses the configured `dns.soa.ttl` + 3600.
 pub const DEFAULT_PUBLISH_WAIT: u64 = 7_200;
 /// Default wait after activating: two days for the parent to publish the
 /// new DS and for caches to drop the old one.
