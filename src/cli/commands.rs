@@ -355,6 +355,7 @@ pub fn execute(inv: &Invocation) -> Result<String, CliError> {
         }
         "dnssec keygen" => super::dnssec::keygen(inv, json_out),
         "dnssec ds" => super::dnssec::ds(inv, json_out),
+        "dnssec rollover" => super::dnssec_rollover::rollover(inv, json_out),
         "dnssec status" => Ok(out(
             api(inv)?.call("GET", "/api/v1/dnssec", None)?,
             &super::dnssec::render_status,

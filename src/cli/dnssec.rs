@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/opengslb";
 
-fn zone_arg(inv: &Invocation) -> Result<String, CliError> {
+pub(super) fn zone_arg(inv: &Invocation) -> Result<String, CliError> {
     let zone = inv.arg(0).unwrap_or("");
     crate::dns::dnssec::wire::name_wire(zone)
         .ok()
@@ -40,14 +40,31 @@ fn data_dir(inv: &Invocation) -> Result<String, CliError> {
         .to_string())
 }
 
-fn key_path(inv: &Invocation, zone: &str) -> Result<PathBuf, CliError> {
+/// `dns.soa.ttl` of the file given with --config (the TTL the DNSKEY
+/// RRset is served with), 3600 without one; read leniently like data_dir.
+pub(super) fn dnskey_ttl(inv: &Invocation) -> Result<u64, CliError> {
+    let Some(path) = inv.flag("config") else {
+        return Ok(3600);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Config(format!("cannot read {path}: {e}")))?;
+    let v: serde_norway::Value =
+        serde_norway::from_str(&text).map_err(|e| CliError::Config(format!("{path}: {e}")))?;
+    Ok(v.get("dns")
+        .and_then(|d| d.get("soa"))
+        .and_then(|s| s.get("ttl"))
+        .and_then(|t| t.as_u64())
+        .unwrap_or(3600))
+}
+
+pub(super) fn key_path(inv: &Invocation, zone: &str) -> Result<PathBuf, CliError> {
     Ok(match inv.flag("key-file") {
         Some(f) => PathBuf::from(f),
         None => keystore::default_path(&data_dir(inv)?, zone),
     })
 }
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -164,6 +181,21 @@ pub fn render_status(v: &serde_json::Value) -> String {
             f("key_file"),
             f("ds")
         ));
+        if let Some(r) = z.get("rollover").filter(|r| !r.is_null()) {
+            let g = |k: &str| {
+                r.get(k)
+                    .map(|x| x.to_string().trim_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "  rollover: phase {} since {}; next step at {}: {}\n  DNSKEY key tags {}\n",
+                g("phase"),
+                g("since"),
+                g("next_step_at"),
+                g("next_step"),
+                f("dnskey_tags")
+            ));
+        }
     }
     if let Some(c) = v.get("signature_cache") {
         let g = |k: &str| c.get(k).cloned().unwrap_or_default();

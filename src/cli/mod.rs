@@ -13,6 +13,7 @@ pub mod cluster;
 mod commands;
 pub mod completion;
 pub mod dnssec;
+pub mod dnssec_rollover;
 mod geo;
 pub mod migrate;
 pub mod render;

@@ -133,6 +133,21 @@ pub const COMMAND_FLAGS: &[Flag] = &[
         "DNSSEC algorithm of a new key: ECDSAP256SHA256 (default) or ED25519",
     ),
     flag(
+        "step",
+        None,
+        "dnssec rollover: take the next step of a rollover in progress (refused before it is due)",
+    ),
+    flag(
+        "now",
+        None,
+        "dnssec rollover --step: take the step before it is due (skips the wait for resolver caches)",
+    ),
+    flag(
+        "wait",
+        Some("SECONDS"),
+        "dnssec rollover: wait before the next step (default: dns.soa.ttl + 3600 after publishing, 172800 after activating)",
+    ),
+    flag(
         "key-file",
         Some("FILE"),
         "DNSSEC key file (default: data_dir/dnssec/ZONE.key, data_dir from --config, else /var/lib/opengslb)",
@@ -371,6 +386,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         flags: &["key-file", "config"],
         required: &[],
         help: "print the DS record (SHA-256) of ZONE's key for the parent zone",
+    },
+    CommandSpec {
+        name: "dnssec rollover",
+        aliases: &[],
+        args: &["ZONE"],
+        flags: &["step", "now", "wait", "key-file", "config"],
+        required: &[],
+        help: "roll ZONE's key: start (new key published), or --step: the new key signs, then the old key is removed; shows the phase and when the next step is due",
     },
     CommandSpec {
         name: "dnssec status",

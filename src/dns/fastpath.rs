@@ -98,6 +98,8 @@ pub(crate) struct FastIndex {
     pub(crate) signed: bool,
     /// The table's geolocation resolver (geolocation domains).
     geo: Option<Arc<GeoResolver>>,
+    /// Nonzero for a signed table: numbers it for fastpath_signed.rs.
+    pub(crate) snapshot: u64,
 }
 
 fn hash_step(h: u64, b: u8) -> u64 {
@@ -502,6 +504,10 @@ fn finish(out: &mut Vec<u8>, q: &Query<'_>, scope: u8) {
         out.extend_from_slice(e.addr_bytes());
     }
 }
+
+#[path = "fastpath_signed.rs"]
+mod signed;
+pub(crate) use signed::{SignedAnswers, answer_signed, ends_in_do, next_snapshot};
 
 #[cfg(test)]
 #[path = "fastpath_tests.rs"]

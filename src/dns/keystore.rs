@@ -6,6 +6,7 @@
 //! `data_dir/dnssec/<zone>.key`, or in `overwatch.dnssec.key_file` for
 //! the zone that file names. The format is in `dnssec::keyfile`.
 
+use super::dnssec::rollover::{Phase, RollState};
 use super::dnssec::{Algorithm, KeyFile, SigningKey, wire};
 use crate::config::Config;
 use std::path::{Path, PathBuf};
@@ -15,11 +16,76 @@ pub struct ZoneKey {
     /// Lower case, final dot.
     pub zone: String,
     pub apex_wire: Vec<u8>,
+    /// The key that signs the zone's RRsets (CDS/CDNSKEY show it).
     pub key: Arc<SigningKey>,
-    /// RDATA of the DS / CDS record (SHA-256).
+    /// RDATA of the DS / CDS record (SHA-256) of `key`.
     pub ds_rdata: Vec<u8>,
+    /// The DNSKEY RRset: `key`, and during a rollover the other key.
+    pub dnskeys: Vec<Arc<SigningKey>>,
+    /// The keys whose RRSIGs cover the DNSKEY RRset.
+    pub dnskey_signers: Vec<Arc<SigningKey>>,
+    /// A rollover in progress (`<key file>.roll`), None otherwise.
+    pub roll: Option<RollState>,
     pub file: PathBuf,
     pub created: u64,
+}
+
+/// `<key file>.roll`: the rollover state (rollover.rs).
+pub fn roll_path(key_file: &Path) -> PathBuf {
+    suffixed(key_file, ".roll")
+}
+
+/// `<key file>.next`: the key being rolled in.
+pub fn next_key_path(key_file: &Path) -> PathBuf {
+    suffixed(key_file, ".next")
+}
+
+/// `<key file>.retired`: the key rolled out, kept until the next roll.
+pub fn retired_key_path(key_file: &Path) -> PathBuf {
+    suffixed(key_file, ".retired")
+}
+
+fn suffixed(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The key of `zone` in `path`, with the rollover beside it if one is in
+/// progress (what the daemon loads for each zone).
+pub fn load_zone_key(zone: &str, path: &Path, algorithm: Algorithm) -> Result<ZoneKey, String> {
+    let k = read_key_file(path)?;
+    with_rollover(zone_key(zone, path, &k, algorithm)?, algorithm)
+}
+
+/// Applies `<key file>.roll` and `.next` when they exist: published, the
+/// new key only joins the DNSKEY RRset; active, it signs everything and
+/// both keys sign the DNSKEY RRset.
+fn with_rollover(mut zk: ZoneKey, algorithm: Algorithm) -> Result<ZoneKey, String> {
+    let state_file = roll_path(&zk.file);
+    let text = match std::fs::read_to_string(&state_file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(zk),
+        Err(e) => return Err(format!("{}: cannot read: {e}", state_file.display())),
+    };
+    let state = RollState::parse(&text).map_err(|e| format!("{}: {e}", state_file.display()))?;
+    let next_file = next_key_path(&zk.file);
+    let next = zone_key(&zk.zone, &next_file, &read_key_file(&next_file)?, algorithm)?;
+    let (old, new) = (Arc::clone(&zk.key), Arc::clone(&next.key));
+    match state.phase {
+        Phase::Published => {
+            zk.dnskeys = vec![old.clone(), new];
+            zk.dnskey_signers = vec![old];
+        }
+        Phase::Active => {
+            zk.key = Arc::clone(&new);
+            zk.ds_rdata = next.ds_rdata;
+            zk.dnskeys = vec![new.clone(), old.clone()];
+            zk.dnskey_signers = vec![new, old];
+        }
+    }
+    zk.roll = Some(state);
+    Ok(zk)
 }
 
 /// The keys of every signed zone; shared by all DNS threads.
@@ -49,11 +115,18 @@ impl KeyRing {
 impl PartialEq for KeyRing {
     fn eq(&self, other: &KeyRing) -> bool {
         self.zones.len() == other.zones.len()
-            && self
-                .zones
-                .iter()
-                .zip(&other.zones)
-                .all(|(a, b)| a.zone == b.zone && a.key.dnskey_rdata() == b.key.dnskey_rdata())
+            && self.zones.iter().zip(&other.zones).all(|(a, b)| {
+                let rdata = |keys: &[Arc<SigningKey>]| {
+                    keys.iter()
+                        .map(|k| k.dnskey_rdata().to_vec())
+                        .collect::<Vec<_>>()
+                };
+                a.zone == b.zone
+                    && a.key.dnskey_rdata() == b.key.dnskey_rdata()
+                    && rdata(&a.dnskeys) == rdata(&b.dnskeys)
+                    && rdata(&a.dnskey_signers) == rdata(&b.dnskey_signers)
+                    && a.roll == b.roll
+            })
     }
 }
 
@@ -149,7 +222,9 @@ pub fn load(cfg: &Config) -> Result<Option<KeyRing>, Vec<(String, String)>> {
                 (p, r)
             }
         };
-        let result = file.and_then(|k| zone_key(&fqdn, &path, &k, algorithm));
+        let result = file
+            .and_then(|k| zone_key(&fqdn, &path, &k, algorithm))
+            .and_then(|zk| with_rollover(zk, algorithm));
         match result {
             Ok(zk) => ring.zones.push(zk),
             Err(e) => errors.push((
@@ -185,11 +260,15 @@ fn zone_key(zone: &str, path: &Path, k: &KeyFile, algorithm: Algorithm) -> Resul
         .signing_key()
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let ds_rdata = key.ds_rdata(zone).map_err(|e| e.to_string())?;
+    let key = Arc::new(key);
     Ok(ZoneKey {
         ds_rdata,
         zone: zone.to_string(),
         apex_wire: wire::name_wire(zone).map_err(|e| e.to_string())?,
-        key: Arc::new(key),
+        dnskeys: vec![Arc::clone(&key)],
+        dnskey_signers: vec![Arc::clone(&key)],
+        roll: None,
+        key,
         file: path.to_path_buf(),
         created: k.created,
     })
@@ -212,6 +291,13 @@ pub fn status(table: &super::DnsTable, stats: &super::DnsStats) -> serde_json::V
                 "created": z.created,
                 "key_file": z.file.display().to_string(),
                 "ds": z.key.ds_text(&z.zone).unwrap_or_default(),
+                "dnskey_tags": z.dnskeys.iter().map(|k| k.key_tag()).collect::<Vec<_>>(),
+                "rollover": z.roll.as_ref().map(|r| serde_json::json!({
+                    "phase": r.phase.name(),
+                    "since": r.since,
+                    "next_step_at": r.next_step,
+                    "next_step": r.phase.next_step(),
+                })),
             })
         })
         .collect();

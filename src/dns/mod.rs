@@ -14,6 +14,7 @@ mod fastpath_parse;
 pub mod keystore;
 pub mod learned;
 pub mod nameservers;
+mod plan;
 mod query;
 pub mod regional;
 pub mod responder;

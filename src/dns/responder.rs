@@ -5,7 +5,9 @@
 //! `ParsedName`), names are matched on a lowercased copy in a stack buffer,
 //! and the answer is composed with domain's `MessageBuilder` over that
 //! buffer (with a `StaticCompressor`), so an answered query does not touch
-//! the heap once the buffer has grown.
+//! the heap once the buffer has grown. What the answer holds is decided
+//! in plan.rs; DO=1 answers of signed zones get their RRSIGs from
+//! signing.rs, or whole from fastpath_signed.rs.
 //!
 //! Choices worth knowing (docs/dns.md has the full list, by RFC):
 //! - packets shorter than a header, and responses (QR=1), are dropped;
@@ -22,19 +24,16 @@
 //!   every other qtype at a name we serve is NODATA.
 
 use super::cookies::Verdict;
-use super::edns::Ecs;
 use super::edns::{Ede, Edns, OptOut};
-use super::keystore::ZoneKey;
 use super::learned::LearnedLookup;
+use super::plan::{Client, Plan, family_matches, plan};
 use super::query::{self, Parsed, Q};
-use super::regional::{Want, client_address};
 use super::routing::Pick;
-use super::rrl::Class as RrlClass;
 use super::signing::{self, SignCtx, SignState, Signing};
-use super::stats::{DnsStats, QtypeLabel, RcodeLabel};
-use super::table::{DnsTable, DomainEntry, HostEntry, Lookup, Node, Serving, WireName, Zone};
+use super::stats::{DnsStats, QtypeLabel};
+use super::table::{DnsTable, WireName};
 use crate::clock::Now;
-use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
+use domain::base::iana::{OptRcode, Rcode, Rtype};
 use domain::base::message_builder::{AnswerBuilder, PushError, StaticCompressor};
 use domain::base::name::ParsedName;
 use domain::base::rdata::UnknownRecordData;
@@ -54,85 +53,6 @@ const PLAIN_UDP_MAX: usize = 512;
 pub enum Transport {
     Udp,
     Tcp,
-}
-
-/// What goes into the answer.
-enum Plan<'t> {
-    /// With the Extended DNS Error saying why (RFC 8914).
-    Refused(Ede),
-    ServFail,
-    NxDomain(&'t Zone),
-    NoData(&'t Zone),
-    Soa(&'t Zone),
-    Ns(&'t Zone),
-    Addrs(&'t DomainEntry, Pick<'t>),
-    /// RFC 8482 §4.2: ANY answered with the A and AAAA the routing chose.
-    Any(&'t DomainEntry, Pick<'t>, Pick<'t>),
-    /// An in-zone NS name: its addresses of the asked family (all for ANY).
-    Host(&'t HostEntry, Rtype),
-    BadVers,
-    /// FORMERR or NOTIMP.
-    Error(Rcode),
-    /// RFC 7873 §5.4 cookie probe: NOERROR, no question, no records.
-    Probe,
-    /// RFC 7873 §5.2.3: a client that sent a cookie, answered with only a
-    /// fresh server cookie (rate limited, or a probe with a bad cookie).
-    BadCookie,
-    /// DNSSEC: the apex DNSKEY, CDS or CDNSKEY of a signed zone.
-    ApexKeys(&'t Zone, &'t ZoneKey, Rtype),
-}
-
-impl Plan<'_> {
-    fn rcode(&self) -> Rcode {
-        match self {
-            Plan::Refused(_) => Rcode::REFUSED,
-            Plan::ServFail => Rcode::SERVFAIL,
-            Plan::NxDomain(_) => Rcode::NXDOMAIN,
-            Plan::Error(r) => *r,
-            Plan::BadCookie => OptRcode::BADCOOKIE.rcode(),
-            _ => Rcode::NOERROR,
-        }
-    }
-
-    /// The rate-limiting class (rrl.rs).
-    fn class(&self) -> RrlClass {
-        match self {
-            Plan::Soa(_)
-            | Plan::Ns(_)
-            | Plan::Addrs(..)
-            | Plan::Any(..)
-            | Plan::Host(..)
-            | Plan::ApexKeys(..) => RrlClass::Answer,
-            Plan::NoData(_) => RrlClass::NoData,
-            Plan::NxDomain(_) => RrlClass::NxDomain,
-            _ => RrlClass::Error,
-        }
-    }
-
-    fn authoritative(&self) -> bool {
-        !matches!(
-            self,
-            Plan::Refused(_)
-                | Plan::ServFail
-                | Plan::BadVers
-                | Plan::Error(_)
-                | Plan::Probe
-                | Plan::BadCookie
-        )
-    }
-
-    fn label(&self) -> RcodeLabel {
-        match self {
-            Plan::Refused(_) => RcodeLabel::Refused,
-            Plan::ServFail => RcodeLabel::ServFail,
-            Plan::NxDomain(_) => RcodeLabel::NxDomain,
-            Plan::BadVers => RcodeLabel::BadVers,
-            Plan::BadCookie => RcodeLabel::BadCookie,
-            Plan::Error(r) if *r == Rcode::NOTIMP => RcodeLabel::NotImp,
-            Plan::Error(_) => RcodeLabel::FormErr,
-            _ => RcodeLabel::NoError,
-        }
-    }
 }
 
 /// What rate limiting decided for one response.
@@ -189,20 +109,36 @@ impl Responder {
         table: &DnsTable,
         stats: &DnsStats,
     ) -> Option<&[u8]> {
-        // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs),
-        // unless rate limiting is on: it must see every query first.
-        if table.rate_limit.is_none()
-            && super::fastpath::answer(
-                query,
-                client,
-                transport == Transport::Udp,
-                self.max_udp_size,
-                table.fast(),
-                stats,
-                &mut self.buf,
-            )
-        {
-            return Some(&self.buf);
+        // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs;
+        // DO=1 in a signed table: fastpath_signed.rs, with precomputed
+        // RRSIGs), unless rate limiting is on: it must see every query first.
+        if table.rate_limit.is_none() {
+            let udp = transport == Transport::Udp;
+            let answered = if table.fast().snapshot != 0 && super::fastpath::ends_in_do(query) {
+                super::fastpath::answer_signed(
+                    query,
+                    udp,
+                    self.max_udp_size,
+                    table,
+                    stats,
+                    &mut self.buf,
+                    &mut self.signing,
+                    self.now.wall_secs(),
+                )
+            } else {
+                super::fastpath::answer(
+                    query,
+                    client,
+                    udp,
+                    self.max_udp_size,
+                    table.fast(),
+                    stats,
+                    &mut self.buf,
+                )
+            };
+            if answered {
+                return Some(&self.buf);
+            }
         }
         // The lowercased query name, read once for the lookup and RRL.
         let mut wire = None;
@@ -390,111 +326,6 @@ impl Responder {
     }
 }
 
-/// Who asked, for client-dependent routing (regional.rs).
-struct Client<'a> {
-    source: IpAddr,
-    ecs: Option<Ecs>,
-    learned: Option<&'a dyn LearnedLookup>,
-}
-
-/// Decides the answer from the table; `scope` receives the ECS scope
-/// prefix length of a client-dependent answer (left 0 otherwise).
-fn plan<'t>(
-    question: &Q<'_>,
-    wire: Option<&WireName>,
-    table: &'t DnsTable,
-    client: &Client<'_>,
-    scope: &mut u8,
-) -> Plan<'t> {
-    let qtype = question.qtype();
-    if question.qclass() != Class::IN || qtype == Rtype::AXFR || qtype == Rtype::IXFR {
-        return Plan::Refused(Ede::NOT_SUPPORTED);
-    }
-    let Some(wire) = wire else {
-        return Plan::Refused(Ede::NOT_AUTHORITATIVE);
-    };
-    let Lookup::Found {
-        zone,
-        at_apex,
-        node,
-    } = table.lookup(wire.as_slice())
-    else {
-        return Plan::Refused(Ede::NOT_AUTHORITATIVE);
-    };
-    if at_apex && qtype == Rtype::SOA {
-        return Plan::Soa(zone);
-    }
-    if at_apex && qtype == Rtype::NS {
-        return Plan::Ns(zone);
-    }
-    match node {
-        Some(Node::Domain(d))
-            if qtype == Rtype::A || qtype == Rtype::AAAA || qtype == Rtype::ANY =>
-        {
-            if d.serving == Serving::ServFail {
-                d.counters.servfail.fetch_add(1, Ordering::Relaxed);
-                return Plan::ServFail;
-            }
-            let any = qtype == Rtype::ANY;
-            let empty = match qtype {
-                Rtype::A => d.v4.is_empty(),
-                Rtype::AAAA => d.v6.is_empty(),
-                _ => d.v4.is_empty() && d.v6.is_empty(),
-            };
-            if empty {
-                return Plan::NoData(zone);
-            }
-            if d.serving == Serving::LastHealthy {
-                d.counters.last_healthy.fetch_add(1, Ordering::Relaxed);
-            }
-            let (mut v4, mut v6) = (&*d.v4, &*d.v6);
-            if let Some(regional) = &d.regional {
-                let want = match (any, qtype == Rtype::A) {
-                    (true, _) => Want::Any,
-                    (false, true) => Want::V4,
-                    (false, false) => Want::V6,
-                };
-                let geo = table.geo.as_deref();
-                let ecs_enabled = geo.is_none_or(|g| g.ecs_enabled);
-                let address = client_address(client.source, client.ecs.as_ref(), ecs_enabled);
-                let route = regional.route(address, want, geo, client.learned);
-                if let Some(r) = route.pools {
-                    (v4, v6) = (&r.v4, &r.v6);
-                    *scope = route.scope;
-                }
-                if let Some(c) = d.counters.routed.get(regional.counter(route.matched)) {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            match (any, qtype == Rtype::A) {
-                (true, _) => Plan::Any(d, v4.pick(), v6.pick()),
-                (false, true) => Plan::Addrs(d, v4.pick()),
-                (false, false) => Plan::Addrs(d, v6.pick()),
-            }
-        }
-        Some(Node::Host(h)) if qtype == Rtype::A || qtype == Rtype::AAAA || qtype == Rtype::ANY => {
-            if h.addrs.iter().any(|a| family_matches(*a, qtype)) {
-                Plan::Host(h, qtype)
-            } else {
-                Plan::NoData(zone)
-            }
-        }
-        // RFC 8482 §4.2: ANY at an apex without addresses gets its SOA.
-        None if at_apex && qtype == Rtype::ANY => Plan::Soa(zone),
-        Some(_) => Plan::NoData(zone),
-        None if at_apex => Plan::NoData(zone),
-        None => Plan::NxDomain(zone),
-    }
-}
-
-fn family_matches(a: IpAddr, qtype: Rtype) -> bool {
-    match qtype {
-        Rtype::A => a.is_ipv4(),
-        Rtype::AAAA => a.is_ipv6(),
-        _ => true,
-    }
-}
-
 fn start_header(header: Header, rcode: Rcode) -> Header {
     let mut h = Header::new();
     h.set_id(header.id());
@@ -582,14 +413,20 @@ fn compose(
     if let (Plan::Ns(z), false) = (plan, truncated) {
         // Glue for in-zone NS names; optional data, so what does not fit
         // is left out rather than truncating the answer.
+        let mut pushed = 0;
         for (name, ip) in &z.glue {
-            let pushed = match ip {
+            let done = match ip {
                 IpAddr::V4(v4) => additional.push((name, z.soa_ttl, A::new(*v4))),
                 IpAddr::V6(v6) => additional.push((name, z.soa_ttl, Aaaa::new(*v6))),
             };
-            if pushed.is_err() {
+            if done.is_err() {
                 break;
             }
+            pushed += 1;
+        }
+        // DO=1: their RRSIGs, for the names all of whose records fit.
+        if let Some(s) = sign.as_mut() {
+            s.ctx.sign_glue(&mut additional, z, pushed);
         }
     }
     additional.set_push_limit(limit + 1);
@@ -631,10 +468,14 @@ fn push_answer<T: Composer>(
             Ok(())
         }
         Plan::ApexKeys(z, key, rtype) => {
-            let rdata = signing::apex_key_rdata(key, *rtype);
-            let data =
-                UnknownRecordData::from_octets(*rtype, rdata).map_err(|_| PushError::ShortBuf)?;
-            answer.push((qname, z.soa_ttl, data))
+            let mut rdatas: [&[u8]; 4] = [&[]; 4];
+            let n = signing::apex_key_rdatas(key, *rtype, &mut rdatas);
+            for rdata in &rdatas[..n] {
+                let data = UnknownRecordData::from_octets(*rtype, *rdata)
+                    .map_err(|_| PushError::ShortBuf)?;
+                answer.push((qname, z.soa_ttl, data))?;
+            }
+            Ok(())
         }
         _ => Ok(()),
     }

@@ -1,6 +1,7 @@
 //! Unit tests of the responder rules, with queries built by domain.
 
 use super::*;
+use crate::dns::stats::RcodeLabel;
 use domain::base::iana::Rtype;
 use domain::base::opt::{AllOptData, ClientSubnet};
 use domain::base::{Message, Name};

@@ -5,6 +5,7 @@
 use super::tests::{query, table};
 use super::*;
 use crate::dns::sample::spec;
+use crate::dns::stats::RcodeLabel;
 use domain::base::iana::OptionCode;
 use domain::base::opt::UnknownOptData;
 use domain::base::{Message, MessageBuilder, Name};

@@ -7,7 +7,8 @@
 
 use super::dnssec::key::SIGNATURE_LEN;
 use super::dnssec::rrsig::RrsigFields;
-use super::dnssec::{SignatureCache, Signer, nsec};
+use super::dnssec::{SignatureCache, Signer, SigningKey, nsec};
+use super::fastpath::SignedAnswers;
 use super::keystore::ZoneKey;
 use super::table::{DnsTable, Lookup, Node, Zone};
 use crate::metrics::{Kind, TextWriter};
@@ -18,6 +19,7 @@ use domain::base::rdata::ComposeRecordData;
 use domain::base::rdata::UnknownRecordData;
 use domain::base::wire::Composer;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Signature cache slots per DNS thread (about 100 bytes each).
@@ -73,6 +75,8 @@ impl DnssecStats {
 pub(crate) struct SignState {
     pub signer: Signer,
     scratch: Vec<u8>,
+    /// Signed fast-path answer material of the current table snapshot.
+    pub fast: SignedAnswers,
 }
 
 impl SignState {
@@ -88,6 +92,7 @@ impl SignState {
         SignState {
             signer: Signer::new(cache),
             scratch: Vec::with_capacity(4096),
+            fast: SignedAnswers::default(),
         }
     }
 }
@@ -110,7 +115,7 @@ impl SignCtx<'_> {
     #[allow(clippy::too_many_arguments)]
     fn push_rrsig<T: Composer, S: RecordSectionBuilder<T>, N: ToName>(
         signer: &mut Signer,
-        key: &ZoneKey,
+        key: (&SigningKey, &[u8]),
         (unix_now, stats): (u64, &DnssecStats),
         section: &mut S,
         owner: &N,
@@ -120,29 +125,18 @@ impl SignCtx<'_> {
         original_ttl: u32,
         rdata: &mut [&[u8]],
     ) -> Result<(), PushError> {
-        let (signed, entries) = (signer.signed, signer.cache.entries);
-        let (fields, sig) = signer
-            .sign_rrset(
-                &key.key,
-                &key.apex_wire,
-                owner_wire,
-                rr_type(rtype),
-                original_ttl,
-                rdata,
-                unix_now,
-            )
-            .map_err(|_| PushError::ShortBuf)?;
-        let counter = if signer.signed == signed {
-            &stats.cache_hits
-        } else {
-            &stats.cache_misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if signer.cache.entries != entries {
-            stats.cache_entries.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut buf = [0u8; 18 + 255 + SIGNATURE_LEN];
-        let n = rrsig_rdata(&fields, &key.apex_wire, &sig, &mut buf);
+        let mut buf = [0u8; RRSIG_RDATA_MAX];
+        let n = signed_rrsig_rdata(
+            signer,
+            key,
+            (unix_now, stats),
+            owner_wire,
+            rr_type(rtype),
+            original_ttl,
+            rdata,
+            &mut buf,
+        )
+        .map_err(|_| PushError::ShortBuf)?;
         let data = UnknownRecordData::from_octets(Rtype::RRSIG, &buf[..n])
             .map_err(|_| PushError::ShortBuf)?;
         section.push((owner, ttl, data))
@@ -182,7 +176,7 @@ impl SignCtx<'_> {
             let rtype = if v4 { Rtype::A } else { Rtype::AAAA };
             Self::push_rrsig(
                 &mut self.state.signer,
-                self.key,
+                (&self.key.key, &self.key.apex_wire),
                 (self.unix_now, self.stats),
                 section,
                 owner,
@@ -212,7 +206,7 @@ impl SignCtx<'_> {
         let mut refs: [&[u8]; 1] = [&st.scratch];
         Self::push_rrsig(
             &mut st.signer,
-            self.key,
+            (&self.key.key, &self.key.apex_wire),
             (self.unix_now, self.stats),
             section,
             &zone.apex,
@@ -246,7 +240,7 @@ impl SignCtx<'_> {
         }
         Self::push_rrsig(
             &mut st.signer,
-            self.key,
+            (&self.key.key, &self.key.apex_wire),
             (self.unix_now, self.stats),
             section,
             &zone.apex,
@@ -258,7 +252,8 @@ impl SignCtx<'_> {
         )
     }
 
-    /// The RRSIG of the apex DNSKEY, CDNSKEY or CDS RRset.
+    /// The RRSIGs of the apex DNSKEY RRset (one per key that signs it:
+    /// two during a rollover), or of the CDNSKEY or CDS RRset.
     pub fn sign_apex_keys<T: Composer, S: RecordSectionBuilder<T>>(
         &mut self,
         section: &mut S,
@@ -266,19 +261,66 @@ impl SignCtx<'_> {
         rtype: Rtype,
     ) -> Result<(), PushError> {
         let key = self.key;
-        let mut refs: [&[u8]; 1] = [apex_key_rdata(key, rtype)];
-        Self::push_rrsig(
-            &mut self.state.signer,
-            key,
-            (self.unix_now, self.stats),
-            section,
-            &zone.apex,
-            &key.apex_wire,
-            rtype,
-            zone.soa_ttl,
-            zone.soa_ttl,
-            &mut refs,
-        )
+        let mut refs: [&[u8]; 4] = [&[]; 4];
+        let n = apex_key_rdatas(key, rtype, &mut refs);
+        let signers: &[Arc<SigningKey>] = if rtype == Rtype::DNSKEY {
+            &key.dnskey_signers
+        } else {
+            std::slice::from_ref(&key.key)
+        };
+        for signing in signers {
+            Self::push_rrsig(
+                &mut self.state.signer,
+                (signing, &key.apex_wire),
+                (self.unix_now, self.stats),
+                section,
+                &zone.apex,
+                &key.apex_wire,
+                rtype,
+                zone.soa_ttl,
+                zone.soa_ttl,
+                &mut refs[..n],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// RRSIGs of the glue of an NS answer (`zone.glue`, grouped by name)
+    /// for the names in this zone whose records are all among the first
+    /// `pushed`; what does not fit is left out, like the glue itself.
+    pub fn sign_glue<T: Composer, S: RecordSectionBuilder<T>>(
+        &mut self,
+        section: &mut S,
+        zone: &Zone,
+        pushed: usize,
+    ) {
+        let glue = zone.glue.get(..pushed).unwrap_or(&[]);
+        let mut rest = glue;
+        while let Some((name, _)) = rest.first() {
+            let n = rest.iter().take_while(|(g, _)| g == name).count();
+            let (group, after) = rest.split_at(n);
+            rest = after;
+            if after.is_empty() && zone.glue.get(pushed).is_some_and(|(g, _)| g == name) {
+                break; // some of its records were left out
+            }
+            let mut wire = [0u8; 255];
+            let raw = name.as_slice();
+            let Some(w) = wire.get_mut(..raw.len()) else {
+                break;
+            };
+            w.copy_from_slice(raw);
+            w.make_ascii_lowercase();
+            if !in_zone(w, &self.key.apex_wire) {
+                continue; // another zone's name: not ours to sign here
+            }
+            let addrs = group.iter().map(|(_, ip)| *ip);
+            if self
+                .sign_addrs(section, name, w, zone.soa_ttl, addrs)
+                .is_err()
+            {
+                break;
+            }
+        }
     }
 
     /// The compact-denial NSEC at `owner` (RFC 9824) with its RRSIG;
@@ -303,7 +345,7 @@ impl SignCtx<'_> {
         let mut refs: [&[u8]; 1] = [&st.scratch];
         Self::push_rrsig(
             &mut st.signer,
-            self.key,
+            (&self.key.key, &self.key.apex_wire),
             (self.unix_now, self.stats),
             section,
             owner,
@@ -316,13 +358,78 @@ impl SignCtx<'_> {
     }
 }
 
-/// RDATA of the apex DNSKEY/CDNSKEY (the key) or CDS (its DS).
-pub(crate) fn apex_key_rdata(key: &ZoneKey, rtype: Rtype) -> &[u8] {
-    if rtype == Rtype::CDS {
-        &key.ds_rdata
-    } else {
-        key.key.dnskey_rdata()
+/// Whether the wire name `name` is `apex` or under it (both lower case).
+fn in_zone(name: &[u8], apex: &[u8]) -> bool {
+    let mut p = 0;
+    while let Some(&len) = name.get(p) {
+        if name.get(p..) == Some(apex) {
+            return true;
+        }
+        if len == 0 {
+            return false;
+        }
+        p += 1 + usize::from(len);
     }
+    false
+}
+
+/// RDATA of the apex DNSKEY RRset (every published key), or of CDNSKEY
+/// (the signing key) or CDS (its DS), into `out`; returns the count.
+pub(crate) fn apex_key_rdatas<'k>(
+    key: &'k ZoneKey,
+    rtype: Rtype,
+    out: &mut [&'k [u8]; 4],
+) -> usize {
+    match rtype {
+        Rtype::CDS => out[0] = &key.ds_rdata,
+        Rtype::DNSKEY => {
+            for (o, k) in out.iter_mut().zip(&key.dnskeys) {
+                *o = k.dnskey_rdata();
+            }
+            return key.dnskeys.len().min(out.len());
+        }
+        _ => out[0] = key.key.dnskey_rdata(),
+    }
+    1
+}
+
+/// Longest RRSIG RDATA: fixed fields, signer name, signature.
+pub(crate) const RRSIG_RDATA_MAX: usize = 18 + 255 + SIGNATURE_LEN;
+
+/// Signs the RRset `owner_wire`/`rtype` (from the cache when it can) and
+/// writes its RRSIG RDATA into `buf`; returns the length. Counts the
+/// cache hit or miss in `stats`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn signed_rrsig_rdata(
+    signer: &mut Signer,
+    (key, apex_wire): (&SigningKey, &[u8]),
+    (unix_now, stats): (u64, &DnssecStats),
+    owner_wire: &[u8],
+    rtype: u16,
+    original_ttl: u32,
+    rdata: &mut [&[u8]],
+    buf: &mut [u8; RRSIG_RDATA_MAX],
+) -> Result<usize, String> {
+    let (signed, entries) = (signer.signed, signer.cache.entries);
+    let (fields, sig) = signer.sign_rrset(
+        key,
+        apex_wire,
+        owner_wire,
+        rtype,
+        original_ttl,
+        rdata,
+        unix_now,
+    )?;
+    let counter = if signer.signed == signed {
+        &stats.cache_hits
+    } else {
+        &stats.cache_misses
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if signer.cache.entries != entries {
+        stats.cache_entries.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(rrsig_rdata(&fields, apex_wire, &sig, buf))
 }
 
 /// RRSIG RDATA (fields, signer, signature) into `buf`; returns its length.

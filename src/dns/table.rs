@@ -304,6 +304,11 @@ impl DnsTable {
     /// Signs the zones `ring` has keys for (answers to DO=1 queries).
     pub fn with_dnssec(mut self, ring: Option<Arc<KeyRing>>) -> DnsTable {
         self.fast.signed = ring.is_some();
+        self.fast.snapshot = if ring.is_some() {
+            super::fastpath::next_snapshot()
+        } else {
+            0
+        };
         self.dnssec = ring;
         self
     }

@@ -21,9 +21,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-const ZONE: &str = "signed.test";
+pub(crate) const ZONE: &str = "signed.test";
 
-fn spec(app: &[&str]) -> TableSpec {
+pub(crate) fn spec(app: &[&str]) -> TableSpec {
     TableSpec {
         zones: vec![ZoneSpec {
             apex: ZONE.into(),
@@ -64,7 +64,7 @@ fn ring(kf: &KeyFile) -> Option<Arc<KeyRing>> {
 }
 
 /// `dig` output for a query to `server` with DO set.
-fn dig(server: SocketAddr, name: &str, qtype: &str) -> String {
+pub(crate) fn dig(server: SocketAddr, name: &str, qtype: &str) -> String {
     let out = Command::new("dig")
         .args([
             "+dnssec",
@@ -81,14 +81,14 @@ fn dig(server: SocketAddr, name: &str, qtype: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn flags(out: &str) -> String {
+pub(crate) fn flags(out: &str) -> String {
     out.lines()
         .find(|l| l.starts_with(";; flags:"))
         .unwrap_or("")
         .to_string()
 }
 
-fn status(out: &str) -> String {
+pub(crate) fn status(out: &str) -> String {
     out.lines()
         .find_map(|l| l.split("status: ").nth(1))
         .map(|s| s.split(',').next().unwrap_or("").to_string())
@@ -96,7 +96,7 @@ fn status(out: &str) -> String {
 }
 
 /// A validating unbound with the zone's DS as its trust anchor.
-fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<Unbound, String> {
+pub(crate) fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<Unbound, String> {
     let lines = format!(
         "  module-config: \"validator iterator\"\n  trust-anchor: \"{ds}\"\n  val-log-level: 2\n  local-zone: \"test.\" nodefault\n"
     );
@@ -105,7 +105,10 @@ fn start_unbound(stub: SocketAddr, ds: &str, tag: &str) -> Result<Unbound, Strin
     })
 }
 
-fn server(table: DnsTable, stats: &Arc<DnsStats>) -> (dns::DnsServer, Arc<SnapshotCell<DnsTable>>) {
+pub(crate) fn server(
+    table: DnsTable,
+    stats: &Arc<DnsStats>,
+) -> (dns::DnsServer, Arc<SnapshotCell<DnsTable>>) {
     let cell = Arc::new(SnapshotCell::new(table));
     let cfg = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -122,7 +125,7 @@ fn server(table: DnsTable, stats: &Arc<DnsStats>) -> (dns::DnsServer, Arc<Snapsh
 }
 
 /// The four answer kinds through the validating resolver: all secure.
-fn assert_secure(resolver: SocketAddr, when: &str) {
+pub(crate) fn assert_secure(resolver: SocketAddr, when: &str) {
     for (name, qtype, want) in [
         (format!("app.{ZONE}"), "A", "NOERROR"),
         (format!("app.{ZONE}"), "AAAA", "NOERROR"),
@@ -192,6 +195,7 @@ fn validators_accept_signed_answers_and_reject_a_wrong_key() {
             (format!("app.{ZONE}"), "TXT"),
             (ZONE.to_string(), "SOA"),
             (ZONE.to_string(), "NS"),
+            (format!("ns1.{ZONE}"), "A"), // its RRSIG is also the glue's
             (ZONE.to_string(), "CDS"),
             (ZONE.to_string(), "CDNSKEY"),
         ] {
@@ -353,4 +357,64 @@ fn signed_answers_bad_input_corners() {
     assert!(!has_rrsig(&m));
     let m = ask(&format!("app.{ZONE}."), Rtype::A, 1232, false, false);
     assert!(!has_rrsig(&m));
+}
+
+/// In-zone NS addresses (glue in the additional section of an NS answer)
+/// carry their RRSIG with DO=1: the same RRSIG as the direct answer for
+/// the name (Ed25519 is deterministic), which delv validates above; and
+/// nothing is signed without DO.
+#[test]
+fn signed_glue_carries_the_rrsig_of_the_host_answer() {
+    use domain::base::iana::Rtype;
+    use domain::base::{Message, MessageBuilder, Name, ParsedName, Record, UnknownRecordData};
+    use opengslb::dns::{Responder, Transport};
+    use std::str::FromStr;
+    let kf = KeyFile::generate(ZONE, Algorithm::Ed25519, 0).unwrap();
+    let stats = DnsStats::new();
+    let table = DnsTable::build(&spec(&["10.0.0.1"]), &stats).with_dnssec(ring(&kf));
+    let ask = |name: &str, qtype: Rtype, dnssec_ok: bool| {
+        let b = MessageBuilder::new_vec();
+        let mut q = b.question();
+        q.push((Name::<Vec<u8>>::from_str(name).unwrap(), qtype))
+            .unwrap();
+        let mut add = q.additional();
+        add.opt(|o| {
+            o.set_udp_payload_size(1232);
+            o.set_dnssec_ok(dnssec_ok);
+            Ok(())
+        })
+        .unwrap();
+        let out = Responder::new(1232)
+            .respond(
+                &add.finish(),
+                "192.0.2.1".parse().unwrap(),
+                Transport::Udp,
+                &table,
+                &stats,
+            )
+            .unwrap()
+            .to_vec();
+        Message::from_octets(out).unwrap()
+    };
+    type Rr<'a> = Record<ParsedName<&'a [u8]>, UnknownRecordData<&'a [u8]>>;
+    let rrsigs = |m: &Message<Vec<u8>>, additional: bool| -> Vec<(String, Vec<u8>)> {
+        let section = if additional {
+            m.additional().unwrap()
+        } else {
+            m.answer().unwrap()
+        };
+        section
+            .filter_map(|r| {
+                let r: Rr<'_> = r.unwrap().into_record().unwrap()?;
+                (r.rtype() == Rtype::RRSIG)
+                    .then(|| (r.owner().to_string(), r.data().data().to_vec()))
+            })
+            .collect()
+    };
+    let ns = format!("ns1.{ZONE}.");
+    let direct = rrsigs(&ask(&ns, Rtype::A, true), false);
+    assert_eq!(direct.len(), 1, "{direct:?}");
+    let glue = rrsigs(&ask(&format!("{ZONE}."), Rtype::NS, true), true);
+    assert_eq!(glue, direct);
+    assert!(rrsigs(&ask(&format!("{ZONE}."), Rtype::NS, false), true).is_empty());
 }

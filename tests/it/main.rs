@@ -26,6 +26,8 @@ mod dns_internet;
 mod dns_resolver;
 mod dns_server;
 mod dnssec;
+mod dnssec_rollover;
+mod dnsviz;
 mod fuzz_corpus;
 mod geo;
 mod geo_api;

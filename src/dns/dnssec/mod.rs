@@ -6,13 +6,15 @@
 //! in the canonical form of RFC 4034 §6; `rrsig` builds the RRSIG record
 //! over one RRset; `nsec` builds the compact denial NSEC of RFC 9824;
 //! `cache` remembers signatures per (RRset content, validity window) so a
-//! warm answer is signed without computing or allocating. The responder
+//! warm answer is signed without computing or allocating; `rollover`
+//! holds the steps of a key rollover. The responder
 //! and the daemon do the I/O around these.
 
 pub mod cache;
 pub mod key;
 pub mod keyfile;
 pub mod nsec;
+pub mod rollover;
 pub mod rrsig;
 pub mod wire;
 

@@ -44,7 +44,9 @@ impl Signer {
         self.rrs.clear();
         write_canonical_rrset(owner_wire, rtype, ttl, &rdata[..n], &mut self.rrs);
         let hash = self.cache.hash(key.key_tag(), rtype, &self.rrs);
-        let validity = Validity::at(unix_now, hash);
+        // The jitter comes from an unkeyed hash so every thread and every
+        // Overwatch with this key computes the same validity fields.
+        let validity = Validity::at(unix_now, jitter_hash(&self.rrs));
         let fields = RrsigFields {
             type_covered: rtype,
             algorithm: key.algorithm().number(),
@@ -66,6 +68,13 @@ impl Signer {
         self.cache.put(hash, validity.window, &sig);
         Ok((fields, sig))
     }
+}
+
+/// Hash of a canonical RRset for the expiry jitter (not secret).
+fn jitter_hash(canonical_rrs: &[u8]) -> u64 {
+    let mut h = crate::dns::siphash::SipHasher::new(&[0; 16], 1, 3);
+    h.write(canonical_rrs);
+    h.finish()
 }
 
 #[cfg(test)]
