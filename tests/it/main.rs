@@ -13,6 +13,7 @@ mod api_contract;
 mod api_crud;
 mod api_openapi;
 mod api_starvation;
+mod api_writer_cap;
 mod bad_input;
 mod cert_renewal;
 mod cli_commands;
