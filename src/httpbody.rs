@@ -32,13 +32,14 @@ pub const DRAIN_LIMIT: usize = 1024 * 1024;
 pub const DRAIN_QUEUE: usize = 4096;
 
 /// Whether `request`'s body is still on the socket (not read by
-/// tiny_http before the request was queued).
+/// tiny_http before the request was queued): longer than `PREBUFFERED`,
+/// chunked, or announced with `Expect: 100-continue` (tiny_http then
+/// waits for the reader to ask for it, however short it is).
 pub fn unbuffered(request: &Request) -> bool {
+    let has = |name: &'static str| request.headers().iter().any(|h| h.field.equiv(name));
     request.body_length().is_some_and(|n| n > PREBUFFERED)
-        || request
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("Transfer-Encoding"))
+        || has("Transfer-Encoding")
+        || (has("Expect") && request.body_length().is_some_and(|n| n > 0))
 }
 
 /// Whether `request` declares a body too large to drain.
