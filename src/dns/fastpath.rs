@@ -16,10 +16,14 @@
 //! mix), with the same counters; anything else — other types, options
 //! (ECS, cookies), BADVERS, truncation, SERVFAIL, SOA/NS at an apex,
 //! REFUSED, malformed input, a compression case it does not model —
-//! returns None and takes the full path. A feature that must see every
-//! query (rate limiting) therefore has to be checked before this is called.
+//! returns None and takes the full path. Response rate limiting (rrl.rs)
+//! is checked here, once the response class is known, with the same key
+//! as the full path (query name; zone apex for NXDOMAIN): a response over
+//! the limit takes the full path, which limits it again (the bucket is
+//! empty) and drops or slips it with its counters.
 
 use super::routing::Pool;
+use super::rrl::{Class, RateLimit};
 use super::stats::{DnsStats, DomainCounters, QtypeLabel, RcodeLabel};
 use super::table::{Node, Serving, Zone};
 use std::collections::HashMap;
@@ -302,6 +306,14 @@ struct Query<'q> {
     advertise: u16,
 }
 
+/// Rate limiting of a UDP query: the configuration, the client and the
+/// monotonic time in ms (None: not limited, e.g. TCP or RRL off).
+pub(crate) type RrlCheck<'a> = Option<(&'a RateLimit, IpAddr, u64)>;
+
+fn over_limit(rrl: RrlCheck<'_>, stats: &DnsStats, class: Class, name: &[u8]) -> bool {
+    rrl.is_some_and(|(cfg, client, now)| stats.rrl.limited(cfg, class, name, client, now))
+}
+
 /// Writes the answer to `query` into `out` and returns true, or returns
 /// false (nothing counted, `out` unspecified) for the full path to answer.
 pub(crate) fn answer(
@@ -311,6 +323,7 @@ pub(crate) fn answer(
     idx: &FastIndex,
     stats: &DnsStats,
     out: &mut Vec<u8>,
+    rrl: RrlCheck<'_>,
 ) -> bool {
     let mut wire = [0u8; 256];
     let mut starts = [0usize; MAX_LABELS];
@@ -354,7 +367,7 @@ pub(crate) fn answer(
         if !pool.is_empty() {
             let count = pool.answer_len();
             let size = q.question.len() + count * rlen + if q.edns.is_some() { 11 } else { 0 };
-            if size > limit {
+            if size > limit || over_limit(rrl, stats, Class::Answer, name) {
                 return false;
             }
             if d.serving == Serving::LastHealthy {
@@ -400,6 +413,15 @@ pub(crate) fn answer(
     }
     let size = q.question.len() + t.bytes.len() + if q.edns.is_some() { 11 } else { 0 };
     if size > limit {
+        return false;
+    }
+    let (class, key) = if exists {
+        (Class::NoData, name)
+    } else {
+        let apex = starts.get(i).and_then(|&s| name.get(s..));
+        (Class::NxDomain, apex.unwrap_or(&[]))
+    };
+    if over_limit(rrl, stats, class, key) {
         return false;
     }
     let rcode = if exists { 0 } else { 3 };

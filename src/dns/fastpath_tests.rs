@@ -269,7 +269,7 @@ fn plain_queries_take_the_fast_path_and_the_rest_do_not() {
     let stats = DnsStats::new();
     let table = DnsTable::build(&spec(), &stats);
     let mut out = Vec::new();
-    let fast = |q: &[u8], out: &mut Vec<u8>| answer(q, true, 1232, table.fast(), &stats, out);
+    let fast = |q: &[u8], out: &mut Vec<u8>| answer(q, true, 1232, table.fast(), &stats, out, None);
     let plain = Edns::None;
     let opt = Edns::Plain(1232, true);
     for (name, qtype, edns) in [

@@ -190,17 +190,20 @@ impl Responder {
         stats: &DnsStats,
     ) -> Option<&[u8]> {
         // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs),
-        // unless rate limiting is on: it must see every query first.
-        if table.rate_limit.is_none()
-            && super::fastpath::answer(
-                query,
-                transport == Transport::Udp,
-                self.max_udp_size,
-                table.fast(),
-                stats,
-                &mut self.buf,
-            )
-        {
+        // which also applies rate limiting to UDP.
+        let rrl = (transport == Transport::Udp)
+            .then_some(table.rate_limit.as_ref())
+            .flatten()
+            .map(|rl| (rl, client, self.now.mono.ms()));
+        if super::fastpath::answer(
+            query,
+            transport == Transport::Udp,
+            self.max_udp_size,
+            table.fast(),
+            stats,
+            &mut self.buf,
+            rrl,
+        ) {
             return Some(&self.buf);
         }
         // The lowercased query name, read once for the lookup and RRL.

@@ -22,6 +22,7 @@ mod config_load;
 mod config_v11;
 mod daemon_listen;
 mod dns_alloc;
+mod dns_cookie_peers;
 mod dns_corpus;
 mod dns_internet;
 mod dns_resolver;
