@@ -27,8 +27,13 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+// The API under slow clients: a server and sockets, so in its own file.
+#[path = "slow_api.rs"]
+mod slow_api;
+pub use slow_api::api_slow;
+
 /// Every target, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "dns_query",
     "dns_edns_options",
     "dns_ecs_geo",
@@ -36,6 +41,7 @@ pub const TARGETS: [&str; 9] = [
     "gossip_frame_decrypted",
     "config_yaml",
     "api_body",
+    "api_slow",
     "peer_sync",
     "latency_report",
 ];
@@ -50,6 +56,7 @@ pub fn run(target: &str, data: &[u8]) -> Option<usize> {
         "gossip_frame_decrypted" => gossip_frame_decrypted(data),
         "config_yaml" => config_yaml(data),
         "api_body" => api_body(data),
+        "api_slow" => api_slow(data),
         "peer_sync" => peer_sync(data),
         "latency_report" => latency_report(data),
         _ => return None,

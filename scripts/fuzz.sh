@@ -29,7 +29,7 @@ case "${1:-}" in
 esac
 
 if [ "$#" -eq 0 ]; then
-	set -- dns_query dns_edns_options gossip_frame_raw gossip_frame_decrypted config_yaml api_body peer_sync
+	set -- dns_query dns_edns_options gossip_frame_raw gossip_frame_decrypted config_yaml api_body api_slow peer_sync
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

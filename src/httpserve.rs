@@ -4,8 +4,13 @@
 //! function; `stop` unblocks and joins it. Requests are few and cheap
 //! (status, drain, scrapes), so one thread is enough; the Overwatch API,
 //! with its writers and ACL, has its own server (`api::server`). Both
-//! bind through `httpguard`, which cuts slow and idle clients.
+//! bind through `httpguard`, which cuts slow and idle clients. A body
+//! tiny_http did not read before queueing the request (over
+//! `httpbody::PREBUFFERED` bytes, or chunked) would hold the one thread
+//! while it trickles in, so such a request is refused with 413 and its
+//! body left to `httpbody` (no route here takes a larger body).
 
+use crate::httpbody;
 use crate::httpguard::{self, Guard};
 use std::io::{self, Cursor};
 use std::net::SocketAddr;
@@ -43,10 +48,12 @@ impl HttpServer {
                 // `recv` fails once `stop` unblocks it (or the listener
                 // broke); either way this server is done.
                 while let Ok(mut req) = srv.recv() {
-                    let reply = route(&mut req);
-                    if let Err(e) = req.respond(reply) {
-                        log::debug!("http: answer not sent: {e}");
-                    }
+                    let reply = if httpbody::unbuffered(&req) {
+                        body_too_large()
+                    } else {
+                        route(&mut req)
+                    };
+                    httpbody::finish(req, reply);
                 }
             })?;
         Ok(HttpServer {
@@ -88,6 +95,15 @@ pub fn reply(code: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
     Response::from_data(body)
         .with_status_code(code)
         .with_header(header)
+}
+
+/// 413 for a body this server does not read (see the module comment).
+fn body_too_large() -> Reply {
+    let text = format!(
+        "{{\"error\": \"request bodies over {} bytes (or chunked) are not accepted here\", \"code\": 413}}\n",
+        httpbody::PREBUFFERED
+    );
+    reply(413, "application/json", text.into_bytes())
 }
 
 /// The v1.1 liveness answer: 200 `OK` while the process serves requests.
@@ -140,5 +156,36 @@ mod tests {
         assert!(missing.starts_with("HTTP/1.1 404") && missing.ends_with("no /nope\n"));
         server.stop();
         assert!(server.thread.is_none());
+    }
+
+    /// Bug: the one thread read a trickling body (and dropping a request
+    /// drained it), so one slow client held the agent API and the metrics
+    /// listener until the connection was cut; and a forged
+    /// Content-Length made the drain allocate it all at once.
+    #[test]
+    fn a_slow_or_forged_body_does_not_hold_the_thread() {
+        let server = HttpServer::start("http-slow", "127.0.0.1:0".parse().unwrap(), |_| {
+            metrics("up 1\n".into())
+        })
+        .unwrap();
+        let addr = server.local_addr();
+        let mut held = Vec::new();
+        for length in ["2048", "1099511627776", "18446744073709551615"] {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            write!(
+                s,
+                "POST /api/v1/agent/drain HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{"
+            )
+            .unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 413", "{length}");
+            held.push(s);
+        }
+        // The trickling body is still open while the next request is
+        // answered.
+        let ok = get(addr, "/metrics");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        held[0].write_all(b"more").unwrap();
     }
 }

@@ -19,6 +19,7 @@ pub mod exit;
 pub mod geo;
 pub mod gossip;
 pub mod health;
+pub mod httpbody;
 pub mod httpguard;
 pub mod httpserve;
 pub mod metrics;

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tiny_http::{Header, Method, Request};
 
-const MAX_BODY: usize = 16 * 1024;
+/// Larger bodies never reach the routes (`httpserve` refuses them).
+const MAX_BODY: usize = crate::httpbody::PREBUFFERED;
 
 /// What `GET /api/v1/agent/status` shows.
 #[derive(Clone, Debug, Default, Serialize)]

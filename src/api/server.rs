@@ -14,7 +14,7 @@
 //! exist, beyond that such requests are refused while reads keep flowing.
 //! Bodies are read through a 64 KiB limit (413 above it, checked first
 //! against Content-Length); a declared body above 1 MiB is refused without
-//! being drained (see `reject_oversized`). The socket is bound through
+//! being drained (`crate::httpbody`). The socket is bound through
 //! `crate::httpguard`: a read or write that blocks longer than its idle
 //! deadline fails, a connection older than its age limit (a body that
 //! trickles in) is shut down, and so are connections beyond the
@@ -22,8 +22,9 @@
 //! worker for a bounded time (at most the age limit). One client address
 //! holds at most `MAX_WRITERS_PER_SOURCE` of the `MAX_WRITERS` side
 //! threads (`api::writers`), so trickled bodies from one source cannot
-//! lock other operators out of writes; a write refused for want of a
-//! writer drains its body on the worker that refused it.
+//! lock other operators out of writes. A request answered without its
+//! body being read (a refused write, an oversized body) is finished
+//! through `crate::httpbody`, which never drains the body on the worker.
 
 use super::access::{Access, author};
 use super::command::{ApiError, CommandRequest, CommandSender, REPLY_TIMEOUT};
@@ -33,25 +34,26 @@ use super::write;
 use super::writers::{Refused, WriterSlots};
 use super::{read, v11};
 use crate::config::{ApiConfig, Listener};
+use crate::httpbody;
 use crate::httpguard::{self, Guard};
 use crate::snapshot::SnapshotCell;
 use serde_json::Value;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Worker threads answering requests.
 pub const WORKERS: usize = 4;
-/// Declared bodies above this are refused without being drained (see
-/// `reject_oversized`); up to it, tiny_http drains what we leave unread.
-pub const DRAIN_LIMIT: usize = 1024 * 1024;
+/// Declared bodies above this are refused without being drained
+/// (`crate::httpbody`).
+pub const DRAIN_LIMIT: usize = httpbody::DRAIN_LIMIT;
 /// Bodies up to this size are read by tiny_http before the request is
-/// queued (its own constant); larger ones are read from the socket later.
-pub const PREBUFFERED: usize = 1024;
+/// queued; larger ones are read from the socket later.
+pub const PREBUFFERED: usize = httpbody::PREBUFFERED;
 /// Concurrent writes (and requests with unbuffered bodies) in flight
 /// before new ones are refused.
 pub const MAX_WRITERS: usize = 16;
@@ -79,8 +81,6 @@ struct Shared {
     latency: LatencyFn,
     /// `GET /api/v1/dnssec` (SPEC §13), set by the Overwatch after start.
     dnssec: std::sync::OnceLock<ConfigFn>,
-    /// Connections refused with an oversized body and deliberately held.
-    leaked: AtomicU64,
 }
 
 /// A running API server; `stop()` (or drop) ends its threads.
@@ -123,7 +123,6 @@ pub fn start(
         cluster,
         latency,
         dnssec: std::sync::OnceLock::new(),
-        leaked: AtomicU64::new(0),
     });
     let stopping = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -204,11 +203,11 @@ fn header<'a>(request: &'a tiny_http::Request, name: &'static str) -> Option<&'a
 /// and every write go to a bounded side thread, so neither a slow body nor
 /// a slow registry can hold a worker; reads are answered here.
 fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
-    if request.body_length().is_some_and(|n| n > DRAIN_LIMIT) {
-        return reject_oversized(request, shared);
+    if httpbody::oversized(&request) {
+        let err = ApiError::new(413, format!("request body larger than {BODY_LIMIT} bytes"));
+        return respond_error(request, &err, &[]);
     }
-    let unbuffered_body = request.body_length().is_some_and(|n| n > PREBUFFERED)
-        || header(&request, "Transfer-Encoding").is_some();
+    let unbuffered_body = httpbody::unbuffered(&request);
     let method = request.method().as_str().to_ascii_uppercase();
     let is_write = route(&method, request.url()).is_ok_and(|r| r.is_write());
     if !(is_write || unbuffered_body) {
@@ -221,7 +220,7 @@ fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
     let slot = match shared.writers.acquire(source) {
         Ok(slot) => slot,
         Err(why) => {
-            // With an unbuffered body this drains up to DRAIN_LIMIT bytes here.
+            // An unbuffered body is left to the drain thread (httpbody).
             let err = ApiError::unavailable(match why {
                 Refused::Full => "too many writes in flight; retry".to_string(),
                 Refused::SourceFull => format!(
@@ -242,32 +241,6 @@ fn handle(request: tiny_http::Request, shared: &Arc<Shared>) {
         // The request and the slot moved into the closure and are dropped
         // with it; the client sees the connection close.
         log::error!("API: cannot start a writer thread: {e}");
-    }
-}
-
-/// Answers 413 to a request whose declared body is beyond `DRAIN_LIMIT`,
-/// without letting tiny_http drain it: its body reader allocates the whole
-/// unread length at once when dropped, so a forged
-/// `Content-Length: 18446744073709551615` would abort the process. `upgrade` writes the answer and hands back the
-/// connection, which is deliberately leaked (one socket and one tiny_http
-/// connection thread); the count is logged.
-fn reject_oversized(request: tiny_http::Request, shared: &Shared) {
-    let err = ApiError::new(413, format!("request body larger than {BODY_LIMIT} bytes"));
-    let mut text = err.to_json().to_string();
-    text.push('\n');
-    let mut response = tiny_http::Response::from_string(text).with_status_code(413);
-    add_header(&mut response, "Content-Type", "application/json");
-    let peer = request
-        .remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let stream = request.upgrade("close", response);
-    std::mem::forget(stream);
-    let n = shared.leaked.fetch_add(1, Ordering::Relaxed) + 1;
-    if n == 1 || n.is_power_of_two() {
-        log::warn!(
-            "API: refused an oversized body from {peer} without reading it ({n} such connections held so far)"
-        );
     }
 }
 
@@ -390,25 +363,39 @@ fn answer_write(
     } else {
         Vec::new()
     };
-    let route = &match write::resolve_port(route, &shared.view.load()) {
-        Ok(route) => route,
-        Err(err) => return respond_error(request, &err, &[]),
+    let response = match run_write(route, &body, by, from, shared) {
+        // v1.1: 204 on delete, no body.
+        Ok((204, _)) => tiny_http::Response::from_data(Vec::new()).with_status_code(204),
+        Ok((code, value)) => json_response(code, &value, &[]),
+        Err(err) => json_response(err.code, &err.to_json(), &[]),
     };
-    let command = match write::command(route, &body) {
-        Ok(command) => command,
-        Err(err) => return respond_error(request, &err, &[]),
-    };
+    if route.has_body() {
+        // The whole body was read: nothing is left to drain.
+        if let Err(e) = request.respond(response) {
+            log::debug!("API: client went away before the answer: {e}");
+        }
+    } else {
+        send(request, response);
+    }
+}
+
+/// Checks and runs one write; the status code and answer of a success.
+fn run_write(
+    route: &Route,
+    body: &[u8],
+    by: String,
+    from: String,
+    shared: &Shared,
+) -> Result<(u16, Value), ApiError> {
+    let route = &write::resolve_port(route, &shared.view.load())?;
+    let command = write::command(route, body)?;
     // v1.1's codes for the managed entities: 201 created, 204 deleted.
     let code = match route {
         Route::Manage(_, super::command::ManageOp::Create, _) => 201,
         Route::Manage(_, super::command::ManageOp::Delete, _) => 204,
         _ => 200,
     };
-    match send_command(shared, command, by, from) {
-        Ok(_) if code == 204 => send(request, tiny_http::Response::empty(204)),
-        Ok(value) => respond_json(request, code, &value, &[]),
-        Err(err) => respond_error(request, &err, &[]),
-    }
+    send_command(shared, command, by, from).map(|value| (code, value))
 }
 
 fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
@@ -468,7 +455,11 @@ fn add_header<R: Read>(response: &mut tiny_http::Response<R>, name: &str, value:
     }
 }
 
-fn respond_json(request: tiny_http::Request, code: u16, body: &Value, extra: &[(&str, &str)]) {
+fn json_response(
+    code: u16,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
     let mut text = serde_json::to_string_pretty(body).unwrap_or_else(|_| "{}".into());
     text.push('\n');
     let mut response = tiny_http::Response::from_string(text).with_status_code(code);
@@ -476,15 +467,19 @@ fn respond_json(request: tiny_http::Request, code: u16, body: &Value, extra: &[(
     for (name, value) in extra {
         add_header(&mut response, name, value);
     }
-    send(request, response);
+    response
+}
+
+fn respond_json(request: tiny_http::Request, code: u16, body: &Value, extra: &[(&str, &str)]) {
+    send(request, json_response(code, body, extra));
 }
 
 fn respond_error(request: tiny_http::Request, err: &ApiError, extra: &[(&str, &str)]) {
     respond_json(request, err.code, &err.to_json(), extra);
 }
 
+/// Every answer goes through `httpbody::finish`, so a body left unread
+/// is never drained on this thread.
 fn send<R: Read>(request: tiny_http::Request, response: tiny_http::Response<R>) {
-    if let Err(e) = request.respond(response) {
-        log::debug!("API: client went away before the answer: {e}");
-    }
+    httpbody::finish(request, response);
 }

@@ -41,6 +41,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
     let reopen_audit = audit.reopen_handle();
     let ch = Channels::default();
     let dns_stats = Arc::new(DnsStats::new());
+    share_cookies(&dns_stats, &loaded);
     let published = Published {
         dns: Arc::new(SnapshotCell::new(DnsTable::empty())),
         view: Arc::new(SnapshotCell::new(Default::default())),
@@ -225,6 +226,7 @@ pub fn run(loaded: Loaded, config_path: &Path) -> Result<(), ExitError> {
             peer_reload.as_ref(),
             &counters,
             &effective,
+            &dns_stats,
         )
     });
 
@@ -299,6 +301,17 @@ fn advertised_api(config: &config::Config, gossip_ip: std::net::IpAddr) -> Optio
     Some(std::net::SocketAddr::new(ip, addr.port()).to_string())
 }
 
+/// DNS cookies (RFC 9018): a node with peers derives its cookie secret
+/// from the cluster's gossip keys, so each peer accepts the others'
+/// cookies; a standalone node keeps its own random secret (dns/cookies.rs).
+fn share_cookies(dns_stats: &DnsStats, loaded: &Loaded) {
+    if loaded.config.overwatch.peers.is_empty() {
+        dns_stats.cookies.standalone();
+    } else {
+        dns_stats.cookies.share(&loaded.secrets.gossip_keys);
+    }
+}
+
 /// SIGHUP: a valid file goes to the registry; an invalid one is logged,
 /// counted, and the old configuration keeps serving.
 fn reload(
@@ -307,12 +320,14 @@ fn reload(
     peers: Option<&Sender<link::LinkReload>>,
     counters: &OverwatchCounters,
     effective: &SnapshotCell<serde_json::Value>,
+    dns_stats: &DnsStats,
 ) {
     match config::load(path, Some(Mode::Overwatch)) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 warn!("{w}");
             }
+            share_cookies(dns_stats, &loaded);
             OverwatchCounters::add(&counters.reload_success);
             effective.publish(config::redact::redacted_json(&loaded.config));
             let ow = &loaded.config.overwatch;

@@ -8,13 +8,25 @@
 //! most five minutes ahead (RFC 9018 §4.3); one older than half an hour is
 //! replaced by a fresh one, a younger one is echoed.
 //!
-//! Secret rotation: the secret of each hour is derived from a per-process
-//! master with SipHash (a PRF), and a cookie is checked with the secret of
-//! the hour its timestamp names, so the previous hour's secret is still
-//! accepted for as long as its cookies are fresh, and no thread has to
-//! coordinate a switch. Overwatch peers that should accept each other's
-//! cookies (anycast) will need the same master; each process draws a
-//! random one today (peering does not exist yet).
+//! Secret rotation: the secret of each hour is derived from a master with
+//! SipHash (a PRF), and a cookie is checked with the secret of the hour
+//! its timestamp names, so the previous hour's secret is still accepted
+//! for as long as its cookies are fresh, and no thread has to coordinate a
+//! switch.
+//!
+//! Shared across peers: a client that talks to several Overwatches of one
+//! cluster must see its cookie accepted by all of them. A node with
+//! `overwatch.peers` derives its master from the cluster's shared gossip
+//! key with HKDF-SHA256 (`ring`; salt and info name this use, so the
+//! master says nothing about the key), so every node holding the same key
+//! computes the same master, hence the same secret each hour, with no new
+//! protocol. Cookies are minted with the primary key's master and
+//! accepted under the master of any key in the ring, so a key rotation
+//! (new key accepted everywhere, then made primary) keeps them valid. A
+//! standalone node keeps a random master of its own. The masters live in
+//! atomics, so a reload can change them while responder threads read
+//! (a query that reads half an old and half a new master fails its
+//! check and gets a fresh cookie, as any first contact).
 //!
 //! Client addresses are canonical: an IPv4 client seen through a dual-stack
 //! socket (`::ffff:a.b.c.d`) hashes as IPv4, as another server would see it.
@@ -22,6 +34,7 @@
 use super::edns::Cookie;
 use super::siphash::siphash24;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// How long a server cookie is accepted after it was minted (RFC 9018 §4.3).
 const VALID_PAST: u32 = 3600;
@@ -44,8 +57,15 @@ pub(crate) enum Verdict {
     Unproven,
 }
 
+/// Masters kept at once: one per key of the gossip keyring (at most).
+const MAX_MASTERS: usize = 4;
+
 pub struct CookieJar {
-    master: [u8; 16],
+    /// `masters[0]` mints; the first `count` verify. Each is two halves.
+    masters: [[AtomicU64; 2]; MAX_MASTERS],
+    count: AtomicUsize,
+    /// This process's own master, for a standalone node.
+    random: [u8; 16],
 }
 
 impl std::fmt::Debug for CookieJar {
@@ -63,32 +83,82 @@ impl Default for CookieJar {
 impl CookieJar {
     /// A jar with a master secret from the system's random source.
     pub fn random() -> CookieJar {
-        CookieJar {
-            master: random_key(),
+        CookieJar::with_master(random_key())
+    }
+
+    /// A jar with a given master secret.
+    pub(crate) fn with_master(master: [u8; 16]) -> CookieJar {
+        let jar = CookieJar {
+            masters: Default::default(),
+            count: AtomicUsize::new(1),
+            random: master,
+        };
+        jar.store(0, &master);
+        jar
+    }
+
+    /// Cookies shared with the peers holding the same gossip keys
+    /// (primary first); with no key, this node's own random master.
+    pub(crate) fn share(&self, keys: &[[u8; 32]]) {
+        let masters: Vec<[u8; 16]> = keys
+            .iter()
+            .take(MAX_MASTERS)
+            .filter_map(master_from_peer_key)
+            .collect();
+        if masters.is_empty() {
+            return self.standalone();
         }
+        for (i, m) in masters.iter().enumerate() {
+            self.store(i, m);
+        }
+        self.count.store(masters.len(), Ordering::Release);
     }
 
-    /// A jar with a given master secret (tests; peers sharing cookies
-    /// once `overwatch.peers` exists).
-    #[cfg(test)]
-    pub fn with_master(master: [u8; 16]) -> CookieJar {
-        CookieJar { master }
+    /// Back to this node's own random master.
+    pub(crate) fn standalone(&self) {
+        self.store(0, &self.random);
+        self.count.store(1, Ordering::Release);
     }
 
-    /// The secret of rotation period `epoch`.
-    fn secret(&self, epoch: u32) -> [u8; 16] {
+    fn store(&self, i: usize, master: &[u8; 16]) {
+        let (a, b) = master.split_at(8);
+        let half = |h: &[u8]| u64::from_le_bytes(h.try_into().unwrap_or([0; 8]));
+        self.masters[i][0].store(half(a), Ordering::Relaxed);
+        self.masters[i][1].store(half(b), Ordering::Relaxed);
+    }
+
+    fn master(&self, i: usize) -> [u8; 16] {
+        let mut m = [0u8; 16];
+        m[..8].copy_from_slice(&self.masters[i][0].load(Ordering::Relaxed).to_le_bytes());
+        m[8..].copy_from_slice(&self.masters[i][1].load(Ordering::Relaxed).to_le_bytes());
+        m
+    }
+
+    /// The secret of rotation period `epoch` under `master`.
+    fn secret(master: &[u8; 16], epoch: u32) -> [u8; 16] {
         let e = epoch.to_be_bytes();
-        let a = siphash24(&self.master, &[b"opengslb cookie secret", &e, &[0]]);
-        let b = siphash24(&self.master, &[b"opengslb cookie secret", &e, &[1]]);
+        let a = siphash24(master, &[b"opengslb cookie secret", &e, &[0]]);
+        let b = siphash24(master, &[b"opengslb cookie secret", &e, &[1]]);
         let mut k = [0u8; 16];
         k[..8].copy_from_slice(&a.to_le_bytes());
         k[8..].copy_from_slice(&b.to_le_bytes());
         k
     }
 
+    fn mint_with(master: &[u8; 16], client: &[u8; 8], ip: IpAddr, ts: u32) -> [u8; 16] {
+        server_cookie(&Self::secret(master, ts / ROTATE), client, ip, ts)
+    }
+
     /// The 16-byte server cookie for `client` at `ip`, minted at `ts`.
     fn mint(&self, client: &[u8; 8], ip: IpAddr, ts: u32) -> [u8; 16] {
-        server_cookie(&self.secret(ts / ROTATE), client, ip, ts)
+        Self::mint_with(&self.master(0), client, ip, ts)
+    }
+
+    /// Whether `received` is a server cookie minted under one of our
+    /// masters.
+    fn ours(&self, received: &[u8], client: &[u8; 8], ip: IpAddr, ts: u32) -> bool {
+        let n = self.count.load(Ordering::Acquire).clamp(1, MAX_MASTERS);
+        (0..n).any(|i| Self::mint_with(&self.master(i), client, ip, ts).as_slice() == received)
     }
 
     /// Checks the query's cookie and builds the answer's COOKIE option
@@ -101,7 +171,7 @@ impl CookieJar {
             Some(ts)
                 if now.wrapping_sub(ts) <= VALID_PAST || ts.wrapping_sub(now) <= VALID_FUTURE =>
             {
-                if self.mint(&c.client, ip, ts).as_slice() == received {
+                if self.ours(received, &c.client, ip, ts) {
                     Verdict::Valid
                 } else {
                     Verdict::Unproven
@@ -118,6 +188,25 @@ impl CookieJar {
         }
         (verdict, out)
     }
+}
+
+/// The cookie master of a cluster whose nodes share gossip `key`:
+/// HKDF-SHA256 with a salt and info of its own, so it reveals nothing
+/// about the key and no other use of the key derives the same bytes.
+fn master_from_peer_key(key: &[u8; 32]) -> Option<[u8; 16]> {
+    use ring::hkdf;
+    struct Len16;
+    impl hkdf::KeyType for Len16 {
+        fn len(&self) -> usize {
+            16
+        }
+    }
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"opengslb dns cookies v1").extract(key);
+    let mut out = [0u8; 16];
+    prk.expand(&[b"rfc9018 server cookie master"], Len16)
+        .and_then(|okm| okm.fill(&mut out))
+        .ok()?;
+    Some(out)
 }
 
 /// 16 random bytes for a keyed hash (cookie master, RRL hash key).
@@ -255,5 +344,64 @@ mod tests {
             jar.answer(&cookie(client, &future), ip, t0).0,
             Verdict::Unproven
         );
+    }
+
+    /// RFC 9018 §1 (a cookie from one server of an anycast set or cluster
+    /// accepted by the others): two nodes sharing the gossip key accept
+    /// each other's cookies, also in the next hour and through a key
+    /// rotation; a standalone node and a node of another cluster do not.
+    #[test]
+    fn rfc9018_cookie_from_node_a_validates_on_node_b() {
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        let (a, b) = (CookieJar::random(), CookieJar::random());
+        a.share(&[k1]);
+        b.share(&[k1]);
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let client = [9, 8, 7, 6, 5, 4, 3, 2];
+        let t0 = 1_700_000_000 - 100;
+        let (_, first) = a.answer(&cookie(client, &[]), ip, t0);
+        let from_a = first[8..].to_vec();
+        let (v, echoed) = b.answer(&cookie(client, &from_a), ip, t0 + 30);
+        assert_eq!(v, Verdict::Valid, "B accepts A's cookie");
+        assert_eq!(&echoed[8..], &from_a[..], "and echoes it while young");
+        // The previous hour's secret on the other node too.
+        assert_eq!(
+            b.answer(&cookie(client, &from_a), ip, t0 + 2000).0,
+            Verdict::Valid
+        );
+        // Rotation: B already has the new key as primary, A not yet; each
+        // still accepts the other's cookies while both keys are in the ring.
+        b.share(&[k2, k1]);
+        assert_eq!(
+            b.answer(&cookie(client, &from_a), ip, t0 + 60).0,
+            Verdict::Valid
+        );
+        let (_, fresh) = b.answer(&cookie(client, &[]), ip, t0 + 60);
+        a.share(&[k1, k2]);
+        assert_eq!(
+            a.answer(&cookie(client, &fresh[8..]), ip, t0 + 90).0,
+            Verdict::Valid
+        );
+        // Another cluster, and a standalone node, do not.
+        let other = CookieJar::random();
+        other.share(&[[3u8; 32]]);
+        assert_eq!(
+            other.answer(&cookie(client, &from_a), ip, t0 + 30).0,
+            Verdict::Unproven
+        );
+        let alone = CookieJar::random();
+        assert_eq!(
+            alone.answer(&cookie(client, &from_a), ip, t0 + 30).0,
+            Verdict::Unproven
+        );
+        // Leaving the cluster: back to its own secret.
+        b.standalone();
+        assert_eq!(
+            b.answer(&cookie(client, &from_a), ip, t0 + 30).0,
+            Verdict::Unproven
+        );
+        // The master is not the key, and differs per key.
+        assert_ne!(master_from_peer_key(&k1), master_from_peer_key(&k2));
+        assert!(master_from_peer_key(&k1).is_some_and(|m| m[..] != k1[..16]));
     }
 }

@@ -18,12 +18,16 @@
 //! mix), with the same counters; anything else — other types, options
 //! other than ECS (cookies), BADVERS, truncation, SERVFAIL, SOA/NS at an apex,
 //! REFUSED, malformed input, a compression case it does not model —
-//! returns false and takes the full path. A feature that must see every
-//! query (rate limiting) therefore has to be checked before this is called.
+//! returns false and takes the full path. Response rate limiting (rrl.rs)
+//! is checked here, once the response class is known, with the same key
+//! as the full path (query name; zone apex for NXDOMAIN): a response over
+//! the limit takes the full path, which limits it again (the bucket is
+//! empty) and drops or slips it with its counters.
 
 use super::fastpath_geo::GeoTemplates;
 use super::fastpath_parse::{MAX_LABELS, Query, parse};
 use super::routing::Pool;
+use super::rrl::{Class, RateLimit};
 use super::stats::{DnsStats, DomainCounters, QtypeLabel, RcodeLabel};
 use super::table::{Node, Serving, Zone};
 use crate::geo::GeoResolver;
@@ -313,6 +317,14 @@ impl FastIndex {
     }
 }
 
+/// Rate limiting of a UDP query: the configuration, the client and the
+/// monotonic time in ms (None: not limited, e.g. TCP or RRL off).
+pub(crate) type RrlCheck<'a> = Option<(&'a RateLimit, IpAddr, u64)>;
+
+fn over_limit(rrl: RrlCheck<'_>, stats: &DnsStats, class: Class, name: &[u8]) -> bool {
+    rrl.is_some_and(|(cfg, client, now)| stats.rrl.limited(cfg, class, name, client, now))
+}
+
 /// Writes the answer to `query` from `client` (the source address) into
 /// `out` and returns true, or returns false (nothing counted, `out`
 /// unspecified) for the full path to answer.
@@ -324,6 +336,7 @@ pub(crate) fn answer(
     idx: &FastIndex,
     stats: &DnsStats,
     out: &mut Vec<u8>,
+    rrl: RrlCheck<'_>,
 ) -> bool {
     let mut wire = [0u8; 256];
     let mut starts = [0usize; MAX_LABELS];
@@ -376,7 +389,7 @@ pub(crate) fn answer(
             }
             let count = pool.answer_len();
             let size = q.question.len() + count * rlen + opt_len(&q);
-            if size > limit {
+            if size > limit || over_limit(rrl, stats, Class::Answer, name) {
                 return false;
             }
             if d.serving == Serving::LastHealthy {
@@ -425,6 +438,15 @@ pub(crate) fn answer(
     }
     let size = q.question.len() + t.bytes.len() + opt_len(&q);
     if size > limit {
+        return false;
+    }
+    let (class, key) = if exists {
+        (Class::NoData, name)
+    } else {
+        let apex = starts.get(i).and_then(|&s| name.get(s..));
+        (Class::NxDomain, apex.unwrap_or(&[]))
+    };
+    if over_limit(rrl, stats, class, key) {
         return false;
     }
     let rcode = if exists { 0 } else { 3 };

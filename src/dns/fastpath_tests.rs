@@ -271,8 +271,9 @@ fn plain_queries_take_the_fast_path_and_the_rest_do_not() {
     let table = DnsTable::build(&spec(), &stats);
     let mut out = Vec::new();
     let client: IpAddr = "127.0.0.1".parse().unwrap();
-    let fast =
-        |q: &[u8], out: &mut Vec<u8>| answer(q, client, true, 1232, table.fast(), &stats, out);
+    let fast = |q: &[u8], out: &mut Vec<u8>| {
+        answer(q, client, true, 1232, table.fast(), &stats, out, None)
+    };
     let plain = Edns::None;
     let opt = Edns::Plain(1232, true);
     for (name, qtype, edns) in [
@@ -544,8 +545,9 @@ fn geolocation_queries_with_and_without_ecs_take_the_fast_path() {
     let table = DnsTable::build(&geo_spec(true, &dir), &stats);
     let mut out = Vec::new();
     let client: IpAddr = "127.0.0.1".parse().unwrap();
-    let fast =
-        |q: &[u8], out: &mut Vec<u8>| answer(q, client, true, 1232, table.fast(), &stats, out);
+    let fast = |q: &[u8], out: &mut Vec<u8>| {
+        answer(q, client, true, 1232, table.fast(), &stats, out, None)
+    };
     for opts in [
         None,
         Some(vec![]),

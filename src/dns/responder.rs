@@ -109,36 +109,42 @@ impl Responder {
         table: &DnsTable,
         stats: &DnsStats,
     ) -> Option<&[u8]> {
-        // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs;
-        // DO=1 in a signed table: fastpath_signed.rs, with precomputed
-        // RRSIGs), unless rate limiting is on: it must see every query first.
-        if table.rate_limit.is_none() {
-            let udp = transport == Transport::Udp;
-            let answered = if table.fast().snapshot != 0 && super::fastpath::ends_in_do(query) {
-                super::fastpath::answer_signed(
-                    query,
-                    udp,
-                    self.max_udp_size,
-                    table,
-                    stats,
-                    &mut self.buf,
-                    &mut self.signing,
-                    self.now.wall_secs(),
-                )
-            } else {
-                super::fastpath::answer(
-                    query,
-                    client,
-                    udp,
-                    self.max_udp_size,
-                    table.fast(),
-                    stats,
-                    &mut self.buf,
-                )
-            };
-            if answered {
-                return Some(&self.buf);
-            }
+        // Plain A/AAAA queries: answered from per-snapshot data (fastpath.rs,
+        // which also applies rate limiting to UDP; DO=1 in a signed table
+        // without rate limiting: fastpath_signed.rs, with precomputed RRSIGs).
+        let udp = transport == Transport::Udp;
+        let rrl = udp
+            .then_some(table.rate_limit.as_ref())
+            .flatten()
+            .map(|rl| (rl, client, self.now.mono.ms()));
+        let answered = if table.rate_limit.is_none()
+            && table.fast().snapshot != 0
+            && super::fastpath::ends_in_do(query)
+        {
+            super::fastpath::answer_signed(
+                query,
+                udp,
+                self.max_udp_size,
+                table,
+                stats,
+                &mut self.buf,
+                &mut self.signing,
+                self.now.wall_secs(),
+            )
+        } else {
+            super::fastpath::answer(
+                query,
+                client,
+                udp,
+                self.max_udp_size,
+                table.fast(),
+                stats,
+                &mut self.buf,
+                rrl,
+            )
+        };
+        if answered {
+            return Some(&self.buf);
         }
         // The lowercased query name, read once for the lookup and RRL.
         let mut wire = None;

@@ -511,6 +511,22 @@ fn rrl_limits_per_prefix_with_slip_and_counts() {
     );
 }
 
+/// RRL keys NXDOMAIN by the zone apex, also for the plain queries the
+/// fast path answers (fastpath.rs): random names under one zone share one
+/// bucket, as in NSD and Knot.
+#[test]
+fn rrl_random_nxdomain_names_share_the_apex_bucket() {
+    let mut s = Server::new(rl(2, 0));
+    let answered = (0..6)
+        .filter(|i| {
+            let q = query(&format!("r{i}.example.com."), Rtype::A, None);
+            s.ask(&q, "198.51.100.1", Transport::Udp).is_some()
+        })
+        .count();
+    assert_eq!(answered, 2);
+    assert_eq!(s.stats.rrl.dropped(), 4);
+}
+
 /// RFC 7873 §5.2.3 with RRL: a limited cookie client gets BADCOOKIE and a
 /// cookie instead of TC=1; with a valid cookie it is never limited.
 #[test]

@@ -81,6 +81,23 @@ fn every_target_has_a_corpus_dir_and_a_binary() {
     assert_eq!(harness::run("no_such_target", b""), None);
 }
 
+/// The API under clients that stop anywhere (fuzz/slow_api.rs): every
+/// seed's bytes reach the server and every pause is answered, including
+/// while the source holds all its writer slots and more writes are
+/// refused with their bodies unread.
+#[test]
+fn api_slow_corpus() {
+    let r = replay("api_slow");
+    assert_eq!(
+        accepted(&r, "held_writes_then_refused"),
+        8,
+        "6 writes sent, 2 pauses answered"
+    );
+    assert_eq!(accepted(&r, "expect_continue_reads"), 7);
+    assert_eq!(accepted(&r, "forged_length"), 7);
+    assert_eq!(accepted(&r, "complete_write"), 2);
+}
+
 #[test]
 fn dns_query_corpus() {
     let r = replay("dns_query");
