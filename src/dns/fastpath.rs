@@ -328,6 +328,7 @@ fn over_limit(rrl: RrlCheck<'_>, stats: &DnsStats, class: Class, name: &[u8]) ->
 /// Writes the answer to `query` from `client` (the source address) into
 /// `out` and returns true, or returns false (nothing counted, `out`
 /// unspecified) for the full path to answer.
+#[allow(clippy::too_many_arguments)] // the query, its source and transport, the snapshot, the outputs
 pub(crate) fn answer(
     query: &[u8],
     client: IpAddr,
