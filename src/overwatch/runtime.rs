@@ -66,6 +66,8 @@ const SAVE_EVERY: Duration = Duration::from_millis(1_000);
 const PUBLISH_BACKOFF: u32 = 4;
 /// The most a change waits for that.
 const MAX_PUBLISH_WAIT: Duration = Duration::from_millis(1_000);
+/// How often freed heap pages go back to the system (`trim_heap`).
+const TRIM_EVERY: Duration = Duration::from_secs(30);
 /// How long staleness may wait while the registry is behind on gossip.
 const MAX_LIVENESS_DEFER: Duration = Duration::from_secs(5);
 
@@ -132,6 +134,8 @@ pub struct Runtime {
     /// When the last publish ended and how long it took (see
     /// `PUBLISH_BACKOFF`).
     pub(super) last_publish: Option<(Mono, Duration)>,
+    /// When `trim_heap` last ran.
+    pub(super) last_trim: Mono,
     /// The configuration file as loaded; `managed` is laid over it.
     pub(super) base: Config,
     /// Servers, regions and domains managed through the API.
@@ -198,6 +202,7 @@ impl Runtime {
             gossip_paced_until: None,
             last_save: None,
             last_publish: None,
+            last_trim: now.mono,
             policy_dirty: false,
             base,
             managed,
@@ -352,6 +357,10 @@ impl Runtime {
                 self.policy_dirty = false;
                 self.publish_policy_now();
             }
+            if now.mono.since(self.last_trim) >= TRIM_EVERY {
+                self.last_trim = now.mono;
+                trim_heap();
+            }
         }
         self.persist();
         self.checker.stop();
@@ -459,6 +468,20 @@ impl Runtime {
     }
 }
 
+/// Hands freed heap pages back to the system. Publishing replaces view
+/// and table entries while readers still hold the old ones, and glibc
+/// keeps what they freed in the arena: at 10,000 agents about 20 MB of
+/// resident memory was free heap (measured with malloc_stats). A no-op
+/// elsewhere than glibc.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's
+    // own arenas; it takes their locks like any allocation does.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The DNSSEC keys of `config`; the error names the key file.
 pub(super) fn load_dnssec(config: &Config) -> Result<Option<Arc<KeyRing>>, String> {
     crate::dns::keystore::load(config)
@@ -497,10 +520,14 @@ impl Default for Channels {
     fn default() -> Self {
         Channels {
             // Bounded: a flood of gossip must not grow memory without limit.
-            checks: crossbeam_channel::bounded(65_536),
-            gossip: crossbeam_channel::bounded(65_536),
+            // A bounded channel allocates and touches every slot up front
+            // (65,536 slots were 11 MB for gossip events alone, resident
+            // from the start); 16,384 is more than a second of heartbeats
+            // at 10,000 agents, and heartbeats beyond it are coalesced.
+            checks: crossbeam_channel::bounded(16_384),
+            gossip: crossbeam_channel::bounded(16_384),
             api: crossbeam_channel::bounded(256),
-            peers: crossbeam_channel::bounded(65_536),
+            peers: crossbeam_channel::bounded(16_384),
             control: crossbeam_channel::bounded(8),
         }
     }
