@@ -26,7 +26,8 @@ pub mod stats;
 pub mod table;
 mod tcp;
 mod udp;
-mod udp_batch;
+/// Also the gossip listener's batched receive and send.
+pub(crate) mod udp_batch;
 
 pub use nameservers::{HostSpec, NameServerSpec};
 pub use regional::{RegionTargets, RouteMatch};
