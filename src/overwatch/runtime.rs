@@ -67,7 +67,7 @@ const PUBLISH_BACKOFF: u32 = 4;
 /// The most a change waits for that.
 const MAX_PUBLISH_WAIT: Duration = Duration::from_millis(1_000);
 /// How often freed heap pages go back to the system (`trim_heap`).
-const TRIM_EVERY: Duration = Duration::from_secs(30);
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// How long staleness may wait while the registry is behind on gossip.
 const MAX_LIVENESS_DEFER: Duration = Duration::from_secs(5);
 
