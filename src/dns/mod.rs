@@ -26,8 +26,7 @@ pub mod stats;
 pub mod table;
 mod tcp;
 mod udp;
-/// Also the gossip listener's batched receive and send.
-pub(crate) mod udp_batch;
+mod udp_batch;
 
 pub use nameservers::{HostSpec, NameServerSpec};
 pub use regional::{RegionTargets, RouteMatch};

@@ -1,9 +1,7 @@
 //! The Overwatch gossip listener's mio loop (thread `gossip-server`): the
 //! UDP socket and the TCP listener on one port. It reads `Now` once per
 //! turn, beats the liveness, feeds every datagram and frame to
-//! `OverwatchProtocol` (datagrams taken and answered in batches, with
-//! the DNS responder's recvmmsg/sendmmsg `Batch`), sends the replies back
-//! the way the request came,
+//! `OverwatchProtocol`, sends the replies back the way the request came,
 //! hands events to the registry channel (heartbeats through the
 //! `Coalescer`), and keeps pre-auth TCP connections within the
 //! `PreAuthBudget`. The protocol decides; this loop only moves bytes.
@@ -14,7 +12,6 @@ use super::server::{
 };
 use super::{OverwatchEvent, OverwatchProtocol};
 use crate::clock::{Mono, Now};
-use crate::dns::udp_batch::Batch;
 use crate::gossip::Policy;
 use crate::gossip::io::{
     FrameReader, MAX_FRAME, MAX_PREAUTH_FRAME, PreAuthBudget, flush_stream, frame,
@@ -28,7 +25,6 @@ use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +50,6 @@ pub(super) struct Loop {
     pub(super) events: Sender<OverwatchEvent>,
     pub(super) commands: Receiver<Command>,
     pub(super) shared: Arc<Shared>,
-    /// TCP reads.
     pub(super) buf: Vec<u8>,
     /// Heartbeats the registry had no room for, newest per agent.
     pub(super) heartbeats: Coalescer,
@@ -73,10 +68,6 @@ impl Loop {
         let mut policy = self.policy.reader();
         let mut next_housekeeping = Now::read().mono;
         let mut timeout = Duration::ZERO;
-        // UDP: up to 32 datagrams in, and their replies out, per
-        // system call. Made on this thread (it holds raw pointers into
-        // itself); replies are small, a longer one goes out on its own.
-        let mut batch = Batch::new(2048);
         loop {
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -98,7 +89,7 @@ impl Loop {
                         }
                     }
                     _ if self.stopping => return Ok(()),
-                    UDP => self.read_udp(&mut batch, policy.get(), now),
+                    UDP => self.read_udp(policy.get(), now),
                     LISTENER => self.accept(now),
                     token => self.conn_ready(
                         token,
@@ -177,67 +168,38 @@ impl Loop {
             .flush(&mut |agent_id: &str, at: Now| heartbeat_to(tx, agent_id, at));
     }
 
-    /// Takes the datagrams waiting, up to 32 per recvmmsg, and sends
-    /// the batch's replies in one sendmmsg before its events go to the
-    /// registry (replies first, as the protocol handled them; an event
-    /// that waits for room holds up no ack of its batch).
-    fn read_udp(&mut self, batch: &mut Batch, policy: &Policy, now: Now) {
-        let fd = self.udp.as_raw_fd();
-        let mut events = Vec::new();
+    fn read_udp(&mut self, policy: &Policy, now: Now) {
         while !self.stopping {
-            let n = match batch.recv(fd) {
-                Ok(0) => continue, // a signal
-                Ok(n) => n,
+            let (n, src) = match self.udp.recv_from(&mut self.buf) {
+                Ok(x) => x,
                 Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
                 Err(e) => {
                     log::debug!("gossip: udp receive: {e}");
-                    return;
+                    continue;
                 }
             };
-            for i in 0..n {
-                let Some(d) = batch.datagram(i) else {
-                    continue;
-                };
-                let Some(src) = d.peer else {
-                    continue;
-                };
-                if d.truncated || d.query.len() > MAX_RECV_DATAGRAM {
-                    self.proto.count_oversized();
-                    continue;
-                }
-                let packet = d.query;
-                if let Some(tx) = &self.peer_packets
-                    && Header::parse(packet).is_ok_and(|h| h.session_id == PEER_SESSION)
-                {
-                    // Never blocks: a full queue drops (anti-entropy repairs).
-                    let _ = tx.try_send((packet.to_vec(), src));
-                    continue;
-                }
-                let out = self.proto.on_packet(packet, src, now, policy);
-                let mut replies = out.replies.into_iter();
-                if let Some(first) = replies.next()
-                    && !batch.set_answer(i, &first)
-                {
-                    self.send_one(&first, src);
-                }
-                for reply in replies {
-                    self.send_one(&reply, src);
-                }
-                events.extend(out.events);
+            if n > MAX_RECV_DATAGRAM {
+                self.proto.count_oversized();
+                continue;
             }
-            let failed = batch.send(fd);
-            if failed > 0 {
-                log::debug!("gossip: {failed} udp replies not sent");
+            let Some(packet) = self.buf.get(..n) else {
+                continue;
+            };
+            if let Some(tx) = &self.peer_packets
+                && Header::parse(packet).is_ok_and(|h| h.session_id == PEER_SESSION)
+            {
+                // Never blocks: a full queue drops (anti-entropy repairs).
+                let _ = tx.try_send((packet.to_vec(), src));
+                continue;
             }
-            self.emit(std::mem::take(&mut events));
-            // Until WouldBlock, as an edge-triggered poll requires, even
-            // after a batch shorter than `BATCH`.
-        }
-    }
-
-    fn send_one(&self, reply: &[u8], to: SocketAddr) {
-        if let Err(e) = self.udp.send_to(reply, to) {
-            log::debug!("gossip: udp send to {to}: {e}");
+            let out = self.proto.on_packet(packet, src, now, policy);
+            for reply in &out.replies {
+                if let Err(e) = self.udp.send_to(reply, src) {
+                    log::debug!("gossip: udp send to {src}: {e}");
+                }
+            }
+            self.emit(out.events);
         }
     }
 
