@@ -433,8 +433,13 @@ for pid in $LG_PIDS; do
     wait "$pid" || true
 done
 grep -h '^FINAL\|^ALL_REGISTERED' "$WORK"/loadgen.*.out || true
-heartbeats=$(curl -fs "http://127.0.0.1:$API_PORT/metrics" | awk '/^opengslb_overwatch_heartbeats_received_total/ { print $2 }')
+curl -fs "http://127.0.0.1:$API_PORT/metrics" >"$WORK/metrics.txt" || true
+heartbeats=$(awk '/^opengslb_overwatch_heartbeats_received_total/ { print $2 }' "$WORK/metrics.txt")
 echo "opengslb_overwatch_heartbeats_received_total (since the restart): $heartbeats"
+# What the listener dropped (replays, unknown sessions, failed session
+# tags), which tells a slow re-registration from a short CPU.
+grep '^opengslb_gossip_dropped_total\|^opengslb_overwatch_agent_auth_failures_total' "$WORK/metrics.txt" |
+    grep -v ' 0$' || true
 
 echo "== summary"
 awk -v cpu="$LOAD_CPU" -v rss="$PEAK_RSS" -v iq="$IDLE_QPS" -v lq="$LOAD_QPS" \

@@ -199,7 +199,7 @@ impl BackendFilter {
 }
 
 fn server_entry(b: &BackendView) -> Value {
-    let last_check = b.validation_last_check.max(b.agent_last_seen);
+    let last_check = b.validation_last_check.max(b.agent_last_seen.get());
     json!({
         "address": b.address,
         "port": b.port,

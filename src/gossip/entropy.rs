@@ -1,7 +1,11 @@
 //! Where the protocol objects get their randomness: session ids, challenge
 //! nonces, AEAD nonces, ephemeral key shares and signature nonces.
 //!
-//! In production that is the system's (`Entropy::System`). The simulated
+//! In production that is the system's (`Entropy::System`); the Overwatch's
+//! listener, which seals one reply per heartbeat, draws its nonces from
+//! `Entropy::pooled`: system randomness fetched 4 KiB at a time instead of
+//! one getrandom(2) per reply. Key shares and signatures always come from
+//! the system RNG directly (`with_ring_rng`). The simulated
 //! network gives each protocol object a seeded stream instead
 //! (`Entropy::seeded`, splitmix64), so a simulation replays byte for byte.
 //! ring only takes its own sealed RNG type for key generation and signing;
@@ -34,12 +38,59 @@ impl SplitMix64 {
 pub enum Entropy {
     #[default]
     System,
+    /// System randomness, fetched in blocks (`fill` only).
+    Pooled(Box<Pool>),
     Seeded(SplitMix64),
+}
+
+const POOL: usize = 4096;
+
+/// Bytes from the system RNG not handed out yet; each byte is handed out
+/// once and then zeroed.
+#[derive(Clone)]
+pub struct Pool {
+    buf: [u8; POOL],
+    /// Bytes of `buf` already handed out (from the front).
+    used: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({} left)", POOL - self.used)
+    }
+}
+
+impl Pool {
+    fn fill(&mut self, out: &mut [u8]) {
+        if out.len() > POOL / 4 {
+            let _ = SystemRandom::new().fill(out);
+            return;
+        }
+        if POOL - self.used < out.len() {
+            // Fails only without any OS entropy source (see `fill`).
+            let _ = SystemRandom::new().fill(&mut self.buf);
+            self.used = 0;
+        }
+        let end = self.used + out.len();
+        if let Some(src) = self.buf.get_mut(self.used..end) {
+            out.copy_from_slice(src);
+            src.fill(0);
+        }
+        self.used = end;
+    }
 }
 
 impl Entropy {
     pub fn seeded(seed: u64) -> Self {
         Entropy::Seeded(SplitMix64::new(seed))
+    }
+
+    /// System randomness in blocks of 4 KiB (see the module comment).
+    pub fn pooled() -> Self {
+        Entropy::Pooled(Box::new(Pool {
+            buf: [0; POOL],
+            used: POOL,
+        }))
     }
 
     pub fn fill(&mut self, out: &mut [u8]) {
@@ -49,6 +100,7 @@ impl Entropy {
             Entropy::System => {
                 let _ = SystemRandom::new().fill(out);
             }
+            Entropy::Pooled(p) => p.fill(out),
             Entropy::Seeded(r) => {
                 for chunk in out.chunks_mut(8) {
                     let v = r.next_u64().to_be_bytes();
@@ -73,7 +125,7 @@ impl Entropy {
     #[allow(deprecated)]
     pub fn with_ring_rng<T>(&mut self, f: impl FnOnce(&dyn SecureRandom) -> T) -> T {
         match self {
-            Entropy::System => f(&SystemRandom::new()),
+            Entropy::System | Entropy::Pooled(_) => f(&SystemRandom::new()),
             Entropy::Seeded(r) => {
                 let byte = r.next_u64() as u8;
                 f(&ring::test::rand::FixedByteRandom { byte })
@@ -94,5 +146,17 @@ mod tests {
         let mut s = Entropy::System;
         assert_ne!(s.bytes::<16>(), s.bytes::<16>());
         assert_ne!(Entropy::seeded(0).session_id(), 0);
+    }
+
+    #[test]
+    fn a_pool_hands_out_fresh_bytes_across_refills() {
+        let mut p = Entropy::pooled();
+        let mut seen = std::collections::HashSet::new();
+        // 1,000 nonces of 12 bytes: three refills of the 4 KiB block.
+        for _ in 0..1000 {
+            assert!(seen.insert(p.bytes::<12>()), "no nonce repeats");
+        }
+        let big = p.bytes::<2048>();
+        assert!(big.iter().any(|b| *b != 0));
     }
 }

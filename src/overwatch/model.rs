@@ -6,6 +6,7 @@
 //! milliseconds recorded alongside; persisted times are wall unix seconds.
 
 use super::precedence::{Rule, Status};
+use crate::api::view::LastSeen;
 use crate::clock::Mono;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -99,6 +100,9 @@ pub struct Agent {
     pub last_seen_wall_ms: u64,
     /// When the last valid message arrived, for staleness.
     pub last_seen: Mono,
+    /// `last_seen_wall_ms` in seconds, shared with the API entries of the
+    /// agent and its backends (moved in place, read at render time).
+    pub last_seen_shown: LastSeen,
     /// No valid message for this long → stale.
     pub stale_after_ms: u64,
     pub backends: Vec<BackendKey>,

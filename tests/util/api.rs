@@ -69,7 +69,7 @@ pub fn sample_view() -> OverwatchView {
     );
     healthy.agent_id = Some("web-1".into());
     healthy.agent_healthy = Some(true);
-    healthy.agent_last_seen = Some(NOW - 1);
+    healthy.agent_last_seen = LastSeen::at(NOW - 1);
     healthy.validation_healthy = Some(true);
     healthy.validation_last_check = Some(NOW - 5);
     let mut stale = backend(
@@ -82,7 +82,7 @@ pub fn sample_view() -> OverwatchView {
     );
     stale.agent_id = Some("web-2".into());
     stale.agent_healthy = Some(true);
-    stale.agent_last_seen = Some(NOW - 60);
+    stale.agent_last_seen = LastSeen::at(NOW - 60);
     let mut draining = backend(
         "api.example.com",
         "2001:db8::1",
@@ -122,7 +122,7 @@ pub fn sample_view() -> OverwatchView {
                 fingerprint: Some("ab".repeat(32)),
                 cert_not_after: Some(NOW + 86_400 * 365),
                 first_seen: Some(NOW - 3600),
-                last_seen: Some(NOW - 1),
+                last_seen: LastSeen::at(NOW - 1),
                 backend_count: 2,
                 ..Default::default()
             }
@@ -131,7 +131,7 @@ pub fn sample_view() -> OverwatchView {
                 id: "web-2".into(),
                 region: "us-east".into(),
                 status: AgentStatus::Stale,
-                last_seen: Some(NOW - 60),
+                last_seen: LastSeen::at(NOW - 60),
                 backend_count: 1,
                 ..Default::default()
             }

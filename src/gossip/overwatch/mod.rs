@@ -206,7 +206,8 @@ pub struct OverwatchProtocol {
 
 impl OverwatchProtocol {
     pub fn new(cfg: OverwatchConfig) -> Self {
-        Self::with_entropy(cfg, Entropy::System)
+        // One sealed reply per heartbeat: nonces from a pool.
+        Self::with_entropy(cfg, Entropy::pooled())
     }
 
     /// `new` with another source of randomness (seeded in simulations).

@@ -138,6 +138,7 @@ pub fn start_with_peers(
         heartbeats: Coalescer::new(),
         preauth: PreAuthBudget::new(PreAuthLimits::default()),
         peer_packets: peers,
+        stopping: false,
     };
     lp.poll
         .registry()

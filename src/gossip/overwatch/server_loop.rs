@@ -19,7 +19,7 @@ use crate::gossip::io::{
 use crate::gossip::wire::{Header, MAX_RECV_DATAGRAM, PEER_SESSION};
 use crate::netio::{interrupted, would_block};
 use crate::snapshot::SnapshotCell;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
@@ -57,6 +57,9 @@ pub(super) struct Loop {
     /// Packets of Overwatch peers (header session `PEER_SESSION`), handed
     /// unopened to the `peers` thread; `None` without `overwatch.peers`.
     pub(super) peer_packets: Option<Sender<(Vec<u8>, SocketAddr)>>,
+    /// A stop request arrived while an event waited for room: the loop
+    /// returns at the next check and drops what it would still emit.
+    pub(super) stopping: bool,
 }
 
 impl Loop {
@@ -85,6 +88,7 @@ impl Loop {
                             }
                         }
                     }
+                    _ if self.stopping => return Ok(()),
                     UDP => self.read_udp(policy.get(), now),
                     LISTENER => self.accept(now),
                     token => self.conn_ready(
@@ -95,6 +99,9 @@ impl Loop {
                         now,
                     ),
                 }
+            }
+            if self.stopping {
+                return Ok(());
             }
             if now.mono >= next_housekeeping {
                 self.proto.expire(now, policy.get());
@@ -124,6 +131,9 @@ impl Loop {
     }
 
     fn emit(&mut self, events: Vec<OverwatchEvent>) {
+        if self.stopping {
+            return;
+        }
         let tx = &self.events;
         let mut sink = |agent_id: &str, at: Now| heartbeat_to(tx, agent_id, at);
         for e in events {
@@ -132,10 +142,19 @@ impl Loop {
                     self.heartbeats.offer(agent_id, at, &mut sink)
                 }
                 // State, registrations, leaves and rejections are never
-                // dropped: they wait for room.
+                // dropped: they wait for room, but not past a stop.
                 other => {
-                    if tx.send(other).is_err() {
-                        log::debug!("gossip: registry channel closed, event dropped");
+                    let proto = &mut self.proto;
+                    let mut forget = |id: String| proto.forget(&id);
+                    match send_or_stop(tx, &self.commands, other, &mut forget) {
+                        Waited::Sent => {}
+                        Waited::Closed => {
+                            log::debug!("gossip: registry channel closed, event dropped")
+                        }
+                        Waited::Stop => {
+                            self.stopping = true;
+                            return;
+                        }
                     }
                 }
             }
@@ -150,7 +169,7 @@ impl Loop {
     }
 
     fn read_udp(&mut self, policy: &Policy, now: Now) {
-        loop {
+        while !self.stopping {
             let (n, src) = match self.udp.recv_from(&mut self.buf) {
                 Ok(x) => x,
                 Err(e) if would_block(&e) => return,
@@ -283,7 +302,7 @@ impl Loop {
     /// A pre-auth connection reads no more than its budget has room for.
     fn read_conn(&mut self, conn: &mut Conn, policy: &Policy, now: Now) -> bool {
         let ip = conn.peer.ip();
-        loop {
+        while !self.stopping {
             let (limit, room) = if conn.preauth {
                 (MAX_PREAUTH_FRAME, self.preauth.room(ip))
             } else {
@@ -335,6 +354,7 @@ impl Loop {
                 Err(_) => return false,
             }
         }
+        false
     }
 
     fn close_idle(&mut self, now: Mono) {
@@ -348,6 +368,45 @@ impl Loop {
             if let Some(c) = self.conns.remove(&t) {
                 self.close(c);
             }
+        }
+    }
+}
+
+/// How `send_or_stop` ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Waited {
+    Sent,
+    /// The registry is gone; the event is dropped.
+    Closed,
+    /// A stop request came first (or the handle is gone); the event is
+    /// dropped and the loop must return.
+    Stop,
+}
+
+/// Sends an event that must not be dropped, waiting for room in the
+/// bounded registry channel, but never past a stop request: at 25,000
+/// agents a plain blocking send kept the loop from seeing `Command::Stop`
+/// and SIGTERM hung. Forget requests met while waiting are applied.
+pub(super) fn send_or_stop(
+    tx: &Sender<OverwatchEvent>,
+    commands: &Receiver<Command>,
+    event: OverwatchEvent,
+    forget: &mut dyn FnMut(String),
+) -> Waited {
+    loop {
+        let mut sel = Select::new();
+        let send = sel.send(tx);
+        sel.recv(commands);
+        let op = sel.select();
+        if op.index() == send {
+            return match op.send(tx, event) {
+                Ok(()) => Waited::Sent,
+                Err(_) => Waited::Closed,
+            };
+        }
+        match op.recv(commands) {
+            Ok(Command::Forget(id)) => forget(id),
+            Ok(Command::Stop) | Err(_) => return Waited::Stop,
         }
     }
 }

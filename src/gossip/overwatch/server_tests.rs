@@ -113,3 +113,88 @@ fn liveness_and_stop_need_no_lock_on_the_server() {
     assert!(eventually(|| !srv.alive()), "stopped from another thread");
     srv.stop(); // joins; a second stop is harmless
 }
+
+/// Regression (25,000 agents, SIGTERM): an event that must not be
+/// dropped waited for room in the full registry channel with a plain
+/// blocking send, so the loop never saw the stop request and the old
+/// Overwatch did not exit. Now the wait ends at a stop request.
+#[test]
+fn a_stop_request_ends_the_wait_for_room_in_a_full_registry_channel() {
+    use super::server_loop::{Waited, send_or_stop};
+    use crate::gossip::RejectReason;
+    use crate::gossip::overwatch::OverwatchEvent;
+    let event = || OverwatchEvent::Rejected {
+        agent_id: None,
+        addr: "127.0.0.1:1".parse().expect("addr"),
+        reason: RejectReason::TokenInvalid,
+    };
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    tx.send(event()).expect("fill");
+    let (ctx, crx) = crossbeam_channel::unbounded();
+    ctx.send(Command::Forget("a".into())).expect("forget");
+    ctx.send(Command::Stop).expect("stop");
+    let mut forgotten = Vec::new();
+    let got = send_or_stop(&tx, &crx, event(), &mut |id| forgotten.push(id));
+    assert_eq!(got, Waited::Stop);
+    assert_eq!(forgotten, ["a"], "a forget met while waiting is applied");
+    assert_eq!(rx.len(), 1, "the waiting event was not sent");
+
+    // With room it is sent; with the registry gone it is dropped.
+    assert_eq!(rx.recv().ok(), Some(event()));
+    let mut none = |_: String| {};
+    assert_eq!(send_or_stop(&tx, &crx, event(), &mut none), Waited::Sent);
+    drop(rx);
+    assert_eq!(send_or_stop(&tx, &crx, event(), &mut none), Waited::Closed);
+}
+
+/// The same through the running listener: an agent's registration is
+/// rejected (a wrong token), the rejection event finds
+/// the registry channel full, and `stop` still returns.
+#[test]
+fn the_listener_stops_while_the_registry_channel_is_full() {
+    use crate::clock::Now;
+    use crate::gossip::agent::AgentSession;
+    use crate::gossip::sim;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    tx.send(crate::gossip::overwatch::OverwatchEvent::Leave {
+        agent_id: "filler".into(),
+    })
+    .expect("fill");
+    let cell = Arc::new(SnapshotCell::new(sim::policy()));
+    let mut srv = start("127.0.0.1:0".parse().expect("addr"), cell, tx).expect("start");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let now_s = Now::read().wall_ms / 1000;
+    let identity = crate::gossip::identity::Identity::generate("eu-a", now_s, 86_400);
+    let mut cfg = sim::config("a1", Arc::new(identity.expect("identity")));
+    cfg.token = "wrong".into();
+    let mut agent = AgentSession::new(cfg, Now::read());
+    let mut buf = vec![0u8; 65_536];
+    let rejected = eventually(|| {
+        for out in agent.tick(Now::read()) {
+            sock.send_to(&out.bytes, srv.local_addr()).expect("send");
+        }
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => agent
+                .on_datagram(&buf[..n], Now::read())
+                .iter()
+                .any(|e| matches!(e, crate::gossip::agent::SessionEvent::Rejected { .. })),
+            Err(_) => false,
+        }
+    });
+    assert!(rejected, "the registration was rejected");
+    // The reply went out before the event: the loop now waits for room.
+    assert_eq!(rx.len(), 1);
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        srv.stop();
+        let _ = done_tx.send(());
+    });
+    // Not a timing bound: without the fix `stop` never returns.
+    assert!(
+        done.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "stop returned while the registry channel was full"
+    );
+    drop(rx);
+}

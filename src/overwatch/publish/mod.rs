@@ -123,31 +123,19 @@ impl Publisher {
             self.overrides = reg.overrides().values().map(view::override_entry).collect();
             return true;
         }
-        // A heartbeat moves an agent's last-seen time, shown on its
-        // backends too. The marked backends and agents are rebuilt first;
-        // the (many) merely seen ones after, each once, without collecting
-        // them into a set (a periodic refresh names every agent heard from).
-        let mut keys: BTreeSet<&BackendKey> = changes.backends.iter().collect();
-        keys.extend(changes.checked.iter());
+        // Heartbeats mark nothing: last-seen times are shared cells the
+        // entries read at render time (`api::view::LastSeen`).
+        let keys: BTreeSet<&BackendKey> = changes
+            .backends
+            .iter()
+            .chain(changes.checked.iter())
+            .collect();
         for key in &keys {
             self.backend(reg, key);
         }
         let mut membership = false;
         for id in &changes.agents {
             membership |= self.agent(reg, id);
-        }
-        for id in &changes.seen {
-            let Some(a) = reg.agents().get(id) else {
-                continue;
-            };
-            for key in &a.backends {
-                if keys.is_empty() || !keys.contains(key) {
-                    self.backend(reg, key);
-                }
-            }
-            if !changes.agents.contains(id) {
-                membership |= self.agent(reg, id);
-            }
         }
         if changes.lost || membership {
             self.lost_lists(reg);

@@ -10,7 +10,7 @@ use super::super::model::{Agent, AgentStatus, Backend, LostAgent, Override};
 use super::super::precedence::Status;
 use super::super::registry::Registry;
 use crate::api::view::{
-    AgentStatus as ViewAgentStatus, AgentView, BackendStatus, BackendView, DomainView,
+    AgentStatus as ViewAgentStatus, AgentView, BackendStatus, BackendView, DomainView, LastSeen,
     LostAgentView, OverrideView,
 };
 use crate::config::Domain;
@@ -68,7 +68,7 @@ pub fn backend(reg: &Registry, b: &Backend, held: bool) -> (BackendView, bool) {
             eff.map(|e| e.rule.as_str().to_string()).unwrap_or_default()
         },
         agent_healthy: claim.map(|c| c.healthy),
-        agent_last_seen: agent.map(|a| secs(a.last_seen_wall_ms)),
+        agent_last_seen: agent.map(|a| a.last_seen_shown.clone()).unwrap_or_default(),
         validation_healthy: validation.map(|v| v.healthy),
         validation_last_check: validation.map(|v| secs(v.last_check_ms)),
         validation_error: validation.and_then(|v| v.error.clone()),
@@ -112,7 +112,7 @@ pub fn agent(reg: &Registry, a: &Agent) -> AgentView {
             .or_else(|| reg.pins().get(&a.id).map(|p| p.fingerprint.clone())),
         cert_not_after: a.cert_not_after,
         first_seen: Some(secs(a.first_seen_wall_ms)),
-        last_seen: Some(secs(a.last_seen_wall_ms)),
+        last_seen: a.last_seen_shown.clone(),
         backend_count: a.backends.len(),
     }
 }
@@ -129,7 +129,7 @@ pub fn lost_agent(reg: &Registry, l: &LostAgent) -> AgentView {
         fingerprint: reg.pins().get(&l.agent_id).map(|p| p.fingerprint.clone()),
         cert_not_after: None,
         first_seen: None,
-        last_seen: Some(l.last_heartbeat),
+        last_seen: LastSeen::at(l.last_heartbeat),
         backend_count: 0,
     }
 }

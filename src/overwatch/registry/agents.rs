@@ -6,6 +6,7 @@
 
 use super::super::model::*;
 use super::Registry;
+use crate::api::view::LastSeen;
 use crate::clock::Now;
 use log::{info, warn};
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ impl Registry {
             first_seen_wall_ms: now.wall_ms,
             last_seen_wall_ms: now.wall_ms,
             last_seen: now.mono,
+            last_seen_shown: LastSeen::at(now.wall_secs()),
             stale_after_ms,
             backends: Vec::new(),
         });
@@ -72,9 +74,9 @@ impl Registry {
         agent.cert_not_after = Some(cert_not_after);
         agent.last_seen = now.mono;
         agent.last_seen_wall_ms = now.wall_ms;
+        agent.last_seen_shown.set(now.wall_secs());
         agent.stale_after_ms = stale_after_ms.max(1);
         self.dirty.agent(id);
-        self.dirty.seen(id);
         if was != Some(AgentStatus::Active) || region_changed {
             for key in &agent.backends {
                 self.dirty.backend(key);
@@ -173,7 +175,7 @@ impl Registry {
         };
         agent.last_seen = now.mono;
         agent.last_seen_wall_ms = now.wall_ms;
-        self.dirty.seen(id);
+        agent.last_seen_shown.set(now.wall_secs());
         if agent.status == AgentStatus::Stale {
             info!("agent {id} is active again");
             agent.status = AgentStatus::Active;
@@ -205,8 +207,8 @@ impl Registry {
             agent.status = AgentStatus::Left;
             agent.last_seen = now.mono;
             agent.last_seen_wall_ms = now.wall_ms;
+            agent.last_seen_shown.set(now.wall_secs());
             self.dirty.agent(id);
-            self.dirty.seen(id);
             for key in &agent.backends {
                 self.dirty.backend(key);
             }
@@ -238,6 +240,7 @@ impl Registry {
             first_seen_wall_ms: now.wall_ms,
             last_seen_wall_ms: now.wall_ms,
             last_seen: now.mono,
+            last_seen_shown: LastSeen::at(now.wall_secs()),
             stale_after_ms: u64::MAX,
             backends: Vec::new(),
         });

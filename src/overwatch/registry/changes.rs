@@ -3,11 +3,12 @@
 //! Every rule that changes state marks here which backends, domains and
 //! agents it touched, so the publisher rebuilds only those entries of the
 //! DNS table spec and the API view, and `recompute` decides the precedence
-//! again only for backends whose facts moved. `seen` is kept apart: a
-//! heartbeat only moves an agent's last-seen time, which the API shows but
-//! DNS does not use, so the runtime folds it into the next publish (or a
-//! periodic refresh) instead of publishing for it; so does `checked`, a
-//! health check that only moved a backend's last-check time.
+//! again only for backends whose facts moved. A heartbeat marks nothing:
+//! the last-seen time it moves lives in a cell the API entries share
+//! (`api::view::LastSeen`) and is read at render time. `checked` is kept
+//! apart: a health check that only moved a backend's last-check time,
+//! which the runtime folds into the next publish (or a periodic refresh)
+//! instead of publishing for it.
 
 use super::super::model::BackendKey;
 use std::collections::BTreeSet;
@@ -22,8 +23,6 @@ pub struct Changes {
     pub domains: BTreeSet<String>,
     /// Agents whose API entry must be rebuilt (or dropped).
     pub agents: BTreeSet<String>,
-    /// Agents whose last-seen time moved: their entry and their backends'.
-    pub seen: BTreeSet<String>,
     /// Backends with only a new last-check time (same verdict).
     pub checked: BTreeSet<BackendKey>,
     /// The override list changed.
@@ -48,7 +47,7 @@ impl Changes {
         }
     }
 
-    /// Something readers would see other than last-seen times.
+    /// Something readers would see other than last-check times.
     pub fn visible(&self) -> bool {
         self.all
             || self.overrides
@@ -60,7 +59,7 @@ impl Changes {
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.visible() && self.seen.is_empty() && self.checked.is_empty() && !self.probes
+        !self.visible() && self.checked.is_empty() && !self.probes
     }
 }
 
@@ -99,12 +98,6 @@ impl Dirty {
     pub fn checked(&mut self, key: &BackendKey) {
         if !self.changes.checked.contains(key) {
             self.changes.checked.insert(key.clone());
-        }
-    }
-
-    pub fn seen(&mut self, id: &str) {
-        if !self.changes.seen.contains(id) {
-            self.changes.seen.insert(id.to_string());
         }
     }
 }
