@@ -1,7 +1,7 @@
 # shellcheck shell=sh
-# Helpers shared by the DNS benchmarks (dns.sh, geo.sh): free ports and
-# the CPU time and sleeps of a server's process tree from /proc. Sourced,
-# not run.
+# Helpers shared by the benchmarks (dns.sh, geo.sh; free_port and need also
+# rrl.sh, dnssec.sh, scale.sh): free ports and the CPU time and sleeps of
+# a server's process tree from /proc. Sourced, not run.
 
 need() {
     command -v "$1" >/dev/null 2>&1

@@ -28,6 +28,9 @@
 #   BENCH_CLIENTS (10)    dnsperf -c
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# free_port, need: helpers the benchmarks share.
+# shellcheck source=scripts/bench/dnslib.sh
+. scripts/bench/dnslib.sh
 RATE=${BENCH_RATE:-20000}
 SECS=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -42,7 +45,6 @@ if [ "${BENCH_INPROCESS:-1}" = 1 ]; then
         grep -E 'ns/query|signatures/s|cache of'
 fi
 
-need() { command -v "$1" >/dev/null 2>&1; }
 missing=""
 for tool in dnsperf dig taskset python3; do
     need "$tool" || missing="$missing $tool"
@@ -73,20 +75,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-    python3 -c 'import socket
-while True:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    print(p)
-    break'
-}
 
 wait_signed() { # name port
     for _ in $(seq 150); do

@@ -29,6 +29,9 @@
 set -eu
 
 cd "$(dirname "$0")/../.."
+# free_port, need: helpers the benchmarks share.
+# shellcheck source=scripts/bench/dnslib.sh
+. scripts/bench/dnslib.sh
 RATE=${BENCH_RATE:-20000}
 SECS=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-5}
@@ -64,20 +67,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-    python3 -c 'import socket
-while True:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    print(p)
-    break'
-}
 
 wait_for_answer() { # name port
     i=0

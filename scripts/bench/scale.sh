@@ -37,6 +37,9 @@
 set -eu
 
 cd "$(dirname "$0")/../.."
+# free_port, need: helpers the benchmarks share.
+# shellcheck source=scripts/bench/dnslib.sh
+. scripts/bench/dnslib.sh
 BIN=${CARGO_TARGET_DIR:-target}/release/opengslb
 ROOT=$(pwd)
 AGENTS=${BENCH_AGENTS:-10000}
@@ -76,20 +79,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-    python3 -c 'import socket
-for _ in range(100):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    print(p)
-    break'
-}
 
 loadavg() {
     cut -d' ' -f1-3 /proc/loadavg
