@@ -72,8 +72,8 @@ impl Runtime {
                         "agent {agent_id}: certificate rotated to {fingerprint} (proof from the old key)"
                     );
                 }
-                let stale_after = (heartbeat_interval.as_millis().min(u64::MAX as u128) as u64)
-                    .saturating_mul(missed_threshold.max(1) as u64);
+                let interval_ms = heartbeat_interval.as_millis().min(u64::MAX as u128) as u64;
+                let stale_after = interval_ms.saturating_mul(missed_threshold.max(1) as u64);
                 // v1.1 agents may leave their region empty: file them
                 // under this Overwatch's own region.
                 let region = if region.trim().is_empty() {
@@ -101,6 +101,7 @@ impl Runtime {
                     reports,
                     now,
                 );
+                self.reg.expect_first_heartbeat(&agent_id, interval_ms);
                 if pinned_new || rotated {
                     // Published once per loop turn, not per registration:
                     // rebuilding the pin map is O(agents), and the gossip
