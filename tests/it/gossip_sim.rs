@@ -599,3 +599,50 @@ fn after_an_overwatch_restart_on_slow_links_no_agent_goes_stale() {
     assert!(stale_reregisters > 0, "the overtaken answers were seen");
     assert!(sim.agents.iter().all(|a| a.is_registered()));
 }
+
+/// Issue 9: a retransmitted registration carrying the proof this session
+/// already passed with is admitted without verifying it again (each copy
+/// cost a certificate parse and an ECDSA verification while a restart's
+/// wave queued up); a copy with any byte of the proof changed is not a
+/// repeat and is refused as before.
+#[test]
+fn a_repeated_registration_skips_the_proof_but_a_changed_one_is_checked() {
+    use opengslb::gossip::wire::{Message, Payload};
+    let mut sim = Sim::new(31, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.set_state(a, &[backend(1, true)]);
+    sim.run(2_000);
+    assert!(sim.agents[a].is_registered());
+    assert_eq!(sim.ow.counters().register_repeats, 0);
+    let ring = keyring(7);
+    let (header, register) = sim
+        .captured
+        .iter()
+        .filter_map(|(_, b)| {
+            let (h, plain) = ring.open(b).ok()?;
+            let p = Payload::decode(&plain).ok()?;
+            matches!(p.message, Message::Register(_)).then_some((h, p))
+        })
+        .last()
+        .expect("a Register was sent");
+    let resend = |sim: &mut Sim, p: &Payload, counter: u64| {
+        let bytes = ring
+            .seal(header.session_id, counter, &p.encode())
+            .expect("seal");
+        sim.inject(a, &bytes);
+    };
+    // The same registration again (a new counter, as a retransmit has).
+    resend(&mut sim, &register, header.counter + 100);
+    assert_eq!(sim.ow.counters().register_repeats, 1);
+    assert!(sim.rejections().is_empty());
+    // One byte of the signature changed: the full check refuses it.
+    let mut forged = register.clone();
+    if let Message::Register(r) = &mut forged.message {
+        let last = r.signature.len() - 1;
+        r.signature[last] ^= 1;
+    }
+    resend(&mut sim, &forged, header.counter + 101);
+    assert_eq!(sim.ow.counters().register_repeats, 1);
+    assert_eq!(sim.rejections(), [RejectReason::CertInvalid]);
+    assert_eq!(sim.registered().len(), 1);
+}
