@@ -199,16 +199,16 @@ impl Registry {
         self.seen(id, now);
     }
 
-    /// The agent just registered and sends its first heartbeat one
-    /// `interval_ms` after our answer reaches it: until that heartbeat it
-    /// is stale only after its threshold plus one interval (the answer's
-    /// trip and the agent's wait must not count against it). Any later
+    /// The agent just registered: until its first heartbeat it is stale
+    /// only after its threshold plus `grace_ms`. It learns its session when
+    /// our answer reaches it and heartbeats one interval after that, so the
+    /// registration alone must not start a plain stale window. Any later
     /// silence is judged by the threshold alone.
-    pub fn expect_first_heartbeat(&mut self, id: &str, interval_ms: u64) {
+    pub fn expect_first_heartbeat(&mut self, id: &str, grace_ms: u64) {
         if let Some(agent) = self.agents.get_mut(id)
             && agent.status == AgentStatus::Active
         {
-            agent.first_beat_grace_ms = interval_ms;
+            agent.first_beat_grace_ms = grace_ms;
             self.liveness_may_change(id);
         }
     }

@@ -474,7 +474,11 @@ fn a_fresh_registration_waits_one_interval_more_for_the_first_heartbeat() {
     assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
     assert_eq!(r.next_deadline(), Some(Mono(4000)));
     r.recompute(t(4000));
-    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Stale), "never heard of again");
+    assert_eq!(
+        status(&r, "10.0.0.2"),
+        Some(Status::Stale),
+        "never heard of again"
+    );
 
     // After the first heartbeat the grace is gone.
     register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 10_000);
