@@ -620,12 +620,12 @@ fn a_repeated_registration_skips_the_proof_but_a_changed_one_is_checked() {
     let (header, register) = sim
         .captured
         .iter()
-        .filter_map(|(_, b)| {
+        .rev()
+        .find_map(|(_, b)| {
             let (h, plain) = ring.open(b).ok()?;
             let p = Payload::decode(&plain).ok()?;
             matches!(p.message, Message::Register(_)).then_some((h, p))
         })
-        .last()
         .expect("a Register was sent");
     let resend = |sim: &mut Sim, p: &Payload, counter: u64| {
         let bytes = ring
