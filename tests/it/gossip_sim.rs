@@ -602,11 +602,12 @@ fn after_an_overwatch_restart_on_slow_links_no_agent_goes_stale() {
     assert!(sim.agents.iter().all(|a| a.is_registered()));
 }
 
-/// Issue 9: a retransmitted registration carrying the proof this session
-/// already passed with is admitted without verifying it again (each copy
-/// cost a certificate parse and an ECDSA verification while a restart's
-/// wave queued up); a copy with any byte of the proof changed is not a
-/// repeat and is refused as before.
+/// Issue 9: a retransmitted registration with the signed fields this
+/// session already passed with is admitted without verifying the proof
+/// again (each copy cost a certificate parse and an ECDSA verification
+/// while a restart's wave queued up; the agent signs every copy anew, so
+/// the signature bytes differ); a copy with a signed field changed is not
+/// a repeat and is refused as before.
 #[test]
 fn a_repeated_registration_skips_the_proof_but_a_changed_one_is_checked() {
     use opengslb::gossip::wire::{Message, Payload};
@@ -636,15 +637,22 @@ fn a_repeated_registration_skips_the_proof_but_a_changed_one_is_checked() {
     // The same registration again (a new counter, as a retransmit has).
     resend(&mut sim, &register, header.counter + 100);
     assert_eq!(sim.ow.counters().register_repeats, 1);
-    assert!(sim.rejections().is_empty());
-    // One byte of the signature changed: the full check refuses it.
-    let mut forged = register.clone();
-    if let Message::Register(r) = &mut forged.message {
+    // Signed anew (other signature bytes): still the same registration.
+    let mut resigned = register.clone();
+    if let Message::Register(r) = &mut resigned.message {
         let last = r.signature.len() - 1;
         r.signature[last] ^= 1;
     }
-    resend(&mut sim, &forged, header.counter + 101);
-    assert_eq!(sim.ow.counters().register_repeats, 1);
+    resend(&mut sim, &resigned, header.counter + 101);
+    assert_eq!(sim.ow.counters().register_repeats, 2);
+    assert!(sim.rejections().is_empty());
+    // A signed field changed (the region): the full check refuses it.
+    let mut forged = resigned.clone();
+    if let Message::Register(r) = &mut forged.message {
+        r.region = "us".into();
+    }
+    resend(&mut sim, &forged, header.counter + 102);
+    assert_eq!(sim.ow.counters().register_repeats, 2);
     assert_eq!(sim.rejections(), [RejectReason::CertInvalid]);
     assert_eq!(sim.registered().len(), 1);
 }

@@ -176,11 +176,11 @@ struct AgentEntry {
     agent_dh: [u8; 32],
     ow_dh: [u8; 32],
     key: SessionKey,
-    /// What the accepted registration's proof covered, and the proof: a
-    /// retransmit carrying the very same is admitted without parsing the
-    /// certificate and verifying the signature again (`registration.rs`).
+    /// The challenge the accepted registration's proof covered: a
+    /// retransmit with the same signed fields is admitted without parsing
+    /// the certificate and verifying the signature again
+    /// (`registration.rs`).
     challenge: [u8; 32],
-    signature: Vec<u8>,
     cert_not_after: u64,
 }
 

@@ -144,7 +144,6 @@ impl OverwatchProtocol {
                             ow_dh,
                             key,
                             challenge: r.challenge,
-                            signature: r.signature.clone(),
                             cert_not_after: ok.not_after,
                         },
                     );
@@ -174,14 +173,18 @@ impl OverwatchProtocol {
     }
 
     /// A retransmit of the registration this session already passed with:
-    /// the same key share, challenge, region, certificate and signature
-    /// bytes, so the proof of possession verifies as it did (verification
-    /// is deterministic over exactly these) and is not checked again.
-    /// Under a restart's wave every agent resends its Register while the
-    /// first waits in our queue, and each copy cost a certificate parse
-    /// and an ECDSA verification, which made the queue longer (issue 9).
-    /// Expiry, revocation, the token and the backends are checked anew;
-    /// anything else goes the full way (`check_register`).
+    /// the same key share, challenge, region, token and certificate, so
+    /// the proof of possession covered exactly these fields already and is
+    /// not checked again. (The agent signs each copy anew, ECDSA signatures
+    /// differ each time; the signature bytes are not compared. A key holder
+    /// gains nothing: the accepted copy's signature, which it can read,
+    /// verifies for these fields anyway, and the signature never covered
+    /// the backends, which are checked.) Under a restart's wave every agent
+    /// resends its Register while the first waits in our queue, and each
+    /// copy cost a certificate parse and an ECDSA verification, which made
+    /// the queue longer (issue 9). Expiry, revocation, the token and the
+    /// backends are checked anew; anything else goes the full way
+    /// (`check_register`).
     fn repeat_of(
         &self,
         r: &Register,
@@ -195,7 +198,6 @@ impl OverwatchProtocol {
             && a.challenge == r.challenge
             && a.region == r.region
             && ct_eq(a.token.as_bytes(), r.token.as_bytes())
-            && a.signature == r.signature
             && a.cert_not_after > now_wall_ms / 1000
             && !policy.revoked.contains(&r.agent_id)
             && a.fingerprint == fingerprint(&r.cert_der);
