@@ -166,6 +166,13 @@ impl OverwatchCounters {
             &[("cause", "unknown_session")],
             gossip.unknown_session as f64,
         );
+        // A session message whose session tag does not verify: a forgery,
+        // or an agent's message from before it registered again (issue 9).
+        w.sample(
+            "opengslb_gossip_dropped_total",
+            &[("cause", "session_auth")],
+            gossip.session_auth_failures as f64,
+        );
         w.family(
             "opengslb_overwatch_validation_checks_total",
             "Health checks run by this Overwatch, by result.",
@@ -273,6 +280,25 @@ mod tests {
             "opengslb_overwatch_geo_database_reloads_total{result=\"success\"} 1",
             "opengslb_overwatch_geo_database_reloads_total{result=\"failure\"} 2",
             "opengslb_overwatch_latency_entries_refused_total 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+
+    /// Issue 9: session-tag failures were counted but not exported.
+    #[test]
+    fn session_tag_failures_are_a_dropped_cause() {
+        let gossip = GossipCounters {
+            unknown_session: 3,
+            session_auth_failures: 5,
+            ..Default::default()
+        };
+        let mut w = TextWriter::new();
+        OverwatchCounters::default().write(&OverwatchView::default(), &gossip, &mut w);
+        let text = w.finish();
+        for line in [
+            "opengslb_gossip_dropped_total{cause=\"unknown_session\"} 3",
+            "opengslb_gossip_dropped_total{cause=\"session_auth\"} 5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

@@ -105,6 +105,13 @@ pub struct Agent {
     pub last_seen_shown: LastSeen,
     /// No valid message for this long → stale.
     pub stale_after_ms: u64,
+    /// Added to the stale threshold until the first heartbeat after a
+    /// registration (one more stale window): the agent learns its new
+    /// session only when our answer reaches it and heartbeats one interval
+    /// after that, so the registration alone must not start a window of
+    /// `stale_after_ms` (issue 9: half the fleet went stale 3 s after
+    /// registering again after an Overwatch restart).
+    pub first_beat_grace_ms: u64,
     pub backends: Vec<BackendKey>,
 }
 

@@ -532,3 +532,127 @@ fn another_key_holder_cannot_forge_session_messages() {
     sim.run(1_000);
     assert_eq!(sim.agents[a].unacked(), 0);
 }
+
+/// Issue 9: after an Overwatch restart under load half the fleet went stale
+/// exactly one stale window (3 s) after registering again. Slow, reordering
+/// links stand in for the queues of a restart: 200 agents, the Overwatch
+/// restarted, then every packet takes 200..1200 ms. Each agent registers
+/// once (a "register again" answered to one of its old session's
+/// heartbeats and overtaken by the registration is ignored), and the
+/// silences stay within the registry's rule: none longer than interval x
+/// threshold (3 s), except before the first heartbeat after a
+/// registration (the agent heartbeats one interval after our answer
+/// reaches it), which on these links stays within one interval more (the
+/// registry allows a whole stale window more:
+/// `Registry::expect_first_heartbeat`).
+#[test]
+fn after_an_overwatch_restart_on_slow_links_no_agent_goes_stale() {
+    const AGENTS: usize = 200;
+    let mut sim = Sim::new(9, CLEAN);
+    let id = identity();
+    for i in 0..AGENTS {
+        let a = sim.add_agent(config(&format!("a-{i}"), Arc::clone(&id)));
+        sim.set_state(a, &[backend(i as u32 + 1, true)]);
+    }
+    sim.run(3_000);
+    assert_eq!(sim.registered().len(), AGENTS);
+    sim.ow = OverwatchProtocol::new(OverwatchConfig::default());
+    sim.faults = Faults {
+        loss: 0,
+        dup: 0,
+        delay_min: 200,
+        delay_max: 1200,
+    };
+    sim.events.clear();
+    // agent -> (last liveness event, waiting for the first heartbeat)
+    let mut last: BTreeMap<String, (u64, bool)> = BTreeMap::new();
+    let mut too_long = Vec::new();
+    let mut seen = 0;
+    for _ in 0..(20_000 / 5) {
+        sim.run(5);
+        for e in &sim.events[seen..] {
+            let (id, registration) = match e {
+                OverwatchEvent::Registered { agent_id, .. } => (agent_id, true),
+                OverwatchEvent::Heartbeat { agent_id, .. }
+                | OverwatchEvent::State { agent_id, .. } => (agent_id, false),
+                _ => continue,
+            };
+            if let Some(&(t, first)) = last.get(id) {
+                let allowed = if first { 4_000 } else { 3_000 };
+                if sim.now - t > allowed {
+                    too_long.push((id.clone(), sim.now - t));
+                }
+            }
+            let first = registration
+                || (last.get(id).is_some_and(|l| l.1)
+                    && !matches!(e, OverwatchEvent::Heartbeat { .. }));
+            last.insert(id.clone(), (sim.now, first));
+        }
+        seen = sim.events.len();
+    }
+    assert_eq!(too_long, Vec::<(String, u64)>::new());
+    assert_eq!(last.len(), AGENTS, "every agent is back");
+    assert_eq!(sim.registered().len(), AGENTS, "each registered once");
+    let stale_reregisters: u64 = sim
+        .agents
+        .iter()
+        .map(|a| a.counters().stale_reregisters)
+        .sum();
+    assert!(stale_reregisters > 0, "the overtaken answers were seen");
+    assert!(sim.agents.iter().all(|a| a.is_registered()));
+}
+
+/// Issue 9: a retransmitted registration with the signed fields this
+/// session already passed with is admitted without verifying the proof
+/// again (each copy cost a certificate parse and an ECDSA verification
+/// while a restart's wave queued up; the agent signs every copy anew, so
+/// the signature bytes differ); a copy with a signed field changed is not
+/// a repeat and is refused as before.
+#[test]
+fn a_repeated_registration_skips_the_proof_but_a_changed_one_is_checked() {
+    use opengslb::gossip::wire::{Message, Payload};
+    let mut sim = Sim::new(31, CLEAN);
+    let a = sim.add_agent(config("eu-a", identity()));
+    sim.set_state(a, &[backend(1, true)]);
+    sim.run(2_000);
+    assert!(sim.agents[a].is_registered());
+    assert_eq!(sim.ow.counters().register_repeats, 0);
+    let ring = keyring(7);
+    let (header, register) = sim
+        .captured
+        .iter()
+        .rev()
+        .find_map(|(_, b)| {
+            let (h, plain) = ring.open(b).ok()?;
+            let p = Payload::decode(&plain).ok()?;
+            matches!(p.message, Message::Register(_)).then_some((h, p))
+        })
+        .expect("a Register was sent");
+    let resend = |sim: &mut Sim, p: &Payload, counter: u64| {
+        let bytes = ring
+            .seal(header.session_id, counter, &p.encode())
+            .expect("seal");
+        sim.inject(a, &bytes);
+    };
+    // The same registration again (a new counter, as a retransmit has).
+    resend(&mut sim, &register, header.counter + 100);
+    assert_eq!(sim.ow.counters().register_repeats, 1);
+    // Signed anew (other signature bytes): still the same registration.
+    let mut resigned = register.clone();
+    if let Message::Register(r) = &mut resigned.message {
+        let last = r.signature.len() - 1;
+        r.signature[last] ^= 1;
+    }
+    resend(&mut sim, &resigned, header.counter + 101);
+    assert_eq!(sim.ow.counters().register_repeats, 2);
+    assert!(sim.rejections().is_empty());
+    // A signed field changed (the region): the full check refuses it.
+    let mut forged = resigned.clone();
+    if let Message::Register(r) = &mut forged.message {
+        r.region = "us".into();
+    }
+    resend(&mut sim, &forged, header.counter + 102);
+    assert_eq!(sim.ow.counters().register_repeats, 2);
+    assert_eq!(sim.rejections(), [RejectReason::CertInvalid]);
+    assert_eq!(sim.registered().len(), 1);
+}

@@ -117,6 +117,9 @@ pub struct SessionCounters {
     pub replays: u64,
     /// Acks whose session tag did not verify.
     pub session_auth_failures: u64,
+    /// "Register again" answers the Overwatch sent before the answer that
+    /// registered us (ignored).
+    pub stale_reregisters: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +167,11 @@ pub struct AgentSession {
     dh: Option<DhOffer>,
     /// The session key once registered.
     key: Option<SessionKey>,
+    /// The Overwatch session and counter of the answer that registered
+    /// us: a "register again" it sent before that answer (a reply to one
+    /// of our old session's heartbeats, overtaken on the way) is stale and
+    /// must not throw the new registration away.
+    registered_by: Option<(u64, u64)>,
     entropy: Entropy,
 }
 
@@ -201,6 +209,7 @@ impl AgentSession {
             counters: SessionCounters::default(),
             dh: None,
             key: None,
+            registered_by: None,
         }
     }
 
@@ -386,6 +395,7 @@ impl AgentSession {
                 ow_dh,
             } => {
                 if self.on_registered(state_seq, echo_ts, agent_dh, ow_dh, now) {
+                    self.registered_by = Some((header.session_id, header.counter));
                     events.push(SessionEvent::Registered);
                 }
             }
@@ -410,7 +420,16 @@ impl AgentSession {
                     events.push(SessionEvent::Acked { rtt });
                 }
             }
-            Message::Reregister => self.on_reregister(now),
+            Message::Reregister => {
+                let stale = self.registered_by.is_some_and(|(ow, counter)| {
+                    ow == header.session_id && header.counter < counter
+                });
+                if stale {
+                    self.counters.stale_reregisters += 1;
+                } else {
+                    self.on_reregister(now);
+                }
+            }
             Message::Hello { .. }
             | Message::Register(_)
             | Message::State(_)

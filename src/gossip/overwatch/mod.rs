@@ -136,6 +136,9 @@ pub struct Counters {
     pub session_auth_failures: u64,
     pub auth_failures: BTreeMap<RejectReason, u64>,
     pub heartbeats: u64,
+    /// Retransmitted registrations admitted without verifying their proof
+    /// again (the same proof this session already passed with).
+    pub register_repeats: u64,
     /// Latency report entries refused: a service the agent's token is not
     /// valid for, or not a configured domain.
     pub latency_refused: u64,
@@ -173,6 +176,12 @@ struct AgentEntry {
     agent_dh: [u8; 32],
     ow_dh: [u8; 32],
     key: SessionKey,
+    /// The challenge the accepted registration's proof covered: a
+    /// retransmit with the same signed fields is admitted without parsing
+    /// the certificate and verifying the signature again
+    /// (`registration.rs`).
+    challenge: [u8; 32],
+    cert_not_after: u64,
 }
 
 struct Challenge {

@@ -4,12 +4,12 @@
 //! becomes an agent session. A retransmitted Register with the same key
 //! share keeps the key already derived and at most applies newer state.
 
-use super::admission::check_register;
+use super::admission::{RegisterOk, check_backends, check_register};
 use super::{AgentEntry, Challenge, Output, OverwatchEvent, OverwatchProtocol, Pkt};
 use crate::clock::Mono;
 use crate::gossip::session;
 use crate::gossip::wire::{Message, Register};
-use crate::gossip::{Policy, RejectReason, ct_eq};
+use crate::gossip::{Policy, RejectReason, ct_eq, fingerprint};
 use std::time::Duration;
 
 impl OverwatchProtocol {
@@ -75,7 +75,14 @@ impl OverwatchProtocol {
         }
         let id = r.agent_id.clone();
         let pin = self.pin_cache.get(&r.agent_id);
-        match check_register(&r, session, now.wall_ms, policy, pin) {
+        let admitted = match self.repeat_of(&r, session, now.wall_ms, policy) {
+            Some(ok) => {
+                self.counters.register_repeats += 1;
+                Ok(ok)
+            }
+            None => check_register(&r, session, now.wall_ms, policy, pin),
+        };
+        match admitted {
             Err((reason, detail)) => self.reject(Some(id), src, reason, detail, policy, out),
             Ok(mut ok) => {
                 // The same registration again (same session and key share):
@@ -136,6 +143,8 @@ impl OverwatchProtocol {
                             agent_dh: r.agent_dh,
                             ow_dh,
                             key,
+                            challenge: r.challenge,
+                            cert_not_after: ok.not_after,
                         },
                     );
                     out.events.push(OverwatchEvent::Registered {
@@ -161,5 +170,47 @@ impl OverwatchProtocol {
                 self.reply(policy, m, out);
             }
         }
+    }
+
+    /// A retransmit of the registration this session already passed with:
+    /// the same key share, challenge, region, token and certificate, so
+    /// the proof of possession covered exactly these fields already and is
+    /// not checked again. (The agent signs each copy anew, ECDSA signatures
+    /// differ each time; the signature bytes are not compared. A key holder
+    /// gains nothing: the accepted copy's signature, which it can read,
+    /// verifies for these fields anyway, and the signature never covered
+    /// the backends, which are checked.) Under a restart's wave every agent
+    /// resends its Register while the first waits in our queue, and each
+    /// copy cost a certificate parse and an ECDSA verification, which made
+    /// the queue longer (issue 9). Expiry, revocation, the token and the
+    /// backends are checked anew; anything else goes the full way
+    /// (`check_register`).
+    fn repeat_of(
+        &self,
+        r: &Register,
+        session: u64,
+        now_wall_ms: u64,
+        policy: &Policy,
+    ) -> Option<RegisterOk> {
+        let a = self.agents.get(&r.agent_id)?;
+        let same = a.session == session
+            && a.agent_dh == r.agent_dh
+            && a.challenge == r.challenge
+            && a.region == r.region
+            && ct_eq(a.token.as_bytes(), r.token.as_bytes())
+            && a.cert_not_after > now_wall_ms / 1000
+            && !policy.revoked.contains(&r.agent_id)
+            && a.fingerprint == fingerprint(&r.cert_der);
+        if !same {
+            return None;
+        }
+        let backends = check_backends(policy, &r.token, &r.backends).ok()?;
+        Some(RegisterOk {
+            fingerprint: a.fingerprint.clone(),
+            not_after: a.cert_not_after,
+            pinned_new: false,
+            rotated: false,
+            backends,
+        })
     }
 }

@@ -62,6 +62,7 @@ impl Registry {
             last_seen: now.mono,
             last_seen_shown: LastSeen::at(now.wall_secs()),
             stale_after_ms,
+            first_beat_grace_ms: 0,
             backends: Vec::new(),
         });
         let region_changed = agent.region != region;
@@ -192,7 +193,24 @@ impl Registry {
     }
 
     pub fn agent_heartbeat(&mut self, id: &str, now: Now) {
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.first_beat_grace_ms = 0;
+        }
         self.seen(id, now);
+    }
+
+    /// The agent just registered: until its first heartbeat it is stale
+    /// only after its threshold plus `grace_ms`. It learns its session when
+    /// our answer reaches it and heartbeats one interval after that, so the
+    /// registration alone must not start a plain stale window. Any later
+    /// silence is judged by the threshold alone.
+    pub fn expect_first_heartbeat(&mut self, id: &str, grace_ms: u64) {
+        if let Some(agent) = self.agents.get_mut(id)
+            && agent.status == AgentStatus::Active
+        {
+            agent.first_beat_grace_ms = grace_ms;
+            self.liveness_may_change(id);
+        }
     }
 
     /// A graceful leave: the agent's backends leave DNS at once.
@@ -242,6 +260,7 @@ impl Registry {
             last_seen: now.mono,
             last_seen_shown: LastSeen::at(now.wall_secs()),
             stale_after_ms: u64::MAX,
+            first_beat_grace_ms: 0,
             backends: Vec::new(),
         });
         if agent.reject_reason.as_deref() != Some(reason) || agent.status != AgentStatus::Rejected {

@@ -408,7 +408,7 @@ impl Registry {
     /// When this agent's liveness changes by itself, if ever.
     fn agent_deadline(&self, a: &Agent) -> Option<Mono> {
         let after = match a.status {
-            AgentStatus::Active => self.stale_after(a),
+            AgentStatus::Active => self.stale_after(a).saturating_add(a.first_beat_grace_ms),
             AgentStatus::Stale | AgentStatus::Left => self.cfg.remove_after_ms,
             AgentStatus::Rejected => return None,
         };
@@ -431,7 +431,9 @@ impl Registry {
         let remove_after = self.cfg.remove_after_ms;
         for agent in self.agents.values_mut() {
             let silent = now.ms().saturating_sub(agent.last_seen.ms());
-            let threshold = stale_threshold.unwrap_or(agent.stale_after_ms);
+            let threshold = stale_threshold
+                .unwrap_or(agent.stale_after_ms)
+                .saturating_add(agent.first_beat_grace_ms);
             match agent.status {
                 AgentStatus::Active if silent >= threshold => {
                     warn!(

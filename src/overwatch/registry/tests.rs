@@ -453,3 +453,40 @@ fn an_agent_is_lost_from_the_moment_it_is_stale() {
     r.recompute(t(200_000));
     assert!(r.lost().is_empty());
 }
+
+/// Issue 9 (restart): a registration does not start a plain stale window.
+/// The agent heartbeats one interval after our answer reaches it, so until
+/// its first heartbeat it has the threshold plus a grace (ingest gives a
+/// whole stale window; 1 s here); after that heartbeat the threshold alone
+/// counts again.
+#[test]
+fn a_fresh_registration_gets_a_grace_until_its_first_heartbeat() {
+    let mut r = registry();
+    register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 0);
+    r.expect_first_heartbeat("a1", 1000);
+    r.recompute(t(0));
+    r.recompute(t(3000));
+    assert_eq!(
+        status(&r, "10.0.0.2"),
+        Some(Status::Healthy),
+        "3 s after registering, before the first heartbeat could arrive"
+    );
+    r.recompute(t(3999));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+    assert_eq!(r.next_deadline(), Some(Mono(4000)));
+    r.recompute(t(4000));
+    assert_eq!(
+        status(&r, "10.0.0.2"),
+        Some(Status::Stale),
+        "never heard of again"
+    );
+
+    // After the first heartbeat the grace is gone.
+    register(&mut r, "a1", vec![report("10.0.0.2", true, false)], 10_000);
+    r.expect_first_heartbeat("a1", 1000);
+    r.agent_heartbeat("a1", t(11_000));
+    r.recompute(t(13_999));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Healthy));
+    r.recompute(t(14_000));
+    assert_eq!(status(&r, "10.0.0.2"), Some(Status::Stale));
+}
