@@ -415,28 +415,9 @@ pub(crate) fn answer(
     // Negative: NODATA for a name that exists (domain without addresses of
     // this family, empty non-terminal, zone apex), else NXDOMAIN.
     let exists = exact.is_some();
-    let mut zone = None;
-    for (i, (&h, &s)) in hashes.iter().zip(starts).enumerate() {
-        let slot = if i == 0 {
-            exact
-        } else {
-            idx.find(h, name.get(s..).unwrap_or(&[]))
-        };
-        if let Some(z) = slot.and_then(|sl| idx.zones.get(sl.zone as usize)) {
-            zone = Some((i, z));
-            break;
-        }
-    }
-    let Some((i, Some(t))) = zone else {
+    let Some((i, t)) = zone_template(idx, name, starts, &hashes, exact) else {
         return false;
     };
-    if let Some(&before) = i.checked_sub(1).and_then(|b| starts.get(b)) {
-        let len = usize::from(name.get(before).copied().unwrap_or(0));
-        let q_last = name.get(before + 1..before + 1 + len);
-        if q_last == t.m_last.as_deref() || q_last == t.r_last.as_deref() {
-            return false;
-        }
-    }
     let size = q.question.len() + t.bytes.len() + opt_len(&q);
     if size > limit {
         return false;
@@ -505,6 +486,44 @@ fn opt_len(q: &Query<'_>) -> usize {
         (Some(_), None) => 11,
         (Some(_), Some(e)) => 11 + 8 + usize::from(e.addr_len),
     }
+}
+
+/// The zone of a negative answer: the suffix index of its apex and its
+/// SOA template, found by the longest suffix that has one (`exact` is the
+/// slot of the whole name, already looked up). None when the zone has no
+/// template or the query's last label before the apex equals that of
+/// the SOA's mname or rname: domain would compress those names against
+/// the query name, which the templates do not model.
+fn zone_template<'i>(
+    idx: &'i FastIndex,
+    name: &[u8],
+    starts: &[usize],
+    hashes: &[u64],
+    exact: Option<&'i Slot>,
+) -> Option<(usize, &'i SoaTemplate)> {
+    let mut zone = None;
+    for (i, (&h, &s)) in hashes.iter().zip(starts).enumerate() {
+        let slot = if i == 0 {
+            exact
+        } else {
+            idx.find(h, name.get(s..).unwrap_or(&[]))
+        };
+        if let Some(z) = slot.and_then(|sl| idx.zones.get(sl.zone as usize)) {
+            zone = Some((i, z));
+            break;
+        }
+    }
+    let (i, Some(t)) = zone? else {
+        return None;
+    };
+    if let Some(&before) = i.checked_sub(1).and_then(|b| starts.get(b)) {
+        let len = usize::from(name.get(before).copied().unwrap_or(0));
+        let q_last = name.get(before + 1..before + 1 + len);
+        if q_last == t.m_last.as_deref() || q_last == t.r_last.as_deref() {
+            return None;
+        }
+    }
+    Some((i, t))
 }
 
 /// The OPT record of an EDNS query: our payload size, version 0, DO

@@ -340,24 +340,10 @@ fn nodata(
     let (q, name, starts) = (&ask.q, ask.name, ask.starts);
     let idx = table.fast();
     // The zone: the longest suffix with a SOA template (fastpath.rs).
-    let mut zone = None;
-    for (i, (&h, &s)) in ask.hashes.iter().zip(starts).enumerate() {
-        let slot = idx.find(h, name.get(s..).unwrap_or(&[]));
-        if let Some(z) = slot.and_then(|sl| idx.zones.get(sl.zone as usize)) {
-            zone = Some((i, z));
-            break;
-        }
-    }
-    let Some((i, Some(t))) = zone else {
+    let exact = idx.find(ask.hashes.first().copied().unwrap_or(0), name);
+    let Some((i, t)) = super::zone_template(idx, name, starts, ask.hashes, exact) else {
         return false;
     };
-    if let Some(&before) = i.checked_sub(1).and_then(|b| starts.get(b)) {
-        let len = usize::from(name.get(before).copied().unwrap_or(0));
-        let q_last = name.get(before + 1..before + 1 + len);
-        if q_last == t.m_last.as_deref() || q_last == t.r_last.as_deref() {
-            return false;
-        }
-    }
     let apex_ptr = (0xc000 | (12 + starts.get(i).copied().unwrap_or(0)) as u16).to_be_bytes();
     let SignState { signer, fast, .. } = thread_state(state, idx, stats);
     if fast.nodata.is_empty() {
