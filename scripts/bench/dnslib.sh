@@ -1,10 +1,44 @@
 # shellcheck shell=sh
-# Helpers shared by the benchmarks (dns.sh, geo.sh; free_port and need also
-# rrl.sh, dnssec.sh, scale.sh): free ports and the CPU time and sleeps of
-# a server's process tree from /proc. Sourced, not run.
+# Helpers shared by the benchmarks (dns.sh, geo.sh, rrl.sh, dnssec.sh;
+# free_port and need also scale.sh): the run's temp dir and cleanup, free
+# ports, waiting for a server's first answer, and the CPU time and sleeps
+# of a server's process tree from /proc. Sourced, not run.
 
 need() {
     command -v "$1" >/dev/null 2>&1
+}
+
+# The run's temp dir in WORK; every pid added to PIDS is killed and WORK
+# removed on exit. Usage: bench_work NAME (dir opengslb-NAME-bench.*).
+bench_work() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/opengslb-$1-bench.XXXXXX")
+    PIDS=""
+    trap bench_cleanup EXIT INT TERM
+}
+
+bench_cleanup() {
+    for pid in $PIDS; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+
+# Waits up to 30 s until SERVER on 127.0.0.1:PORT answers QNAME A
+# (default app1.bench.test) with a 127.0.0.x address.
+# Usage: wait_for_answer SERVER PORT [QNAME]
+wait_for_answer() {
+    wfa_name_=${3:-app1.bench.test}
+    i=0
+    while [ "$i" -lt 150 ]; do
+        if dig +short +time=1 +tries=1 -p "$2" @127.0.0.1 "$wfa_name_" A 2>/dev/null | grep -q '^127\.0\.0\.'; then
+            return 0
+        fi
+        i=$((i + 1))
+        sleep 0.2
+    done
+    echo "${0##*/}: $1 does not answer $wfa_name_ on 127.0.0.1:$2" >&2
+    return 1
 }
 
 # A free TCP+UDP port on 127.0.0.1, chosen by the kernel.

@@ -64,17 +64,7 @@ if [ -n "$missing" ]; then
     systemctl stop pdns 2>/dev/null || true
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/opengslb-dnssec-bench.XXXXXX")
-PIDS=""
-cleanup() {
-    for pid in $PIDS; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
+bench_work dnssec
 
 wait_signed() { # name port
     for _ in $(seq 150); do

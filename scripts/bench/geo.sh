@@ -61,16 +61,7 @@ if [ -n "$missing" ]; then
     systemctl stop gdnsd 2>/dev/null || true
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/opengslb-geo-bench.XXXXXX")
-PIDS=""
-cleanup() {
-    for pid in $PIDS; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+bench_work geo
 
 cargo build --release --bin opengslb --example mmdb_from_list >"$WORK/build.log" 2>&1 || {
     cat "$WORK/build.log" >&2
@@ -136,19 +127,6 @@ for name in ("geo", "rr"):
 PY
 "$TARGET/examples/mmdb_from_list" "$WORK/geo.mmdb" <"$WORK/db.list" 2>/dev/null
 
-wait_for() { # server port name
-    i=0
-    while [ "$i" -lt 150 ]; do
-        if dig +short +time=1 +tries=1 -p "$2" @127.0.0.1 "$3" A 2>/dev/null | grep -q '^127\.0\.0\.'; then
-            return 0
-        fi
-        i=$((i + 1))
-        sleep 0.2
-    done
-    echo "geo.sh: $1 does not answer $3 on 127.0.0.1:$2" >&2
-    return 1
-}
-
 # ---------------------------------------------------------------- servers
 start_gdnsd() {
     PORT_gdnsd=$(free_port)
@@ -203,7 +181,7 @@ CONF
     taskset -c "$SERVER_CPU" gdnsd -c "$d" start >"$d/stdout.log" 2>&1 &
     PID_gdnsd=$!
     PIDS="$PIDS $PID_gdnsd"
-    wait_for gdnsd "$PORT_gdnsd" geo.bench.test || {
+    wait_for_answer gdnsd "$PORT_gdnsd" geo.bench.test || {
         cat "$d/stdout.log" >&2
         exit 1
     }
@@ -267,7 +245,7 @@ start_opengslb() {
     PIDS="$PIDS $PID_opengslb"
     eval "PORT_opengslb=$port"
     for name in rr.bench.test geo.bench.test; do
-        wait_for opengslb "$port" "$name" || {
+        wait_for_answer opengslb "$port" "$name" || {
             cat "$d/stdout.log" >&2
             exit 1
         }

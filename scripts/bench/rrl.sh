@@ -56,30 +56,7 @@ if [ "$KNOT" = 1 ] && ! command -v knotd >/dev/null 2>&1; then
     exit 1
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/opengslb-rrl-bench.XXXXXX")
-PIDS=""
-cleanup() {
-    for pid in $PIDS; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-
-wait_for_answer() { # name port
-    i=0
-    while [ "$i" -lt 150 ]; do
-        if dig +short +time=1 +tries=1 -p "$2" @127.0.0.1 app1.bench.test A 2>/dev/null | grep -q '^127\.0\.0\.'; then
-            return 0
-        fi
-        i=$((i + 1))
-        sleep 0.2
-    done
-    echo "rrl.sh: $1 does not answer on 127.0.0.1:$2" >&2
-    return 1
-}
+bench_work rrl
 
 if [ "${BENCH_BUILD:-1}" = 1 ]; then
     cargo build --release --bin opengslb >"$WORK/build.log" 2>&1 || {
