@@ -339,8 +339,9 @@ fn nodata(
 ) -> bool {
     let (q, name, starts) = (&ask.q, ask.name, ask.starts);
     let idx = table.fast();
-    // The zone: the longest suffix with a SOA template (fastpath.rs).
-    let exact = idx.find(ask.hashes.first().copied().unwrap_or(0), name);
+    // The zone: the longest suffix with a SOA template (fastpath.rs); the
+    // name's own slot, looked up by the caller, is slot `si`.
+    let exact = idx.slots.get(si);
     let Some((i, t)) = super::zone_template(idx, name, starts, ask.hashes, exact) else {
         return false;
     };
